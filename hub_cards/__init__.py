@@ -1,0 +1,1 @@
+"""e2llm.hub_cards: model and dataset cards, self-contained Hub export, push."""

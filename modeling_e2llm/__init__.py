@@ -1,3 +1,61 @@
-"""e2llm: EEG-to-emotion language models for Hugging Face Transformers."""
+"""e2llm: EEG-to-emotion language models for Hugging Face Transformers.
+
+Importing `e2llm` registers the model with the Auto classes (`AutoConfig`, `AutoModel`, `AutoModelForCausalLM`,
+`AutoFeatureExtractor`, `AutoProcessor`) and marks the classes for remote code, so `save_pretrained` writes the
+modeling files and an `auto_map` next to the weights for users without e2llm (`trust_remote_code=True`).
+"""
 
 __version__ = "0.1.0"
+
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForCausalLM, AutoProcessor
+
+from .answers import LABEL_PREFIX, ParsedAnswer, format_answer, parse_answer
+from .assembly import assemble_e2llm, build_tiny_e2llm
+from .configuration_e2llm import SEED_VII_EMOTIONS, E2LLMConfig, E2LLMEEGConfig
+from .electrodes import ELECTRODE_NAMES, SEED_CHANNELS, canonical_channel_name
+from .feature_extraction_e2llm import E2LLMFeatureExtractor
+from .modeling_e2llm import E2LLMForConditionalGeneration, E2LLMModel, E2LLMPreTrainedModel
+from .modeling_eeg_encoder import E2LLMEEGEncoder, E2LLMEEGForEmotionClassification
+from .processing_e2llm import E2LLMProcessor
+from .tokenization_e2llm import EEG_TOKEN, add_eeg_tokens, build_offline_tokenizer
+
+AutoConfig.register(E2LLMConfig.model_type, E2LLMConfig, exist_ok=True)
+AutoConfig.register(E2LLMEEGConfig.model_type, E2LLMEEGConfig, exist_ok=True)
+AutoModel.register(E2LLMConfig, E2LLMModel, exist_ok=True)
+AutoModel.register(E2LLMEEGConfig, E2LLMEEGEncoder, exist_ok=True)
+AutoModelForCausalLM.register(E2LLMConfig, E2LLMForConditionalGeneration, exist_ok=True)
+AutoFeatureExtractor.register(E2LLMConfig, E2LLMFeatureExtractor, exist_ok=True)
+AutoProcessor.register(E2LLMConfig, E2LLMProcessor, exist_ok=True)
+
+E2LLMConfig.register_for_auto_class()
+E2LLMEEGConfig.register_for_auto_class()
+E2LLMModel.register_for_auto_class("AutoModel")
+E2LLMForConditionalGeneration.register_for_auto_class("AutoModelForCausalLM")
+E2LLMEEGEncoder.register_for_auto_class("AutoModel")
+E2LLMFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
+E2LLMProcessor.register_for_auto_class("AutoProcessor")
+
+__all__ = [
+    "EEG_TOKEN",
+    "ELECTRODE_NAMES",
+    "LABEL_PREFIX",
+    "SEED_CHANNELS",
+    "SEED_VII_EMOTIONS",
+    "E2LLMConfig",
+    "E2LLMEEGConfig",
+    "E2LLMEEGEncoder",
+    "E2LLMEEGForEmotionClassification",
+    "E2LLMFeatureExtractor",
+    "E2LLMForConditionalGeneration",
+    "E2LLMModel",
+    "E2LLMPreTrainedModel",
+    "E2LLMProcessor",
+    "ParsedAnswer",
+    "add_eeg_tokens",
+    "assemble_e2llm",
+    "build_offline_tokenizer",
+    "build_tiny_e2llm",
+    "canonical_channel_name",
+    "format_answer",
+    "parse_answer",
+]

@@ -1,0 +1,354 @@
+"""E2LLM: EEG encoder + projector + Qwen language model (Llava / Qwen2-Audio pattern)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModel, GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache
+from transformers.utils import ModelOutput
+
+from .configuration_e2llm import E2LLMConfig
+from .modeling_eeg_encoder import E2LLMEEGAttentionPooler, E2LLMEEGEncoder
+
+EEG_INPUT_NAMES = ("eeg_values", "eeg_channel_ids", "eeg_channel_mask")
+
+
+@dataclass
+class E2LLMModelOutputWithPast(ModelOutput):
+    """`last_hidden_state` `(batch, seq_len, hidden)`; `eeg_hidden_states` `(n_windows, num_eeg_tokens, hidden)`."""
+
+    last_hidden_state: torch.Tensor | None = None
+    cache: Cache | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+    eeg_hidden_states: torch.Tensor | None = None
+
+
+@dataclass
+class E2LLMCausalLMOutputWithPast(ModelOutput):
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    cache: Cache | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+    eeg_hidden_states: torch.Tensor | None = None
+
+
+class E2LLMProjector(nn.Module):
+    """Two-layer GELU MLP from the encoder's width to the language model's."""
+
+    def __init__(self, config: E2LLMConfig):
+        super().__init__()
+        hidden = config.text_config.hidden_size
+        self.linear_1 = nn.Linear(config.eeg_config.hidden_size, hidden, bias=config.projector_bias)
+        self.act = ACT2FN[config.projector_hidden_act]
+        self.linear_2 = nn.Linear(hidden, hidden, bias=config.projector_bias)
+
+    def forward(self, eeg_features: torch.Tensor) -> torch.Tensor:
+        return self.linear_2(self.act(self.linear_1(eeg_features)))
+
+
+class E2LLMPreTrainedModel(PreTrainedModel):
+    config: E2LLMConfig
+    config_class = E2LLMConfig
+    base_model_prefix = "model"
+    input_modalities = ("eeg", "text")
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_attention_backend = True
+    _no_split_modules = ["E2LLMEEGLayer", "Qwen2DecoderLayer", "Qwen3DecoderLayer"]
+    _skip_keys_device_placement = ["cache"]
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, E2LLMEEGAttentionPooler):
+            init.normal_(module.queries, mean=0.0, std=self.config.initializer_range)
+
+
+class E2LLMModel(E2LLMPreTrainedModel):
+    """EEG encoder + projector + the bare language model; returns `last_hidden_state`."""
+
+    def __init__(self, config: E2LLMConfig):
+        super().__init__(config)
+        self.eeg_encoder = E2LLMEEGEncoder(config.eeg_config)
+        self.projector = E2LLMProjector(config)
+        self.language_model = AutoModel.from_config(config.text_config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module):
+        self.language_model.set_input_embeddings(value)
+
+    def get_eeg_features(
+        self,
+        eeg_values: torch.Tensor,
+        eeg_channel_ids: torch.Tensor,
+        eeg_channel_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """`(n_windows, n_channels, n_times)` -> projected EEG tokens `(n_windows, num_eeg_tokens, text_hidden)`."""
+        pooled = self.eeg_encoder(eeg_values, eeg_channel_ids, eeg_channel_mask).pooler_output
+        return self.projector(pooled)
+
+    def get_placeholder_mask(self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor, n_features: int):
+        """Boolean mask `(batch, seq_len, 1)` of the `<|eeg|>` positions; checks their count against the features."""
+        if self.config.eeg_token_id is None:
+            raise ValueError("config.eeg_token_id is not set: build the model with the tokenizer's <|eeg|> id")
+        if input_ids is None:
+            placeholder = self.get_input_embeddings()(
+                torch.tensor(self.config.eeg_token_id, dtype=torch.long, device=inputs_embeds.device)
+            )
+            mask = (inputs_embeds == placeholder).all(-1)
+        else:
+            mask = input_ids == self.config.eeg_token_id
+        n_tokens = int(mask.sum())
+        if n_tokens != n_features:
+            raise ValueError(
+                f"EEG features and <|eeg|> tokens do not match: the text holds {n_tokens} <|eeg|> tokens but the EEG "
+                f"gives {n_features} ({n_features // self.config.num_eeg_tokens} windows x "
+                f"{self.config.num_eeg_tokens} tokens per window). Build inputs with E2LLMProcessor, which expands "
+                "each <|eeg|> placeholder to the windows of its recording."
+            )
+        return mask.unsqueeze(-1)
+
+    def embed_inputs(
+        self,
+        input_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        eeg_values: torch.Tensor | None = None,
+        eeg_channel_ids: torch.Tensor | None = None,
+        eeg_channel_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Token embeddings with the projected EEG scattered into the `<|eeg|>` positions."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids or inputs_embeds")
+        if inputs_embeds is None:
+            inputs_embeds = self.get_input_embeddings()(input_ids)
+        if eeg_values is None:
+            if input_ids is not None and self.config.eeg_token_id is not None:
+                if (input_ids == self.config.eeg_token_id).any():
+                    raise ValueError("the text holds <|eeg|> tokens but no eeg_values were given")
+            return inputs_embeds, None
+        if eeg_channel_ids is None:
+            raise ValueError("eeg_values were given without eeg_channel_ids")
+        eeg_features = self.get_eeg_features(eeg_values, eeg_channel_ids, eeg_channel_mask)
+        eeg_features = eeg_features.to(inputs_embeds.device, inputs_embeds.dtype)
+        mask = self.get_placeholder_mask(input_ids, inputs_embeds, eeg_features.shape[0] * eeg_features.shape[1])
+        inputs_embeds = inputs_embeds.masked_scatter(mask, eeg_features)
+        return inputs_embeds, eeg_features
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        eeg_values: torch.Tensor | None = None,
+        eeg_channel_ids: torch.LongTensor | None = None,
+        eeg_channel_mask: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> E2LLMModelOutputWithPast:
+        r"""
+        eeg_values (`torch.FloatTensor` of shape `(n_windows, n_channels, n_times)`): windows from the feature extractor,
+            in the order of the `<|eeg|>` token groups in `input_ids` (`num_eeg_tokens` tokens per window).
+        eeg_channel_ids, eeg_channel_mask (`(n_windows, n_channels)`): electrode index and validity of each channel.
+        """
+        inputs_embeds, eeg_features = self.embed_inputs(
+            input_ids, inputs_embeds, eeg_values, eeg_channel_ids, eeg_channel_mask
+        )
+        outputs = self.language_model(
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        return E2LLMModelOutputWithPast(
+            last_hidden_state=outputs.last_hidden_state,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            eeg_hidden_states=eeg_features,
+        )
+
+
+class E2LLMForConditionalGeneration(E2LLMPreTrainedModel, GenerationMixin):
+    """E2LLM with the language-model head: `generate` on EEG + text; label scoring with [`score_labels`].
+
+    Example:
+
+    ```python
+    >>> from e2llm import E2LLMForConditionalGeneration, build_tiny_e2llm
+    >>> model, processor = build_tiny_e2llm()
+    >>> isinstance(model, E2LLMForConditionalGeneration)
+    True
+    ```"""
+
+    _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}
+
+    def __init__(self, config: E2LLMConfig):
+        super().__init__(config)
+        self.model = E2LLMModel(config)
+        self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module):
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings: nn.Module):
+        self.lm_head = new_embeddings
+
+    def get_eeg_features(self, eeg_values, eeg_channel_ids, eeg_channel_mask=None) -> torch.Tensor:
+        return self.model.get_eeg_features(eeg_values, eeg_channel_ids, eeg_channel_mask)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        eeg_values: torch.Tensor | None = None,
+        eeg_channel_ids: torch.LongTensor | None = None,
+        eeg_channel_mask: torch.LongTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> E2LLMCausalLMOutputWithPast:
+        r"""labels (`torch.LongTensor` of shape `(batch_size, seq_len)`, *optional*): -100 where no loss is taken."""
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            eeg_values=eeg_values,
+            eeg_channel_ids=eeg_channel_ids,
+            eeg_channel_mask=eeg_channel_mask,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        hidden_states = outputs.last_hidden_state
+        keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        logits = self.lm_head(hidden_states[:, keep, :])
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(
+                logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs
+            )
+        return E2LLMCausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            eeg_hidden_states=outputs.eeg_hidden_states,
+        )
+
+    def prepare_inputs_for_generation(
+        self,
+        input_ids: torch.LongTensor,
+        next_sequence_length: int | None = None,
+        cache: Cache | None = None,
+        attention_mask: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        is_first_iteration: bool | None = False,
+        eeg_values: torch.Tensor | None = None,
+        eeg_channel_ids: torch.LongTensor | None = None,
+        eeg_channel_mask: torch.LongTensor | None = None,
+        **kwargs,
+    ):
+        model_inputs = super().prepare_inputs_for_generation(
+            input_ids,
+            next_sequence_length=next_sequence_length,
+            cache=cache,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            is_first_iteration=is_first_iteration,
+            **kwargs,
+        )
+        # The EEG enters once, at prefill; later steps read it from the KV cache.
+        if is_first_iteration or not kwargs.get("use_cache", True):
+            model_inputs.update(
+                eeg_values=eeg_values, eeg_channel_ids=eeg_channel_ids, eeg_channel_mask=eeg_channel_mask
+            )
+        return model_inputs
+
+    @torch.no_grad()
+    def score_labels(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor,
+        candidate_ids: Sequence[Sequence[int]],
+        eeg_values: torch.Tensor | None = None,
+        eeg_channel_ids: torch.LongTensor | None = None,
+        eeg_channel_mask: torch.LongTensor | None = None,
+    ) -> torch.Tensor:
+        """Log-likelihood of each candidate continuation after each prompt, in one forward pass.
+
+        The prompts `(batch, prompt_len)` (left-padded, as for `generate`; they may end in a generated rationale) are
+        embedded once, the EEG encoded once; every prompt is then paired with every candidate `(n_candidates,
+        candidate_len)` and the language model scores all `batch * n_candidates` rows in a single forward pass.
+
+        Returns `(batch, n_candidates)` summed token log-probabilities.
+        """
+        if not candidate_ids or any(len(c) == 0 for c in candidate_ids):
+            raise ValueError("every candidate needs at least one token")
+        device = input_ids.device
+        batch, prompt_len = input_ids.shape
+        n_candidates, cand_len = len(candidate_ids), max(len(c) for c in candidate_ids)
+        cand = torch.zeros(n_candidates, cand_len, dtype=torch.long, device=device)
+        cand_mask = torch.zeros(n_candidates, cand_len, dtype=torch.long, device=device)
+        for i, ids in enumerate(candidate_ids):
+            cand[i, : len(ids)] = torch.as_tensor(list(ids), device=device)
+            cand_mask[i, : len(ids)] = 1
+
+        prompt_embeds, _ = self.model.embed_inputs(input_ids, None, eeg_values, eeg_channel_ids, eeg_channel_mask)
+        cand_embeds = self.get_input_embeddings()(cand)
+        rows = batch * n_candidates
+        embeds = torch.cat(
+            [prompt_embeds.repeat_interleave(n_candidates, 0), cand_embeds.repeat(batch, 1, 1)], dim=1
+        )
+        mask = torch.cat([attention_mask.repeat_interleave(n_candidates, 0), cand_mask.repeat(batch, 1)], dim=1)
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        hidden = self.model.language_model(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, use_cache=False
+        ).last_hidden_state
+        # Position t predicts token t + 1: the candidate's tokens are predicted from prompt_len - 1 on.
+        logits = self.lm_head(hidden[:, prompt_len - 1 : prompt_len - 1 + cand_len]).float()
+        token_logprobs = F.log_softmax(logits, -1).gather(-1, cand.repeat(batch, 1)[..., None]).squeeze(-1)
+        return (token_logprobs * cand_mask.repeat(batch, 1)).sum(-1).view(rows // n_candidates, n_candidates)
+
+    def score_emotions(self, input_ids, attention_mask, candidate_ids, **eeg_inputs) -> torch.Tensor:
+        """Probability of each label `(batch, n_labels)` (softmax over the labels' log-likelihoods).
+
+        `candidate_ids` are the token ids of the label strings in `config.id2label` order (see
+        `E2LLMProcessor.label_candidate_ids`); the prompts end where the label is written (after `Emotion:`).
+        """
+        if len(candidate_ids) != len(self.config.id2label):
+            raise ValueError(
+                f"got {len(candidate_ids)} label candidates but the model has {len(self.config.id2label)} labels"
+            )
+        return self.score_labels(input_ids, attention_mask, candidate_ids, **eeg_inputs).softmax(-1)
+
+
+__all__ = ["E2LLMForConditionalGeneration", "E2LLMModel", "E2LLMPreTrainedModel", "E2LLMProjector"]

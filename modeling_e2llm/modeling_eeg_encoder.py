@@ -1,0 +1,256 @@
+"""The E2LLM EEG encoder: a patch transformer over multichannel EEG windows, and its stage-1 emotion head."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.utils import ModelOutput
+
+from .configuration_e2llm import E2LLMEEGConfig
+
+
+def _attention(query, key, value, key_mask, dropout, implementation):
+    """`(batch, heads, q_len, head_dim)` attention over keys where `key_mask` `(batch, k_len)` is True."""
+    bias_mask = key_mask[:, None, None, :]
+    if implementation == "eager":
+        scores = query @ key.transpose(-1, -2) / query.shape[-1] ** 0.5
+        scores = scores.masked_fill(~bias_mask, torch.finfo(scores.dtype).min)
+        weights = F.dropout(scores.softmax(-1), p=dropout)
+        return weights @ value
+    # sdpa (also used when the language model runs flash_attention_2: torch picks its flash kernel itself on CUDA)
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=bias_mask, dropout_p=dropout)
+
+
+class E2LLMEEGAttention(nn.Module):
+    """Multi-head attention with a key padding mask (masked channels are never attended to)."""
+
+    def __init__(self, config: E2LLMEEGConfig):
+        super().__init__()
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.q_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.k_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.v_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.o_proj = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        out = _attention(
+            self._heads(self.q_proj(queries)),
+            self._heads(self.k_proj(keys)),
+            self._heads(self.v_proj(keys)),
+            key_mask,
+            self.config.attention_dropout if self.training else 0.0,
+            self.config._attn_implementation,
+        )
+        return self.o_proj(out.transpose(1, 2).reshape(queries.shape[0], queries.shape[1], -1))
+
+
+class E2LLMEEGMLP(nn.Module):
+    def __init__(self, config: E2LLMEEGConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = ACT2FN[config.hidden_act]
+        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(hidden_states)))
+
+
+class E2LLMEEGLayer(GradientCheckpointingLayer):
+    """Pre-norm transformer layer over all (channel, patch) tokens of a window."""
+
+    def __init__(self, config: E2LLMEEGConfig):
+        super().__init__()
+        self.attn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attn = E2LLMEEGAttention(config)
+        self.mlp_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = E2LLMEEGMLP(config)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+
+    def forward(self, hidden_states: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+        normed = self.attn_norm(hidden_states)
+        hidden_states = hidden_states + self.dropout(self.attn(normed, normed, token_mask))
+        return hidden_states + self.dropout(self.mlp(self.mlp_norm(hidden_states)))
+
+
+class E2LLMEEGPatchEmbedding(nn.Module):
+    """Token per (channel, time patch): samples + log spectrum + electrode + patch-position embeddings."""
+
+    def __init__(self, config: E2LLMEEGConfig):
+        super().__init__()
+        self.config = config
+        self.sample_projection = nn.Linear(config.patch_size, config.hidden_size)
+        self.spectral_projection = (
+            nn.Linear(config.patch_size // 2 + 1, config.hidden_size) if config.use_spectral_embedding else None
+        )
+        self.electrode_embedding = nn.Embedding(config.num_electrodes, config.hidden_size)
+        self.patch_position_embedding = nn.Embedding(config.num_patches, config.hidden_size)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, eeg_values: torch.Tensor, eeg_channel_ids: torch.Tensor) -> torch.Tensor:
+        """`(batch, n_channels, n_times)` -> `(batch, n_channels, n_patches, hidden_size)`."""
+        batch, n_channels, _ = eeg_values.shape
+        patches = eeg_values.view(batch, n_channels, self.config.num_patches, self.config.patch_size)
+        embeddings = self.sample_projection(patches)
+        if self.spectral_projection is not None:
+            # FFTs are not implemented for half precision on CPU: take the spectrum in float32.
+            spectrum = torch.log1p(torch.fft.rfft(patches.float(), dim=-1).abs()).to(patches.dtype)
+            embeddings = embeddings + self.spectral_projection(spectrum)
+        positions = torch.arange(self.config.num_patches, device=eeg_values.device)
+        embeddings = (
+            embeddings
+            + self.electrode_embedding(eeg_channel_ids)[:, :, None, :]
+            + self.patch_position_embedding(positions)[None, None]
+        )
+        return self.norm(embeddings)
+
+
+class E2LLMEEGAttentionPooler(nn.Module):
+    """`num_output_tokens` learned queries attend to the window's tokens."""
+
+    def __init__(self, config: E2LLMEEGConfig):
+        super().__init__()
+        self.queries = nn.Parameter(torch.empty(config.num_output_tokens, config.hidden_size))
+        self.attn = E2LLMEEGAttention(config)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, hidden_states: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+        queries = self.queries[None].expand(hidden_states.shape[0], -1, -1)
+        return self.norm(queries + self.attn(queries, hidden_states, token_mask))
+
+
+class E2LLMEEGPreTrainedModel(PreTrainedModel):
+    config: E2LLMEEGConfig
+    config_class = E2LLMEEGConfig
+    base_model_prefix = "encoder"
+    main_input_name = "eeg_values"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _no_split_modules = ["E2LLMEEGLayer"]
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, E2LLMEEGAttentionPooler):
+            init.normal_(module.queries, mean=0.0, std=self.config.initializer_range)
+
+
+class E2LLMEEGEncoder(E2LLMEEGPreTrainedModel):
+    """EEG windows `(batch, n_channels, n_times)` at `config.sampling_rate` -> `(batch, num_output_tokens, hidden)`.
+
+    Channels are identified by `eeg_channel_ids` (indices into `e2llm.electrodes.ELECTRODE_NAMES`), so any subset
+    and order of electrodes works; `eeg_channel_mask` is 0 for padded or missing channels, which are never attended to.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from e2llm import E2LLMEEGConfig, E2LLMEEGEncoder
+    >>> encoder = E2LLMEEGEncoder(E2LLMEEGConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4))
+    >>> out = encoder(torch.randn(2, 3, 800), eeg_channel_ids=torch.tensor([[0, 2, 19]] * 2))
+    >>> tuple(out.pooler_output.shape)
+    (2, 4, 32)
+    ```"""
+
+    def __init__(self, config: E2LLMEEGConfig):
+        super().__init__(config)
+        self.embeddings = E2LLMEEGPatchEmbedding(config)
+        self.layers = nn.ModuleList(E2LLMEEGLayer(config) for _ in range(config.num_hidden_layers))
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.pooler = E2LLMEEGAttentionPooler(config)
+        self.post_init()
+
+    def forward(
+        self,
+        eeg_values: torch.Tensor,
+        eeg_channel_ids: torch.Tensor,
+        eeg_channel_mask: torch.Tensor | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling:
+        r"""
+        eeg_values (`torch.FloatTensor` of shape `(batch_size, n_channels, n_times)`): normalised EEG windows.
+        eeg_channel_ids (`torch.LongTensor` of shape `(batch_size, n_channels)`): electrode index of each channel.
+        eeg_channel_mask (`torch.LongTensor` of shape `(batch_size, n_channels)`, *optional*): 1 for real channels.
+
+        Returns `last_hidden_state` `(batch_size, n_channels * n_patches, hidden_size)` and `pooler_output`
+        `(batch_size, num_output_tokens, hidden_size)`.
+        """
+        if eeg_values.ndim != 3:
+            raise ValueError(f"eeg_values must be (batch, n_channels, n_times), got shape {tuple(eeg_values.shape)}")
+        if eeg_values.shape[-1] != self.config.window_samples:
+            raise ValueError(
+                f"eeg_values has n_times={eeg_values.shape[-1]}, but the encoder takes windows of "
+                f"window_samples={self.config.window_samples} ({self.config.window_samples / self.config.sampling_rate:g} s "
+                f"at {self.config.sampling_rate} Hz); run the inputs through E2LLMFeatureExtractor"
+            )
+        if eeg_channel_ids.shape != eeg_values.shape[:2]:
+            raise ValueError(
+                f"eeg_channel_ids has shape {tuple(eeg_channel_ids.shape)}, expected {tuple(eeg_values.shape[:2])}"
+            )
+        if eeg_channel_mask is None:
+            eeg_channel_mask = torch.ones_like(eeg_channel_ids)
+        channel_mask = eeg_channel_mask.bool()
+        if not channel_mask.any(-1).all():
+            raise ValueError("every EEG window needs at least one unmasked channel")
+
+        hidden_states = self.embeddings(eeg_values.to(self.dtype), eeg_channel_ids)
+        batch, n_channels, n_patches, hidden = hidden_states.shape
+        hidden_states = hidden_states.reshape(batch, n_channels * n_patches, hidden)
+        token_mask = channel_mask[:, :, None].expand(-1, -1, n_patches).reshape(batch, -1)
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, token_mask)
+        hidden_states = self.norm(hidden_states)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=hidden_states, pooler_output=self.pooler(hidden_states, token_mask)
+        )
+
+
+@dataclass
+class E2LLMEEGClassifierOutput(ModelOutput):
+    """Stage-1 output: `logits` `(batch, num_labels)`, `embeddings` `(batch, hidden_size)` (for contrastive losses)."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    embeddings: torch.Tensor | None = None
+    pooler_output: torch.Tensor | None = None
+
+
+class E2LLMEEGForEmotionClassification(E2LLMEEGPreTrainedModel):
+    """The encoder with the stage-1 emotion head (labels from `config.id2label`)."""
+
+    def __init__(self, config: E2LLMEEGConfig):
+        super().__init__(config)
+        self.encoder = E2LLMEEGEncoder(config)
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        eeg_values: torch.Tensor,
+        eeg_channel_ids: torch.Tensor,
+        eeg_channel_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs,
+    ) -> E2LLMEEGClassifierOutput:
+        r"""labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*): class ids; gives a cross-entropy loss."""
+        pooled = self.encoder(eeg_values, eeg_channel_ids, eeg_channel_mask).pooler_output
+        embeddings = pooled.mean(dim=1)
+        logits = self.classifier(self.dropout(embeddings))
+        loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
+        return E2LLMEEGClassifierOutput(loss=loss, logits=logits, embeddings=embeddings, pooler_output=pooled)
+
+
+__all__ = ["E2LLMEEGEncoder", "E2LLMEEGForEmotionClassification", "E2LLMEEGPreTrainedModel"]

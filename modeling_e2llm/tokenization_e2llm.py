@@ -1,0 +1,85 @@
+"""Tokenizers for E2LLM: an offline byte-level BPE with Qwen's special tokens, and EEG tokens for real Qwen ones."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+EEG_START_TOKEN = "<|eeg_start|>"
+EEG_TOKEN = "<|eeg|>"
+EEG_END_TOKEN = "<|eeg_end|>"
+EEG_SPECIAL_TOKENS = (EEG_START_TOKEN, EEG_TOKEN, EEG_END_TOKEN)
+QWEN_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+
+# Qwen2's pre-tokenizer split (GPT-4 style), so the offline tokenizer segments text the way Qwen's does.
+QWEN_SPLIT_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+# Text the offline tokenizer learns its merges from when no corpus is given: the words of EEG emotion answers.
+DEFAULT_CORPUS = (
+    "Reasoning: relative to this subject's baseline, alpha power is low over frontal and parietal regions, "
+    "beta and gamma power are high over temporal regions, theta is elevated centrally, delta is unchanged. "
+    "Frontal alpha asymmetry is positive (right greater than left), which points to approach motivation; a "
+    "negative asymmetry points to withdrawal. Emotion: happiness. Emotion: sadness. Emotion: fear. "
+    "Emotion: disgust. Emotion: neutral. Emotion: anger. Emotion: surprise. Valence: positive, negative, neutral. "
+    "Arousal: high, low. Intensity: strong, moderate, mild, weak. Scenario: watching a comedy, a horror film, "
+    "a documentary, a sad story, an accident, a surprise party. Describe the EEG recording. Which emotion does this "
+    "EEG show? Explain your reasoning from the band powers, then answer. The occipital, central and temporal "
+    "channels show higher differential entropy in the gamma band than in the subject's average window.",
+)
+
+
+def build_offline_tokenizer(
+    corpus: Iterable[str] | None = None, vocab_size: int = 1024, model_max_length: int = 4096
+) -> PreTrainedTokenizerFast:
+    """Train a small byte-level BPE (Qwen-style splitting) with Qwen's and E2LLM's special tokens, offline.
+
+    Every byte is in the alphabet, so any text encodes; `corpus` only decides which merges are learned.
+    The result saves and reloads like any Transformers tokenizer and knows `tokenizer.eeg_token`.
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN_SPLIT_PATTERN), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tokenizer.decoder = decoders.ByteLevel()
+    special = [*QWEN_SPECIAL_TOKENS, *EEG_SPECIAL_TOKENS]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=special,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(list(corpus) if corpus is not None else list(DEFAULT_CORPUS), trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        padding_side="left",
+        model_max_length=model_max_length,
+        extra_special_tokens={"eeg_token": EEG_TOKEN, "eeg_start_token": EEG_START_TOKEN, "eeg_end_token": EEG_END_TOKEN},
+    )
+
+
+def add_eeg_tokens(tokenizer: PreTrainedTokenizerBase) -> int:
+    """Add `<|eeg_start|>`, `<|eeg|>`, `<|eeg_end|>` to a (Qwen) tokenizer that lacks them; return the `<|eeg|>` id.
+
+    Resize the model's embeddings to `len(tokenizer)` afterwards.
+    """
+    missing = [t for t in EEG_SPECIAL_TOKENS if t not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = "<|endoftext|>"
+    return tokenizer.convert_tokens_to_ids(EEG_TOKEN)
+
+
+__all__ = ["EEG_END_TOKEN", "EEG_START_TOKEN", "EEG_TOKEN", "add_eeg_tokens", "build_offline_tokenizer"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -12,12 +14,23 @@ from transformers import AutoModel, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
+from transformers.dynamic_module_utils import get_relative_import_files
 from transformers.utils import ModelOutput
 
 from .configuration_e2llm import E2LLMConfig
 from .modeling_eeg_encoder import E2LLMEEGAttentionPooler, E2LLMEEGEncoder
 
 EEG_INPUT_NAMES = ("eeg_values", "eeg_channel_ids", "eeg_channel_mask")
+
+# Every Auto class a saved E2LLM folder answers to when loaded with `trust_remote_code=True`.
+REMOTE_CODE_AUTO_MAP = {
+    "AutoConfig": "configuration_e2llm.E2LLMConfig",
+    "AutoModel": "modeling_e2llm.E2LLMModel",
+    "AutoModelForCausalLM": "modeling_e2llm.E2LLMForConditionalGeneration",
+    "AutoFeatureExtractor": "feature_extraction_e2llm.E2LLMFeatureExtractor",
+    "AutoProcessor": "processing_e2llm.E2LLMProcessor",
+}
+_PROCESSOR_FILES = ("processing_e2llm.py", "feature_extraction_e2llm.py")
 
 
 @dataclass
@@ -66,6 +79,18 @@ class E2LLMPreTrainedModel(PreTrainedModel):
     _supports_attention_backend = True
     _no_split_modules = ["E2LLMEEGLayer", "Qwen2DecoderLayer", "Qwen3DecoderLayer"]
     _skip_keys_device_placement = ["cache"]
+
+    def save_pretrained(self, save_directory, *args, is_main_process: bool = True, **kwargs):
+        """Save as usual; a model marked for remote code also gets the complete `auto_map` and the processor's code."""
+        if self._auto_class is not None:
+            self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **REMOTE_CODE_AUTO_MAP}
+        super().save_pretrained(save_directory, *args, is_main_process=is_main_process, **kwargs)
+        if self._auto_class is not None and is_main_process:
+            here = Path(__file__).parent
+            for source in (here / name for name in _PROCESSOR_FILES):
+                if source.exists():  # a copy loaded as remote code may hold only the modeling files
+                    for needed in (source, *map(Path, get_relative_import_files(str(source)))):
+                        shutil.copyfile(needed, Path(save_directory) / needed.name)
 
     def _init_weights(self, module):
         super()._init_weights(module)

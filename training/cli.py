@@ -10,8 +10,13 @@ import sys
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "quickstart": ("e2llm.training.quickstart", "end-to-end demo: synthetic SEED-VII data, stages 1-3, evaluation"),
     "init": ("e2llm.training.init_model", "assemble an untrained E2LLM (encoder + projector + Qwen) and save it"),
     "prepare": ("e2llm.processing.prepare", "read a dataset folder into windows saved with datasets.save_to_disk"),
+    "train": ("e2llm.training.train", "run a training stage: stage1 | stage2 | stage3 --config FILE"),
+    "evaluate": ("e2llm.training.evaluate", "evaluate a model on held-out trials/subjects with baselines"),
+    "predict": ("e2llm.training.predict", "run the eeg-emotion pipeline on recordings"),
+    "push": ("e2llm.hub_cards.push", "export a self-contained folder with its model card and upload it to the Hub"),
 }
 
 

@@ -9,10 +9,11 @@ resampling ratio, so a dataset says how it was made.
 >>> from e2llm.processing.recording import Recording
 >>> from e2llm.processing.preprocess import PreprocessingParams, preprocess_recording, window_recording
 >>> rec = Recording(np.random.default_rng(0).standard_normal((2, 10_000)) * 1e-5, 1000.0, ["Fz", "Cz"], "V")
->>> out = preprocess_recording(rec, PreprocessingParams())
+>>> params = PreprocessingParams(l_freq=1.0)  # 0.1 Hz would need a filter longer than these 10 s
+>>> out = preprocess_recording(rec, params)
 >>> out.sfreq, out.data.shape, out.provenance["steps"][-1]["name"]
 (200.0, (2, 2000), 'preprocess')
->>> windows, starts = window_recording(out, PreprocessingParams())
+>>> windows, starts = window_recording(out, params)
 >>> windows.shape, starts.tolist()
 ((2, 2, 800), [0.0, 4.0])
 """

@@ -199,7 +199,7 @@ def convert_units(recording: Recording, units: str) -> Recording:
 
 
 def crop_recording(recording: Recording, start: float, stop: float | None = None) -> Recording:
-    """Samples from `start` to `stop` seconds (`stop` excluded; None = the end); annotations shifted."""
+    """Samples from `start` to `stop` seconds (`stop` excluded; None = the end); annotations shifted and clipped."""
     n_times = recording.data.shape[-1]
     first = int(round(start * recording.sfreq))
     last = n_times if stop is None else int(round(stop * recording.sfreq))
@@ -209,7 +209,11 @@ def crop_recording(recording: Recording, start: float, stop: float | None = None
         raise ValueError(f"{source}: cannot crop {start}-{stop} s from a recording of {duration:.3f} s")
     offset = first / recording.sfreq
     end = last / recording.sfreq
-    annotations = [(onset - offset, dur, desc) for onset, dur, desc in recording.annotations if offset <= onset < end]
+    annotations = [
+        (onset - offset, min(dur, end - onset), desc)  # durations clipped at the new end
+        for onset, dur, desc in recording.annotations
+        if offset <= onset < end
+    ]
     return replace(recording, data=recording.data[:, first:last], annotations=annotations)
 
 

@@ -8,6 +8,7 @@ modeling files and an `auto_map` next to the weights for users without e2llm (`t
 __version__ = "0.1.0"
 
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForCausalLM, AutoProcessor
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .answers import LABEL_PREFIX, ParsedAnswer, format_answer, parse_answer
 from .assembly import assemble_e2llm, build_tiny_e2llm
@@ -16,6 +17,7 @@ from .electrodes import ELECTRODE_NAMES, SEED_CHANNELS, canonical_channel_name
 from .feature_extraction_e2llm import E2LLMFeatureExtractor
 from .modeling_e2llm import E2LLMForConditionalGeneration, E2LLMModel, E2LLMPreTrainedModel
 from .modeling_eeg_encoder import E2LLMEEGEncoder, E2LLMEEGForEmotionClassification
+from .pipeline_e2llm import EEGEmotionPipeline
 from .processing_e2llm import E2LLMProcessor
 from .tokenization_e2llm import EEG_TOKEN, add_eeg_tokens, build_offline_tokenizer
 
@@ -34,6 +36,10 @@ E2LLMForConditionalGeneration.register_for_auto_class("AutoModelForCausalLM")
 E2LLMEEGEncoder.register_for_auto_class("AutoModel")
 E2LLMFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
 E2LLMProcessor.register_for_auto_class("AutoProcessor")
+if PIPELINE_REGISTRY.supported_tasks.get("eeg-emotion", {}).get("impl") is not EEGEmotionPipeline:
+    PIPELINE_REGISTRY.register_pipeline(
+        "eeg-emotion", pipeline_class=EEGEmotionPipeline, pt_model=AutoModelForCausalLM, type="multimodal"
+    )
 
 __all__ = [
     "EEG_TOKEN",
@@ -50,6 +56,7 @@ __all__ = [
     "E2LLMModel",
     "E2LLMPreTrainedModel",
     "E2LLMProcessor",
+    "EEGEmotionPipeline",
     "ParsedAnswer",
     "add_eeg_tokens",
     "assemble_e2llm",

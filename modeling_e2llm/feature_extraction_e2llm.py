@@ -12,7 +12,7 @@ from transformers.feature_extraction_sequence_utils import SequenceFeatureExtrac
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.utils import TensorType, logging
 
-from .electrodes import ELECTRODE_NAMES, electrode_ids, find_duplicates
+from .electrodes import ELECTRODE_NAMES, canonical_channel_name, electrode_ids, find_duplicates
 from .signal_e2llm import (
     NORMALIZATION_MODES,
     apply_filter,
@@ -43,6 +43,7 @@ class _Block:
     sfreq: float
     channel_ids: np.ndarray  # (n_channels,) int64
     flat: np.ndarray  # (n_items, n_channels) bool
+    offset: np.ndarray  # (n_items, n_channels) float64 µV: channel means, removed from `data`
     labels: list[str]  # one per item, for messages
 
 
@@ -94,7 +95,8 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
     `l_freq`-`h_freq` Hz and notch `notch_freqs` with one zero-phase FIR kernel designed by MNE's rules,
     optionally re-reference to the average, cut `window_seconds` windows every `window_stride_seconds`, and
     normalise each window. Channels and windows are processed as arrays; recordings of equal shape are
-    processed together.
+    processed together. The chain runs in float32 with each channel's mean taken out first (and put back
+    after filtering), so DC offsets neither cost precision nor leave resampling artefacts.
 
     Args:
         feature_size (`int`, *optional*, defaults to 1): kept for `SequenceFeatureExtractor`.
@@ -294,7 +296,11 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError(f"{label}: {len(names)} channel names for {array.shape[-2]} channels in the data.")
         duplicates = find_duplicates(names)
         if duplicates:
-            raise ValueError(f"{label}: duplicate channel names (case-insensitive): {duplicates}")
+            given = {key: [n for n in names if (canonical_channel_name(n) or n.strip().upper()) == key] for key in duplicates}
+            listing = "; ".join(f"{key} given as {spellings}" for key, spellings in given.items())
+            raise ValueError(
+                f"{label}: duplicate channel names (case-insensitive, old 10-20 names as aliases): {listing}"
+            )
         ids = electrode_ids(names, vocabulary=self.electrode_names)
         known = ids >= 0
         if not known.any():
@@ -302,7 +308,8 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
         if not known.all():
             unknown = [n for n, k in zip(names, known) if not k]
             logger.warning(f"{label}: dropping channels not in the electrode vocabulary: {unknown}")
-        array = array[:, known, :]
+        if not known.all():
+            array = np.compress(known, array, axis=1)  # much faster than boolean indexing of a middle axis
         flat = np.ptp(array, axis=-1) == 0  # (n_items, n_channels)
         if flat.all(axis=-1).any():
             raise ValueError(f"{label}: every channel is flat (constant); there is no signal to use.")
@@ -310,10 +317,15 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
             kept = [n for n, k in zip(names, known) if k]
             flat_names = sorted({kept[c] for c in np.nonzero(flat)[1]})
             logger.warning(f"{label}: masking flat (constant) channels {flat_names}")
-        data_uv = np.multiply(array, scale, dtype=np.float64)
+        # The chain runs in float32 (the output's precision; half the memory traffic of float64). Channel means are
+        # taken out first (and put back after filtering), so a large DC offset costs no float32 precision.
+        offset = array.mean(axis=-1, dtype=np.float64)  # (n_items, n_channels)
+        data_uv = np.subtract(array, offset[..., None], dtype=np.float32)
+        if scale != 1.0:
+            data_uv *= np.float32(scale)
         n_items = data_uv.shape[0]
         labels = [label] if n_items == 1 else [f"{label}[{i}]" for i in range(n_items)]
-        return _Block(data_uv, rate, ids[known], flat, labels)
+        return _Block(data_uv, rate, ids[known], flat, offset * scale, labels)
 
     @staticmethod
     def _check_values(array: np.ndarray, names: list[str], label: str) -> None:
@@ -357,14 +369,18 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
         else:
             data = np.stack([block.data[row] for block, row in group.rows])
         flat = np.stack([block.flat[row] for block, row in group.rows])  # (n_items, n_channels)
+        offset = np.stack([block.offset[row] for block, row in group.rows])  # (n_items, n_channels)
         data = resample(data, first.sfreq, self.sampling_rate)
+        gain = 1.0  # of the chain at 0 Hz, to put the channel means back
         if apply_filters:
-            data = apply_filter(data, self._filter_kernel(float(self.sampling_rate)))
+            kernel = self._filter_kernel(float(self.sampling_rate))
+            data, gain = apply_filter(data, kernel), float(kernel.sum())
+        data += (offset * gain).astype(data.dtype)[..., None]
         self._check_amplitude(data, flat, [block.labels[row] for block, row in group.rows])
         live = ~flat
         if self.reference == "average":
             mean = (data * live[..., None]).sum(axis=1, keepdims=True) / live.sum(axis=1)[:, None, None]
-            data = data - mean
+            data = data - mean.astype(data.dtype)
         windows, starts = sliding_windows(data, self.sampling_rate, self.window_seconds, self.window_stride_seconds)
         mask = live[:, None, :]  # broadcast over windows
         windows = normalize_windows(windows, self.normalization, channel_mask=mask)

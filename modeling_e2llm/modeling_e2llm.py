@@ -215,10 +215,22 @@ class E2LLMForConditionalGeneration(E2LLMPreTrainedModel, GenerationMixin):
     Example:
 
     ```python
-    >>> from e2llm import E2LLMForConditionalGeneration, build_tiny_e2llm
+    >>> import numpy as np
+    >>> from e2llm import LABEL_PREFIX, build_tiny_e2llm
     >>> model, processor = build_tiny_e2llm()
-    >>> isinstance(model, E2LLMForConditionalGeneration)
-    True
+    >>> conversation = [{"role": "user", "content": [{"type": "eeg"}, {"type": "text", "text": "Which emotion?"}]}]
+    >>> prompt = processor.apply_chat_template(conversation, add_generation_prompt=True)
+    >>> eeg = 20 * np.random.default_rng(0).standard_normal((3, 8 * 200))  # (n_channels, n_times) in µV
+    >>> eeg_kw = {"eeg": eeg, "sampling_rate": 200, "channel_names": ["Fz", "Cz", "Pz"], "units": "uV"}
+    >>> inputs = processor(text=prompt, return_tensors="pt", **eeg_kw)
+    >>> generated = model.generate(**inputs, max_new_tokens=5, do_sample=False)
+    >>> generated.shape[1] - inputs["input_ids"].shape[1]
+    5
+    >>> scoring = processor(text=prompt + LABEL_PREFIX.strip(), return_tensors="pt", **eeg_kw)
+    >>> candidates = processor.label_candidate_ids(model.config.label_names)
+    >>> probs = model.score_emotions(**scoring, candidate_ids=candidates)
+    >>> tuple(probs.shape), round(float(probs.sum()), 4)
+    ((1, 7), 1.0)
     ```"""
 
     _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}

@@ -12,21 +12,31 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
 from .configuration_e2llm import E2LLMEEGConfig
 
 
-def _attention(query, key, value, key_mask, dropout, implementation):
-    """`(batch, heads, q_len, head_dim)` attention over keys where `key_mask` `(batch, k_len)` is True."""
-    bias_mask = key_mask[:, None, None, :]
-    if implementation == "eager":
-        scores = query @ key.transpose(-1, -2) / query.shape[-1] ** 0.5
-        scores = scores.masked_fill(~bias_mask, torch.finfo(scores.dtype).min)
-        weights = F.dropout(scores.softmax(-1), p=dropout)
-        return weights @ value
-    # sdpa (also used when the language model runs flash_attention_2: torch picks its flash kernel itself on CUDA)
-    return F.scaled_dot_product_attention(query, key, value, attn_mask=bias_mask, dropout_p=dropout)
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(batch, heads, q_len, head_dim)` attention with an additive `attention_mask` `(batch, 1, 1, k_len)`.
+
+    Returns `(batch, q_len, heads, head_dim)` and the weights, like the Transformers attention interface."""
+    attn_weights = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+    attn_weights = F.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = F.dropout(attn_weights, p=dropout, training=module.training)
+    return torch.matmul(attn_weights, value).transpose(1, 2).contiguous(), attn_weights
 
 
 class E2LLMEEGAttention(nn.Module):
@@ -46,15 +56,27 @@ class E2LLMEEGAttention(nn.Module):
         return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        out = _attention(
-            self._heads(self.q_proj(queries)),
+        """`queries` `(batch, q_len, hidden)` attend to `keys` `(batch, k_len, hidden)` where `key_mask` is True."""
+        implementation = self.config._attn_implementation
+        if implementation not in ("eager", "sdpa"):
+            # Flash kernels take unpadded variable-length inputs and flex attention a BlockMask, while the encoder
+            # masks keys with a dense padding mask; torch's sdpa picks its own flash kernel on CUDA where it can.
+            implementation = "sdpa"
+        attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+        query = self._heads(self.q_proj(queries))
+        attention_mask = torch.zeros(key_mask.shape, dtype=query.dtype, device=query.device)
+        attention_mask = attention_mask.masked_fill(~key_mask, torch.finfo(query.dtype).min)[:, None, None, :]
+        out, _ = attention_interface(
+            self,
+            query,
             self._heads(self.k_proj(keys)),
             self._heads(self.v_proj(keys)),
-            key_mask,
-            self.config.attention_dropout if self.training else 0.0,
-            self.config._attn_implementation,
+            attention_mask,
+            dropout=self.config.attention_dropout if self.training else 0.0,
+            scaling=self.head_dim**-0.5,
+            is_causal=False,
         )
-        return self.o_proj(out.transpose(1, 2).reshape(queries.shape[0], queries.shape[1], -1))
+        return self.o_proj(out.reshape(queries.shape[0], queries.shape[1], -1))
 
 
 class E2LLMEEGMLP(nn.Module):

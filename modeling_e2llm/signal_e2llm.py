@@ -26,6 +26,12 @@ _LENGTH_FACTORS = {"hann": 3.1, "hamming": 3.3, "blackman": 5.0}
 NORMALIZATION_MODES = ("window", "channel", "none")
 
 
+def _as_float(data) -> np.ndarray:
+    """`data` as float32 when it is float32 (half the memory traffic for long recordings), else as float64."""
+    data = np.asarray(data)
+    return data if data.dtype == np.float32 else data.astype(np.float64, copy=False)
+
+
 def _check_rate(value, name: str) -> float:
     try:
         rate = float(value)
@@ -59,10 +65,11 @@ def resampled_length(n_times: int, orig_sfreq: float, target_sfreq: float) -> in
 def resample(data: np.ndarray, orig_sfreq: float, target_sfreq: float, axis: int = -1) -> np.ndarray:
     """Polyphase resampling of `data` along `axis` (anti-aliasing Kaiser FIR, as MNE's ``method="polyphase"``).
 
-    Returns float64 with `resampled_length(n_times, ...)` samples on `axis`; a copy when the rates are equal.
+    Returns float32 for float32 input, else float64, with `resampled_length(n_times, ...)` samples on `axis`;
+    a copy when the rates are equal.
     """
     up, down = resample_ratio(orig_sfreq, target_sfreq)
-    data = np.asarray(data, dtype=np.float64)
+    data = _as_float(data)
     if up == down:
         return data.copy()
     # "reflect" padding is MNE's choice for polyphase; it avoids a step at both edges.
@@ -213,12 +220,14 @@ def apply_filter(data: np.ndarray, kernel: np.ndarray, axis: int = -1) -> np.nda
 
     Same result as MNE's overlap-add filter with ``phase="zero"`` and ``pad="reflect_limited"``: the kernel
     is centred (its `(n_taps - 1) / 2` delay removed) and the edges are padded by odd reflection; the
-    convolution is one FFT overlap-add over all leading dimensions at once. Returns float64.
+    convolution is one FFT overlap-add over all leading dimensions at once. Returns float32 for float32 input
+    (the kernel is applied in float32 too), else float64.
     """
     kernel = np.asarray(kernel, dtype=np.float64)
     if kernel.ndim != 1 or kernel.size % 2 == 0:
         raise ValueError(f"kernel must be 1-D with an odd number of taps, got shape {kernel.shape}")
-    data = np.moveaxis(np.asarray(data, dtype=np.float64), axis, -1)
+    data = np.moveaxis(_as_float(data), axis, -1)
+    kernel = kernel.astype(data.dtype, copy=False)
     n_times = data.shape[-1]
     if n_times == 0:
         raise ValueError("Cannot filter an empty signal.")
@@ -292,14 +301,14 @@ def normalize_windows(
       over channels of the channel standard deviations, so amplitude ratios between channels (e.g.
       frontal alpha asymmetry) survive.
     - ``"channel"``: z-score each channel.
-    - ``"none"``: return a float64 copy.
+    - ``"none"``: return a copy (float32 for float32 input, else float64).
 
     `channel_mask` (`(..., n_channels)` bool, broadcastable) restricts the median to real channels; masked
     channels are still centred and scaled. A scale at or below `eps` is replaced by 1 (flat data stays flat).
     """
     if mode not in NORMALIZATION_MODES:
         raise ValueError(f"normalization mode must be one of {NORMALIZATION_MODES}, got {mode!r}")
-    windows = np.asarray(windows, dtype=np.float64)
+    windows = _as_float(windows)
     if mode == "none":
         return windows.copy()
     centred = windows - windows.mean(axis=-1, keepdims=True)

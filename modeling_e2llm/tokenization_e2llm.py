@@ -32,13 +32,25 @@ DEFAULT_CORPUS = (
 
 
 def build_offline_tokenizer(
-    corpus: Iterable[str] | None = None, vocab_size: int = 1024, model_max_length: int = 4096
+    corpus: Iterable[str] | None = None,
+    vocab_size: int = 1024,
+    model_max_length: int = 4096,
+    eeg_tokens: bool = True,
 ) -> PreTrainedTokenizerFast:
     """Train a small byte-level BPE (Qwen-style splitting) with Qwen's and E2LLM's special tokens, offline.
 
     Every byte is in the alphabet, so any text encodes; `corpus` only decides which merges are learned.
     The result saves and reloads like any Transformers tokenizer and knows `tokenizer.eeg_token`.
-    """
+    `eeg_tokens=False` leaves the EEG tokens out, as in a real Qwen tokenizer (see [`add_eeg_tokens`]).
+
+    Example:
+
+    ```python
+    >>> from e2llm import build_offline_tokenizer
+    >>> tokenizer = build_offline_tokenizer()
+    >>> tokenizer.eeg_token, tokenizer.convert_ids_to_tokens(tokenizer("<|eeg|><|im_end|>")["input_ids"])
+    ('<|eeg|>', ['<|eeg|>', '<|im_end|>'])
+    ```"""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.BPE())
@@ -49,7 +61,7 @@ def build_offline_tokenizer(
         ]
     )
     tokenizer.decoder = decoders.ByteLevel()
-    special = [*QWEN_SPECIAL_TOKENS, *EEG_SPECIAL_TOKENS]
+    special = [*QWEN_SPECIAL_TOKENS, *(EEG_SPECIAL_TOKENS if eeg_tokens else ())]
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         special_tokens=special,
@@ -64,7 +76,11 @@ def build_offline_tokenizer(
         pad_token="<|endoftext|>",
         padding_side="left",
         model_max_length=model_max_length,
-        extra_special_tokens={"eeg_token": EEG_TOKEN, "eeg_start_token": EEG_START_TOKEN, "eeg_end_token": EEG_END_TOKEN},
+        extra_special_tokens=(
+            {"eeg_token": EEG_TOKEN, "eeg_start_token": EEG_START_TOKEN, "eeg_end_token": EEG_END_TOKEN}
+            if eeg_tokens
+            else None
+        ),
     )
 
 

@@ -1,0 +1,158 @@
+"""E2LLMProcessor: chat template with EEG parts, placeholder expansion, count checks, padding, assistant masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from e2llm import E2LLMProcessor
+from e2llm.processing_e2llm import CHAT_TEMPLATE
+
+CHANNELS = ["Fz", "Cz", "Pz"]
+KW = {"sampling_rate": 200, "channel_names": CHANNELS, "units": "uV"}
+pytestmark = pytest.mark.filterwarnings("ignore:The filter kernel:RuntimeWarning")
+
+
+def _eeg(seconds, seed=0):
+    return 20 * np.random.default_rng(seed).standard_normal((3, int(seconds * 200)))
+
+
+def _user(text="Which emotion?"):
+    return {"role": "user", "content": [{"type": "eeg"}, {"type": "text", "text": text}]}
+
+
+def test_chat_template_renders_eeg_parts(tiny_e2llm):
+    _, processor = tiny_e2llm
+    conversation = [
+        {"role": "system", "content": "You read EEG."},
+        _user(),
+        {"role": "assistant", "content": [{"type": "text", "text": "Emotion: fear"}]},
+    ]
+    assert processor.apply_chat_template(conversation) == (
+        "<|im_start|>system\nYou read EEG.<|im_end|>\n"
+        "<|im_start|>user\n<|eeg_start|><|eeg|><|eeg_end|>Which emotion?<|im_end|>\n"
+        "<|im_start|>assistant\nEmotion: fear<|im_end|>\n"
+    )
+    prompt = processor.apply_chat_template(conversation[:2], add_generation_prompt=True)
+    assert prompt.endswith("<|im_end|>\n<|im_start|>assistant\n")
+    batch = processor.apply_chat_template([conversation[:2], [_user("Again?")]])
+    assert isinstance(batch, list) and len(batch) == 2 and "Again?" in batch[1]
+
+
+def test_placeholder_expands_to_num_eeg_tokens_per_window(tiny_e2llm):
+    _, processor = tiny_e2llm
+    prompt = processor.apply_chat_template([_user()], add_generation_prompt=True)
+    out = processor(text=prompt, eeg=_eeg(12.5), return_tensors="pt", **KW)  # 3 windows of 4 s
+    eeg_id = processor.eeg_token_id
+    assert out["eeg_values"].shape == (3, 3, 800)
+    assert int((out["input_ids"] == eeg_id).sum()) == 3 * processor.num_eeg_tokens
+    ids = out["input_ids"][0].tolist()
+    start = ids.index(processor.tokenizer.convert_tokens_to_ids("<|eeg_start|>"))
+    end = ids.index(processor.tokenizer.convert_tokens_to_ids("<|eeg_end|>"))
+    assert ids[start + 1 : end] == [eeg_id] * (3 * processor.num_eeg_tokens)
+
+
+def test_two_recordings_in_one_prompt_and_batch_with_left_padding(tiny_e2llm):
+    model, processor = tiny_e2llm
+    two = [{"role": "user", "content": [{"type": "eeg"}, {"type": "text", "text": "then"}, {"type": "eeg"}]}]
+    prompts = processor.apply_chat_template([two, [_user()]], add_generation_prompt=True)
+    out = processor(text=prompts, eeg=[_eeg(4), _eeg(8, 1), _eeg(4, 2)], return_tensors="pt", **KW)
+    n = processor.num_eeg_tokens
+    assert out["eeg_values"].shape[0] == 4
+    assert (out["input_ids"] == processor.eeg_token_id).sum(-1).tolist() == [3 * n, n]
+    assert processor.tokenizer.padding_side == "left"
+    assert out["attention_mask"][1, 0] == 0 and out["attention_mask"][:, -1].tolist() == [1, 1]
+    generated = model.generate(**out, max_new_tokens=2, do_sample=False)
+    assert generated.shape[0] == 2
+
+
+def test_placeholder_and_recording_counts_must_match(tiny_e2llm):
+    _, processor = tiny_e2llm
+    prompt = processor.apply_chat_template([_user()], add_generation_prompt=True)
+    with pytest.raises(ValueError, match="holds 1 <\\|eeg\\|> placeholders but 2 EEG recordings"):
+        processor(text=prompt, eeg=[_eeg(4), _eeg(4, 1)], **KW)
+    with pytest.raises(ValueError, match="holds 1 <\\|eeg\\|> placeholders but no `eeg`"):
+        processor(text=prompt)
+    with pytest.raises(ValueError, match="holds 0 <\\|eeg\\|> placeholders but 1 EEG recordings"):
+        processor(text="no eeg here", eeg=_eeg(4), **KW)
+    with pytest.raises(ValueError, match="needs `text`"):
+        processor(eeg=_eeg(4), **KW)
+    with pytest.raises(ValueError, match="sampling_rate is required"):  # the feature extractor's errors come through
+        processor(text=prompt, eeg=_eeg(4), channel_names=CHANNELS, units="uV")
+
+
+def test_text_only_prompt(tiny_e2llm):
+    _, processor = tiny_e2llm
+    out = processor(text="Emotion: fear", return_tensors="pt")
+    assert set(out) == {"input_ids", "attention_mask"}
+
+
+def test_assistant_tokens_mask(tiny_e2llm):
+    _, processor = tiny_e2llm
+    conversations = [
+        [_user(), {"role": "assistant", "content": "Emotion: fear"}],
+        [{"role": "user", "content": "Hello"}, _user("Why?"),
+         {"role": "assistant", "content": [{"type": "text", "text": "Reasoning: alpha is low.\nEmotion: sadness"}]}],
+    ]
+    out = processor.apply_chat_template(
+        conversations, tokenize=True, eeg=[_eeg(8), _eeg(4, 1)], return_assistant_tokens_mask=True,
+        return_tensors="pt", **KW,
+    )
+    assert out["assistant_masks"].shape == out["input_ids"].shape
+    decoded = [processor.decode(ids[mask.bool()]) for ids, mask in zip(out["input_ids"], out["assistant_masks"])]
+    assert decoded == ["Emotion: fear<|im_end|>", "Reasoning: alpha is low.\nEmotion: sadness<|im_end|>"]
+    # The expansion of <|eeg|> before the answer shifted it; the mask followed.
+    assert int((out["input_ids"][0] == processor.eeg_token_id).sum()) == 2 * processor.num_eeg_tokens
+    with pytest.raises(ValueError, match="needs tokenize=True"):
+        processor.apply_chat_template(conversations[0], return_assistant_tokens_mask=True)
+
+
+def test_label_candidates(tiny_e2llm):
+    model, processor = tiny_e2llm
+    candidates = processor.label_candidate_ids(model.config.label_names)
+    assert len(candidates) == 7
+    decoded = [processor.decode(c) for c in candidates]
+    assert decoded == [f" {name}" for name in model.config.label_names]
+
+
+def test_processor_save_reload(tiny_e2llm, tmp_path):
+    _, processor = tiny_e2llm
+    processor.save_pretrained(tmp_path)
+    again = E2LLMProcessor.from_pretrained(tmp_path)
+    assert again.num_eeg_tokens == processor.num_eeg_tokens and again.chat_template == CHAT_TEMPLATE
+    assert again.feature_extractor.to_dict() == processor.feature_extractor.to_dict()
+    prompt = processor.apply_chat_template([_user()], add_generation_prompt=True)
+    a = processor(text=prompt, eeg=_eeg(8), return_tensors="pt", **KW)
+    b = again(text=prompt, eeg=_eeg(8), return_tensors="pt", **KW)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_processor_refuses_a_tokenizer_without_eeg_tokens():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from e2llm import E2LLMFeatureExtractor
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel()
+    plain = PreTrainedTokenizerFast(tokenizer_object=backend)
+    with pytest.raises(ValueError, match="no <\\|eeg\\|> token: call e2llm.add_eeg_tokens"):
+        E2LLMProcessor(E2LLMFeatureExtractor(), plain)
+
+
+def test_permuting_channels_with_their_names_leaves_the_output_unchanged(tiny_e2llm):
+    """End to end (feature extractor -> encoder -> language model): the montage's order does not matter."""
+    model, processor = tiny_e2llm
+    names = ["Fp1", "Fp2", "F3", "F4", "Cz", "O1", "O2"]
+    eeg = 20 * np.random.default_rng(3).standard_normal((7, 8 * 250))
+    perm = [4, 0, 6, 2, 1, 5, 3]
+    prompt = processor.apply_chat_template([_user()], add_generation_prompt=True)
+    kw = {"sampling_rate": 250, "units": "uV", "return_tensors": "pt"}
+    ordered = processor(text=prompt, eeg=eeg, channel_names=names, **kw)
+    permuted = processor(text=prompt, eeg=eeg[perm], channel_names=[names[i] for i in perm], **kw)
+    shuffled_names = processor(text=prompt, eeg=eeg[perm], channel_names=names, **kw)
+    with torch.no_grad():
+        reference = model(**ordered).logits
+        torch.testing.assert_close(model(**permuted).logits, reference, atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(model(**shuffled_names).logits, reference, atol=1e-4)

@@ -1,0 +1,73 @@
+"""Baselines: DE + logistic regression and EEGNet-v4 (Lawhern et al. 2018) on the same windows."""
+
+import numpy as np
+import pytest
+import torch
+
+from e2llm.training.baselines import EEGNetV4, de_features, de_logistic_regression, eegnet_baseline
+
+
+def _windows(n: int, seed: int, n_channels: int = 8, n_times: int = 400, sfreq: float = 200.0):
+    """Three classes that differ in alpha (10 Hz) amplitude, as band-power classes do in real EEG."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 3
+    t = np.arange(n_times) / sfreq
+    phase = rng.uniform(0, 2 * np.pi, (n, n_channels, 1))
+    eeg = 10 * rng.standard_normal((n, n_channels, n_times)) + (labels[:, None, None] + 1) * 6 * np.sin(
+        2 * np.pi * 10 * t + phase
+    )
+    return eeg.astype(np.float32), labels
+
+
+def test_de_features_shape():
+    eeg, _ = _windows(4, 0)
+    assert de_features(eeg, 200.0).shape == (4, 5 * 8)
+
+
+def test_de_logistic_regression_learns_band_power_classes():
+    train, test = _windows(60, 0), _windows(30, 1)
+    result = de_logistic_regression(train, test, sfreq=200.0, n_labels=3)
+    assert result.probs.shape == (30, 3)
+    np.testing.assert_allclose(result.probs.sum(1), 1.0)
+    assert np.mean(result.y_pred == test[1]) > 0.8
+
+
+def test_de_logistic_regression_rejects_single_class():
+    eeg, labels = _windows(6, 0)
+    with pytest.raises(ValueError, match="single class"):
+        de_logistic_regression((eeg, np.zeros(6, int)), (eeg, labels), sfreq=200.0, n_labels=3)
+
+
+def test_eegnet_matches_paper_parameter_count():
+    # EEGNet-8,2 for 64 channels, 128 samples and 4 classes has 2,388 trainable parameters:
+    # 512 temporal + 16 BN + 1024 depthwise + 32 BN + 256 depthwise-separable + 256 pointwise + 32 BN + 260 dense.
+    model = EEGNetV4(n_channels=64, n_times=128, n_classes=4, kernel_length=64)
+    assert sum(p.numel() for p in model.parameters()) == 2388
+    assert model(torch.randn(2, 64, 128)).shape == (2, 4)
+
+
+def test_eegnet_max_norm_constraints():
+    model = EEGNetV4(n_channels=8, n_times=128, n_classes=3, kernel_length=32)
+    with torch.no_grad():
+        model.spatial.weight.mul_(100)
+        model.classifier.weight.mul_(100)
+    model.apply_max_norm()
+    assert model.spatial.weight.flatten(1).norm(dim=1).max() <= 1.0 + 1e-5
+    assert model.classifier.weight.norm(dim=1).max() <= 0.25 + 1e-6
+
+
+def test_eegnet_baseline_trains_and_predicts():
+    train, test = _windows(24, 0, n_times=256), _windows(6, 1, n_times=256)
+    result = eegnet_baseline(train, test, sfreq=200.0, n_labels=3, epochs=1, batch_size=12)
+    assert result.probs.shape == (6, 3) and np.isfinite(result.info["final_train_loss"])
+    np.testing.assert_allclose(result.probs.sum(1), 1.0, rtol=1e-5)
+
+
+def test_eegnet_fast_convolutions_equal_the_plain_ones():
+    torch.manual_seed(0)
+    model = EEGNetV4(n_channels=6, n_times=96, n_classes=3, kernel_length=10).eval()
+    eeg = torch.randn(2, 6, 96)
+    x = torch.nn.functional.pad(eeg[:, None], (4, 5))  # Keras 'same' for a kernel of 10
+    x = model.spatial(model.temporal_norm(model.temporal(x)))  # the paper's layers as plain Conv2d
+    reference = model.classifier(model.block2(model.block1(x)).flatten(1))
+    torch.testing.assert_close(model(eeg), reference, atol=1e-5, rtol=1e-4)

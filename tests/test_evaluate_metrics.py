@@ -1,0 +1,83 @@
+"""Metrics: unparseable answers counted as wrong and reported, calibration, self-consistency, mean ± std."""
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.metrics import cohen_kappa_score, f1_score
+
+from e2llm.training.metrics import (
+    aggregate_runs,
+    classification_metrics,
+    consistency_rate,
+    expected_calibration_error,
+    field_accuracy,
+    format_mean_std,
+    mean_std,
+    self_consistency,
+)
+
+NAMES = ["happiness", "sadness", "fear"]
+
+
+def test_unparseable_counted_wrong_and_reported():
+    true = ["happiness", "sadness", "fear", "happiness"]
+    pred = ["happiness", None, "sadness", "happiness"]
+    m = classification_metrics(true, pred, NAMES)
+    assert m["accuracy"] == 0.5
+    assert m["parse_rate"] == 0.75 and m["n_unparseable"] == 1
+    assert m["balanced_accuracy"] == pytest.approx((1 + 0 + 0) / 3)
+    assert m["confusion_matrix"]["columns"][-1] == "unparseable"
+    assert m["confusion_matrix"]["matrix"] == [[2, 0, 0, 0], [0, 0, 0, 1], [0, 1, 0, 0]]
+    # the unparseable answer is a miss for 'sadness', not a prediction of any class
+    assert m["per_class"]["sadness"]["recall"] == 0.0
+    expected_f1 = f1_score([0, 1, 2, 0], [0, -1, 1, 0], labels=[0, 1, 2], average="macro", zero_division=0)
+    assert m["macro_f1"] == pytest.approx(expected_f1)
+    assert m["kappa"] == pytest.approx(cohen_kappa_score([0, 1, 2, 0], [0, -1, 1, 0]))
+
+
+def test_all_garbage_scores_zero_and_indices_accepted():
+    m = classification_metrics([0, 1, 2], [None, None, None], NAMES)
+    assert (m["accuracy"], m["balanced_accuracy"], m["macro_f1"], m["parse_rate"]) == (0.0, 0.0, 0.0, 0.0)
+    perfect = classification_metrics([0, 1, 2], [0, 1, 2], NAMES)
+    assert perfect["accuracy"] == perfect["balanced_accuracy"] == perfect["macro_f1"] == perfect["kappa"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("true", "pred", "message"),
+    [([0, 1], [0], "2 entries"), ([None], [0], "None"), (["joy"], [0], "not one of"), ([5], [0], "outside"),
+     ([], [], "empty")],
+)
+def test_bad_metric_inputs(true, pred, message):
+    with pytest.raises(ValueError, match=message):
+        classification_metrics(true, pred, NAMES)
+
+
+def test_expected_calibration_error():
+    probs = np.array([[0.9, 0.05, 0.05], [0.2, 0.7, 0.1]])
+    # bin (0.8, 0.9]: correct, |1 - 0.9| = 0.1; bin (0.6, 0.7]: wrong, |0 - 0.7| = 0.7; each half the rows
+    assert expected_calibration_error(probs, [0, 0]) == pytest.approx(0.4)
+    assert expected_calibration_error(np.eye(3), [0, 1, 2]) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="sum to 1"):
+        expected_calibration_error(np.ones((2, 3)), [0, 1])
+
+
+def test_self_consistency_and_fields():
+    result = self_consistency([["fear", "fear", None], ["fear", "fear", "fear"], [None, None, None]])
+    assert result["agreement"] == pytest.approx((2 / 3 + 1 + 0) / 3)
+    assert result["unanimous_rate"] == pytest.approx(1 / 3) and result["n_samples"] == 3
+    with pytest.raises(ValueError, match="same number"):
+        self_consistency([["fear"], ["fear", "fear"]])
+    truth = [{"Valence": "negative", "Arousal": "low"}, {"Valence": "positive", "Arousal": "high"}]
+    pred = [{"Valence": "negative", "Arousal": None}, {"Valence": "negative", "Arousal": "high"}]
+    assert field_accuracy(truth, pred, ["Valence", "Arousal"]) == {"Valence": 0.5, "Arousal": 0.5}
+    assert consistency_rate(pred, lambda a: a["Valence"] == "negative") == 0.5
+
+
+def test_mean_std_over_seeds():
+    assert mean_std([0.5, 0.7]) == pytest.approx({"mean": 0.6, "std": math.sqrt(0.02), "n": 2})
+    assert mean_std([0.5])["std"] == 0.0
+    assert mean_std([float("nan")])["n"] == 0
+    summary = aggregate_runs([{"accuracy": 0.5, "name": "x"}, {"accuracy": 0.7, "name": "y"}])
+    assert list(summary) == ["accuracy"]
+    assert format_mean_std(summary["accuracy"]) == "0.600 ± 0.141"

@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: install test test-all bench lint clean
+.PHONY: install test test-all quickstart bench lint clean
 
 install: $(STAMP)
 
@@ -19,6 +19,10 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The whole method end to end, offline, on CPU: synthetic SEED-VII -> stages 1-3 -> evaluation (outputs/quickstart).
+quickstart: $(STAMP)
+	$(BIN)/e2llm quickstart --output-dir outputs/quickstart
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m "slow or not slow"

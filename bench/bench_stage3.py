@@ -1,0 +1,170 @@
+"""Stage-3 training throughput: TRL `SFTTrainer` (the project's path) vs a minimal hand-written loop.
+
+Both train the same E2LLM with the same LoRA config, collator, batches, optimizer (AdamW) and learning rate;
+each runs in its own subprocess so its peak memory is its own. Tokens/s counts the real (non-padding) tokens of
+the timed steps (after `--warmup` untimed steps). Prints one JSON object.
+
+    python bench/bench_stage3.py                          # tiny Qwen3-architecture model, CPU
+    python bench/bench_stage3.py --model small            # hidden 256, 4 layers, Qwen's 151,936-token vocabulary
+    python bench/bench_stage3.py --model qwen2.5-0.5b     # Qwen2.5-0.5B-sized (random weights), bf16 + sdpa on GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+CHANNELS = ["Fp1", "Fp2", "F3", "F4", "F7", "F8", "C3", "Cz", "C4", "T7", "T8", "P3", "Pz", "P4", "O1", "O2"]
+# Qwen2.5-0.5B's text architecture (random weights: throughput does not depend on the values).
+QWEN25_05B = {"model_type": "qwen2", "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
+              "num_attention_heads": 14, "num_key_value_heads": 2, "max_position_embeddings": 4096,
+              "tie_word_embeddings": True, "rope_theta": 1000000.0}
+
+
+QWEN_VOCAB_SIZE = 151936
+# A small Qwen2-architecture LM with Qwen's real vocabulary size: where per-step overheads stop dominating on CPU.
+SMALL = {"model_type": "qwen2", "hidden_size": 256, "intermediate_size": 1024, "num_hidden_layers": 4,
+         "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 4096,
+         "tie_word_embeddings": True}
+
+
+def build(model_name: str, device: str, dtype: str):
+    import torch
+
+    from e2llm import assemble_e2llm, build_offline_tokenizer
+    from e2llm.assembly import TINY_EEG_CONFIG, TINY_TEXT_CONFIG
+
+    torch.manual_seed(0)
+    text = {"tiny": TINY_TEXT_CONFIG, "small": SMALL, "qwen2.5-0.5b": QWEN25_05B}[model_name]
+    eeg = TINY_EEG_CONFIG if model_name == "tiny" else {"hidden_size": 256, "num_hidden_layers": 4,
+                                                         "num_attention_heads": 8, "intermediate_size": 1024}
+    tokenizer = build_offline_tokenizer()
+    model, processor = assemble_e2llm(tokenizer, text_config=text, eeg_config=eeg)
+    if model_name != "tiny":  # Qwen's output layer size (the offline tokenizer only uses the first ids)
+        model.resize_token_embeddings(QWEN_VOCAB_SIZE)
+    model.config.text_config._attn_implementation = "sdpa"
+    return model.to(device=device, dtype=getattr(torch, dtype)), processor
+
+
+def batches(processor, n_batches: int, batch_size: int, seed: int = 0):
+    from e2llm.processing.instructions import build_instructions
+    from e2llm.training.data import EEGChatCollator, collator_kwargs, synthetic_window_dataset
+
+    windows = synthetic_window_dataset(n_subjects=1, clips_per_class=2, trial_seconds=8, channel_names=CHANNELS,
+                                       seed=seed)
+    rows = build_instructions(windows, tasks=("emotion", "multitask"), seed=seed)
+    collator = EEGChatCollator(processor, **collator_kwargs(rows))
+    order = [i % len(rows) for i in range(n_batches * batch_size)]
+    return rows.select(order), collator
+
+
+def run_mode(args) -> dict:
+    import torch
+
+    from e2llm.training.arguments import LoraArguments
+    from e2llm.training.instruct import lora_config
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = args.dtype or ("bfloat16" if device == "cuda" else "float32")
+    model, processor = build(args.model, device, dtype)
+    n_steps = args.warmup + args.steps
+    rows, collator = batches(processor, n_steps, args.batch_size)
+    lora = lora_config(LoraArguments(lora_r=16, lora_alpha=32, lora_dropout=0.0))
+    tokens = [int(collator([rows[i] for i in range(s * args.batch_size, (s + 1) * args.batch_size)])
+                  ["attention_mask"].sum()) for s in range(n_steps)]
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    step_times: list[float] = []
+    if args.mode == "sft":
+        from transformers import TrainerCallback
+        from trl import SFTConfig, SFTTrainer
+
+        class Timer(TrainerCallback):
+            def on_step_begin(self, a, state, control, **kw):
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                self.start = time.perf_counter()
+
+            def on_step_end(self, a, state, control, **kw):
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                step_times.append(time.perf_counter() - self.start)
+
+        for p in model.parameters():
+            p.requires_grad = False
+        config = SFTConfig(output_dir=args.output_dir, max_steps=n_steps, per_device_train_batch_size=args.batch_size,
+                           learning_rate=1e-4, lr_scheduler_type="constant", bf16=dtype == "bfloat16",
+                           gradient_checkpointing=False, report_to=[], save_strategy="no", logging_steps=10**6,
+                           disable_tqdm=True, max_length=None, dataset_kwargs={"skip_prepare_dataset": True},
+                           remove_unused_columns=False, dataloader_num_workers=0, weight_decay=0.0,
+                           max_grad_norm=0.0, use_cpu=device == "cpu")
+        trainer = SFTTrainer(model=model, args=config, train_dataset=rows, processing_class=processor,
+                             data_collator=collator, peft_config=lora, callbacks=[Timer()])
+        # keep the dataset order identical to the hand loop
+        trainer._get_train_sampler = lambda *a, **k: torch.utils.data.SequentialSampler(rows)
+        trainer.train()
+    else:
+        from peft import get_peft_model
+
+        for p in model.parameters():
+            p.requires_grad = False
+        model = get_peft_model(model, lora)
+        model.train()
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, weight_decay=0.0)
+        for s in range(n_steps):
+            batch = collator([rows[i] for i in range(s * args.batch_size, (s + 1) * args.batch_size)])
+            if device == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            batch = {k: v.to(device) for k, v in batch.items()}
+            loss = model(**batch).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            step_times.append(time.perf_counter() - start)
+    timed = step_times[args.warmup:]
+    timed_tokens = sum(tokens[args.warmup:len(step_times)])
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return {"mode": args.mode, "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+            "dtype": dtype, "steps_timed": len(timed), "tokens_per_s": timed_tokens / sum(timed),
+            "seconds_per_step": sum(timed) / len(timed),
+            "peak_memory_mib": peak, "peak_memory_kind": "cuda max_memory_allocated" if device == "cuda" else
+            "process max RSS (includes Python and libraries)"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=("tiny", "small", "qwen2.5-0.5b"), default="tiny")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--dtype", default=None)
+    parser.add_argument("--mode", choices=("sft", "hand"), default=None, help="run one path (used internally)")
+    parser.add_argument("--output-dir", default="/tmp/e2llm-bench-stage3")
+    args = parser.parse_args()
+    if args.mode is not None:
+        print(json.dumps(run_mode(args)))
+        return 0
+    results = {}
+    for mode in ("hand", "sft"):
+        command = [sys.executable, __file__, "--mode", mode, *sys.argv[1:]]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+        out = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+        results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+    results["sft_over_hand"] = results["sft"]["tokens_per_s"] / results["hand"]["tokens_per_s"]
+    results["config"] = {"model": args.model, "batch_size": args.batch_size, "steps": args.steps,
+                         "warmup": args.warmup, "load_average_1min": os.getloadavg()[0]}
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Argument dataclasses of the training stages, parsed from YAML + command line with `trl.TrlParser`.
+
+Each stage takes `ModelArguments`, `DataArguments` and its trainer's arguments: `Stage1Config` (a
+`transformers.TrainingArguments`) for stage 1, `trl.SFTConfig` for stage 2, `trl.SFTConfig` +
+`LoraArguments` for stage 3. Any field can be set in the YAML file given with ``--config`` and overridden on
+the command line (``--learning_rate 1e-4``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+STAGES: tuple[str, ...] = ("stage1", "stage2", "stage3")
+# LoRA targets: the attention and MLP projections of the language model's decoder layers (Qwen2 / Qwen3 names).
+DEFAULT_LORA_TARGETS = r".*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
+
+
+@dataclass
+class ModelArguments:
+    """Which model a stage starts from."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "stage 1: an E2LLM or e2llm_eeg folder/repo whose encoder is trained (None with --tiny); "
+                          "stage 2: an E2LLM folder/repo (e.g. from `e2llm init`); stage 3: the stage-2 output."},
+    )
+    encoder_name_or_path: str | None = field(
+        default=None, metadata={"help": "stage 2: the stage-1 output; its encoder weights replace the E2LLM's."}
+    )
+    tiny: bool = field(
+        default=False,
+        metadata={"help": "build the tiny Qwen-architecture E2LLM with the offline tokenizer (tests, CPU demos)."},
+    )
+    tiny_model_type: str = field(default="qwen3", metadata={"help": "architecture of the tiny model: qwen2 | qwen3."})
+    attn_implementation: str | None = field(default="sdpa", metadata={"help": "sdpa | eager | flash_attention_2"})
+    dtype: str | None = field(default="auto", metadata={"help": "weights dtype when loading: auto | float32 | bfloat16"})
+
+
+@dataclass
+class DataArguments:
+    """Which windows a stage trains on, and the split (by trial or subject: never by window)."""
+
+    dataset_path: str | None = field(default=None, metadata={"help": "a folder written by `e2llm prepare`."})
+    split: str = field(
+        default="trial", metadata={"help": "trial (within-subject, whole trials) | subject (leave one out) | "
+                                           "seed_vii (official 4 folds) | none (train on everything)"}
+    )
+    test_size: float = field(default=0.25, metadata={"help": "share of each subject's trials held out (split=trial)."})
+    fold: int = field(default=0, metadata={"help": "fold (seed_vii) or index of the held-out subject (subject)."})
+    split_seed: int = field(default=0)
+    tasks: list[str] = field(
+        default_factory=lambda: ["emotion"],
+        metadata={"help": "instruction tasks (stage 3): emotion multitask scenario; stage 2 always uses describe."},
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "keep at most this many training windows."})
+    instruction_seed: int = field(default=0, metadata={"help": "seed of the task/template draw per window."})
+
+
+@dataclass
+class Stage1Config(TrainingArguments):
+    """Stage-1 trainer arguments: cross-entropy + supervised contrastive loss, optional subject adversary."""
+
+    supcon_weight: float = field(default=0.5, metadata={"help": "weight of the supervised contrastive loss."})
+    supcon_temperature: float = field(default=0.1)
+    adversarial_weight: float = field(
+        default=0.0, metadata={"help": "weight of the subject-adversarial loss (gradient reversal); 0 disables it."}
+    )
+    remove_unused_columns: bool = field(default=False)
+
+
+@dataclass
+class LoraArguments:
+    """Stage-3 adapters: LoRA on the language model, full training of the projector (and optionally the encoder)."""
+
+    lora_r: int = field(default=16)
+    lora_alpha: int = field(default=32)
+    lora_dropout: float = field(default=0.05)
+    lora_target_modules: str = field(
+        default=DEFAULT_LORA_TARGETS, metadata={"help": "regex over module names that get LoRA adapters."}
+    )
+    train_encoder: bool = field(default=False, metadata={"help": "also train the EEG encoder fully."})
+    extra_modules_to_save: list[str] = field(
+        default_factory=list,
+        metadata={"help": "more modules trained fully, e.g. language_model.norm for a randomly initialised LM."},
+    )
+    merge: bool = field(default=True, metadata={"help": "also save a merged, self-contained model in OUTPUT/merged."})
+
+
+__all__ = ["DEFAULT_LORA_TARGETS", "STAGES", "DataArguments", "LoraArguments", "ModelArguments", "Stage1Config"]

@@ -1,0 +1,173 @@
+"""Stages 2 and 3: cross-modal alignment and chain-of-thought instruction tuning, with TRL's `SFTTrainer`.
+
+Stage 2 freezes the EEG encoder and the language model and trains the projector on EEG -> description pairs
+(``describe`` task of `e2llm.processing.instructions`). Stage 3 adds LoRA adapters (PEFT) to the language
+model's attention and MLP projections and trains the projector fully (and the encoder with
+``--train_encoder``) on the emotion / multi-task / scenario conversations, held-out templates excluded. Both
+take the loss on the assistant's tokens only (`EEGChatCollator`).
+
+    e2llm train stage2 --config training/configs/stage2_tiny.yaml
+    e2llm train stage3 --config training/configs/stage3_qwen2.5-0.5b.yaml --learning_rate 1e-4
+    accelerate launch --config_file training/configs/accelerate/fsdp.yaml -m e2llm.training.train stage3 --config ...
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from e2llm.processing.instructions import build_instructions
+from e2llm.training.data import EEGChatCollator, collator_kwargs
+
+logger = logging.getLogger(__name__)
+ADAPTER_DIR = "adapter"
+MERGED_DIR = "merged"
+
+
+def _sft_trainer(model, processor, train_dataset, args, peft_config=None, eval_dataset=None):
+    from trl import SFTTrainer
+
+    if args.dataset_kwargs is None or not args.dataset_kwargs.get("skip_prepare_dataset"):
+        args.dataset_kwargs = {**(args.dataset_kwargs or {}), "skip_prepare_dataset": True}
+    args.remove_unused_columns = False  # the collator needs eeg/prompt/completion
+    collator = EEGChatCollator(processor, max_length=args.max_length, **collator_kwargs(train_dataset))
+    return SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=processor,
+        data_collator=collator,
+        peft_config=peft_config,
+    )
+
+
+def set_label_names(model, processor, label_names) -> None:
+    """Make the E2LLM's `id2label` the dataset's label set (answers, parsing and scoring read it from the config)."""
+    id2label = dict(enumerate(label_names))
+    model.config.id2label = id2label
+    model.config.label2id = {name: i for i, name in id2label.items()}
+    model.config.eeg_config.id2label = id2label
+    model.config.eeg_config.label2id = model.config.label2id
+
+
+def load_encoder_weights(model, encoder_path: str) -> None:
+    """Copy the encoder of a stage-1 folder (`E2LLMEEGForEmotionClassification`) into the E2LLM."""
+    from e2llm.modeling_eeg_encoder import E2LLMEEGForEmotionClassification
+
+    classifier = E2LLMEEGForEmotionClassification.from_pretrained(encoder_path, dtype=torch.float32)
+    missing, unexpected = model.model.eeg_encoder.load_state_dict(classifier.encoder.state_dict(), strict=False)
+    if missing or unexpected:
+        raise ValueError(f"the stage-1 encoder at {encoder_path} does not fit this E2LLM's encoder: missing "
+                         f"{missing[:5]}, unexpected {unexpected[:5]} (was it trained from this model's eeg_config?)")
+
+
+def train_stage2(model, processor, train_dataset, args, instruction_seed: int = 0, resume_from_checkpoint=None):
+    """Train only the projector on description pairs of `train_dataset` (windows); save to `args.output_dir`."""
+    pairs = build_instructions(train_dataset, tasks=("describe",), seed=instruction_seed)
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad = name.startswith("model.projector.")
+    trainer = _sft_trainer(model, processor, pairs, args)
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    trainer.save_model(args.output_dir)
+    return trainer
+
+
+def lora_config(lora_args):
+    """PEFT `LoraConfig`: adapters on `lora_target_modules`, projector (and encoder) trained fully."""
+    from peft import LoraConfig
+
+    modules_to_save = ["projector"] + (["eeg_encoder"] if lora_args.train_encoder else [])
+    modules_to_save += list(lora_args.extra_modules_to_save)
+    return LoraConfig(
+        r=lora_args.lora_r,
+        lora_alpha=lora_args.lora_alpha,
+        lora_dropout=lora_args.lora_dropout,
+        target_modules=lora_args.lora_target_modules,
+        modules_to_save=modules_to_save,
+        task_type="CAUSAL_LM",
+    )
+
+
+def train_stage3(model, processor, train_dataset, args, lora_args, tasks=("emotion",), instruction_seed: int = 0,
+                 resume_from_checkpoint=None, eval_dataset=None):
+    """LoRA instruction tuning on conversations built from `train_dataset` (training templates only).
+
+    Saves the adapter (and the processor) to ``OUTPUT/adapter`` and, with `lora_args.merge`, the merged,
+    self-contained model with its processor to ``OUTPUT/merged``. Returns the trainer.
+    """
+    conversations = build_instructions(train_dataset, tasks=tuple(tasks), template_split="train", seed=instruction_seed)
+    for parameter in model.parameters():
+        parameter.requires_grad = False  # PEFT re-enables LoRA weights and modules_to_save
+    trainer = _sft_trainer(model, processor, conversations, args, peft_config=lora_config(lora_args),
+                           eval_dataset=eval_dataset)
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    save_stage3(trainer, processor, args.output_dir, merge=lora_args.merge)
+    return trainer
+
+
+def merged_model(peft_model):
+    """A plain `E2LLMForConditionalGeneration` with the adapters folded in, in place (no second copy in memory):
+    the PEFT model must not be trained further afterwards."""
+    return peft_model.merge_and_unload()
+
+
+def save_stage3(trainer, processor, output_dir, merge: bool = True, card_kwargs: dict | None = None) -> dict:
+    """Write ``adapter/`` (PEFT adapter + processor) and ``merged/`` (model + processor + card) under `output_dir`.
+
+    Returns the paths, and under ``"model"`` the merged model (merging happens in place on the main process).
+    """
+    output_dir = Path(output_dir)
+    adapter_dir, merged_dir = output_dir / ADAPTER_DIR, output_dir / MERGED_DIR
+    trainer.save_model(str(adapter_dir))
+    paths = {"adapter": adapter_dir}
+    if merge:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+            logger.warning("sharded training: the merged model is built from the saved adapter, not in memory")
+            model = _reload_adapter(adapter_dir)
+        if trainer.is_world_process_zero():
+            merged = merged_model(model)
+            paths["model"] = merged
+            merged.save_pretrained(merged_dir)
+            processor.save_pretrained(merged_dir)
+            write_card(merged_dir, **(card_kwargs or {}))
+        trainer.accelerator.wait_for_everyone()
+        paths["merged"] = merged_dir
+    return paths
+
+
+def _reload_adapter(adapter_dir: Path):
+    import json
+
+    from peft import PeftModel
+
+    from e2llm import E2LLMForConditionalGeneration
+
+    base = json.loads((adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
+    return PeftModel.from_pretrained(E2LLMForConditionalGeneration.from_pretrained(base), str(adapter_dir))
+
+
+def write_card(model_dir, **kwargs) -> Path | None:
+    """The model card of a saved E2LLM folder, rendered by `e2llm.hub_cards` (None if that package is absent)."""
+    try:
+        from e2llm.hub_cards import write_model_card
+    except ImportError:  # hub_cards is optional at training time
+        return None
+    return write_model_card(model_dir, **kwargs)
+
+
+__all__ = [
+    "ADAPTER_DIR",
+    "MERGED_DIR",
+    "load_encoder_weights",
+    "lora_config",
+    "merged_model",
+    "save_stage3",
+    "set_label_names",
+    "train_stage2",
+    "train_stage3",
+    "write_card",
+]

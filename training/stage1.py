@@ -1,0 +1,197 @@
+"""Stage 1: emotion-discriminative pretraining of the EEG encoder.
+
+`E2LLMEEGForEmotionClassification` is trained through the Transformers `Trainer` with cross-entropy plus a
+supervised contrastive loss (Khosla et al., 2020) on the pooled window embeddings; optionally a subject
+classifier behind a gradient-reversal layer (Ganin & Lempitsky, 2015) pushes the embeddings to forget who the
+subject is, for cross-subject training. The result is a `from_pretrained` folder (encoder + head + feature
+extractor) whose encoder stage 2 loads into the E2LLM.
+
+    e2llm train stage1 --config training/configs/stage1_tiny.yaml
+    accelerate launch --config_file training/configs/accelerate/ddp.yaml -m e2llm.training.train stage1 --config ...
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import Trainer
+
+from e2llm.modeling_eeg_encoder import E2LLMEEGForEmotionClassification
+from e2llm.training.data import EEGClassificationCollator, collator_kwargs
+
+
+def supervised_contrastive_loss(embeddings: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1):
+    """SupCon loss of `(batch, dim)` embeddings with `(batch,)` labels (anchors without a positive are skipped).
+
+    Returns a scalar; zero (with a gradient path) when no anchor has a positive in the batch.
+    """
+    z = F.normalize(embeddings.float(), dim=-1)
+    logits = z @ z.T / temperature
+    self_mask = torch.eye(len(z), dtype=torch.bool, device=z.device)
+    logits = logits.masked_fill(self_mask, float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    positives = (labels[:, None] == labels[None, :]) & ~self_mask
+    n_positives = positives.sum(1)
+    anchors = n_positives > 0
+    if not anchors.any():
+        return embeddings.sum() * 0.0
+    mean_log_prob = log_prob.masked_fill(~positives, 0.0).sum(1)[anchors] / n_positives[anchors]
+    return -mean_log_prob.mean()
+
+
+class _GradientReversal(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight):
+        ctx.weight = weight
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -ctx.weight * grad, None
+
+
+class SubjectAdversary(nn.Module):
+    """Subject classifier on gradient-reversed embeddings `(batch, hidden)` -> `(batch, n_subjects)` logits."""
+
+    def __init__(self, hidden_size: int, n_subjects: int, weight: float = 1.0):
+        super().__init__()
+        self.weight = float(weight)
+        self.classifier = nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.GELU(), nn.Linear(hidden_size, n_subjects))
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return self.classifier(_GradientReversal.apply(embeddings, self.weight))
+
+
+class EncoderPretrainingTrainer(Trainer):
+    """`Trainer` whose loss is cross-entropy + `supcon_weight` x SupCon (+ `adversarial_weight` x subject CE)."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        subject_labels = inputs.pop("subject_labels", None)
+        outputs = model(**inputs)
+        loss = F.cross_entropy(outputs.logits.float(), labels)
+        args = self.args
+        if getattr(args, "supcon_weight", 0.0) > 0:
+            loss = loss + args.supcon_weight * supervised_contrastive_loss(
+                outputs.embeddings, labels, args.supcon_temperature
+            )
+        adversary = getattr(self.accelerator.unwrap_model(model), "subject_adversary", None)
+        if adversary is not None and subject_labels is not None and model.training:
+            loss = loss + args.adversarial_weight * F.cross_entropy(adversary(outputs.embeddings).float(), subject_labels)
+        outputs["loss"] = loss
+        return (loss, outputs) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        labels = inputs["labels"]
+        with torch.no_grad():
+            loss, outputs = self.compute_loss(model, dict(inputs), return_outputs=True)
+        if prediction_loss_only:
+            return loss.detach(), None, None
+        return loss.detach(), outputs.logits.detach(), labels
+
+
+def _accuracy(eval_prediction) -> dict:
+    logits, labels = eval_prediction.predictions, eval_prediction.label_ids
+    return {"accuracy": float((np.argmax(logits, axis=-1) == labels).mean())}
+
+
+def classifier_from_e2llm(e2llm, label_names, seed: int = 0) -> E2LLMEEGForEmotionClassification:
+    """A stage-1 classifier with the E2LLM's encoder config and weights, and a new head for `label_names`."""
+    from e2llm import E2LLMEEGConfig
+
+    eeg_config = E2LLMEEGConfig(**{**e2llm.config.eeg_config.to_dict(), "id2label": dict(enumerate(label_names))})
+    torch.manual_seed(seed)
+    model = E2LLMEEGForEmotionClassification(eeg_config)
+    model.encoder.load_state_dict(e2llm.model.eeg_encoder.state_dict())
+    return model
+
+
+def build_stage1_model(model_args, label_names, seed: int = 0) -> E2LLMEEGForEmotionClassification:
+    """The classifier stage 1 trains: from an E2LLM (its encoder and eeg config), an e2llm_eeg folder, or tiny."""
+    from transformers import AutoConfig
+
+    from e2llm import E2LLMEEGConfig
+    from e2llm.assembly import TINY_EEG_CONFIG
+
+    id2label = dict(enumerate(label_names))
+    if model_args.model_name_or_path is None:
+        if not model_args.tiny:
+            raise ValueError("stage 1 needs --model_name_or_path (an E2LLM or e2llm_eeg folder) or --tiny")
+        torch.manual_seed(seed)
+        return E2LLMEEGForEmotionClassification(E2LLMEEGConfig(**TINY_EEG_CONFIG, id2label=id2label))
+    config = AutoConfig.from_pretrained(model_args.model_name_or_path)
+    if config.model_type == "e2llm":
+        from e2llm import E2LLMForConditionalGeneration
+
+        e2llm = E2LLMForConditionalGeneration.from_pretrained(model_args.model_name_or_path, dtype=torch.float32)
+        return classifier_from_e2llm(e2llm, label_names, seed=seed)
+    if config.model_type == "e2llm_eeg":
+        return E2LLMEEGForEmotionClassification.from_pretrained(
+            model_args.model_name_or_path, id2label=id2label, ignore_mismatched_sizes=True
+        )
+    raise ValueError(
+        f"{model_args.model_name_or_path} is a {config.model_type!r} model; stage 1 needs an E2LLM (from `e2llm init`) "
+        "or an e2llm_eeg encoder"
+    )
+
+
+def train_stage1(
+    model: E2LLMEEGForEmotionClassification,
+    train_dataset,
+    args,
+    feature_extractor,
+    eval_dataset=None,
+    resume_from_checkpoint=None,
+) -> EncoderPretrainingTrainer:
+    """Train `model` on a prepared window dataset; save it (with `feature_extractor`) to `args.output_dir`."""
+    meta = collator_kwargs(train_dataset)
+    label_column = "emotion"
+    if list(model.config.id2label.values()) != list(train_dataset.features[label_column].names):
+        raise ValueError(
+            f"the model's labels {list(model.config.id2label.values())} differ from the dataset's "
+            f"{train_dataset.features[label_column].names}"
+        )
+    if feature_extractor.sampling_rate != model.config.sampling_rate:
+        raise ValueError(f"feature extractor rate {feature_extractor.sampling_rate} Hz != encoder rate "
+                         f"{model.config.sampling_rate} Hz")
+    subjects = None
+    if getattr(args, "adversarial_weight", 0.0) > 0:
+        subjects = sorted(set(int(s) for s in train_dataset["subject"]))
+        if len(subjects) < 2:
+            raise ValueError("the subject-adversarial loss needs at least two subjects in the training data")
+        model.subject_adversary = SubjectAdversary(model.config.hidden_size, len(subjects), args.adversarial_weight)
+    collator = EEGClassificationCollator(feature_extractor, subject_ids=subjects, **meta)
+    trainer = EncoderPretrainingTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=collator,
+        compute_metrics=_accuracy if eval_dataset is not None else None,
+    )
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    if hasattr(model, "subject_adversary"):  # a training device only: the saved encoder never carries it
+        del model.subject_adversary
+    trainer.save_model(args.output_dir)
+    if trainer.is_world_process_zero():
+        feature_extractor.save_pretrained(args.output_dir)
+    return trainer
+
+
+def predict_stage1(trainer: EncoderPretrainingTrainer, dataset) -> np.ndarray:
+    """Predicted class ids `(n_windows,)` of the stage-1 head on `dataset`."""
+    output = trainer.predict(dataset)
+    return np.argmax(output.predictions, axis=-1)
+
+
+__all__ = [
+    "EncoderPretrainingTrainer",
+    "SubjectAdversary",
+    "build_stage1_model",
+    "classifier_from_e2llm",
+    "predict_stage1",
+    "supervised_contrastive_loss",
+    "train_stage1",
+]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
@@ -18,10 +20,14 @@ class E2LLMEEGConfig(PreTrainedConfig):
     r"""
     Configuration of [`E2LLMEEGEncoder`], a patch transformer over `(batch, n_channels, n_times)` EEG windows.
 
-    Each channel's window is cut into patches of `patch_size` samples; a patch token is the sum of a linear embedding
-    of its samples, of its log-amplitude spectrum (when `use_spectral_embedding`), of its electrode's learned embedding
-    and of its time-patch index embedding. Transformer layers mix all (channel, patch) tokens; `num_output_tokens`
-    learned queries pool them into the tokens handed to the language model.
+    Each channel's window is cut into patches of `patch_size` samples; a patch token is the sum of linear embeddings
+    of its samples (`use_sample_embedding`), of its log-amplitude spectrum (`use_spectral_embedding`) and of its log
+    power in the frequency bands `band_edges` (`use_band_power_embedding`), plus its electrode's learned embedding and
+    its time-patch index embedding. With `electrode_band_rank > 0` the band powers, centred on the window's channel
+    mean, are also embedded through `electrode_band_rank` learned factors of their electrode, so a spatial pattern
+    (which electrode has more alpha than the others) reaches the tokens linearly, as in a linear model on SEED's
+    differential-entropy features. Transformer layers mix all (channel, patch) tokens; `num_output_tokens` learned
+    queries pool them, on top of the tokens' mean, into the tokens handed to the language model.
 
     Args:
         num_electrodes (`int`): size of the electrode vocabulary (`e2llm.electrodes.ELECTRODE_NAMES`).
@@ -29,6 +35,9 @@ class E2LLMEEGConfig(PreTrainedConfig):
         window_samples (`int`): samples per window (`n_times`); a multiple of `patch_size`.
         patch_size (`int`): samples per time patch.
         num_output_tokens (`int`): pooled tokens per window.
+        band_edges (`list[float]`): edges in Hz of the bands of the band-power embedding (default δ, θ, α, β, γ as
+            in SEED's differential entropy features); each band must hold at least one FFT bin of a patch.
+        electrode_band_rank (`int`): rank of the electrode-conditioned band-power embedding (0 turns it off).
 
     Example:
 
@@ -56,7 +65,11 @@ class E2LLMEEGConfig(PreTrainedConfig):
     attention_dropout: float | int = 0.0
     layer_norm_eps: float = 1e-5
     num_output_tokens: int = 4
+    use_sample_embedding: bool = True
     use_spectral_embedding: bool = True
+    use_band_power_embedding: bool = True
+    band_edges: list[float] | tuple[float, ...] = (1.0, 4.0, 8.0, 14.0, 31.0, 50.0)
+    electrode_band_rank: int = 8
     classifier_dropout: float | int = 0.1
     initializer_range: float = 0.02
 
@@ -75,6 +88,23 @@ class E2LLMEEGConfig(PreTrainedConfig):
             raise ValueError(
                 f"hidden_size={self.hidden_size} is not divisible by num_attention_heads={self.num_attention_heads}"
             )
+        if not (self.use_sample_embedding or self.use_spectral_embedding or self.use_band_power_embedding):
+            raise ValueError("the patch embedding needs at least one of use_sample_embedding, use_spectral_embedding "
+                             "and use_band_power_embedding")
+        if self.electrode_band_rank < 0:
+            raise ValueError(f"electrode_band_rank must be >= 0, got {self.electrode_band_rank}")
+        if self.use_band_power_embedding:
+            edges = [float(edge) for edge in self.band_edges]
+            if len(edges) < 2 or any(hi <= lo for lo, hi in zip(edges, edges[1:])) or edges[0] < 0:
+                raise ValueError(f"band_edges must be at least two increasing frequencies >= 0 Hz, got {edges}")
+            resolution = self.sampling_rate / self.patch_size
+            if edges[-1] > self.sampling_rate / 2:
+                raise ValueError(f"band_edges end at {edges[-1]:g} Hz, above the Nyquist frequency "
+                                 f"{self.sampling_rate / 2:g} Hz")
+            for lo, hi in zip(edges, edges[1:]):
+                if math.floor((hi - 1e-9) / resolution) < math.ceil(lo / resolution):
+                    raise ValueError(f"the band {lo:g}-{hi:g} Hz holds no FFT bin of a {self.patch_size}-sample patch "
+                                     f"({resolution:g} Hz resolution); use longer patches or wider bands")
 
     @property
     def num_patches(self) -> int:

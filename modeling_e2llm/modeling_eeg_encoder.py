@@ -108,39 +108,80 @@ class E2LLMEEGLayer(GradientCheckpointingLayer):
 
 
 class E2LLMEEGPatchEmbedding(nn.Module):
-    """Token per (channel, time patch): samples + log spectrum + electrode + patch-position embeddings."""
+    """Token per (channel, time patch): the sum of the enabled patch views (samples, log spectrum, log band powers)
+    and of the electrode and patch-position embeddings."""
+
+    band_power_floor = 1e-6
 
     def __init__(self, config: E2LLMEEGConfig):
         super().__init__()
         self.config = config
-        self.sample_projection = nn.Linear(config.patch_size, config.hidden_size)
-        self.spectral_projection = (
-            nn.Linear(config.patch_size // 2 + 1, config.hidden_size) if config.use_spectral_embedding else None
-        )
+        n_bins = config.patch_size // 2 + 1
+        self.sample_projection = nn.Linear(config.patch_size, config.hidden_size) if config.use_sample_embedding else None
+        self.spectral_projection = nn.Linear(n_bins, config.hidden_size) if config.use_spectral_embedding else None
+        self.band_power_projection = None
+        if config.use_band_power_embedding:
+            # derived from the config, so never saved with the weights (`_init_weights` fills it after loading)
+            self.register_buffer("band_weights", self.compute_band_weights(config), persistent=False)
+            n_bands = len(config.band_edges) - 1
+            self.band_power_projection = nn.Linear(n_bands, config.hidden_size)
+            if config.electrode_band_rank > 0:
+                self.electrode_band_factors = nn.Embedding(config.num_electrodes, config.electrode_band_rank)
+                self.electrode_band_projection = nn.Linear(n_bands * config.electrode_band_rank, config.hidden_size)
         self.electrode_embedding = nn.Embedding(config.num_electrodes, config.hidden_size)
         self.patch_position_embedding = nn.Embedding(config.num_patches, config.hidden_size)
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
-    def forward(self, eeg_values: torch.Tensor, eeg_channel_ids: torch.Tensor) -> torch.Tensor:
-        """`(batch, n_channels, n_times)` -> `(batch, n_channels, n_patches, hidden_size)`."""
+    @staticmethod
+    def compute_band_weights(config: E2LLMEEGConfig) -> torch.Tensor:
+        """`(n_bands, n_bins)` weights averaging a patch's power spectrum over each band [lo, hi) of `band_edges`."""
+        frequencies = torch.fft.rfftfreq(config.patch_size, d=1.0 / config.sampling_rate)
+        edges = [float(edge) for edge in config.band_edges]
+        masks = torch.stack([(frequencies >= lo) & (frequencies < hi) for lo, hi in zip(edges, edges[1:])]).float()
+        return masks / masks.sum(-1, keepdim=True)
+
+    def forward(
+        self, eeg_values: torch.Tensor, eeg_channel_ids: torch.Tensor, channel_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """`(batch, n_channels, n_times)` -> `(batch, n_channels, n_patches, hidden_size)`; `channel_mask`
+        `(batch, n_channels)` bool marks the real channels (the others never enter the channel mean)."""
         batch, n_channels, _ = eeg_values.shape
         patches = eeg_values.view(batch, n_channels, self.config.num_patches, self.config.patch_size)
-        embeddings = self.sample_projection(patches)
-        if self.spectral_projection is not None:
-            # FFTs are not implemented for half precision on CPU: take the spectrum in float32.
-            spectrum = torch.log1p(torch.fft.rfft(patches.float(), dim=-1).abs()).to(patches.dtype)
-            embeddings = embeddings + self.spectral_projection(spectrum)
         positions = torch.arange(self.config.num_patches, device=eeg_values.device)
         embeddings = (
-            embeddings
-            + self.electrode_embedding(eeg_channel_ids)[:, :, None, :]
-            + self.patch_position_embedding(positions)[None, None]
+            self.electrode_embedding(eeg_channel_ids)[:, :, None, :] + self.patch_position_embedding(positions)[None, None]
         )
+        if self.sample_projection is not None:
+            embeddings = embeddings + self.sample_projection(patches)
+        if self.spectral_projection is not None or self.band_power_projection is not None:
+            # FFTs are not implemented for half precision on CPU: take the spectrum in float32.
+            amplitude = torch.fft.rfft(patches.float(), dim=-1).abs()
+            if self.spectral_projection is not None:
+                embeddings = embeddings + self.spectral_projection(torch.log1p(amplitude).to(patches.dtype))
+            if self.band_power_projection is not None:
+                # power per bin of the orthonormal transform: about the variance for white noise, whatever the patch
+                power = amplitude.square() / self.config.patch_size
+                band_power = power @ self.band_weights.T.float()  # (batch, n_channels, n_patches, n_bands)
+                weights = channel_mask[:, :, None, None].float()
+                # Inputs are normalised windows (unit scale), so a floor far below any real band's power keeps an
+                # empty band (a pure tone, a padded channel) at a fixed value instead of the log of rounding noise;
+                # padded channels are also kept out of the channel mean.
+                log_power = torch.log(band_power + self.band_power_floor) * weights
+                embeddings = embeddings + self.band_power_projection(log_power.to(patches.dtype))
+                if self.config.electrode_band_rank > 0:
+                    channel_mean = log_power.sum(1, keepdim=True) / weights.sum(1, keepdim=True)
+                    relative = (log_power - channel_mean) * weights  # (batch, n_channels, n_patches, n_bands)
+                    factors = self.electrode_band_factors(eeg_channel_ids).float()  # (batch, n_channels, rank)
+                    spatial = relative[..., :, None] * factors[:, :, None, None, :]
+                    embeddings = embeddings + self.electrode_band_projection(spatial.flatten(-2).to(patches.dtype))
         return self.norm(embeddings)
 
 
 class E2LLMEEGAttentionPooler(nn.Module):
-    """`num_output_tokens` learned queries attend to the window's tokens."""
+    """`num_output_tokens` tokens: the mean of the window's (unmasked) tokens plus what a learned query reads from them.
+
+    The mean keeps every token's contribution from the first step (the queries start near zero); each query then
+    learns which channels and patches to stress."""
 
     def __init__(self, config: E2LLMEEGConfig):
         super().__init__()
@@ -149,8 +190,10 @@ class E2LLMEEGAttentionPooler(nn.Module):
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, hidden_states: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+        weights = token_mask.to(hidden_states.dtype)[..., None]
+        mean = (hidden_states * weights).sum(1, keepdim=True) / weights.sum(1, keepdim=True)
         queries = self.queries[None].expand(hidden_states.shape[0], -1, -1)
-        return self.norm(queries + self.attn(queries, hidden_states, token_mask))
+        return self.norm(mean + queries + self.attn(queries + mean, hidden_states, token_mask))
 
 
 class E2LLMEEGPreTrainedModel(PreTrainedModel):
@@ -167,6 +210,11 @@ class E2LLMEEGPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, E2LLMEEGAttentionPooler):
             init.normal_(module.queries, mean=0.0, std=self.config.initializer_range)
+        elif isinstance(module, E2LLMEEGPatchEmbedding) and module.band_power_projection is not None:
+            init.copy_(module.band_weights, module.compute_band_weights(module.config))
+            if module.config.electrode_band_rank > 0:
+                # unit-scale factors: the centred log powers are O(1), so the spatial term starts as large as the rest
+                init.normal_(module.electrode_band_factors.weight, mean=0.0, std=1.0)
 
 
 class E2LLMEEGEncoder(E2LLMEEGPreTrainedModel):
@@ -227,7 +275,7 @@ class E2LLMEEGEncoder(E2LLMEEGPreTrainedModel):
         if not channel_mask.any(-1).all():
             raise ValueError("every EEG window needs at least one unmasked channel")
 
-        hidden_states = self.embeddings(eeg_values.to(self.dtype), eeg_channel_ids)
+        hidden_states = self.embeddings(eeg_values.to(self.dtype), eeg_channel_ids, channel_mask)
         batch, n_channels, n_patches, hidden = hidden_states.shape
         hidden_states = hidden_states.reshape(batch, n_channels * n_patches, hidden)
         token_mask = channel_mask[:, :, None].expand(-1, -1, n_patches).reshape(batch, -1)

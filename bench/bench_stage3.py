@@ -1,4 +1,4 @@
-"""Stage-3 training throughput: TRL `SFTTrainer` (the project's path) vs a minimal hand-written loop.
+"""Stage-3 training throughput: the project's `E2LLMSFTTrainer` (TRL `SFTTrainer`) vs a minimal hand-written loop.
 
 Both train the same E2LLM with the same LoRA config, collator, batches, optimizer (AdamW) and learning rate;
 each runs in its own subprocess so its peak memory is its own. Tokens/s counts the real (non-padding) tokens of
@@ -6,6 +6,7 @@ the timed steps (after `--warmup` untimed steps). Prints one JSON object.
 
     python bench/bench_stage3.py                          # tiny Qwen3-architecture model, CPU
     python bench/bench_stage3.py --model small            # hidden 256, 4 layers, Qwen's 151,936-token vocabulary
+    python bench/bench_stage3.py --lm-head-loss fused     # TRL's fused, chunked LM head instead of the model's
     python bench/bench_stage3.py --model qwen2.5-0.5b     # Qwen2.5-0.5B-sized (random weights), bf16 + sdpa on GPU
 """
 
@@ -82,7 +83,9 @@ def run_mode(args) -> dict:
     step_times: list[float] = []
     if args.mode == "sft":
         from transformers import TrainerCallback
-        from trl import SFTConfig, SFTTrainer
+
+        from e2llm.training.arguments import InstructConfig
+        from e2llm.training.instruct import E2LLMSFTTrainer
 
         class Timer(TrainerCallback):
             def on_step_begin(self, a, state, control, **kw):
@@ -97,13 +100,14 @@ def run_mode(args) -> dict:
 
         for p in model.parameters():
             p.requires_grad = False
-        config = SFTConfig(output_dir=args.output_dir, max_steps=n_steps, per_device_train_batch_size=args.batch_size,
-                           learning_rate=1e-4, lr_scheduler_type="constant", bf16=dtype == "bfloat16",
-                           gradient_checkpointing=False, report_to=[], save_strategy="no", logging_steps=10**6,
-                           disable_tqdm=True, max_length=None, dataset_kwargs={"skip_prepare_dataset": True},
-                           remove_unused_columns=False, dataloader_num_workers=0, weight_decay=0.0,
-                           max_grad_norm=0.0, use_cpu=device == "cpu")
-        trainer = SFTTrainer(model=model, args=config, train_dataset=rows, processing_class=processor,
+        config = InstructConfig(lm_head_loss=args.lm_head_loss, output_dir=args.output_dir, max_steps=n_steps,
+                                per_device_train_batch_size=args.batch_size,
+                                learning_rate=1e-4, lr_scheduler_type="constant", bf16=dtype == "bfloat16",
+                                gradient_checkpointing=False, report_to=[], save_strategy="no", logging_steps=10**6,
+                                disable_tqdm=True, max_length=None, dataset_kwargs={"skip_prepare_dataset": True},
+                                remove_unused_columns=False, dataloader_num_workers=0, weight_decay=0.0,
+                                max_grad_norm=0.0, use_cpu=device == "cpu")
+        trainer = E2LLMSFTTrainer(model=model, args=config, train_dataset=rows, processing_class=processor,
                              data_collator=collator, peft_config=lora, callbacks=[Timer()])
         # keep the dataset order identical to the hand loop
         trainer._get_train_sampler = lambda *a, **k: torch.utils.data.SequentialSampler(rows)
@@ -149,6 +153,8 @@ def main() -> int:
     parser.add_argument("--dtype", default=None)
     parser.add_argument("--mode", choices=("sft", "hand"), default=None, help="run one path (used internally)")
     parser.add_argument("--output-dir", default="/tmp/e2llm-bench-stage3")
+    parser.add_argument("--lm-head-loss", choices=("auto", "fused", "model"), default="auto",
+                        help="the SFT path's loss (InstructConfig.lm_head_loss); 'auto' is fused on CUDA only")
     args = parser.parse_args()
     if args.mode is not None:
         print(json.dumps(run_mode(args)))
@@ -160,7 +166,8 @@ def main() -> int:
         out = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
         results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
     results["sft_over_hand"] = results["sft"]["tokens_per_s"] / results["hand"]["tokens_per_s"]
-    results["config"] = {"model": args.model, "batch_size": args.batch_size, "steps": args.steps,
+    results["config"] = {"model": args.model, "lm_head_loss": args.lm_head_loss, "batch_size": args.batch_size,
+                         "steps": args.steps,
                          "warmup": args.warmup, "load_average_1min": os.getloadavg()[0]}
     print(json.dumps(results, indent=2))
     return 0

@@ -1,7 +1,7 @@
 """Argument dataclasses of the training stages, parsed from YAML + command line with `trl.TrlParser`.
 
 Each stage takes `ModelArguments`, `DataArguments` and its trainer's arguments: `Stage1Config` (a
-`transformers.TrainingArguments`) for stage 1, `trl.SFTConfig` for stage 2, `trl.SFTConfig` +
+`transformers.TrainingArguments`) for stage 1, `InstructConfig` (a `trl.SFTConfig`) for stage 2, `InstructConfig` +
 `LoraArguments` for stage 3. Any field can be set in the YAML file given with ``--config`` and overridden on
 the command line (``--learning_rate 1e-4``).
 """
@@ -11,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
+from trl import SFTConfig
 
 STAGES: tuple[str, ...] = ("stage1", "stage2", "stage3")
+LM_HEAD_LOSSES: tuple[str, ...] = ("auto", "fused", "model")
 # LoRA targets: the attention and MLP projections of the language model's decoder layers (Qwen2 / Qwen3 names).
 DEFAULT_LORA_TARGETS = r".*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
 
@@ -71,6 +73,26 @@ class Stage1Config(TrainingArguments):
 
 
 @dataclass
+class InstructConfig(SFTConfig):
+    """Stage-2/3 trainer arguments: TRL's `SFTConfig` plus where the language-model loss is computed."""
+
+    lm_head_loss: str = field(
+        default="auto",
+        metadata={
+            "help": "'fused': TRL's chunked LM head (never builds the (batch, seq, vocab) logits: least memory, logs "
+                    "entropy); 'model': the model's own LM head and cross-entropy (faster on CPU and for small "
+                    "vocabularies); 'auto': fused on CUDA, model elsewhere.",
+            "choices": list(LM_HEAD_LOSSES),
+        },
+    )
+
+    def __post_init__(self):
+        if self.lm_head_loss not in LM_HEAD_LOSSES:
+            raise ValueError(f"lm_head_loss must be one of {LM_HEAD_LOSSES}, got {self.lm_head_loss!r}")
+        super().__post_init__()
+
+
+@dataclass
 class LoraArguments:
     """Stage-3 adapters: LoRA on the language model, full training of the projector (and optionally the encoder)."""
 
@@ -88,4 +110,13 @@ class LoraArguments:
     merge: bool = field(default=True, metadata={"help": "also save a merged, self-contained model in OUTPUT/merged."})
 
 
-__all__ = ["DEFAULT_LORA_TARGETS", "STAGES", "DataArguments", "LoraArguments", "ModelArguments", "Stage1Config"]
+__all__ = [
+    "DEFAULT_LORA_TARGETS",
+    "LM_HEAD_LOSSES",
+    "STAGES",
+    "DataArguments",
+    "InstructConfig",
+    "LoraArguments",
+    "ModelArguments",
+    "Stage1Config",
+]

@@ -124,11 +124,9 @@ def run_quickstart(output_dir: str | Path = "outputs/quickstart", data: str | Pa
                    recipe: QuickstartRecipe | None = None) -> dict:
     """Run the quickstart; returns the report (also written to ``output_dir/report.json``)."""
     from transformers import set_seed
-    from trl import SFTConfig
-
     from e2llm.processing.dataset_io import dataset_metadata, load_prepared
     from e2llm.processing.splits import split_by_trial
-    from e2llm.training.arguments import LoraArguments, Stage1Config
+    from e2llm.training.arguments import InstructConfig, LoraArguments, Stage1Config
     from e2llm.training.evaluate import evaluate_model
     from e2llm.training.instruct import load_encoder_weights, train_stage2, train_stage3
     from e2llm.training.metrics import classification_metrics
@@ -167,12 +165,12 @@ def run_quickstart(output_dir: str | Path = "outputs/quickstart", data: str | Pa
     load_encoder_weights(model, str(output_dir / "stage1"))
     sft = {"bf16": False, "max_length": None, "per_device_train_batch_size": recipe.stage3_batch_size,
            "gradient_checkpointing": False}
-    stage2_args = SFTConfig(**_common_args(output_dir / "stage2", recipe), **sft,
+    stage2_args = InstructConfig(**_common_args(output_dir / "stage2", recipe), **sft,
                             num_train_epochs=recipe.stage2_epochs, learning_rate=recipe.stage2_lr)
     train_stage2(model, processor, train, stage2_args, instruction_seed=recipe.seed)
     lap("stage2")
 
-    stage3_args = SFTConfig(**_common_args(output_dir / "stage3", recipe), **sft,
+    stage3_args = InstructConfig(**_common_args(output_dir / "stage3", recipe), **sft,
                             num_train_epochs=recipe.stage3_epochs, learning_rate=recipe.stage3_lr)
     # the tiny LM is randomly initialised: its final norm trains too, so it can sharpen its near-uniform logits
     lora = LoraArguments(lora_r=recipe.lora_r, lora_alpha=2 * recipe.lora_r, lora_dropout=0.0,

@@ -19,21 +19,26 @@ from pathlib import Path
 
 import torch
 
-from e2llm.training.arguments import STAGES, DataArguments, LoraArguments, ModelArguments, Stage1Config
+from e2llm.training.arguments import (
+    STAGES,
+    DataArguments,
+    InstructConfig,
+    LoraArguments,
+    ModelArguments,
+    Stage1Config,
+)
 
 _CONFIGS = Path(__file__).parent / "configs"
 
 
 def stage_dataclasses(stage: str) -> tuple:
     """The argument dataclasses of `stage`, in parsing order."""
-    from trl import SFTConfig
-
     if stage == "stage1":
         return ModelArguments, DataArguments, Stage1Config
     if stage == "stage2":
-        return ModelArguments, DataArguments, SFTConfig
+        return ModelArguments, DataArguments, InstructConfig
     if stage == "stage3":
-        return ModelArguments, DataArguments, SFTConfig, LoraArguments
+        return ModelArguments, DataArguments, InstructConfig, LoraArguments
     raise ValueError(f"unknown stage {stage!r}; choose one of {STAGES}")
 
 

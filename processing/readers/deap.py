@@ -16,12 +16,12 @@ Datasheet:
 
     The 3-s pre-trial baseline is always cut off; with ``baseline_removal=True`` the mean of its three
     1-s segments is first subtracted from every 1-s segment of the trial (the usual DEAP practice).
-    Pickles can run code when loaded: open only the files of the dataset itself.
+    The pickles are read with an allow-list unpickler (numpy arrays and plain containers only), so a crafted
+    file cannot run code; anything else in it is refused.
 """
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +29,7 @@ import numpy as np
 
 from e2llm.processing.dataset_io import EEGDatasetReader, Trial
 from e2llm.processing.readers._common import file_number, require_dir, subject_filter, uv_recording
+from e2llm.processing.readers._safe_pickle import UnsafePickleError, safe_load
 from e2llm.processing.readers._ratings import rating_classes, rating_label_names, subtract_baseline
 
 DEAP_CHANNELS: tuple[str, ...] = (
@@ -78,7 +79,9 @@ class DEAPReader(EEGDatasetReader):
     def read_item(self, path: Path) -> Iterator[Trial]:
         try:
             with open(path, "rb") as handle:
-                content = pickle.load(handle, encoding="latin1")
+                content = safe_load(handle, encoding="latin1")
+        except UnsafePickleError as exc:
+            raise UnsafePickleError(f"{path}: {exc}") from None
         except Exception as exc:
             raise ValueError(f"Cannot read {path} as a DEAP pickle: {type(exc).__name__}: {exc}") from exc
         if not isinstance(content, dict) or "data" not in content or "labels" not in content:

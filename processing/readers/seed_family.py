@@ -33,7 +33,6 @@ SEED-V datasheet:
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,6 +52,7 @@ from e2llm.processing.readers._common import (
     subject_filter,
     uv_recording,
 )
+from e2llm.processing.readers._safe_pickle import UnsafePickleError, safe_loads, safe_npz_entry
 
 SEED_SFREQ = 200.0
 SEED_LABELS: tuple[int, ...] = (1, 0, -1, -1, 0, 1, -1, 0, 1, 1, 0, -1, 0, 1, -1)
@@ -273,17 +273,26 @@ class SEEDVReader(EEGDatasetReader):
 
 
 def _npz_dict(path: Path, key: str) -> dict:
-    """A dict stored under `key` of a SEED-V ``.npz`` (pickled bytes, as the dataset ships them, or an object)."""
+    """A dict stored under `key` of a SEED-V ``.npz`` (pickled bytes, as the dataset ships them, or an object).
+
+    Never runs code from the file: object arrays and pickled bytes go through the allow-list unpickler."""
     try:
-        with np.load(path, allow_pickle=True) as archive:
-            value = archive[key]
+        value = safe_npz_entry(path, key)
     except KeyError:
         raise ValueError(f"{path}: no '{key}' entry") from None
+    except UnsafePickleError as exc:
+        raise UnsafePickleError(f"{path}['{key}']: {exc}") from None
     except Exception as exc:
         raise ValueError(f"Cannot read {path}: {type(exc).__name__}: {exc}") from exc
-    value = value.item() if value.dtype == object else value
+    value = value.item() if value.dtype == object and value.ndim == 0 else value
     if isinstance(value, (bytes, np.bytes_, np.ndarray)):
-        value = pickle.loads(bytes(value) if not isinstance(value, np.ndarray) else value.tobytes())
+        raw = bytes(value) if not isinstance(value, np.ndarray) else value.tobytes()
+        try:
+            value = safe_loads(raw)
+        except UnsafePickleError as exc:
+            raise UnsafePickleError(f"{path}['{key}']: {exc}") from None
+        except Exception as exc:
+            raise ValueError(f"{path}['{key}']: not a pickled dict ({type(exc).__name__}: {exc})") from exc
     if not isinstance(value, dict):
         raise ValueError(f"{path}['{key}']: expected a dict keyed by trial, got {type(value).__name__}")
     return {int(k): v for k, v in value.items()}

@@ -22,12 +22,11 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
-import os
 import shutil
-import uuid
 from collections.abc import Mapping, Sequence
-from contextlib import contextmanager
 from pathlib import Path
+
+from e2llm.processing.safe_output import check_output_dir, staged_dir
 
 from .cards import (
     PIPELINE_TASK,
@@ -37,7 +36,7 @@ from .cards import (
     hub_id_or_none,
     model_config,
 )
-from .paths import find_local_paths, machine_paths
+from .paths import find_absolute_paths, find_local_paths, machine_paths, redact_paths, scrub_text
 
 logger = logging.getLogger(__name__)
 
@@ -123,8 +122,8 @@ def pipeline_entry() -> dict | None:
 
 
 def _scrub(obj, base_model: str | None):
-    """Drop name-or-path entries that are local paths (or set them to `base_model`); other values are kept as they
-    are (`verify_export` then refuses any local path left)."""
+    """Drop name-or-path entries that are local paths (or set them to `base_model`); every other absolute path (any
+    machine's), whole value or inside a text, becomes ``<local>/<name>`` (`verify_export` refuses any left)."""
     if isinstance(obj, Mapping):
         out = {}
         for key, value in obj.items():
@@ -136,7 +135,7 @@ def _scrub(obj, base_model: str | None):
         return out
     if isinstance(obj, list):
         return [_scrub(value, base_model) for value in obj]
-    return obj
+    return redact_paths(obj) if isinstance(obj, str) else obj
 
 
 def _write_json(path: Path, content: dict) -> None:
@@ -146,31 +145,21 @@ def _write_json(path: Path, content: dict) -> None:
 
 
 def _prepare_output(output_dir: Path, overwrite: bool, sources: Sequence[Path]) -> None:
+    """Refuse, before any work, an output folder inside a source, one that holds a source, a plain file, or (with
+    `overwrite`) a folder e2llm did not write (`e2llm.processing.safe_output.check_output_dir`)."""
     resolved = output_dir.resolve()
     for source in (Path(s).resolve() for s in sources):
-        if resolved == source or source in resolved.parents or resolved in source.parents:
+        if source in resolved.parents:
             raise ValueError(
                 f"the export folder {output_dir} and the source folder {source} must not contain each other"
             )
-    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())) and not overwrite:
-        raise FileExistsError(f"{output_dir} exists and is not empty; pass overwrite=True (--overwrite)")
+    check_output_dir(output_dir, inputs=sources, overwrite=overwrite, option="the export folder")
 
 
-@contextmanager
 def _staging(output_dir: Path):
-    """A hidden folder beside `output_dir`, renamed into place when the block succeeds, removed when it fails; so
-    no half-written folder ever looks like an export."""
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = output_dir.parent / f".{output_dir.name}.partial-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
-    try:
-        yield staging
-        if output_dir.exists():
-            shutil.rmtree(output_dir) if output_dir.is_dir() else output_dir.unlink()
-        os.replace(staging, output_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+    """A hidden folder beside `output_dir`, marked and renamed into place when the block succeeds, removed when it
+    fails; so no half-written folder ever looks like an export."""
+    return staged_dir(output_dir, kind="export")
 
 
 def _copy_matching(source: Path, target: Path, patterns: Sequence[str]) -> list[str]:
@@ -185,14 +174,26 @@ def _copy_matching(source: Path, target: Path, patterns: Sequence[str]) -> list[
     return copied
 
 
+_VOCABULARY_FILES = ("vocab.json", "merges.txt")  # tokens such as "/usr/" are vocabulary, not paths
+
+
 def _scrub_json_files(folder: Path, base_model: str | None) -> None:
-    for path in sorted(folder.glob("*.json")):
-        if path.name == "tokenizer.json":  # vocabulary and merges only
-            continue
-        content = json.loads(path.read_text(encoding="utf-8"))
-        scrubbed = _scrub(content, base_model)
-        if scrubbed != content:
-            _write_json(path, scrubbed)
+    """Scrub local paths from every JSON file (``tokenizer.json`` outside its vocabulary) and text file."""
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.name not in _VOCABULARY_FILES):
+        if path.suffix == ".json":
+            content = json.loads(path.read_text(encoding="utf-8"))
+            if path.name == "tokenizer.json":  # leave the vocabulary and merges alone
+                kept = {key: content.pop(key) for key in ("model", "added_tokens") if key in content}
+                scrubbed = {**_scrub(content, base_model), **kept}
+                content.update(kept)
+            else:
+                scrubbed = _scrub(content, base_model)
+            if scrubbed != content:
+                _write_json(path, scrubbed)
+        elif path.suffix in (".md", ".txt", ".jinja", ".yaml", ".yml"):
+            text = path.read_text(encoding="utf-8")
+            if scrub_text(text) != text:
+                path.write_text(scrub_text(text), encoding="utf-8")
 
 
 def check_remote_imports(folder: str | Path) -> None:
@@ -227,6 +228,9 @@ def verify_export(folder: str | Path, extra_paths: Sequence[str | Path] = ()) ->
     hits = find_local_paths(folder, machine_paths(*extra_paths))
     if hits:
         raise ValueError(f"the export names local paths of this machine: {hits}")
+    hits = [hit for hit in find_absolute_paths(folder) if Path(hit[0]).name not in _VOCABULARY_FILES]
+    if hits:
+        raise ValueError(f"the export names absolute local paths: {hits}; remove them from the source files")
 
 
 def export_model(
@@ -283,6 +287,7 @@ def export_model(
             with_pipeline="custom_pipelines" in json.loads((staging / "config.json").read_text()),
         )
         card.save(staging / "README.md")
+        _scrub_json_files(staging, base_model)  # the card too
         verify_export(staging, [model_dir, output_dir, staging])
     return output_dir
 
@@ -358,6 +363,7 @@ def export_adapter(
             datasets=datasets,
             license=license,
         ).save(staging / "README.md")
+        _scrub_json_files(staging, base_model)  # the card too
         verify_export(staging, [adapter_dir, output_dir, staging])
     return output_dir
 

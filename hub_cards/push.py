@@ -20,6 +20,8 @@ from pathlib import Path
 from huggingface_hub import HfApi
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+from e2llm.processing.safe_output import MARKER_FILE
+
 from .export import export_folder
 
 logger = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ def push_folder(
         folder_path=str(folder),
         repo_type="model",
         commit_message=commit_message or "Upload E2LLM (e2llm push)",
+        ignore_patterns=[MARKER_FILE],  # e2llm's own "written by e2llm" marker stays local
     )
     return str(getattr(commit, "commit_url", commit))
 
@@ -121,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         kwargs["training"] = training
     with tempfile.TemporaryDirectory(prefix="e2llm-push-") as scratch:
         folder = export_folder(args.model, args.output_dir or Path(scratch) / "export", **kwargs)
-        files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+        files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != MARKER_FILE)
         if args.dry_run:
             print(f"dry run: {len(files)} files written to {folder} (nothing uploaded): {', '.join(files)}")
             return 0

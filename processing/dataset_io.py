@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from e2llm.processing.recording import Recording, convert_units
+from e2llm.processing.safe_output import check_output_dir, staged_dir
 from e2llm.signal_e2llm import count_windows, window_params
 
 METADATA_KEYS: tuple[str, ...] = (
@@ -295,29 +296,16 @@ def save_prepared(dataset, output_dir: str | Path, summary: dict | None = None, 
         dataset: a dataset from `windows_to_dataset` (or a selection of one).
         output_dir: the folder to create.
         summary: extra entries for ``summary.json`` (merged over `summarize(dataset)`).
-        overwrite: replace an existing `output_dir`; otherwise an existing non-empty one is an error.
+        overwrite: replace an existing `output_dir` that e2llm wrote (see `e2llm.processing.safe_output`);
+            otherwise an existing non-empty one is an error.
     """
-    output_dir = Path(output_dir)
     metadata = dataset_metadata(dataset)
-    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())) and not overwrite:
-        raise FileExistsError(f"{output_dir} exists and is not empty; pass overwrite=True (--overwrite) to replace it")
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = output_dir.parent / f".{output_dir.name}.partial-{uuid.uuid4().hex[:8]}"
-    try:
+    output_dir = check_output_dir(output_dir, overwrite=overwrite)
+    with staged_dir(output_dir, kind="prepared-dataset") as staging:
         dataset.save_to_disk(str(staging))
         content = {**summarize(dataset), **(summary or {})}
         content["metadata"] = metadata
         (staging / SUMMARY_FILE).write_text(json.dumps(content, indent=2, default=str) + "\n")
-        if output_dir.exists():
-            retired = output_dir.parent / f".{output_dir.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(output_dir, retired)
-            os.replace(staging, output_dir)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(staging, output_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return output_dir
 
 

@@ -29,6 +29,7 @@ from e2llm.processing.dataset_io import (
 )
 from e2llm.processing.preprocess import PreprocessingParams
 from e2llm.processing.readers import READERS, get_reader
+from e2llm.processing.safe_output import check_output_dir
 
 
 def _preprocessing_summary(params: PreprocessingParams, steps: list | None, filtered: bool) -> dict:
@@ -68,7 +69,8 @@ def prepare_dataset(
         window_seconds, stride_seconds, l_freq, h_freq, notch_freqs, reference, target_sfreq: the
             `PreprocessingParams`; raw sources are band-passed and notched, already-preprocessed ones
             only resampled / re-referenced.
-        overwrite: replace an existing non-empty `output_dir`.
+        overwrite: replace an existing non-empty `output_dir`, only if e2llm wrote it (its marker file); an
+            `output_dir` that is or contains `root`, or a plain file, is always refused.
         progress: show a tqdm bar over the reader's files.
         cache_dir: where the Arrow file is written before saving (default: a temporary folder).
         **reader_kwargs: passed to the reader (e.g. ``subjects=[1, 2]``, ``source="raw"``).
@@ -81,10 +83,8 @@ def prepare_dataset(
         l_freq=l_freq, h_freq=h_freq, notch_freqs=tuple(notch_freqs or ()), reference=reference,
         target_sfreq=target_sfreq, window_seconds=window_seconds, stride_seconds=stride_seconds,
     )
-    if output_dir is not None:  # fail before reading anything
-        output_dir = Path(output_dir)
-        if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())) and not overwrite:
-            raise FileExistsError(f"{output_dir} exists and is not empty; pass overwrite=True (--overwrite) to replace it")
+    if output_dir is not None:  # fail before reading anything; never delete the input or a folder not ours
+        output_dir = check_output_dir(output_dir, inputs=[root, *_input_paths(reader_kwargs)], overwrite=overwrite)
     reader = get_reader(name, root, **reader_kwargs)
     items = reader.items()
     channel_names = list(reader.channel_names)
@@ -136,6 +136,11 @@ def prepare_dataset(
         if bars_were_on:
             datasets.enable_progress_bars()
     return load_prepared(output_dir)
+
+
+def _input_paths(reader_kwargs: dict) -> list:
+    """Paths among the reader options (e.g. the folder reader's label table), protected like the root."""
+    return [value for value in reader_kwargs.values() if isinstance(value, (str, Path)) and Path(value).exists()]
 
 
 def _optional_float(text: str) -> float | None:

@@ -74,7 +74,7 @@ def test_dry_run_writes_a_self_contained_folder(dry_run):
 
     import e2llm
 
-    names = {p.name for p in dry_run.iterdir()}
+    names = {p.name for p in dry_run.iterdir()} - {".e2llm-output"}  # e2llm's marker, never uploaded
     assert {n for n in names if not n.endswith(".py")} == NON_CODE_FILES  # no trainer state, no checkpoints
     config = json.loads((dry_run / "config.json").read_text())
     assert config["auto_map"] == {**config["auto_map"], **REMOTE_CODE_AUTO_MAP}
@@ -153,7 +153,7 @@ def test_push_uploads_exactly_the_dry_run_folder(source, dry_run, monkeypatch, c
     (create, repo, create_kwargs), (upload, upload_repo, upload_kwargs) = FakeHfApi.calls
     assert (create, repo, upload, upload_repo) == ("create_repo", REPO_ID, "upload_folder", REPO_ID)
     assert create_kwargs["private"] is True and create_kwargs["repo_type"] == "model"
-    assert upload_kwargs["repo_type"] == "model"
+    assert upload_kwargs["repo_type"] == "model" and upload_kwargs["ignore_patterns"] == [".e2llm-output"]
     assert upload_kwargs["files"] == _hashes(dry_run)  # same files, same bytes
     assert "commit/0123abc" in capsys.readouterr().out
     assert not Path(upload_kwargs["folder_path"]).exists()  # the temporary export is cleaned up
@@ -195,7 +195,7 @@ def test_push_refusals(source, tiny_e2llm_dir, tmp_path):
         export_model(no_processor, tmp_path / "out2")
     with pytest.raises(ValueError, match="must not contain each other"):
         export_model(source, source / "export")
-    with pytest.raises(ValueError, match="must not contain each other"):
+    with pytest.raises(ValueError, match="is or contains the input"):
         export_model(source, source.parent, overwrite=True)
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "keep.txt").write_text("x")
@@ -241,7 +241,7 @@ def test_lora_adapter_is_pushed_on_its_own_with_a_card_naming_the_base(tmp_path)
     with pytest.raises(ValueError, match="not a Hub repo id"):
         export_folder(adapter_dir, tmp_path / "refused")
     out = export_folder(adapter_dir, tmp_path / "export", base_model=REPO_ID, repo_id="me/e2llm-tiny-lora")
-    assert {p.name for p in out.iterdir()} == {
+    assert {p.name for p in out.iterdir()} - {".e2llm-output"} == {
         "README.md",
         "adapter_config.json",
         "adapter_model.safetensors",
@@ -327,3 +327,50 @@ def test_card_inputs_recorded_at_training_and_given_on_the_command_line(tiny_e2l
                 "stage1",
             ]
         )
+
+
+def test_export_scrubs_any_machines_absolute_paths(tiny_e2llm_dir, tmp_path):
+    """Paths of another machine, in any key of any JSON file or in text, never ship; the export marks itself."""
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_e2llm_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["training_data"] = "/mnt/lab-nas/alice/SEED-VII/EEG_preprocessed"
+    config["notes"] = ["fine-tuned from C:\\Users\\bob\\qwen on the lab cluster", "see https://hf.co/a/b"]
+    (folder / "config.json").write_text(json.dumps(config))
+    tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text())
+    tokenizer_config["cache_dir"] = "/home/carol/.cache/tok"
+    (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    out = export_model(folder, tmp_path / "export")
+    exported = json.loads((out / "config.json").read_text())
+    assert exported["training_data"] == "<local>/EEG_preprocessed"
+    assert exported["notes"] == ["fine-tuned from <local>/qwen on the lab cluster", "see https://hf.co/a/b"]
+    assert json.loads((out / "tokenizer_config.json").read_text())["cache_dir"] == "<local>/tok"
+    for path in out.iterdir():
+        if path.suffix != ".safetensors":
+            text = path.read_text(encoding="utf-8")
+            assert not any(s in text for s in ("/mnt/", "/home/carol", "Users\\\\bob", "Users\\bob")), path.name
+    assert (out / ".e2llm-output").is_file()
+
+
+def test_verify_export_refuses_a_path_it_could_not_scrub(tmp_path):
+    from e2llm.hub_cards.export import verify_export
+
+    (tmp_path / "notes.py").write_text('"""Trained with data in /srv/eeg/private/run3."""\n')
+    with pytest.raises(ValueError, match="absolute local paths"):
+        verify_export(tmp_path)
+
+
+def test_export_overwrite_only_replaces_an_export(source, tmp_path):
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "thesis.tex").write_text("x")
+    with pytest.raises(ValueError, match="not written by e2llm"):
+        export_model(source, user, overwrite=True)
+    assert (user / "thesis.tex").is_file()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError, match="never replaces a file"):
+        export_model(source, tmp_path / "file", overwrite=True)
+    out = export_model(source, tmp_path / "export")
+    assert export_model(source, out, overwrite=True) == out
+    with pytest.raises(ValueError, match="contain"):
+        export_model(source, source.parent, overwrite=True)

@@ -8,6 +8,14 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
 
+from .backbones_e2llm import (
+    BACKBONES,
+    CONTRACTS,
+    backbone_output_size,
+    check_channel_table,
+    resolve_backbone_config,
+    validate_backbone,
+)
 from .electrodes import ELECTRODE_NAMES
 
 # SEED-VII's seven emotions, in the order its labels are numbered in e2llm datasets.
@@ -38,6 +46,18 @@ class E2LLMEEGConfig(PreTrainedConfig):
         band_edges (`list[float]`): edges in Hz of the bands of the band-power embedding (default δ, θ, α, β, γ as
             in SEED's differential entropy features); each band must hold at least one FFT bin of a patch.
         electrode_band_rank (`int`): rank of the electrode-conditioned band-power embedding (0 turns it off).
+        backbone (`str`): `"patch"` (the patch transformer above, trained from scratch) or a pretrained foundation
+            encoder: `"eegpt"`, `"cbramod"`, `"labram"` (see `e2llm.backbones_e2llm`). With a foundation backbone,
+            `hidden_size` is its output width and the patch-transformer fields (`num_hidden_layers`, embeddings...) are
+            unused; `num_output_tokens` queries (with `num_attention_heads` heads) pool its tokens.
+        backbone_config (`dict`): the backbone's hyper-parameters; unset ones take the published model's values.
+        sampling_rate, window_samples: default to the backbone's pretraining contract (EEGPT 256 Hz x 1024,
+            CBraMod and LaBraM 200 Hz x 800; the patch encoder 200 Hz x 800).
+        channel_names (`list[str]`): the backbone's channel table (embedding rows / channel order); defaults to its own.
+        input_unit_uv (`float`): microvolts per unit of the backbone's input (EEGPT 1000: mV; CBraMod and LaBraM
+            100); None for the patch encoder, which takes normalised windows.
+        reference (`str`): "average" to re-reference before the backbone (EEGPT's pretraining did), "none" to keep it.
+        min_channels (`int`): fewest known channels a recording must have (default 1, 8 for foundation backbones).
 
     Example:
 
@@ -53,8 +73,8 @@ class E2LLMEEGConfig(PreTrainedConfig):
     base_config_key = "eeg_config"
 
     num_electrodes: int = len(ELECTRODE_NAMES)
-    sampling_rate: int = 200
-    window_samples: int = 800
+    sampling_rate: int | None = None
+    window_samples: int | None = None
     patch_size: int = 200
     hidden_size: int = 256
     num_hidden_layers: int = 6
@@ -72,21 +92,67 @@ class E2LLMEEGConfig(PreTrainedConfig):
     electrode_band_rank: int = 8
     classifier_dropout: float | int = 0.1
     initializer_range: float = 0.02
+    backbone: str = "patch"
+    backbone_config: dict | None = None
+    channel_names: list[str] | tuple[str, ...] | None = None
+    input_unit_uv: float | int | None = None
+    reference: str | None = None
+    min_channels: int | None = None
 
     def __post_init__(self, **kwargs):
         if self.id2label is None and kwargs.get("num_labels") is None:
             self.id2label = dict(DEFAULT_ID2LABEL)
+        self._resolve_backbone()
         super().__post_init__(**kwargs)
+
+    def _resolve_backbone(self):
+        """Fill the unset input-contract fields from the backbone's pretraining contract (the values are saved)."""
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        contract = CONTRACTS[self.backbone]
+        self.backbone_config = resolve_backbone_config(self.backbone, self.backbone_config)
+        if self.sampling_rate is None:
+            self.sampling_rate = contract["sampling_rate"]
+        if self.window_samples is None:
+            self.window_samples = contract["window_samples"]
+        if self.backbone == "patch":
+            for name in ("channel_names", "input_unit_uv", "reference"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name} is part of a foundation backbone's input contract; the patch encoder "
+                                     "uses the electrode vocabulary and normalised windows")
+            self.min_channels = 1 if self.min_channels is None else self.min_channels
+            return
+        self.channel_names = check_channel_table(self.channel_names or contract["channel_names"])
+        if self.input_unit_uv is None:
+            self.input_unit_uv = contract["input_unit_uv"]
+        if self.reference is None:
+            self.reference = contract["reference"] or "none"
+        if self.min_channels is None:
+            self.min_channels = 8
+        self.hidden_size = backbone_output_size(self.backbone, self.backbone_config)
+        self.patch_size = self.backbone_config["patch_size"]
 
     def validate_architecture(self):
         super().validate_architecture()
-        if self.window_samples % self.patch_size:
-            raise ValueError(
-                f"window_samples={self.window_samples} is not a multiple of patch_size={self.patch_size}"
-            )
+        if self.min_channels < 1:
+            raise ValueError(f"min_channels must be >= 1, got {self.min_channels}")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size={self.hidden_size} is not divisible by num_attention_heads={self.num_attention_heads}"
+            )
+        if self.backbone != "patch":
+            validate_backbone(self.backbone, self.backbone_config, self.sampling_rate, self.window_samples)
+            if self.reference not in ("average", "none"):
+                raise ValueError(f"reference must be 'average' or 'none', got {self.reference!r}")
+            if not self.input_unit_uv or self.input_unit_uv <= 0:
+                raise ValueError(f"input_unit_uv must be a positive number of microvolts, got {self.input_unit_uv}")
+            if self.backbone == "eegpt" and len(self.channel_names) > self.backbone_config["num_channel_embeddings"]:
+                raise ValueError(f"channel_names has {len(self.channel_names)} names for "
+                                 f"{self.backbone_config['num_channel_embeddings']} EEGPT channel embeddings")
+            return
+        if self.window_samples % self.patch_size:
+            raise ValueError(
+                f"window_samples={self.window_samples} is not a multiple of patch_size={self.patch_size}"
             )
         if not (self.use_sample_embedding or self.use_spectral_embedding or self.use_band_power_embedding):
             raise ValueError("the patch embedding needs at least one of use_sample_embedding, use_spectral_embedding "

@@ -1,0 +1,152 @@
+"""EEGPT (Wang et al., NeurIPS 2024) as an E2LLM backbone: the pretrained "target encoder".
+
+Same math as braindecode 1.8.1 `EEGPT(..., chan_proj_type="none", return_encoder_output=True)`: each channel's window
+is cut into patches of `patch_size` samples every `patch_stride` (the end zero-padded so the last patch fits), a patch
+becomes a token through a linear map plus its channel's embedding, and for every time patch the channel tokens and
+`num_summary_tokens` learned summary tokens go through pre-norm transformer layers; the normalised summary tokens are
+the output, `(batch, n_patches, num_summary_tokens, embed_dim)`. Channels a window does not have (mask 0) are never
+attended to; with every channel present this equals the reference exactly.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+from .backbones_e2llm import backbone_num_patches
+
+
+def key_padding_bias(key_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """`(batch, k_len)` bool -> additive `(batch, 1, 1, k_len)` mask, or None when every key is present."""
+    if key_mask is None or bool(key_mask.all()):
+        return None
+    bias = torch.zeros(key_mask.shape, dtype=dtype, device=key_mask.device)
+    return bias.masked_fill(~key_mask, torch.finfo(dtype).min)[:, None, None, :]
+
+
+def eager_attention(module, query, key, value, attention_mask, scaling: float, dropout: float = 0.0, **kwargs):
+    """Plain softmax attention with the signature of the Transformers attention interface."""
+    weights = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = F.dropout(F.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype), p=dropout,
+                        training=module.training)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
+def attend(module: nn.Module, query, key, value, key_mask, dropout: float, scaling: float | None = None):
+    """Multi-head attention of `(batch, heads, len, head_dim)` tensors through the Transformers attention interface.
+
+    Returns `(batch, q_len, heads * head_dim)`."""
+    implementation = getattr(module.config, "_attn_implementation", "sdpa")
+    if implementation not in ("eager", "sdpa"):
+        implementation = "sdpa"  # the dense key-padding mask needs eager or torch's sdpa
+    interface = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention)
+    out, _ = interface(module, query, key, value, key_padding_bias(key_mask, query.dtype),
+                       dropout=dropout if module.training else 0.0,
+                       scaling=query.shape[-1] ** -0.5 if scaling is None else scaling, is_causal=False)
+    return out.reshape(out.shape[0], out.shape[1], -1)
+
+
+class E2LLMEEGPTAttention(nn.Module):
+    def __init__(self, config, settings: dict):
+        super().__init__()
+        self.config = config
+        width, bias = settings["embed_dim"], settings["qkv_bias"]
+        self.num_heads = settings["num_heads"]
+        self.dropout = settings["attention_dropout"]
+        self.q_proj = nn.Linear(width, width, bias=bias)
+        self.k_proj = nn.Linear(width, width, bias=bias)
+        self.v_proj = nn.Linear(width, width, bias=bias)
+        self.o_proj = nn.Linear(width, width)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.shape[0], x.shape[1], self.num_heads, -1).transpose(1, 2)
+
+    def forward(self, hidden_states: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        query, key, value = (self._heads(p(hidden_states)) for p in (self.q_proj, self.k_proj, self.v_proj))
+        return self.o_proj(attend(self, query, key, value, key_mask, self.dropout))
+
+
+class E2LLMEEGPTMLP(nn.Module):
+    def __init__(self, settings: dict):
+        super().__init__()
+        width = settings["embed_dim"]
+        self.fc1 = nn.Linear(width, int(width * settings["mlp_ratio"]))
+        self.fc2 = nn.Linear(int(width * settings["mlp_ratio"]), width)
+        self.dropout = nn.Dropout(settings["dropout"])
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.fc2(self.dropout(F.gelu(self.fc1(hidden_states)))))
+
+
+class E2LLMEEGPTLayer(GradientCheckpointingLayer):
+    """Pre-norm layer over the tokens of one time patch (its channels + the summary tokens)."""
+
+    def __init__(self, config, settings: dict):
+        super().__init__()
+        eps = settings["layer_norm_eps"]
+        self.attn_norm = nn.LayerNorm(settings["embed_dim"], eps=eps)
+        self.attention = E2LLMEEGPTAttention(config, settings)
+        self.mlp_norm = nn.LayerNorm(settings["embed_dim"], eps=eps)
+        self.mlp = E2LLMEEGPTMLP(settings)
+        self.dropout = nn.Dropout(settings["dropout"])
+
+    def forward(self, hidden_states: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        hidden_states = hidden_states + self.dropout(self.attention(self.attn_norm(hidden_states), key_mask))
+        return hidden_states + self.mlp(self.mlp_norm(hidden_states))
+
+
+class E2LLMEEGPTEmbeddings(nn.Module):
+    """`(batch, n_channels, n_times)` -> patch tokens `(batch, n_patches, n_channels, embed_dim)` + channel embeddings."""
+
+    def __init__(self, config, settings: dict):
+        super().__init__()
+        self.patch_size, self.patch_stride = settings["patch_size"], settings["patch_stride"] or settings["patch_size"]
+        self.num_patches = backbone_num_patches("eegpt", settings, config.window_samples)
+        self.padded_length = (self.num_patches - 1) * self.patch_stride + self.patch_size
+        self.patch_projection = nn.Linear(self.patch_size, settings["embed_dim"])
+        self.channel_embedding = nn.Embedding(settings["num_channel_embeddings"], settings["embed_dim"])
+        self.summary_tokens = nn.Embedding(settings["num_summary_tokens"], settings["embed_dim"])
+
+    def forward(self, eeg_values: torch.Tensor, channel_ids: torch.Tensor) -> torch.Tensor:
+        padded = F.pad(eeg_values, (0, self.padded_length - eeg_values.shape[-1]))
+        patches = padded.unfold(-1, self.patch_size, self.patch_stride)  # (batch, n_channels, n_patches, patch)
+        tokens = self.patch_projection(patches) + self.channel_embedding(channel_ids)[:, :, None, :]
+        return tokens.transpose(1, 2)
+
+
+class E2LLMEEGPTBackbone(nn.Module):
+    """EEGPT's encoder: `(batch, n_channels, n_times)` -> summary tokens `(batch, n_patches, num_summary, embed_dim)`.
+
+    `channel_ids` `(batch, n_channels)` index the 62-name EEGPT table (`config.channel_names`)."""
+
+    def __init__(self, config):
+        super().__init__()
+        settings = config.backbone_config
+        self.config = config
+        self.embeddings = E2LLMEEGPTEmbeddings(config, settings)
+        self.layers = nn.ModuleList(E2LLMEEGPTLayer(config, settings) for _ in range(settings["num_layers"]))
+        self.norm = nn.LayerNorm(settings["embed_dim"], eps=settings["layer_norm_eps"])
+        self.gradient_checkpointing = False
+
+    def forward(self, eeg_values: torch.Tensor, channel_ids: torch.Tensor,
+                channel_mask: torch.Tensor | None = None) -> torch.Tensor:
+        tokens = self.embeddings(eeg_values, channel_ids)
+        batch, n_patches, n_channels, width = tokens.shape
+        summary = self.embeddings.summary_tokens.weight[None].expand(batch * n_patches, -1, -1)
+        hidden_states = torch.cat([tokens.reshape(batch * n_patches, n_channels, width), summary], dim=1)
+        key_mask = None
+        if channel_mask is not None and not bool(channel_mask.all()):
+            present = torch.ones(batch, summary.shape[1], dtype=torch.bool, device=channel_mask.device)
+            key_mask = torch.cat([channel_mask.bool(), present], dim=1).repeat_interleave(n_patches, dim=0)
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, key_mask)
+        summary_out = self.norm(hidden_states[:, n_channels:])
+        return summary_out.reshape(batch, n_patches, summary.shape[1], width)
+
+
+__all__ = ["E2LLMEEGPTBackbone", "attend", "eager_attention", "key_padding_bias"]

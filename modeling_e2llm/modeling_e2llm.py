@@ -16,6 +16,8 @@ from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
 from transformers.dynamic_module_utils import get_relative_import_files
 from transformers.utils import ModelOutput
+from transformers.utils.deprecation import deprecate_kwarg
+from transformers.utils.generic import can_return_tuple
 
 from .configuration_e2llm import E2LLMConfig
 from .modeling_eeg_encoder import E2LLMEEGAttentionPooler, E2LLMEEGEncoder
@@ -121,7 +123,7 @@ class E2LLMModel(E2LLMPreTrainedModel):
         eeg_channel_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """`(n_windows, n_channels, n_times)` -> projected EEG tokens `(n_windows, num_eeg_tokens, text_hidden)`."""
-        pooled = self.eeg_encoder(eeg_values, eeg_channel_ids, eeg_channel_mask).pooler_output
+        pooled = self.eeg_encoder(eeg_values, eeg_channel_ids, eeg_channel_mask, return_dict=True).pooler_output
         return self.projector(pooled)
 
     def get_placeholder_mask(self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor, n_features: int):
@@ -171,6 +173,8 @@ class E2LLMModel(E2LLMPreTrainedModel):
         inputs_embeds = inputs_embeds.masked_scatter(mask, eeg_features)
         return inputs_embeds, eeg_features
 
+    @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -183,7 +187,7 @@ class E2LLMModel(E2LLMPreTrainedModel):
         eeg_channel_mask: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         **kwargs,
-    ) -> E2LLMModelOutputWithPast:
+    ) -> E2LLMModelOutputWithPast | tuple:
         r"""
         eeg_values (`torch.FloatTensor` of shape `(n_windows, n_channels, n_times)`): windows from the feature extractor,
             in the order of the `<|eeg|>` token groups in `input_ids` (`num_eeg_tokens` tokens per window).
@@ -198,6 +202,7 @@ class E2LLMModel(E2LLMPreTrainedModel):
             cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
+            return_dict=True,
             **kwargs,
         )
         return E2LLMModelOutputWithPast(
@@ -256,6 +261,8 @@ class E2LLMForConditionalGeneration(E2LLMPreTrainedModel, GenerationMixin):
     def get_eeg_features(self, eeg_values, eeg_channel_ids, eeg_channel_mask=None) -> torch.Tensor:
         return self.model.get_eeg_features(eeg_values, eeg_channel_ids, eeg_channel_mask)
 
+    @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -270,7 +277,7 @@ class E2LLMForConditionalGeneration(E2LLMPreTrainedModel, GenerationMixin):
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         **kwargs,
-    ) -> E2LLMCausalLMOutputWithPast:
+    ) -> E2LLMCausalLMOutputWithPast | tuple:
         r"""labels (`torch.LongTensor` of shape `(batch_size, seq_len)`, *optional*): -100 where no loss is taken."""
         outputs = self.model(
             input_ids=input_ids,
@@ -282,6 +289,7 @@ class E2LLMForConditionalGeneration(E2LLMPreTrainedModel, GenerationMixin):
             eeg_channel_ids=eeg_channel_ids,
             eeg_channel_mask=eeg_channel_mask,
             use_cache=use_cache,
+            return_dict=True,
             **kwargs,
         )
         hidden_states = outputs.last_hidden_state

@@ -13,7 +13,9 @@ from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, torch_compilable_check
+from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_e2llm import E2LLMEEGConfig
 
@@ -55,8 +57,13 @@ class E2LLMEEGAttention(nn.Module):
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, queries: torch.Tensor, keys: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        """`queries` `(batch, q_len, hidden)` attend to `keys` `(batch, k_len, hidden)` where `key_mask` is True."""
+    def forward(
+        self, queries: torch.Tensor, keys: torch.Tensor, key_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`queries` `(batch, q_len, hidden)` attend to `keys` `(batch, k_len, hidden)` where `key_mask` is True.
+
+        Returns the output `(batch, q_len, hidden)` and the weights `(batch, heads, q_len, k_len)` (eager attention
+        only; `None` otherwise), like Transformers' attention modules."""
         implementation = self.config._attn_implementation
         if implementation not in ("eager", "sdpa"):
             # Flash kernels take unpadded variable-length inputs and flex attention a BlockMask, while the encoder
@@ -66,7 +73,7 @@ class E2LLMEEGAttention(nn.Module):
         query = self._heads(self.q_proj(queries))
         attention_mask = torch.zeros(key_mask.shape, dtype=query.dtype, device=query.device)
         attention_mask = attention_mask.masked_fill(~key_mask, torch.finfo(query.dtype).min)[:, None, None, :]
-        out, _ = attention_interface(
+        out, attn_weights = attention_interface(
             self,
             query,
             self._heads(self.k_proj(keys)),
@@ -76,7 +83,7 @@ class E2LLMEEGAttention(nn.Module):
             scaling=self.head_dim**-0.5,
             is_causal=False,
         )
-        return self.o_proj(out.reshape(queries.shape[0], queries.shape[1], -1))
+        return self.o_proj(out.reshape(queries.shape[0], queries.shape[1], -1)), attn_weights
 
 
 class E2LLMEEGMLP(nn.Module):
@@ -103,7 +110,8 @@ class E2LLMEEGLayer(GradientCheckpointingLayer):
 
     def forward(self, hidden_states: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
         normed = self.attn_norm(hidden_states)
-        hidden_states = hidden_states + self.dropout(self.attn(normed, normed, token_mask))
+        attn_output, _ = self.attn(normed, normed, token_mask)
+        hidden_states = hidden_states + self.dropout(attn_output)
         return hidden_states + self.dropout(self.mlp(self.mlp_norm(hidden_states)))
 
 
@@ -193,7 +201,25 @@ class E2LLMEEGAttentionPooler(nn.Module):
         weights = token_mask.to(hidden_states.dtype)[..., None]
         mean = (hidden_states * weights).sum(1, keepdim=True) / weights.sum(1, keepdim=True)
         queries = self.queries[None].expand(hidden_states.shape[0], -1, -1)
-        return self.norm(mean + queries + self.attn(queries + mean, hidden_states, token_mask))
+        attended, _ = self.attn(queries + mean, hidden_states, token_mask)
+        return self.norm(mean + queries + attended)
+
+
+@dataclass
+class E2LLMEEGEncoderOutput(BaseModelOutputWithPooling):
+    r"""
+    last_hidden_state (`(batch_size, n_channels * n_patches, hidden_size)`): the (channel, patch) tokens.
+    pooler_output (`(batch_size, num_output_tokens, hidden_size)`): the pooled tokens handed to the projector.
+    hidden_states (`tuple` of `(batch_size, n_channels * n_patches, hidden_size)`, with `output_hidden_states=True`):
+        the input of the first layer and the output of each layer (the last one after the final norm).
+    attentions (`tuple` of `(batch_size, num_heads, n_tokens, n_tokens)`, with `output_attentions=True`, eager
+        attention): each layer's attention weights.
+    pooler_attentions (`tuple` of one `(batch_size, num_heads, num_output_tokens, n_tokens)`, with
+        `output_pooler_attentions=True`, eager attention): how much each pooled token reads from each
+        (channel, patch) token, channel-major.
+    """
+
+    pooler_attentions: tuple[torch.Tensor, ...] | None = None
 
 
 class E2LLMEEGPreTrainedModel(PreTrainedModel):
@@ -201,10 +227,17 @@ class E2LLMEEGPreTrainedModel(PreTrainedModel):
     config_class = E2LLMEEGConfig
     base_model_prefix = "encoder"
     main_input_name = "eeg_values"
+    input_modalities = ("eeg",)
     supports_gradient_checkpointing = True
     _supports_sdpa = True
     _supports_flash_attn = True
     _no_split_modules = ["E2LLMEEGLayer"]
+    # Outputs recorded by hooks when `output_hidden_states` / `output_attentions` / `output_pooler_attentions` is set.
+    _can_record_outputs = {
+        "hidden_states": E2LLMEEGLayer,
+        "attentions": OutputRecorder(E2LLMEEGAttention, index=1, layer_name="layers"),
+        "pooler_attentions": OutputRecorder(E2LLMEEGAttention, index=1, layer_name="pooler"),
+    }
 
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -242,20 +275,28 @@ class E2LLMEEGEncoder(E2LLMEEGPreTrainedModel):
         self.pooler = E2LLMEEGAttentionPooler(config)
         self.post_init()
 
+    def get_input_embeddings(self) -> nn.Module:
+        """The (channel, patch) token embedding: what `enable_input_require_grads` hooks for PEFT + checkpointing."""
+        return self.embeddings
+
+    @merge_with_config_defaults
+    @capture_outputs
     def forward(
         self,
         eeg_values: torch.Tensor,
         eeg_channel_ids: torch.Tensor,
         eeg_channel_mask: torch.Tensor | None = None,
         **kwargs,
-    ) -> BaseModelOutputWithPooling:
+    ) -> E2LLMEEGEncoderOutput:
         r"""
         eeg_values (`torch.FloatTensor` of shape `(batch_size, n_channels, n_times)`): normalised EEG windows.
         eeg_channel_ids (`torch.LongTensor` of shape `(batch_size, n_channels)`): electrode index of each channel.
         eeg_channel_mask (`torch.LongTensor` of shape `(batch_size, n_channels)`, *optional*): 1 for real channels.
 
-        Returns `last_hidden_state` `(batch_size, n_channels * n_patches, hidden_size)` and `pooler_output`
-        `(batch_size, num_output_tokens, hidden_size)`.
+        Returns [`E2LLMEEGEncoderOutput`]: `last_hidden_state` `(batch_size, n_channels * n_patches, hidden_size)`,
+        `pooler_output` `(batch_size, num_output_tokens, hidden_size)` and, on request (`output_hidden_states`,
+        `output_attentions`, `output_pooler_attentions`), the recorded intermediate outputs; a tuple with
+        `return_dict=False`.
         """
         if eeg_values.ndim != 3:
             raise ValueError(f"eeg_values must be (batch, n_channels, n_times), got shape {tuple(eeg_values.shape)}")
@@ -272,8 +313,8 @@ class E2LLMEEGEncoder(E2LLMEEGPreTrainedModel):
         if eeg_channel_mask is None:
             eeg_channel_mask = torch.ones_like(eeg_channel_ids)
         channel_mask = eeg_channel_mask.bool()
-        if not channel_mask.any(-1).all():
-            raise ValueError("every EEG window needs at least one unmasked channel")
+        # a tensor check, not `if`: no graph break under torch.compile / torch.export
+        torch_compilable_check(channel_mask.any(-1).all(), "every EEG window needs at least one unmasked channel")
 
         hidden_states = self.embeddings(eeg_values.to(self.dtype), eeg_channel_ids, channel_mask)
         batch, n_channels, n_patches, hidden = hidden_states.shape
@@ -282,19 +323,20 @@ class E2LLMEEGEncoder(E2LLMEEGPreTrainedModel):
         for layer in self.layers:
             hidden_states = layer(hidden_states, token_mask)
         hidden_states = self.norm(hidden_states)
-        return BaseModelOutputWithPooling(
-            last_hidden_state=hidden_states, pooler_output=self.pooler(hidden_states, token_mask)
-        )
+        return E2LLMEEGEncoderOutput(last_hidden_state=hidden_states, pooler_output=self.pooler(hidden_states, token_mask))
 
 
 @dataclass
 class E2LLMEEGClassifierOutput(ModelOutput):
-    """Stage-1 output: `logits` `(batch, num_labels)`, `embeddings` `(batch, hidden_size)` (for contrastive losses)."""
+    """Stage-1 output: `logits` `(batch, num_labels)`, `embeddings` `(batch, hidden_size)` (for contrastive losses),
+    `pooler_output` `(batch, num_output_tokens, hidden_size)`; the encoder's `hidden_states` / `attentions` on request."""
 
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     embeddings: torch.Tensor | None = None
     pooler_output: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 class E2LLMEEGForEmotionClassification(E2LLMEEGPreTrainedModel):
@@ -307,6 +349,10 @@ class E2LLMEEGForEmotionClassification(E2LLMEEGPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
+    def get_input_embeddings(self) -> nn.Module:
+        return self.encoder.get_input_embeddings()
+
+    @can_return_tuple
     def forward(
         self,
         eeg_values: torch.Tensor,
@@ -315,12 +361,22 @@ class E2LLMEEGForEmotionClassification(E2LLMEEGPreTrainedModel):
         labels: torch.Tensor | None = None,
         **kwargs,
     ) -> E2LLMEEGClassifierOutput:
-        r"""labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*): class ids; gives a cross-entropy loss."""
-        pooled = self.encoder(eeg_values, eeg_channel_ids, eeg_channel_mask).pooler_output
+        r"""labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*): class ids; gives a cross-entropy loss.
+
+        `output_hidden_states` / `output_attentions` in `kwargs` reach the encoder; `return_dict=False` gives a tuple."""
+        encoded = self.encoder(eeg_values, eeg_channel_ids, eeg_channel_mask, return_dict=True, **kwargs)
+        pooled = encoded.pooler_output
         embeddings = pooled.mean(dim=1)
         logits = self.classifier(self.dropout(embeddings))
         loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
-        return E2LLMEEGClassifierOutput(loss=loss, logits=logits, embeddings=embeddings, pooler_output=pooled)
+        return E2LLMEEGClassifierOutput(
+            loss=loss,
+            logits=logits,
+            embeddings=embeddings,
+            pooler_output=pooled,
+            hidden_states=encoded.hidden_states,
+            attentions=encoded.attentions,
+        )
 
 
-__all__ = ["E2LLMEEGEncoder", "E2LLMEEGForEmotionClassification", "E2LLMEEGPreTrainedModel"]
+__all__ = ["E2LLMEEGEncoder", "E2LLMEEGEncoderOutput", "E2LLMEEGForEmotionClassification", "E2LLMEEGPreTrainedModel"]

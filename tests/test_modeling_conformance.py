@@ -1,0 +1,210 @@
+"""E2LLM behaves like a Transformers model: the checks ModelTesterMixin / GenerationTesterMixin run, on the EEG
+encoder, the stage-1 model and the full model (tiny configurations)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from e2llm import (
+    E2LLMConfig,
+    E2LLMEEGEncoder,
+    E2LLMEEGForEmotionClassification,
+    E2LLMForConditionalGeneration,
+    E2LLMModel,
+)
+
+VOCAB, EEG_ID, N_EEG_TOKENS, N_CHANNELS, N_TIMES = 99, 98, 2, 5, 400
+N_EEG_LAYERS, N_TEXT_LAYERS = 2, 2
+
+
+def make_config(**eeg_overrides) -> E2LLMConfig:
+    text = {
+        "model_type": "qwen3", "head_dim": 8, "hidden_size": 32, "intermediate_size": 64,
+        "num_hidden_layers": N_TEXT_LAYERS, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": VOCAB,
+        "max_position_embeddings": 256, "pad_token_id": 0, "eos_token_id": 1,
+    }
+    eeg = {
+        "hidden_size": 32, "num_hidden_layers": N_EEG_LAYERS, "num_attention_heads": 4, "intermediate_size": 64,
+        "window_samples": N_TIMES, "patch_size": 100, "id2label": {0: "low", 1: "high"}, **eeg_overrides,
+    }
+    return E2LLMConfig(text_config=text, eeg_config=eeg, eeg_token_id=EEG_ID, num_eeg_tokens=N_EEG_TOKENS)
+
+
+def make_inputs(seed: int = 0) -> dict[str, torch.Tensor]:
+    """2 prompts of 12 tokens; 3 EEG windows (2 for the first prompt, 1 for the second)."""
+    g = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(2, EEG_ID - 1, (2, 12), generator=g)
+    input_ids[0, 1 : 1 + 2 * N_EEG_TOKENS] = EEG_ID
+    input_ids[1, 3 : 3 + N_EEG_TOKENS] = EEG_ID
+    return {
+        "input_ids": input_ids,
+        "attention_mask": torch.ones_like(input_ids),
+        **eeg_inputs(3, g),
+    }
+
+
+def eeg_inputs(n_windows: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+    return {
+        "eeg_values": torch.randn(n_windows, N_CHANNELS, N_TIMES, generator=g),
+        "eeg_channel_ids": torch.arange(N_CHANNELS).repeat(n_windows, 1),
+        "eeg_channel_mask": torch.ones(n_windows, N_CHANNELS, dtype=torch.long),
+    }
+
+
+def build(cls, attn_implementation: str = "sdpa", seed: int = 0):
+    torch.manual_seed(seed)
+    config = make_config()
+    if cls in (E2LLMEEGEncoder, E2LLMEEGForEmotionClassification):
+        config = config.eeg_config
+    model = cls(config).eval()
+    model.set_attn_implementation(attn_implementation)
+    return model
+
+
+def model_inputs(cls) -> dict[str, torch.Tensor]:
+    inputs = make_inputs()
+    if cls in (E2LLMEEGEncoder, E2LLMEEGForEmotionClassification):
+        return {k: v for k, v in inputs.items() if k.startswith("eeg_")}
+    return inputs
+
+
+def eeg_encoder_of(model) -> E2LLMEEGEncoder:
+    if isinstance(model, E2LLMEEGEncoder):
+        return model
+    if isinstance(model, E2LLMEEGForEmotionClassification):
+        return model.encoder
+    return model.eeg_encoder if isinstance(model, E2LLMModel) else model.model.eeg_encoder
+
+
+ALL_CLASSES = [E2LLMEEGEncoder, E2LLMEEGForEmotionClassification, E2LLMModel, E2LLMForConditionalGeneration]
+
+
+def _flatten(output) -> list[torch.Tensor]:
+    """Tensors of a (nested) output in order, as ModelTesterMixin's equivalence check walks them."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, (tuple, list)):
+        return [t for item in output for t in _flatten(item)]
+    if hasattr(output, "to_legacy_cache") or type(output).__name__.endswith("Cache"):
+        return []  # caches are compared through the logits they produce
+    return _flatten(output.to_tuple())
+
+
+# -- 1. return_dict=False ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", ALL_CLASSES, ids=lambda c: c.__name__)
+def test_return_dict_false_gives_the_same_tensors_as_a_tuple(cls):
+    model, inputs = build(cls, "eager"), model_inputs(cls)
+    flags = {"output_hidden_states": True, "output_attentions": True}
+    with torch.no_grad():
+        as_dict = model(**inputs, **flags)
+        as_tuple = model(**inputs, **flags, return_dict=False)
+    assert isinstance(as_tuple, tuple)
+    expected, got = _flatten(as_dict.to_tuple()), _flatten(as_tuple)
+    assert len(got) == len(expected) > 1
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cls", ALL_CLASSES, ids=lambda c: c.__name__)
+def test_config_return_dict_false_gives_a_tuple(cls):
+    model, inputs = build(cls), model_inputs(cls)
+    model.config.return_dict = False
+    with torch.no_grad():
+        assert isinstance(model(**inputs), tuple)
+        assert not isinstance(model(**inputs, return_dict=True), tuple)
+
+
+# -- 2. output_hidden_states / output_attentions -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", [E2LLMEEGEncoder, E2LLMEEGForEmotionClassification], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("via", ["kwargs", "config"])
+def test_encoder_hidden_states_and_attentions(cls, via):
+    model, inputs = build(cls, "eager"), model_inputs(cls)
+    n_tokens = N_CHANNELS * (N_TIMES // 100)
+    with torch.no_grad():
+        plain = model(**inputs)
+        if via == "config":
+            model.config.output_hidden_states = model.config.output_attentions = True
+            out = model(**inputs)
+        else:
+            out = model(**inputs, output_hidden_states=True, output_attentions=True)
+    assert plain.hidden_states is None and plain.attentions is None
+    assert len(out.hidden_states) == N_EEG_LAYERS + 1
+    assert all(h.shape == (3, n_tokens, 32) for h in out.hidden_states)
+    assert len(out.attentions) == N_EEG_LAYERS
+    assert all(a.shape == (3, 4, n_tokens, n_tokens) for a in out.attentions)
+    # attention rows are distributions
+    torch.testing.assert_close(out.attentions[0].sum(-1), torch.ones(3, 4, n_tokens))
+    if cls is E2LLMEEGEncoder:
+        torch.testing.assert_close(out.hidden_states[-1], out.last_hidden_state)
+        assert not torch.allclose(out.hidden_states[0], out.hidden_states[1])
+
+
+def test_encoder_pooler_attentions_skip_masked_channels():
+    model = build(E2LLMEEGEncoder, "eager")
+    inputs = model_inputs(E2LLMEEGEncoder)
+    inputs["eeg_channel_mask"][:, 1] = 0
+    with torch.no_grad():
+        out = model(**inputs, output_pooler_attentions=True)
+    (weights,) = out.pooler_attentions
+    n_patches = N_TIMES // 100
+    assert weights.shape == (3, 4, N_EEG_TOKENS, N_CHANNELS * n_patches)
+    per_channel = weights.view(3, 4, N_EEG_TOKENS, N_CHANNELS, n_patches).sum(-1)
+    assert float(per_channel[..., 1].abs().max()) == 0.0
+    torch.testing.assert_close(per_channel.sum(-1), torch.ones(3, 4, N_EEG_TOKENS))
+
+
+def test_full_model_hidden_states_and_attentions():
+    model, inputs = build(E2LLMForConditionalGeneration, "eager"), make_inputs()
+    with torch.no_grad():
+        out = model(**inputs, output_hidden_states=True, output_attentions=True)
+    assert len(out.hidden_states) == N_TEXT_LAYERS + 1 and out.hidden_states[0].shape == (2, 12, 32)
+    assert len(out.attentions) == N_TEXT_LAYERS and out.attentions[0].shape == (2, 4, 12, 12)
+
+
+# -- 6. get_input_embeddings / enable_input_require_grads ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", ALL_CLASSES, ids=lambda c: c.__name__)
+def test_enable_input_require_grads_with_reentrant_checkpointing(cls):
+    """PEFT's setup: weights frozen except one late layer, reentrant checkpointing. Without the input-embedding hook,
+    no gradient reaches the trainable layer (torch warns that no checkpoint input requires grad)."""
+    model, inputs = build(cls), model_inputs(cls)
+    assert isinstance(model.get_input_embeddings(), torch.nn.Module)
+    trainable = [eeg_encoder_of(model).layers[-1]]
+    if cls in (E2LLMModel, E2LLMForConditionalGeneration):
+        trainable.append((model if cls is E2LLMModel else model.model).language_model.layers[-1])
+    model.train()
+    model.requires_grad_(False)
+    for module in trainable:
+        module.requires_grad_(True)
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": True})
+    model.enable_input_require_grads()
+    out = model(**inputs)
+    first = out[0] if cls is not E2LLMEEGForEmotionClassification else out.logits
+    first.float().square().mean().backward()
+    grads = [p.grad for module in trainable for p in module.parameters()]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+    model.disable_input_require_grads()
+
+
+# -- 8. past_key_values (deprecated alias of cache) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", [E2LLMModel, E2LLMForConditionalGeneration], ids=lambda c: c.__name__)
+def test_past_key_values_alias_is_honoured(cls):
+    model, inputs = build(cls), make_inputs()
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    eeg = {k: v for k, v in inputs.items() if k.startswith("eeg_")}
+    with torch.no_grad():
+        full = model(**inputs)[0][:, -1]
+        prefix = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], use_cache=True, **eeg)
+        with pytest.warns(FutureWarning, match="past_key_values"):
+            step = model(input_ids=ids[:, -1:], attention_mask=mask, past_key_values=prefix.cache)[0][:, -1]
+        without_cache = model(input_ids=ids[:, -1:], attention_mask=mask[:, -1:])[0][:, -1]
+    torch.testing.assert_close(step, full, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(without_cache, full, atol=1e-3)

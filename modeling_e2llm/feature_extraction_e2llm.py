@@ -12,7 +12,8 @@ from transformers.feature_extraction_sequence_utils import SequenceFeatureExtrac
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.utils import TensorType, logging
 
-from .electrodes import ELECTRODE_NAMES, canonical_channel_name, electrode_ids, find_duplicates
+from .backbones_e2llm import channel_table_ids
+from .electrodes import ELECTRODE_NAMES, canonical_channel_name, find_duplicates
 from .signal_e2llm import (
     NORMALIZATION_MODES,
     apply_filter,
@@ -115,6 +116,9 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
         plausible_std_uv (`list[float]`, *optional*, defaults to `[0.05, 5000.0]`): range of the median
             channel standard deviation (µV, measured after filtering) outside which the stated units are
             rejected as wrong.
+        output_unit_uv (`float`, *optional*): with `normalization="none"`, microvolts per unit of the output (1000
+            gives millivolts, as EEGPT takes); None keeps microvolts. Set from a foundation encoder's contract.
+        min_channels (`int`, *optional*, defaults to 1): fewest known channels a recording must have.
 
     Example:
 
@@ -143,6 +147,8 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
         normalization: str = "window",
         electrode_names: Sequence[str] | None = None,
         plausible_std_uv: Sequence[float] = DEFAULT_PLAUSIBLE_STD_UV,
+        output_unit_uv: float | None = None,
+        min_channels: int = 1,
         **kwargs,
     ):
         super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
@@ -155,6 +161,12 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
         self.normalization = normalization
         self.electrode_names = list(ELECTRODE_NAMES if electrode_names is None else electrode_names)
         self.plausible_std_uv = [float(v) for v in plausible_std_uv]
+        self.output_unit_uv = None if output_unit_uv is None else float(output_unit_uv)
+        self.min_channels = int(min_channels)
+        if self.output_unit_uv is not None and (self.output_unit_uv <= 0 or normalization != "none"):
+            raise ValueError(f"output_unit_uv={output_unit_uv} needs normalization='none' and a positive number of µV")
+        if self.min_channels < 1:
+            raise ValueError(f"min_channels must be >= 1, got {min_channels}")
         _check_sampling_rate(sampling_rate, "the feature extractor")
         if reference not in (None, "average"):
             raise ValueError(f"reference must be None or 'average', got {reference!r}")
@@ -301,10 +313,13 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError(
                 f"{label}: duplicate channel names (case-insensitive, old 10-20 names as aliases): {listing}"
             )
-        ids = electrode_ids(names, vocabulary=self.electrode_names)
+        ids = channel_table_ids(names, self.electrode_names)
         known = ids >= 0
         if not known.any():
             raise ValueError(f"{label}: none of the channels {names} is a known 10-05 electrode name.")
+        if known.sum() < self.min_channels:
+            raise ValueError(f"{label}: only {int(known.sum())} of the channels {names} are in the encoder's channel "
+                             f"table; it needs at least {self.min_channels} (min_channels).")
         if not known.all():
             unknown = [n for n, k in zip(names, known) if not k]
             logger.warning(f"{label}: dropping channels not in the electrode vocabulary: {unknown}")
@@ -385,6 +400,8 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
         mask = live[:, None, :]  # broadcast over windows
         windows = normalize_windows(windows, self.normalization, channel_mask=mask)
         windows *= mask[..., None]  # flat channels carry exact zeros
+        if self.output_unit_uv is not None:
+            windows /= np.float32(self.output_unit_uv)
         return windows, starts
 
     def _check_amplitude(self, data: np.ndarray, flat: np.ndarray, labels: list[str]) -> None:

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModel, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
@@ -21,6 +20,7 @@ from transformers.utils.generic import can_return_tuple
 
 from .configuration_e2llm import E2LLMConfig
 from .modeling_eeg_encoder import E2LLMEEGAttentionPooler, E2LLMEEGEncoder
+from .scoring_e2llm import score_candidates
 
 EEG_INPUT_NAMES = ("eeg_values", "eeg_channel_ids", "eeg_channel_mask")
 
@@ -347,41 +347,19 @@ class E2LLMForConditionalGeneration(E2LLMPreTrainedModel, GenerationMixin):
         eeg_values: torch.Tensor | None = None,
         eeg_channel_ids: torch.LongTensor | None = None,
         eeg_channel_mask: torch.LongTensor | None = None,
+        eeg_features: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Log-likelihood of each candidate continuation after each prompt, in one forward pass.
+        """Log-likelihood of each candidate continuation after each prompt: `(batch, n_candidates)` summed token
+        log-probabilities.
 
-        The prompts `(batch, prompt_len)` (left-padded, as for `generate`; they may end in a generated rationale) are
-        embedded once, the EEG encoded once; every prompt is then paired with every candidate `(n_candidates,
-        candidate_len)` and the language model scores all `batch * n_candidates` rows in a single forward pass.
-
-        Returns `(batch, n_candidates)` summed token log-probabilities.
+        The prompts `(batch, prompt_len)` (left-padded, as for `generate`; they may end in a generated rationale) run
+        through the language model once, the EEG is encoded once (or `eeg_features` from `get_eeg_features` are
+        reused), and every candidate is scored from that pass's cache (`e2llm.scoring_e2llm.score_candidates`).
         """
-        if not candidate_ids or any(len(c) == 0 for c in candidate_ids):
-            raise ValueError("every candidate needs at least one token")
-        device = input_ids.device
-        batch, prompt_len = input_ids.shape
-        n_candidates, cand_len = len(candidate_ids), max(len(c) for c in candidate_ids)
-        cand = torch.zeros(n_candidates, cand_len, dtype=torch.long, device=device)
-        cand_mask = torch.zeros(n_candidates, cand_len, dtype=torch.long, device=device)
-        for i, ids in enumerate(candidate_ids):
-            cand[i, : len(ids)] = torch.as_tensor(list(ids), device=device)
-            cand_mask[i, : len(ids)] = 1
-
-        prompt_embeds, _ = self.model.embed_inputs(input_ids, None, eeg_values, eeg_channel_ids, eeg_channel_mask)
-        cand_embeds = self.get_input_embeddings()(cand)
-        rows = batch * n_candidates
-        embeds = torch.cat(
-            [prompt_embeds.repeat_interleave(n_candidates, 0), cand_embeds.repeat(batch, 1, 1)], dim=1
+        return score_candidates(
+            self, input_ids, attention_mask, candidate_ids, eeg_features=eeg_features, eeg_values=eeg_values,
+            eeg_channel_ids=eeg_channel_ids, eeg_channel_mask=eeg_channel_mask,
         )
-        mask = torch.cat([attention_mask.repeat_interleave(n_candidates, 0), cand_mask.repeat(batch, 1)], dim=1)
-        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-        hidden = self.model.language_model(
-            inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, use_cache=False
-        ).last_hidden_state
-        # Position t predicts token t + 1: the candidate's tokens are predicted from prompt_len - 1 on.
-        logits = self.lm_head(hidden[:, prompt_len - 1 : prompt_len - 1 + cand_len]).float()
-        token_logprobs = F.log_softmax(logits, -1).gather(-1, cand.repeat(batch, 1)[..., None]).squeeze(-1)
-        return (token_logprobs * cand_mask.repeat(batch, 1)).sum(-1).view(rows // n_candidates, n_candidates)
 
     def score_emotions(self, input_ids, attention_mask, candidate_ids, **eeg_inputs) -> torch.Tensor:
         """Probability of each label `(batch, n_labels)` (softmax over the labels' log-likelihoods).

@@ -1,4 +1,5 @@
-"""Label scoring: `score_labels` / `score_emotions` against a naive per-label log-likelihood."""
+"""Label scoring: `score_labels` / `score_emotions` (from one prefix pass and its cache) against a naive per-label
+log-likelihood."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def _naive_loglik(model, single, candidate):
     return sum(float(logprobs[prompt_len - 1 + j, tok]) for j, tok in enumerate(candidate))
 
 
-def test_score_emotions_matches_naive_loglik_in_one_forward_pass(tiny_e2llm):
+def test_score_emotions_matches_naive_loglik_from_one_prefix_pass(tiny_e2llm):
     model, processor = tiny_e2llm
     texts, eeg, inputs = _prompts(processor)
     assert inputs["attention_mask"][1].min() == 0  # the second prompt is shorter: left padding is exercised
@@ -50,16 +51,27 @@ def test_score_emotions_matches_naive_loglik_in_one_forward_pass(tiny_e2llm):
     candidates = processor.label_candidate_ids([*model.config.label_names, "bewilderment", "quiet zest"])
     assert len({len(c) for c in candidates}) > 1
 
-    calls = {"lm": 0, "eeg": 0}
+    calls = {"lm_rows": [], "lm_tokens": [], "eeg": 0}
+
+    def on_lm(module, args, kwargs, output):
+        calls["lm_rows"].append(kwargs["inputs_embeds"].shape[0])
+        calls["lm_tokens"].append(kwargs["inputs_embeds"].shape[1])
+
     hooks = [
-        model.model.language_model.register_forward_hook(lambda *a: calls.__setitem__("lm", calls["lm"] + 1)),
+        model.model.language_model.register_forward_hook(on_lm, with_kwargs=True),
         model.model.eeg_encoder.register_forward_hook(lambda *a: calls.__setitem__("eeg", calls["eeg"] + 1)),
     ]
     try:
         eeg_inputs = {k: inputs[k] for k in ("eeg_values", "eeg_channel_ids", "eeg_channel_mask")}
         loglik = model.score_labels(inputs["input_ids"], inputs["attention_mask"], candidates, **eeg_inputs)
-        assert calls == {"lm": 1, "eeg": 1}
-        probs = model.score_emotions(inputs["input_ids"], inputs["attention_mask"], candidates[:7], **eeg_inputs)
+        # the 2 prompts once; then the 2 long candidates' later tokens (up to 9) for each prompt, from the cache
+        assert calls == {"lm_rows": [2, 4], "lm_tokens": [inputs["input_ids"].shape[1], 9], "eeg": 1}
+        with torch.no_grad():
+            features = model.get_eeg_features(**eeg_inputs)
+        calls.update(lm_rows=[], lm_tokens=[], eeg=0)
+        probs = model.score_emotions(inputs["input_ids"], inputs["attention_mask"], candidates[:7],
+                                     eeg_features=features)
+        assert calls == {"lm_rows": [2], "lm_tokens": [inputs["input_ids"].shape[1]], "eeg": 0}  # single tokens
     finally:
         for hook in hooks:
             hook.remove()
@@ -88,3 +100,17 @@ def test_custom_labels_are_read_from_the_config():
         model.score_emotions(inputs["input_ids"], inputs["attention_mask"], candidates[:2], **eeg_inputs)
     with pytest.raises(ValueError, match="at least one token"):
         model.score_labels(inputs["input_ids"], inputs["attention_mask"], [[], [5]], **eeg_inputs)
+
+
+def test_bad_eeg_inputs_to_scoring_are_named(tiny_e2llm):
+    model, processor = tiny_e2llm
+    _, _, inputs = _prompts(processor)
+    eeg_inputs = {k: inputs[k] for k in ("eeg_values", "eeg_channel_ids", "eeg_channel_mask")}
+    candidates = processor.label_candidate_ids(model.config.label_names)
+    with torch.no_grad():
+        features = model.get_eeg_features(**eeg_inputs)
+    with pytest.raises(ValueError, match="hold 12 <\\|eeg\\|> tokens but the EEG gives 8 feature vectors"):
+        model.score_labels(inputs["input_ids"], inputs["attention_mask"], candidates, eeg_features=features[:2])
+    with pytest.raises(ValueError, match="not both"):
+        model.score_labels(inputs["input_ids"], inputs["attention_mask"], candidates, eeg_features=features,
+                           **eeg_inputs)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from transformers import AutoConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from .backbones_e2llm import feature_extractor_settings
 from .configuration_e2llm import DEFAULT_ID2LABEL, E2LLMConfig, E2LLMEEGConfig
+from .convert_backbones import convert_checkpoint, load_backbone_state
 from .feature_extraction_e2llm import E2LLMFeatureExtractor
 from .modeling_e2llm import E2LLMForConditionalGeneration
 from .processing_e2llm import E2LLMProcessor
@@ -25,6 +28,38 @@ TINY_TEXT_CONFIG = {
     "tie_word_embeddings": True,
 }
 TINY_EEG_CONFIG = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128}
+# A randomly initialised EEGPT with the published input contract (256 Hz, 4-s windows, 62-channel table, 4 summary
+# tokens, stride 32) at width 32 and 2 layers: the pretrained architecture at CPU-test size.
+TINY_EEGPT_CONFIG = {"backbone": "eegpt", "num_attention_heads": 4,
+                     "backbone_config": {"embed_dim": 32, "num_layers": 2, "num_heads": 4, "mlp_ratio": 2.0}}
+TINY_FOUNDATION_CONFIGS = {
+    "eegpt": TINY_EEGPT_CONFIG,
+    "cbramod": {"backbone": "cbramod", "num_attention_heads": 4,
+                "backbone_config": {"num_layers": 2, "num_heads": 4, "intermediate_size": 64, "output_size": 32,
+                                    "conv_stack": [[4, 49, 25, 24, 2], [4, 3, 1, 1, 2], [4, 3, 1, 1, 2]]}},
+    "labram": {"backbone": "labram", "num_attention_heads": 4,
+               "backbone_config": {"conv_channels": 4, "num_layers": 2, "num_heads": 4, "mlp_ratio": 1.0}},
+}
+
+
+def eeg_config_from_checkpoint(backbone: str, path: str | Path, **overrides) -> tuple[E2LLMEEGConfig, dict]:
+    """`(E2LLMEEGConfig, backbone_state_dict)` for the published `backbone` weights at `path`.
+
+    `path` is braindecode's Hub folder (`config.json` + weights) or an authors' checkpoint file; the backbone's sizes
+    come from the tensors (and braindecode's `config.json`), anything else from `overrides` (e.g. `backbone_config=
+    {"num_heads": 8}`, which an authors' checkpoint cannot tell) or the published defaults."""
+    state, settings, _ = convert_checkpoint(path, backbone)
+    backbone_config = {**settings, **dict(overrides.pop("backbone_config", None) or {})}
+    return E2LLMEEGConfig(backbone=backbone, backbone_config=backbone_config, **overrides), state
+
+
+def load_eeg_encoder_weights(model, state: dict, source: str = "the checkpoint") -> None:
+    """Copy converted backbone weights into an E2LLM's (or a bare encoder's) foundation backbone; strict."""
+    encoder = model.model.eeg_encoder if hasattr(model, "model") else getattr(model, "encoder", model)
+    backbone = getattr(encoder, "backbone", None)
+    if backbone is None:
+        raise ValueError("the model's EEG encoder has no foundation backbone (backbone='patch')")
+    load_backbone_state(backbone, encoder.config.backbone, state, source)
 
 
 def assemble_e2llm(
@@ -72,7 +107,7 @@ def assemble_e2llm(
     for token in ("pad_token_id", "eos_token_id", "bos_token_id"):
         setattr(model.generation_config, token, getattr(tokenizer, token))
     processor = E2LLMProcessor(
-        feature_extractor or E2LLMFeatureExtractor(sampling_rate=config.eeg_config.sampling_rate),
+        feature_extractor or E2LLMFeatureExtractor(**feature_extractor_settings(config.eeg_config)),
         tokenizer,
         num_eeg_tokens=config.num_eeg_tokens,
     )
@@ -90,4 +125,13 @@ def build_tiny_e2llm(
     return assemble_e2llm(tokenizer, text_config=TINY_TEXT_CONFIG, eeg_config=TINY_EEG_CONFIG, id2label=id2label)
 
 
-__all__ = ["TINY_EEG_CONFIG", "TINY_TEXT_CONFIG", "assemble_e2llm", "build_tiny_e2llm"]
+__all__ = [
+    "TINY_EEGPT_CONFIG",
+    "TINY_EEG_CONFIG",
+    "TINY_FOUNDATION_CONFIGS",
+    "TINY_TEXT_CONFIG",
+    "assemble_e2llm",
+    "build_tiny_e2llm",
+    "eeg_config_from_checkpoint",
+    "load_eeg_encoder_weights",
+]

@@ -164,22 +164,14 @@ def test_push_takes_no_token_argument(source):
         cli(["push", "--model", str(source), "--repo-id", REPO_ID, "--token", "hf_secret"])
 
 
-def test_push_refusals(source, tiny_e2llm_dir, tmp_path):
-    with pytest.raises(ValueError, match="give it --output-dir"):
-        cli(["push", "--model", str(source), "--repo-id", REPO_ID, "--dry-run"])
+def test_push_refusals(source, tiny_e2llm_dir, tmp_path, capsys):
+    assert cli(["push", "--model", str(source), "--repo-id", REPO_ID, "--dry-run"]) == 2
+    assert "e2llm push: error: --dry-run writes the folder it would upload: give it --output-dir" in capsys.readouterr().err
+    argv = ["push", "--model", str(source), "--repo-id", "not a/valid//id", "--dry-run", "--output-dir", str(tmp_path)]
+    assert cli(argv) == 2
+    assert "not a valid Hub repo id" in capsys.readouterr().err
     with pytest.raises(ValueError, match="not a valid Hub repo id"):
-        cli(
-            [
-                "push",
-                "--model",
-                str(source),
-                "--repo-id",
-                "not a/valid//id",
-                "--dry-run",
-                "--output-dir",
-                str(tmp_path),
-            ]
-        )
+        cli([*argv, "--debug"])
     pickled = tmp_path / "pickled"
     pickled.mkdir()
     for name in ("config.json", "processor_config.json", "tokenizer.json"):
@@ -314,6 +306,7 @@ def test_card_inputs_recorded_at_training_and_given_on_the_command_line(tiny_e2l
     with pytest.raises(ValueError, match="STAGE=FILE"):
         cli(
             [
+                "--debug",
                 "push",
                 "--model",
                 str(folder),

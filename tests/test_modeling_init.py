@@ -68,7 +68,7 @@ def test_init_argument_errors(tmp_path):
     with pytest.raises(SystemExit):  # argparse: one of --tiny / --text-model is required
         main(["init", "--output-dir", str(tmp_path)])
     with pytest.raises(ValueError, match="at least two distinct"):
-        main(["init", "--tiny", "--output-dir", str(tmp_path), "--labels", "calm", "calm"])
+        main(["init", "--tiny", "--output-dir", str(tmp_path), "--labels", "calm", "calm", "--debug"])
 
 
 def test_init_help(capsys):

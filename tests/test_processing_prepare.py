@@ -67,8 +67,9 @@ def test_cli_prepare_synthetic_and_bad_input(tmp_path, capsys):
     assert main(["prepare", "synthetic", "--output-dir", str(out), "--no-progress"]) == 2
     assert "exists and is not empty" in capsys.readouterr().err
     assert main(["prepare", "seed-vii", "--root", str(tmp_path / "missing"), "--output-dir", str(tmp_path / "x")]) == 2
-    assert "SEED-VII folder not found" in capsys.readouterr().err
-    assert main(["prepare", "synthetic", "--labels", "x.csv", "--output-dir", str(tmp_path / "y")]) == 2
+    assert "--root: no such folder" in capsys.readouterr().err
+    (tmp_path / "x.csv").write_text("file,label\n")
+    assert main(["prepare", "synthetic", "--labels", str(tmp_path / "x.csv"), "--output-dir", str(tmp_path / "y")]) == 2
     assert "do not apply to dataset 'synthetic'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 

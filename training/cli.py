@@ -1,11 +1,16 @@
 """The `e2llm` command line. Each sub-command lives in its own module that defines
 `add_arguments(parser)` and `run(args) -> int`; modules are imported only when their
-command runs, so `e2llm --help` stays fast."""
+command runs, so `e2llm --help` stays fast.
+
+User errors (a bad option, a missing or unreadable file, a refused input) end with one line,
+``e2llm COMMAND: error: ...``, and exit status 2; `--debug` (before or after the command) shows the
+traceback instead. Paths and numeric ranges are checked before any work (`e2llm.training.cli_checks`)."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 # command -> (module, one-line help)
@@ -20,8 +25,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# Exceptions that mean "the user's input or environment is wrong", not "e2llm has a bug".
+USER_ERRORS = (ValueError, OSError)
+
+
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="e2llm", description="EEG-to-emotion language models.")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     requested = next((arg for arg in argv if arg in COMMANDS), None)
     for name, (module_name, help_text) in COMMANDS.items():
@@ -33,9 +43,28 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; 0 on success, 2 (with ``e2llm COMMAND: error: ...`` on stderr) for a user error."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv  # accepted anywhere on the line, so `e2llm predict ... --debug` works too
+    argv = [arg for arg in argv if arg != "--debug"]
     args = build_parser(argv).parse_args(argv)
-    return int(importlib.import_module(args._module).run(args) or 0)
+    try:
+        from e2llm.training.cli_checks import check_arguments
+
+        check_arguments(args)
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except USER_ERRORS as error:
+        if debug:
+            raise
+        message = str(error) or type(error).__name__
+        if isinstance(error, OSError) and error.filename and str(error.filename) not in message:
+            message = f"{message}: {error.filename}"
+        logging.getLogger(__name__).debug("user error", exc_info=True)
+        print(f"e2llm {args.command}: error: {message} (--debug shows the traceback)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"e2llm {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from transformers import Trainer
 from trl import SFTTrainer
 
 from e2llm.processing.instructions import build_instructions
+from e2llm.training.checkpoints import AtomicCheckpointMixin
 from e2llm.training.data import IGNORE_INDEX, EEGChatCollator, collator_kwargs
 
 logger = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ ADAPTER_DIR = "adapter"
 MERGED_DIR = "merged"
 
 
-class E2LLMSFTTrainer(SFTTrainer):
+class E2LLMSFTTrainer(AtomicCheckpointMixin, SFTTrainer):
     """TRL's `SFTTrainer`, whose loss can also come from the model's own LM head (`lm_head_loss="model"`).
 
     TRL always computes the loss with its fused, chunked LM head, which never builds the `(batch, seq, vocab)`

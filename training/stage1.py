@@ -19,6 +19,7 @@ from torch import nn
 from transformers import Trainer
 
 from e2llm.modeling_eeg_encoder import E2LLMEEGForEmotionClassification
+from e2llm.training.checkpoints import AtomicCheckpointMixin
 from e2llm.training.data import EEGClassificationCollator, collator_kwargs
 
 
@@ -64,7 +65,7 @@ class SubjectAdversary(nn.Module):
         return self.classifier(_GradientReversal.apply(embeddings, self.weight))
 
 
-class EncoderPretrainingTrainer(Trainer):
+class EncoderPretrainingTrainer(AtomicCheckpointMixin, Trainer):
     """`Trainer` whose loss is cross-entropy + `supcon_weight` x SupCon (+ `adversarial_weight` x subject CE)."""
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from e2llm.training.checkpoints import resolve_resume, stage_finished, stage_started
+from e2llm.training.cli_checks import check_training_arguments
 from e2llm.training.arguments import (
     STAGES,
     DataArguments,
@@ -98,10 +100,13 @@ def run_stage(stage: str, argv: list[str]) -> Path:
 
     parsed = parse_stage_args(stage, argv)
     model_args, data_args, training_args = parsed[:3]
+    check_training_arguments(training_args)  # before any data is read
     set_seed(training_args.seed)
     train, test = load_data(data_args)
     label_names = train.features["emotion"].names
-    resume = _resume(training_args.resume_from_checkpoint)
+    resume = resolve_resume(training_args.output_dir, _resume(training_args.resume_from_checkpoint))
+    if training_args.should_save:  # marked incomplete until its final save is done (e2llm.training.checkpoints)
+        stage_started(training_args.output_dir, f"{stage} output")
     if stage == "stage1":
         from e2llm import E2LLMFeatureExtractor
         from e2llm.training.stage1 import build_stage1_model, train_stage1
@@ -126,6 +131,8 @@ def run_stage(stage: str, argv: list[str]) -> Path:
         model, processor = load_e2llm(model_args, label_names, training_args.seed, training_args.trust_remote_code)
         train_stage3(model, processor, train, training_args, parsed[3], tasks=data_args.tasks,
                      instruction_seed=data_args.instruction_seed, resume_from_checkpoint=resume)
+    if training_args.should_save:
+        stage_finished(training_args.output_dir)
     return Path(training_args.output_dir)
 
 

@@ -1,0 +1,174 @@
+"""Crash-safe training output: checkpoints and stage folders that say whether they are complete.
+
+A run killed while writing leaves a folder that looks complete (a 0-byte ``config.json``, no weights) unless
+something marks it. Here every checkpoint and every stage output folder holds `INCOMPLETE_MARKER` while it is
+being written; the marker is removed (one atomic unlink, after an fsync of the files) only when the last file is
+in place. So:
+
+- `AtomicCheckpointMixin` (put it before the Trainer class in a subclass's bases) marks each ``checkpoint-N``
+  while `Trainer._save_checkpoint` writes it, and rotates old checkpoints only after the new one is complete;
+- `stage_started` / `stage_finished` mark a stage's output folder for the whole run (`e2llm train` calls them);
+- `resolve_resume(output_dir, True)` picks the newest *complete* checkpoint and logs every newer one it skipped;
+- `check_complete(folder)` refuses to load a marked (or visibly truncated) folder with a clear message.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+INCOMPLETE_MARKER = ".e2llm-incomplete"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            try:
+                with open(path, "rb") as handle:
+                    os.fsync(handle.fileno())
+            except OSError:  # e.g. a filesystem without fsync: nothing more to do
+                pass
+
+
+def mark_incomplete(folder, what: str = "checkpoint") -> None:
+    """Write `INCOMPLETE_MARKER` into `folder` (created if needed) before anything else goes there."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / INCOMPLETE_MARKER).write_text(f"e2llm is writing this {what}; it is not complete\n")
+
+
+def mark_complete(folder) -> None:
+    """Flush `folder`'s files to disk, then remove its `INCOMPLETE_MARKER` (atomic)."""
+    folder = Path(folder)
+    _fsync_tree(folder)
+    (folder / INCOMPLETE_MARKER).unlink(missing_ok=True)
+
+
+stage_started = mark_incomplete
+
+
+def stage_finished(folder) -> None:
+    """Mark a stage output folder complete (after its final save)."""
+    mark_complete(folder)
+
+
+def incomplete_reason(folder) -> str | None:
+    """Why `folder` (a checkpoint or saved model) is not complete, or None when it looks complete."""
+    folder = Path(folder)
+    if (folder / INCOMPLETE_MARKER).exists():
+        return "it was being written when the run stopped"
+    config = next((folder / n for n in ("config.json", "adapter_config.json") if (folder / n).exists()), None)
+    if config is None:
+        return "it holds no config.json"
+    if config.stat().st_size == 0:
+        return f"its {config.name} is empty"
+    weights = [folder / n for n in _WEIGHTS if (folder / n).exists()] + sorted(folder.glob("model-*.safetensors"))
+    if not weights:
+        return "it holds no weights"
+    if any(w.stat().st_size == 0 for w in weights):
+        return "a weights file is empty"
+    return None
+
+
+def check_complete(folder, what: str = "model folder") -> None:
+    """ValueError when `folder` is an incomplete save (see `incomplete_reason`)."""
+    reason = incomplete_reason(folder)
+    if reason is not None and (Path(folder) / INCOMPLETE_MARKER).exists():
+        raise ValueError(f"{what} {folder} is incomplete: {reason}. Resume the run (--resume_from_checkpoint true) "
+                         "or load one of its complete checkpoints")
+    if reason is not None and reason.startswith(("its", "a weights")):
+        raise ValueError(f"{what} {folder} is incomplete: {reason}. Save it again")
+
+
+def checkpoints(output_dir) -> list[Path]:
+    """``checkpoint-N`` folders of `output_dir`, newest (highest N) first."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in output_dir.iterdir() if p.is_dir() and (m := _CHECKPOINT.match(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def newest_complete_checkpoint(output_dir) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """`(checkpoint, skipped)`: the newest checkpoint with a trainer state that is complete, and the newer ones
+    skipped with their reasons."""
+    skipped = []
+    for path in checkpoints(output_dir):
+        reason = incomplete_reason(path)
+        if reason is None and not (path / "trainer_state.json").is_file():
+            reason = "it holds no trainer_state.json"
+        if reason is None:
+            return path, skipped
+        skipped.append((path, reason))
+    return None, skipped
+
+
+def resolve_resume(output_dir, resume):
+    """What to pass as `Trainer.train(resume_from_checkpoint=...)`: True becomes the newest complete checkpoint
+    of `output_dir` (newer incomplete ones are skipped and logged); a path is checked; None/False pass through."""
+    if resume in (None, False):
+        return None
+    if resume is True:
+        chosen, skipped = newest_complete_checkpoint(output_dir)
+        for path, reason in skipped:
+            logger.warning("skipping %s: %s", path.name, reason)
+            print(f"resume: skipping {path.name} ({reason})", flush=True)
+        if chosen is None:
+            raise ValueError(f"--resume_from_checkpoint true: no complete checkpoint in {output_dir}"
+                             + (f" ({len(skipped)} incomplete)" if skipped else "") + "; start without it")
+        print(f"resume: from {chosen.name}", flush=True)
+        return str(chosen)
+    path = Path(resume)
+    if not path.is_dir():
+        raise FileNotFoundError(f"--resume_from_checkpoint: no such checkpoint folder: {path}")
+    reason = incomplete_reason(path)
+    if reason is not None:
+        raise ValueError(f"--resume_from_checkpoint {path} is incomplete: {reason}; pass `true` to take the newest "
+                         "complete checkpoint")
+    return str(path)
+
+
+class AtomicCheckpointMixin:
+    """Mixin for a `transformers.Trainer` subclass (list it first): each ``checkpoint-N`` carries
+    `INCOMPLETE_MARKER` until every file is written, and older checkpoints are rotated out only afterwards, so a
+    kill at any moment leaves the previous complete checkpoint in place."""
+
+    def _save_checkpoint(self, model, trial):
+        run_dir = Path(self._get_output_dir(trial=trial))
+        folder = run_dir / f"checkpoint-{self.state.global_step}"
+        main = self.args.should_save
+        if main:
+            mark_incomplete(folder)
+        limit, self.args.save_total_limit = self.args.save_total_limit, None  # rotate after completion only
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+        if main:
+            mark_complete(folder)
+            if limit is not None:
+                from transformers.trainer_utils import rotate_checkpoints
+
+                rotate_checkpoints(output_dir=str(run_dir), save_total_limit=limit,
+                                   best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+
+
+__all__ = [
+    "INCOMPLETE_MARKER",
+    "AtomicCheckpointMixin",
+    "check_complete",
+    "checkpoints",
+    "incomplete_reason",
+    "mark_complete",
+    "mark_incomplete",
+    "newest_complete_checkpoint",
+    "resolve_resume",
+    "stage_finished",
+    "stage_started",
+]

@@ -14,7 +14,7 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
 from transformers.dynamic_module_utils import get_relative_import_files
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, torch_compilable_check
 from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import can_return_tuple
 
@@ -126,8 +126,11 @@ class E2LLMModel(E2LLMPreTrainedModel):
         pooled = self.eeg_encoder(eeg_values, eeg_channel_ids, eeg_channel_mask, return_dict=True).pooler_output
         return self.projector(pooled)
 
-    def get_placeholder_mask(self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor, n_features: int):
-        """Boolean mask `(batch, seq_len, 1)` of the `<|eeg|>` positions; checks their count against the features."""
+    def get_placeholder_mask(
+        self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor, eeg_features: torch.Tensor
+    ) -> torch.Tensor:
+        """Boolean mask `(batch, seq_len, 1)` of the `<|eeg|>` positions; checks their count against `eeg_features`
+        `(n_windows, num_eeg_tokens, hidden)` (a tensor check: no graph break under torch.compile / torch.export)."""
         if self.config.eeg_token_id is None:
             raise ValueError("config.eeg_token_id is not set: build the model with the tokenizer's <|eeg|> id")
         if input_ids is None:
@@ -137,14 +140,16 @@ class E2LLMModel(E2LLMPreTrainedModel):
             mask = (inputs_embeds == placeholder).all(-1)
         else:
             mask = input_ids == self.config.eeg_token_id
-        n_tokens = int(mask.sum())
-        if n_tokens != n_features:
-            raise ValueError(
-                f"EEG features and <|eeg|> tokens do not match: the text holds {n_tokens} <|eeg|> tokens but the EEG "
-                f"gives {n_features} ({n_features // self.config.num_eeg_tokens} windows x "
-                f"{self.config.num_eeg_tokens} tokens per window). Build inputs with E2LLMProcessor, which expands "
-                "each <|eeg|> placeholder to the windows of its recording."
-            )
+        n_tokens = mask.sum()
+        n_windows, per_window = eeg_features.shape[0], eeg_features.shape[1]
+        torch_compilable_check(
+            n_tokens * inputs_embeds.shape[-1] == eeg_features.numel(),
+            lambda: (
+                f"EEG features and <|eeg|> tokens do not match: the text holds {int(n_tokens)} <|eeg|> tokens but the "
+                f"EEG gives {n_windows * per_window} ({n_windows} windows x {per_window} tokens per window). Build "
+                "inputs with E2LLMProcessor, which expands each <|eeg|> placeholder to the windows of its recording."
+            ),
+        )
         return mask.unsqueeze(-1)
 
     def embed_inputs(
@@ -154,22 +159,35 @@ class E2LLMModel(E2LLMPreTrainedModel):
         eeg_values: torch.Tensor | None = None,
         eeg_channel_ids: torch.Tensor | None = None,
         eeg_channel_mask: torch.Tensor | None = None,
+        eeg_features: torch.Tensor | ModelOutput | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Token embeddings with the projected EEG scattered into the `<|eeg|>` positions."""
+        """Token embeddings with the projected EEG scattered into the `<|eeg|>` positions, and those features.
+
+        The EEG comes as `eeg_values` (encoded here) or already encoded as `eeg_features` (see `forward`). Without
+        either, nothing is scattered and nothing is checked, as in Llava: a `<|eeg|>` token the model wrote itself is
+        an ordinary token.
+        """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
+        if eeg_values is not None and eeg_features is not None:
+            raise ValueError("pass eeg_values or eeg_features (the EEG already encoded), not both")
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
-        if eeg_values is None:
-            if input_ids is not None and self.config.eeg_token_id is not None:
-                if (input_ids == self.config.eeg_token_id).any():
-                    raise ValueError("the text holds <|eeg|> tokens but no eeg_values were given")
+        if eeg_values is not None:
+            if eeg_channel_ids is None:
+                raise ValueError("eeg_values were given without eeg_channel_ids")
+            eeg_features = self.get_eeg_features(eeg_values, eeg_channel_ids, eeg_channel_mask)
+        elif isinstance(eeg_features, ModelOutput):  # the EEG encoder's output: project its pooled tokens
+            eeg_features = self.projector(eeg_features.pooler_output)
+        if eeg_features is None:
             return inputs_embeds, None
-        if eeg_channel_ids is None:
-            raise ValueError("eeg_values were given without eeg_channel_ids")
-        eeg_features = self.get_eeg_features(eeg_values, eeg_channel_ids, eeg_channel_mask)
+        if eeg_features.ndim != 3 or eeg_features.shape[-1] != inputs_embeds.shape[-1]:
+            raise ValueError(
+                f"eeg_features must be projected EEG tokens (n_windows, num_eeg_tokens, {inputs_embeds.shape[-1]}) "
+                f"from get_eeg_features, or the EEG encoder's output; got shape {tuple(eeg_features.shape)}"
+            )
         eeg_features = eeg_features.to(inputs_embeds.device, inputs_embeds.dtype)
-        mask = self.get_placeholder_mask(input_ids, inputs_embeds, eeg_features.shape[0] * eeg_features.shape[1])
+        mask = self.get_placeholder_mask(input_ids, inputs_embeds, eeg_features)
         inputs_embeds = inputs_embeds.masked_scatter(mask, eeg_features)
         return inputs_embeds, eeg_features
 
@@ -185,6 +203,7 @@ class E2LLMModel(E2LLMPreTrainedModel):
         eeg_values: torch.Tensor | None = None,
         eeg_channel_ids: torch.LongTensor | None = None,
         eeg_channel_mask: torch.LongTensor | None = None,
+        eeg_features: torch.Tensor | ModelOutput | None = None,
         use_cache: bool | None = None,
         **kwargs,
     ) -> E2LLMModelOutputWithPast | tuple:
@@ -192,9 +211,15 @@ class E2LLMModel(E2LLMPreTrainedModel):
         eeg_values (`torch.FloatTensor` of shape `(n_windows, n_channels, n_times)`): windows from the feature extractor,
             in the order of the `<|eeg|>` token groups in `input_ids` (`num_eeg_tokens` tokens per window).
         eeg_channel_ids, eeg_channel_mask (`(n_windows, n_channels)`): electrode index and validity of each channel.
+        eeg_features (`torch.FloatTensor` of shape `(n_windows, num_eeg_tokens, hidden_size)`, *optional*): the EEG
+            already encoded and projected (`get_eeg_features`), used instead of `eeg_values`, which are then not
+            encoded again; the EEG encoder's output (its `pooler_output`) is also accepted and projected here.
+
+        The `<|eeg|>` count is checked only when EEG is given (as in Llava), so decoding steps that read the EEG from
+        the cache, and `<|eeg|>` tokens the model writes itself, need no EEG.
         """
         inputs_embeds, eeg_features = self.embed_inputs(
-            input_ids, inputs_embeds, eeg_values, eeg_channel_ids, eeg_channel_mask
+            input_ids, inputs_embeds, eeg_values, eeg_channel_ids, eeg_channel_mask, eeg_features
         )
         outputs = self.language_model(
             attention_mask=attention_mask,
@@ -259,6 +284,8 @@ class E2LLMForConditionalGeneration(E2LLMPreTrainedModel, GenerationMixin):
         self.lm_head = new_embeddings
 
     def get_eeg_features(self, eeg_values, eeg_channel_ids, eeg_channel_mask=None) -> torch.Tensor:
+        """Projected EEG tokens `(n_windows, num_eeg_tokens, hidden)`: pass them as `eeg_features` to `forward`,
+        `generate` or label scoring to encode the EEG once."""
         return self.model.get_eeg_features(eeg_values, eeg_channel_ids, eeg_channel_mask)
 
     @can_return_tuple
@@ -273,12 +300,16 @@ class E2LLMForConditionalGeneration(E2LLMPreTrainedModel, GenerationMixin):
         eeg_values: torch.Tensor | None = None,
         eeg_channel_ids: torch.LongTensor | None = None,
         eeg_channel_mask: torch.LongTensor | None = None,
+        eeg_features: torch.Tensor | ModelOutput | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         **kwargs,
     ) -> E2LLMCausalLMOutputWithPast | tuple:
-        r"""labels (`torch.LongTensor` of shape `(batch_size, seq_len)`, *optional*): -100 where no loss is taken."""
+        r"""labels (`torch.LongTensor` of shape `(batch_size, seq_len)`, *optional*): -100 where no loss is taken.
+
+        The EEG inputs (`eeg_values` + `eeg_channel_ids` + `eeg_channel_mask`, or `eeg_features`) are those of
+        [`E2LLMModel.forward`]; `return_dict=False` gives a tuple."""
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -288,6 +319,7 @@ class E2LLMForConditionalGeneration(E2LLMPreTrainedModel, GenerationMixin):
             eeg_values=eeg_values,
             eeg_channel_ids=eeg_channel_ids,
             eeg_channel_mask=eeg_channel_mask,
+            eeg_features=eeg_features,
             use_cache=use_cache,
             return_dict=True,
             **kwargs,
@@ -320,6 +352,7 @@ class E2LLMForConditionalGeneration(E2LLMPreTrainedModel, GenerationMixin):
         eeg_values: torch.Tensor | None = None,
         eeg_channel_ids: torch.LongTensor | None = None,
         eeg_channel_mask: torch.LongTensor | None = None,
+        eeg_features: torch.Tensor | ModelOutput | None = None,
         **kwargs,
     ):
         model_inputs = super().prepare_inputs_for_generation(
@@ -334,9 +367,40 @@ class E2LLMForConditionalGeneration(E2LLMPreTrainedModel, GenerationMixin):
         # The EEG enters once, at prefill; later steps read it from the KV cache.
         if is_first_iteration or not kwargs.get("use_cache", True):
             model_inputs.update(
-                eeg_values=eeg_values, eeg_channel_ids=eeg_channel_ids, eeg_channel_mask=eeg_channel_mask
+                eeg_values=eeg_values,
+                eeg_channel_ids=eeg_channel_ids,
+                eeg_channel_mask=eeg_channel_mask,
+                eeg_features=eeg_features,
             )
         return model_inputs
+
+    def _expand_inputs_for_generation(self, expand_size=1, is_encoder_decoder=False, input_ids=None, **model_kwargs):
+        """As in `GenerationMixin` (beam search, `num_return_sequences`), but the EEG inputs, one row per window in
+        prompt order, are repeated as each prompt's group of windows (`[a1, a2 | b1]` -> `[a1, a2, a1, a2 | b1, b1]`),
+        not window by window, which would pair prompts with other prompts' windows."""
+        names = (*EEG_INPUT_NAMES, "eeg_features")
+        eeg = {name: model_kwargs.pop(name) for name in names if model_kwargs.get(name) is not None}
+        if expand_size > 1 and eeg:
+            if isinstance(eeg.get("eeg_features"), ModelOutput):
+                eeg["eeg_features"] = self.model.projector(eeg["eeg_features"].pooler_output)
+            if input_ids is not None and input_ids.numel() > 0:
+                placeholders = input_ids == self.config.eeg_token_id
+            else:
+                placeholder = self.get_input_embeddings()(
+                    torch.tensor(self.config.eeg_token_id, device=model_kwargs["inputs_embeds"].device)
+                )
+                placeholders = (model_kwargs["inputs_embeds"] == placeholder).all(-1)
+            windows = (placeholders.sum(-1) // self.config.num_eeg_tokens).tolist()
+            starts = [sum(windows[:i]) for i in range(len(windows))]
+            index = torch.cat(
+                [torch.arange(s, s + n).repeat(expand_size) for s, n in zip(starts, windows)]
+                or [torch.zeros(0, dtype=torch.long)]
+            )
+            eeg = {name: value[index.to(value.device)] for name, value in eeg.items()}
+        input_ids, model_kwargs = super()._expand_inputs_for_generation(
+            expand_size=expand_size, is_encoder_decoder=is_encoder_decoder, input_ids=input_ids, **model_kwargs
+        )
+        return input_ids, {**model_kwargs, **eeg}
 
     @torch.no_grad()
     def score_labels(

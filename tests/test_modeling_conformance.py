@@ -208,3 +208,129 @@ def test_past_key_values_alias_is_honoured(cls):
         without_cache = model(input_ids=ids[:, -1:], attention_mask=mask[:, -1:])[0][:, -1]
     torch.testing.assert_close(step, full, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(without_cache, full, atol=1e-3)
+
+
+# -- precomputed EEG features (Llava's pattern) ------------------------------------------------------------------
+
+
+class _CallCounter:
+    def __init__(self, module):
+        self.calls = 0
+        self.handle = module.register_forward_hook(self)
+
+    def __call__(self, *args):
+        self.calls += 1
+
+
+def _eeg_of(inputs):
+    return {k: v for k, v in inputs.items() if k.startswith("eeg_")}
+
+
+def _text_of(inputs):
+    return {k: v for k, v in inputs.items() if not k.startswith("eeg_")}
+
+
+@pytest.mark.parametrize("cls", [E2LLMModel, E2LLMForConditionalGeneration], ids=lambda c: c.__name__)
+def test_eeg_features_give_the_same_outputs_without_encoding(cls):
+    model, inputs = build(cls), make_inputs()
+    with torch.no_grad():
+        reference = model(**inputs)[0]
+        features = model.get_eeg_features(**_eeg_of(inputs))
+        encoder = eeg_encoder_of(model)
+        encoded = encoder(**_eeg_of(inputs))
+        counter = _CallCounter(encoder)
+        try:
+            from_features = model(**_text_of(inputs), eeg_features=features)[0]
+            from_encoder_output = model(**_text_of(inputs), eeg_features=encoded)[0]
+        finally:
+            counter.handle.remove()
+    assert counter.calls == 0
+    torch.testing.assert_close(from_features, reference, rtol=0, atol=0)
+    torch.testing.assert_close(from_encoder_output, reference, rtol=0, atol=0)
+
+
+def test_eeg_features_bad_inputs_are_clear_errors():
+    model, inputs = build(E2LLMForConditionalGeneration), make_inputs()
+    features = model.get_eeg_features(**_eeg_of(inputs)).detach()
+    text = _text_of(inputs)
+    with pytest.raises(ValueError, match="pass eeg_values or eeg_features"):
+        model(**inputs, eeg_features=features)
+    with pytest.raises(ValueError, match="holds 6 <\\|eeg\\|> tokens but the EEG gives 4 \\(2 windows x 2 tokens"):
+        model(**text, eeg_features=features[:2])
+    with pytest.raises(ValueError, match="must be projected EEG tokens \\(n_windows, num_eeg_tokens, 32\\)"):
+        model(**text, eeg_features=features[..., :16])
+
+
+def test_text_with_placeholders_and_no_eeg_is_an_ordinary_forward():
+    """As in Llava, the `<|eeg|>` count is checked only when EEG is given."""
+    model, inputs = build(E2LLMForConditionalGeneration), make_inputs()
+    with torch.no_grad():
+        plain = model(**_text_of(inputs)).logits
+        embedded = model.lm_head(model.model.language_model(inputs_embeds=model.get_input_embeddings()(
+            inputs["input_ids"]), attention_mask=inputs["attention_mask"]).last_hidden_state)
+    torch.testing.assert_close(plain, embedded)
+
+
+def test_generate_with_eeg_features_matches_eeg_values_and_never_encodes():
+    model, inputs = build(E2LLMForConditionalGeneration), make_inputs()
+    kw = {"max_new_tokens": 5, "do_sample": False, "eos_token_id": None}
+    reference = model.generate(**inputs, **kw)
+    features = model.get_eeg_features(**_eeg_of(inputs))
+    counter = _CallCounter(model.model.eeg_encoder)
+    try:
+        cached = model.generate(**_text_of(inputs), eeg_features=features, **kw)
+        uncached = model.generate(**_text_of(inputs), eeg_features=features, use_cache=False, **kw)
+    finally:
+        counter.handle.remove()
+    assert counter.calls == 0
+    assert torch.equal(cached, reference) and torch.equal(uncached, reference)
+
+
+# -- 3. the model writes <|eeg|> itself ---------------------------------------------------------------------------
+
+
+def test_generate_continues_after_the_model_writes_an_eeg_token():
+    model, inputs = build(E2LLMForConditionalGeneration), make_inputs()
+    # With the cache (the default) the EEG enters at prefill only. Without it every step re-reads the EEG for the whole
+    # text and the written tokens make the count check fail, as in Llava.
+    kw = {"max_new_tokens": 4, "do_sample": False, "eos_token_id": None, "sequence_bias": {(EEG_ID,): 100.0}}
+    generated = model.generate(**inputs, **kw)
+    assert generated.shape == (2, 16)
+    assert (generated[:, 12:] == EEG_ID).all()
+
+
+# -- 4. assisted decoding -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("eeg_as", ["values", "features"])
+def test_assisted_decoding_with_eeg_equals_greedy(eeg_as):
+    model, assistant = build(E2LLMForConditionalGeneration), build(E2LLMForConditionalGeneration, seed=1)
+    inputs = {k: v[:1] for k, v in _text_of(make_inputs()).items()}  # assisted decoding takes one prompt
+    eeg = {k: v[:2] for k, v in _eeg_of(make_inputs()).items()}  # its two windows
+    kw = {"max_new_tokens": 6, "do_sample": False, "eos_token_id": None}
+    greedy = model.generate(**inputs, **eeg, **kw)
+    if eeg_as == "features":
+        # each model reads the EEG through its own encoder, so the assistant gets eeg_values from the caller
+        eeg = {"eeg_features": model.get_eeg_features(**eeg)}
+        assistant = build(E2LLMForConditionalGeneration)  # same weights: the features fit both
+    assisted = model.generate(**inputs, **eeg, assistant_model=assistant, **kw)
+    assert torch.equal(assisted, greedy)
+
+
+# -- beam search / num_return_sequences: each prompt keeps its own windows ----------------------------------------
+
+
+@pytest.mark.parametrize("eeg_as", ["values", "features"])
+def test_beam_search_pairs_each_prompt_with_its_own_windows(eeg_as):
+    """Prompts with 2 and 1 windows, 2 beams: the first step's logits of every beam equal the prompt's own."""
+    model, inputs = build(E2LLMForConditionalGeneration), make_inputs()
+    with torch.no_grad():
+        reference = model(**inputs).logits[:, -1]
+        features = model.get_eeg_features(**_eeg_of(inputs))
+    eeg = _eeg_of(inputs) if eeg_as == "values" else {"eeg_features": features}
+    out = model.generate(
+        **_text_of(inputs), **eeg, max_new_tokens=2, do_sample=False, eos_token_id=None, num_beams=2,
+        num_return_sequences=2, output_logits=True, return_dict_in_generate=True,
+    )
+    torch.testing.assert_close(out.logits[0], reference.repeat_interleave(2, 0), atol=1e-5, rtol=1e-5)
+    assert out.sequences.shape == (4, 14)

@@ -16,6 +16,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 
 from .backbones_e2llm import cbramod_hidden_size
 from .modeling_eegpt import attend
+from .modeling_labram import masked_group_norm
 
 
 class E2LLMCBraModAttention(nn.Module):
@@ -84,12 +85,13 @@ class E2LLMCBraModEmbeddings(nn.Module):
                                        groups=width)
         self.dropout = nn.Dropout(settings["dropout"])
 
-    def forward(self, eeg_values: torch.Tensor) -> torch.Tensor:
+    def forward(self, eeg_values: torch.Tensor, channel_mask: torch.Tensor | None = None) -> torch.Tensor:
         batch, n_channels, n_times = eeg_values.shape
         patches = eeg_values.reshape(batch, 1, -1, self.patch_size)  # (batch, 1, n_channels * n_patches, patch)
+        token_mask = None if channel_mask is None else channel_mask.repeat_interleave(n_times // self.patch_size, 1)
         hidden = patches
         for conv, norm in zip(self.temporal_convs, self.temporal_norms):
-            hidden = F.gelu(norm(conv(hidden)))
+            hidden = F.gelu(masked_group_norm(conv(hidden), norm, token_mask))
         # (batch, conv_channels, tokens, length) -> (batch, tokens, conv_channels * length)
         hidden = hidden.permute(0, 2, 1, 3).reshape(batch, n_channels, n_times // self.patch_size, -1)
         spectrum = torch.fft.rfft(patches.float(), dim=-1, norm="forward").abs().to(patches.dtype)
@@ -113,8 +115,8 @@ class E2LLMCBraModBackbone(nn.Module):
 
     def forward(self, eeg_values: torch.Tensor, channel_ids: torch.Tensor | None = None,
                 channel_mask: torch.Tensor | None = None) -> torch.Tensor:
-        hidden_states = self.embeddings(eeg_values)
         key_mask = None if channel_mask is None or bool(channel_mask.all()) else channel_mask.bool()
+        hidden_states = self.embeddings(eeg_values, key_mask)
         for layer in self.layers:
             hidden_states = layer(hidden_states, key_mask)
         return self.output_projection(hidden_states)

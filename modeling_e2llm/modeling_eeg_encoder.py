@@ -18,6 +18,7 @@ from transformers.utils.generic import can_return_tuple, merge_with_config_defau
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_e2llm import E2LLMEEGConfig
+from .modeling_eeg_backbones import backbone_tokens, build_backbone
 
 
 def eager_attention_forward(
@@ -217,9 +218,13 @@ class E2LLMEEGEncoderOutput(BaseModelOutputWithPooling):
     pooler_attentions (`tuple` of one `(batch_size, num_heads, num_output_tokens, n_tokens)`, with
         `output_pooler_attentions=True`, eager attention): how much each pooled token reads from each
         (channel, patch) token, channel-major.
+    backbone_hidden_states (with `output_backbone_hidden_states=True`, foundation backbones): the backbone's own
+        output in its reference layout (EEGPT `(batch_size, n_patches, num_summary_tokens, embed_dim)`, CBraMod
+        `(batch_size, n_channels, n_patches, output_size)` in table order, LaBraM `(batch_size, 1 + n_tokens, width)`).
     """
 
     pooler_attentions: tuple[torch.Tensor, ...] | None = None
+    backbone_hidden_states: torch.Tensor | None = None
 
 
 class E2LLMEEGPreTrainedModel(PreTrainedModel):
@@ -269,15 +274,18 @@ class E2LLMEEGEncoder(E2LLMEEGPreTrainedModel):
 
     def __init__(self, config: E2LLMEEGConfig):
         super().__init__(config)
-        self.embeddings = E2LLMEEGPatchEmbedding(config)
-        self.layers = nn.ModuleList(E2LLMEEGLayer(config) for _ in range(config.num_hidden_layers))
-        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        if config.backbone == "patch":
+            self.embeddings = E2LLMEEGPatchEmbedding(config)
+            self.layers = nn.ModuleList(E2LLMEEGLayer(config) for _ in range(config.num_hidden_layers))
+            self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        else:  # a pretrained foundation encoder (EEGPT, CBraMod, LaBraM): e2llm.modeling_eeg_backbones
+            self.backbone = build_backbone(config)
         self.pooler = E2LLMEEGAttentionPooler(config)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
         """The (channel, patch) token embedding: what `enable_input_require_grads` hooks for PEFT + checkpointing."""
-        return self.embeddings
+        return self.embeddings if self.config.backbone == "patch" else self.backbone.embeddings
 
     @merge_with_config_defaults
     @capture_outputs
@@ -286,10 +294,12 @@ class E2LLMEEGEncoder(E2LLMEEGPreTrainedModel):
         eeg_values: torch.Tensor,
         eeg_channel_ids: torch.Tensor,
         eeg_channel_mask: torch.Tensor | None = None,
+        output_backbone_hidden_states: bool = False,
         **kwargs,
     ) -> E2LLMEEGEncoderOutput:
         r"""
-        eeg_values (`torch.FloatTensor` of shape `(batch_size, n_channels, n_times)`): normalised EEG windows.
+        eeg_values (`torch.FloatTensor` of shape `(batch_size, n_channels, n_times)`): normalised EEG windows (for a
+            foundation backbone: in its input units, as the feature extractor built from this config writes them).
         eeg_channel_ids (`torch.LongTensor` of shape `(batch_size, n_channels)`): electrode index of each channel.
         eeg_channel_mask (`torch.LongTensor` of shape `(batch_size, n_channels)`, *optional*): 1 for real channels.
 
@@ -316,6 +326,15 @@ class E2LLMEEGEncoder(E2LLMEEGPreTrainedModel):
         # a tensor check, not `if`: no graph break under torch.compile / torch.export
         torch_compilable_check(channel_mask.any(-1).all(), "every EEG window needs at least one unmasked channel")
 
+        if self.config.backbone != "patch":
+            hidden_states, token_mask, output = backbone_tokens(
+                self.backbone, self.config, eeg_values.to(self.dtype), eeg_channel_ids, channel_mask
+            )
+            return E2LLMEEGEncoderOutput(
+                last_hidden_state=hidden_states,
+                pooler_output=self.pooler(hidden_states, token_mask),
+                backbone_hidden_states=output if output_backbone_hidden_states else None,
+            )
         hidden_states = self.embeddings(eeg_values.to(self.dtype), eeg_channel_ids, channel_mask)
         batch, n_channels, n_patches, hidden = hidden_states.shape
         hidden_states = hidden_states.reshape(batch, n_channels * n_patches, hidden)

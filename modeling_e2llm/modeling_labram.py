@@ -19,6 +19,24 @@ from .backbones_e2llm import labram_hidden_size
 from .modeling_eegpt import attend
 
 
+def masked_group_norm(hidden: torch.Tensor, norm: nn.GroupNorm, token_mask: torch.Tensor | None) -> torch.Tensor:
+    """GroupNorm of `(batch, channels, n_tokens, length)` whose statistics skip absent tokens.
+
+    The reference normalises over every (channel, patch) token of a window at once, so one channel's values move all
+    the others' embeddings; with `token_mask` `(batch, n_tokens)` the absent ones are left out of the statistics (with
+    every token present this is `norm` itself)."""
+    if token_mask is None:
+        return norm(hidden)
+    batch, channels, n_tokens, length = hidden.shape
+    grouped = hidden.reshape(batch, norm.num_groups, channels // norm.num_groups, n_tokens, length)
+    weights = token_mask.to(hidden.dtype)[:, None, None, :, None]
+    count = weights.sum((2, 3, 4), keepdim=True) * (channels // norm.num_groups) * length
+    mean = (grouped * weights).sum((2, 3, 4), keepdim=True) / count
+    variance = ((grouped - mean).square() * weights).sum((2, 3, 4), keepdim=True) / count
+    normed = ((grouped - mean) / torch.sqrt(variance + norm.eps)).reshape_as(hidden)
+    return normed * norm.weight[None, :, None, None] + norm.bias[None, :, None, None]
+
+
 class E2LLMLaBraMAttention(nn.Module):
     def __init__(self, config, settings: dict, width: int):
         super().__init__()
@@ -83,12 +101,14 @@ class E2LLMLaBraMEmbeddings(nn.Module):
         self.time_embedding = nn.Embedding(settings["num_time_embeddings"], width)
         self.dropout = nn.Dropout(settings["dropout"])
 
-    def forward(self, eeg_values: torch.Tensor, channel_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, eeg_values: torch.Tensor, channel_ids: torch.Tensor,
+                channel_mask: torch.Tensor | None = None) -> torch.Tensor:
         batch, n_channels, n_times = eeg_values.shape
         n_patches = n_times // self.patch_size
         hidden = eeg_values.reshape(batch, 1, n_channels * n_patches, self.patch_size)
+        token_mask = None if channel_mask is None else channel_mask.repeat_interleave(n_patches, dim=1)
         for conv, norm in ((self.conv1, self.norm1), (self.conv2, self.norm2), (self.conv3, self.norm3)):
-            hidden = F.gelu(norm(conv(hidden)))
+            hidden = F.gelu(masked_group_norm(conv(hidden), norm, token_mask))
         # (batch, conv_channels, tokens, length) -> (batch, tokens, length * conv_channels)
         tokens = hidden.permute(0, 2, 3, 1).reshape(batch, n_channels, n_patches, -1)
         tokens = (tokens + self.position_embedding(channel_ids + 1)[:, :, None]
@@ -114,9 +134,10 @@ class E2LLMLaBraMBackbone(nn.Module):
 
     def forward(self, eeg_values: torch.Tensor, channel_ids: torch.Tensor,
                 channel_mask: torch.Tensor | None = None) -> torch.Tensor:
-        hidden_states = self.embeddings(eeg_values, channel_ids)
+        present = None if channel_mask is None or bool(channel_mask.all()) else channel_mask.bool()
+        hidden_states = self.embeddings(eeg_values, channel_ids, present)
         key_mask = None
-        if channel_mask is not None and not bool(channel_mask.all()):
+        if present is not None:
             n_patches = eeg_values.shape[-1] // self.embeddings.patch_size
             tokens = channel_mask.bool().repeat_interleave(n_patches, dim=1)
             key_mask = torch.cat([torch.ones_like(tokens[:, :1]), tokens], dim=1)
@@ -125,4 +146,4 @@ class E2LLMLaBraMBackbone(nn.Module):
         return self.norm(hidden_states)
 
 
-__all__ = ["E2LLMLaBraMBackbone"]
+__all__ = ["E2LLMLaBraMBackbone", "masked_group_norm"]

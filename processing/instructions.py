@@ -1,8 +1,10 @@
-"""Instruction data for E2LLM: per-window conversations whose answers cite features of that window.
+"""Instruction data for E2LLM: per-window conversations whose answers cite checkable features of that window.
 
-Four tasks, each with its prompt templates defined once here (never per dataset):
+Five tasks, each with its prompt templates defined once here (never per dataset):
 
 * ``emotion`` — basic emotion recognition: a rationale, then ``Emotion: <label>``.
+* ``label`` — the same prompts answered with ``Emotion: <label>`` alone, so label scoring without a rationale
+  (``return_rationale=False``) continues a context the model was trained on.
 * ``multitask`` — emotion, valence, arousal and intensity, mutually consistent (a neutral emotion has
   neutral valence, low arousal and mild intensity; high arousal is at least moderately intense).
 * ``scenario`` — zero-shot scenario understanding: which kind of situation (film clip) the EEG
@@ -10,11 +12,13 @@ Four tasks, each with its prompt templates defined once here (never per dataset)
   are used to test instruction-following on unseen phrasings.
 * ``describe`` — stage-2 alignment pairs: EEG -> a description of its features, no label.
 
-Rationales are built from features of the window itself (vectorised over windows, with
-`e2llm.processing.features`): band power in dB relative to the subject's baseline (the mean over
-that subject's windows) per scalp region, the mean differential entropy of a band, and frontal
-alpha asymmetry. Each claim is written in a fixed grammar so `rationale_faithfulness` can find it
-again in a generated answer and check it against the signal.
+Rationales are built from the window's own evidence (`e2llm.eeg_evidence_features`) relative to an
+`EvidenceReference` computed from training windows only: each subject's mean band power over its training
+windows (the baseline) and each feature's spread across training windows. A rationale states the two strongest
+regional band-power deviations, the strongest differential-entropy deviation and frontal alpha asymmetry (when a
+frontal pair is present), each at most once, with region, band, direction, a magnitude bucket in spread units
+and the number; claims about regions without channels are never written. The grammar is fixed, so
+`e2llm.training.evaluation.rationales` can find each claim in a generated answer and check it against the signal.
 
 The label set always comes from the dataset (its ``ClassLabel`` names); valence and arousal come
 from rating columns when a dataset has them (DEAP, DREAMER: 1-9 scales), otherwise from the
@@ -23,24 +27,26 @@ affect table of known emotion names.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from e2llm.answers import format_answer
-from e2llm.electrodes import canonical_channel_name
-from e2llm.processing.features import BAND_NAMES, BANDS, available_pairs, band_power, frontal_alpha_asymmetry
+from e2llm.eeg_evidence_features import (
+    BAND_NAMES,
+    REGIONS,
+    Claim,
+    EvidenceFeatures,
+    band_power_db,
+    evidence_features,
+    feature_keys,
+    format_claim,
+    make_claim,
+    region_matrix,
+)
 
-TASKS: tuple[str, ...] = ("emotion", "multitask", "scenario", "describe")
-REGIONS: tuple[str, ...] = ("frontal", "central", "temporal", "parietal", "occipital")
-# Letters of a 10-05 name (digits and the midline "z" removed) -> scalp region.
-_REGION_OF_PREFIX = {
-    "FP": "frontal", "AF": "frontal", "F": "frontal", "FC": "central", "C": "central", "FT": "temporal",
-    "T": "temporal", "TP": "temporal", "CP": "parietal", "P": "parietal", "PO": "occipital", "O": "occipital",
-    "CB": "occipital", "I": "occipital",
-}
+TASKS: tuple[str, ...] = ("emotion", "label", "multitask", "scenario", "describe")
 # (valence, arousal) of emotion names; a dataset with other labels needs rating columns for multitask answers.
 AFFECT: dict[str, tuple[str, str]] = {
     "happiness": ("positive", "high"), "happy": ("positive", "high"), "positive": ("positive", "high"),
@@ -61,6 +67,8 @@ AROUSALS: tuple[str, ...] = ("high", "low")
 INTENSITIES: tuple[str, ...] = ("mild", "moderate", "strong")
 MULTITASK_FIELDS: dict[str, tuple[str, ...]] = {"Valence": VALENCES, "Arousal": AROUSALS, "Intensity": INTENSITIES}
 STRONG_DEVIATION_DB = 3.0  # a window deviating this much from baseline raises the intensity one level
+N_POWER_CLAIMS = 2  # regional band-power claims per rationale (the strongest deviations in spread units)
+RATIONALE_OPENING = "Relative to this subject's baseline: "
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,8 @@ def templates_for(task: str, split: str = "train") -> list[PromptTemplate]:
     """The templates of `task`; `split` is "train" (not held out), "heldout" or "all"."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; known tasks: {TASKS}")
+    if task == "label":  # label-only answers to the emotion prompts
+        task = "emotion"
     if split not in ("train", "heldout", "all"):
         raise ValueError(f"template split must be 'train', 'heldout' or 'all', got {split!r}")
     chosen = [t for t in TEMPLATES if t.task == task and (split == "all" or t.held_out == (split == "heldout"))]
@@ -99,96 +109,107 @@ def templates_for(task: str, split: str = "train") -> list[PromptTemplate]:
     return chosen
 
 
-def channel_regions(channel_names: Sequence[str]) -> np.ndarray:
-    """`(n_regions, n_channels)` float averaging matrix over `REGIONS` (rows of regions without channels are 0)."""
-    matrix = np.zeros((len(REGIONS), len(channel_names)))
-    for i, name in enumerate(channel_names):
-        canonical = canonical_channel_name(name) or ""
-        region = _REGION_OF_PREFIX.get(re.sub(r"[0-9z]", "", canonical).upper())
-        if region is not None:
-            matrix[REGIONS.index(region), i] = 1.0
-    counts = matrix.sum(axis=1, keepdims=True)
-    return np.divide(matrix, counts, out=np.zeros_like(matrix), where=counts > 0)
+channel_regions = region_matrix  # `(n_regions, n_channels)` averaging matrix (one definition, re-exported)
 
 
 @dataclass
-class WindowFeatures:
-    """Features of `n` windows: `power_db` `(n, n_bands, n_channels)` (10 log10 µV²), `relative_db` `(n, n_bands,
-    n_regions)` against the baseline, `de` `(n, n_bands)` channel-mean differential entropy (nats), `faa` `(n,)`
-    mean frontal alpha asymmetry ln(right) - ln(left) (NaN without frontal pairs)."""
+class EvidenceReference:
+    """What rationales are relative to, from training windows only.
 
-    power_db: np.ndarray
-    relative_db: np.ndarray
-    de: np.ndarray
-    faa: np.ndarray
-    region_present: np.ndarray  # (n_regions,) bool
+    `baseline_db` maps a subject to its mean band power `(n_bands, n_channels)` dB over its training windows;
+    `spread` `(n_features,)` is each feature's SD across training windows (columns of `EvidenceFeatures.flat`,
+    NaN where a region has no channel); `centroids` `(n_labels, n_features)` is each label's mean feature in spread
+    units (for label-rationale consistency).
+    """
 
+    channel_names: list[str]
+    label_names: list[str]
+    baseline_db: dict[int, np.ndarray]
+    spread: np.ndarray
+    centroids: np.ndarray
+    notes: dict = field(default_factory=dict)
 
-def band_power_db(windows_uv, sfreq: float, batch_size: int = 256) -> np.ndarray:
-    """`(n, n_channels, n_times)` µV -> Welch band power `(n, n_bands, n_channels)` in dB, in chunks of windows."""
-    windows = np.asarray(windows_uv)
-    if windows.ndim == 2:
-        windows = windows[None]
-    chunks = [band_power(windows[i : i + batch_size], sfreq) for i in range(0, len(windows), batch_size)]
-    power = np.concatenate(chunks) if chunks else np.zeros((0, len(BANDS), windows.shape[1]))
-    return 10 * np.log10(np.maximum(power, 1e-12))
+    @classmethod
+    def from_training_windows(cls, power_db, subjects, labels, channel_names, label_names) -> EvidenceReference:
+        """Reference from band power `(n, n_bands, n_channels)` dB of training windows, their subjects and labels."""
+        power_db, subjects, labels = np.asarray(power_db), np.asarray(subjects).astype(int), np.asarray(labels)
+        if len(power_db) == 0:
+            raise ValueError("an evidence reference needs at least one training window")
+        baseline = {int(s): power_db[subjects == s].mean(axis=0) for s in np.unique(subjects)}
+        flat = evidence_features(power_db, channel_names, np.stack([baseline[int(s)] for s in subjects])).flat()
+        spread = flat.std(axis=0)
+        spread = np.where(np.isfinite(spread), np.maximum(spread, 1e-6), np.nan)
+        z = flat / spread
+        centroids = np.stack([z[labels == k].mean(axis=0) if np.any(labels == k) else np.zeros(z.shape[1])
+                              for k in range(len(label_names))])
+        return cls(list(channel_names), list(label_names), baseline, spread, np.nan_to_num(centroids),
+                   {"baseline": "mean band power of each subject's training windows",
+                    "spread": "SD of each feature over the training windows"})
 
+    def baselines_for(self, subjects, power_db=None) -> np.ndarray:
+        """Per-window baseline `(n, n_bands, n_channels)`; a subject without training windows (leave-one-subject-out)
+        gets the mean of its own windows in `power_db` (the recording's own baseline; no label is used)."""
+        subjects = np.asarray(subjects).astype(int)
+        own = {}
+        for s in np.unique(subjects):
+            if int(s) not in self.baseline_db:
+                if power_db is None:
+                    raise ValueError(f"subject {s} has no training baseline; pass its windows' band power")
+                own[int(s)] = np.asarray(power_db)[subjects == s].mean(axis=0)
+        return np.stack([self.baseline_db.get(int(s), own.get(int(s))) for s in subjects])
 
-def window_features(power_db: np.ndarray, channel_names: Sequence[str], baseline_db: np.ndarray | None) -> WindowFeatures:
-    """Features from band power in dB `(n, n_bands, n_channels)` and a baseline `(n_bands, n_channels)` (or per-window
-    `(n, n_bands, n_channels)`; None: the windows' own mean)."""
-    power_db = np.asarray(power_db, dtype=np.float64)
-    if power_db.ndim != 3 or power_db.shape[1:] != (len(BANDS), len(channel_names)):
-        raise ValueError(
-            f"power_db must be (n_windows, {len(BANDS)} bands, {len(channel_names)} channels), got {power_db.shape}"
-        )
-    regions = channel_regions(channel_names)
-    baseline = power_db.mean(axis=0) if baseline_db is None else np.asarray(baseline_db, dtype=np.float64)
-    relative = (power_db - baseline) @ regions.T
-    variance = 10 ** (power_db / 10)
-    de = (0.5 * np.log(2 * np.pi * np.e * variance)).mean(axis=-1)
-    if available_pairs(channel_names):
-        alpha = variance[:, BAND_NAMES.index("alpha")]
-        faa = frontal_alpha_asymmetry(alpha, channel_names).mean(axis=-1)
-    else:
-        faa = np.full(len(power_db), np.nan)
-    return WindowFeatures(power_db, relative, de, faa, regions.sum(axis=1) > 0)
+    def features(self, power_db, subjects) -> EvidenceFeatures:
+        """Evidence of windows `(n, n_bands, n_channels)` dB relative to their subjects' baselines."""
+        return evidence_features(power_db, self.channel_names, self.baselines_for(subjects, power_db))
 
-
-def subject_baselines(power_db: np.ndarray, subjects: np.ndarray) -> np.ndarray:
-    """Per-window baseline `(n, n_bands, n_channels)`: the mean band power (dB) of that window's subject."""
-    _, inverse = np.unique(np.asarray(subjects), return_inverse=True)
-    inverse = inverse.reshape(-1)
-    sums = np.zeros((inverse.max() + 1, *power_db.shape[1:]))
-    np.add.at(sums, inverse, power_db)
-    return (sums / np.bincount(inverse)[:, None, None])[inverse]
-
-
-def _signed(value: float, digits: int = 1) -> str:
-    return f"{value:+.{digits}f}"
+    def spread_of(self, kind: str, band: str | None = None, region: str | None = None) -> float:
+        return float(self.spread[feature_keys().index((kind, band, region))])
 
 
-def rationale_text(features: WindowFeatures, index: int, n_claims: int = 2) -> str:
-    """The rationale of window `index`: its `n_claims` largest regional deviations, its strongest-band DE and FAA."""
-    relative = features.relative_db[index][:, features.region_present]
-    regions = [r for r, present in zip(REGIONS, features.region_present) if present]
-    order = np.argsort(-np.abs(relative), axis=None)[:n_claims]
+def rationale_claims(reference: EvidenceReference, features: EvidenceFeatures, index: int,
+                     n_power: int = N_POWER_CLAIMS) -> list[Claim]:
+    """The claims of window `index`: its `n_power` strongest regional band-power deviations (in spread units,
+    present regions only), its strongest differential-entropy deviation and its frontal alpha asymmetry."""
+    n_regions = len(REGIONS)
+    power_z = features.power[index] / reference.spread[: len(BAND_NAMES) * n_regions].reshape(len(BAND_NAMES), -1)
+    order = [k for k in np.argsort(-np.nan_to_num(np.abs(power_z), nan=-1.0), axis=None) if np.isfinite(power_z.flat[k])]
     claims = []
-    for flat in order:
-        band, region = np.unravel_index(flat, relative.shape)
-        value = relative[band, region]
-        direction = "higher" if value >= 0 else "lower"
-        claims.append(f"{BAND_NAMES[band]} power is {direction} over {regions[region]} channels ({_signed(value)} dB)")
-    sentences = ["Relative to this subject's baseline, " + " and ".join(claims) + "."]
-    top_band = BAND_NAMES[int(np.argmax(np.abs(relative).max(axis=1)))]
-    sentences.append(
-        f"Mean {top_band} differential entropy is {features.de[index, BAND_NAMES.index(top_band)]:.2f} nats."
-    )
-    faa = features.faa[index]
-    if np.isfinite(faa):
-        side = "right greater than left, approach" if faa >= 0 else "left greater than right, withdrawal"
-        sentences.append(f"Frontal alpha asymmetry is {_signed(faa, 2)} ({side}).")
-    return " ".join(sentences)
+    for flat in order[:n_power]:
+        b, r = np.unravel_index(flat, power_z.shape)
+        claims.append(make_claim("power", features.power[index, b, r], reference.spread_of("power", BAND_NAMES[b],
+                                 REGIONS[r]), band=BAND_NAMES[b], region=REGIONS[r]))
+    de_spread = np.array([reference.spread_of("de", band) for band in BAND_NAMES])
+    if np.all(np.isfinite(features.de[index])):
+        b = int(np.argmax(np.abs(features.de[index] / de_spread)))
+        claims.append(make_claim("de", features.de[index, b], de_spread[b], band=BAND_NAMES[b]))
+    if np.isfinite(features.faa[index]):
+        claims.append(make_claim("faa", features.faa[index], reference.spread_of("faa", "alpha"), band="alpha"))
+    return claims
+
+
+def rationale_text(claims: Sequence[Claim]) -> str:
+    """A rationale from its claims: ``Relative to this subject's baseline: claim; claim; ...``."""
+    if not claims:
+        return RATIONALE_OPENING + "no claim the recorded channels support."
+    return RATIONALE_OPENING + "; ".join(format_claim(c) for c in claims) + "."
+
+
+def description_claims(reference: EvidenceReference, features: EvidenceFeatures, index: int) -> list[Claim]:
+    """Stage-2 target claims: every present region's strongest band deviation, the strongest DE deviation, FAA."""
+    claims = []
+    for r, region in enumerate(REGIONS):
+        spreads = np.array([reference.spread_of("power", band, region) for band in BAND_NAMES])
+        values = features.power[index, :, r]
+        if not np.all(np.isfinite(values)):
+            continue
+        b = int(np.argmax(np.abs(values / spreads)))
+        claims.append(make_claim("power", values[b], spreads[b], band=BAND_NAMES[b], region=region))
+    return claims + [c for c in rationale_claims(reference, features, index, n_power=0)]
+
+
+def description_text(reference: EvidenceReference, features: EvidenceFeatures, index: int) -> str:
+    """The stage-2 description of window `index` (no label)."""
+    return rationale_text(description_claims(reference, features, index))
 
 
 def affect_of(label: str, ratings: Mapping[str, float] | None = None) -> tuple[str, str]:
@@ -216,7 +237,7 @@ def intensity_of(valence: str, arousal: str, max_deviation_db: float) -> str:
 
 def answer_fields(task: str, label: str, max_deviation_db: float, ratings=None) -> dict[str, str]:
     """The ``Key: value`` fields of an answer for `task`."""
-    if task == "emotion":
+    if task in ("emotion", "label"):
         return {"Emotion": label}
     if task == "multitask":
         valence, arousal = affect_of(label, ratings)
@@ -231,26 +252,6 @@ def answer_fields(task: str, label: str, max_deviation_db: float, ratings=None) 
     raise ValueError(f"task {task!r} has no answer fields")
 
 
-def description_text(features: WindowFeatures, index: int) -> str:
-    """Stage-2 target: every present region's strongest deviation, the DE of each band and FAA; no label."""
-    relative = features.relative_db[index]
-    parts = []
-    for r, region in enumerate(REGIONS):
-        if not features.region_present[r]:
-            continue
-        band = int(np.argmax(np.abs(relative[:, r])))
-        value = relative[band, r]
-        direction = "higher" if value >= 0 else "lower"
-        parts.append(f"{BAND_NAMES[band]} power is {direction} over {region} channels ({_signed(value)} dB)")
-    text = "Relative to this subject's baseline, " + ", ".join(parts) + ". "
-    text += "Mean differential entropy: " + ", ".join(
-        f"{band} {features.de[index, b]:.2f}" for b, band in enumerate(BAND_NAMES)
-    ) + " nats."
-    if np.isfinite(features.faa[index]):
-        text += f" Frontal alpha asymmetry is {_signed(features.faa[index], 2)}."
-    return text
-
-
 def conversation(prompt: str, completion: str | None = None) -> list[dict]:
     """Chat messages: a user turn with one EEG part and `prompt`, then (if given) the assistant's `completion`."""
     messages = [{"role": "user", "content": [{"type": "eeg"}, {"type": "text", "text": prompt}]}]
@@ -259,8 +260,9 @@ def conversation(prompt: str, completion: str | None = None) -> list[dict]:
     return messages
 
 
-def _read_columns(dataset, batch_size: int):
-    """Band power (dB) of every window plus the label/subject/rating columns, reading `eeg` in chunks."""
+def read_evidence_columns(dataset, batch_size: int = 256) -> dict:
+    """Band power (dB) `(n, n_bands, n_channels)` of every window of a prepared dataset (reading `eeg` in chunks),
+    with its ``channel_names``, ``sfreq``, ``label_names`` and the ``labels``, ``subjects`` and ``ratings`` columns."""
     from e2llm.processing.dataset_io import dataset_metadata
 
     metadata = dataset_metadata(dataset)
@@ -268,14 +270,23 @@ def _read_columns(dataset, batch_size: int):
     label_column = metadata.get("label_column") or "emotion"
     if label_column not in dataset.column_names:
         raise ValueError(f"the dataset has no label column {label_column!r} (columns: {dataset.column_names})")
-    label_names = list(dataset.features[label_column].names)
     table = dataset.with_format("numpy")
-    power = [
-        band_power_db(table[i : i + batch_size]["eeg"], sfreq) for i in range(0, len(dataset), batch_size)
-    ]
-    columns = {name: np.asarray(table[name]) for name in (label_column, "subject")}
-    ratings = {name: np.asarray(table[name]) for name in ("valence", "arousal") if name in dataset.column_names}
-    return np.concatenate(power), channel_names, label_names, columns[label_column], columns["subject"], ratings
+    power = [band_power_db(table[i : i + batch_size]["eeg"], sfreq) for i in range(0, len(dataset), batch_size)]
+    small = table.select_columns([c for c in dataset.column_names if c != "eeg"])[:]
+    return {
+        "power_db": np.concatenate(power) if power else np.zeros((0, len(BAND_NAMES), len(channel_names))),
+        "channel_names": channel_names, "sfreq": sfreq,
+        "label_names": list(dataset.features[label_column].names),
+        "labels": np.asarray(small[label_column]), "subjects": np.asarray(small["subject"]),
+        "ratings": {name: np.asarray(small[name]) for name in ("valence", "arousal") if name in dataset.column_names},
+    }
+
+
+def evidence_reference(dataset, batch_size: int = 256) -> EvidenceReference:
+    """The `EvidenceReference` of a prepared dataset's windows (pass training windows only)."""
+    columns = read_evidence_columns(dataset, batch_size)
+    return EvidenceReference.from_training_windows(columns["power_db"], columns["subjects"], columns["labels"],
+                                                   columns["channel_names"], columns["label_names"])
 
 
 def build_instructions(
@@ -284,13 +295,15 @@ def build_instructions(
     template_split: str = "train",
     seed: int = 0,
     batch_size: int = 256,
+    reference: EvidenceReference | None = None,
 ):
     """Add one instruction per window to a prepared dataset (see `e2llm.processing.dataset_io`).
 
     Each window gets one task drawn from `tasks` (a list: uniform; a mapping: weights) and one of that task's
     templates of `template_split` ("train" for training data, "heldout" for zero-shot evaluation, "all"), both seeded.
-    Baselines are per subject, over the windows of `dataset`. Returns the dataset with string columns `task`,
-    `prompt`, `completion` (the assistant text, via `e2llm.answers.format_answer`) and `rationale`.
+    Rationales are relative to `reference` (default: computed from `dataset` itself, which must then be training
+    windows). Returns the dataset with string columns `task`, `prompt`, `completion` (the assistant text, via
+    `e2llm.answers.format_answer`) and `rationale`.
     """
     weights = dict(tasks) if isinstance(tasks, Mapping) else {task: 1.0 for task in tasks}
     if not weights:
@@ -300,25 +313,34 @@ def build_instructions(
     probabilities = np.asarray(list(weights.values()), dtype=np.float64)
     if np.any(probabilities < 0) or probabilities.sum() <= 0:
         raise ValueError(f"task weights must be non-negative with a positive sum, got {weights}")
-    power, channel_names, label_names, labels, subjects, ratings = _read_columns(dataset, batch_size)
-    features = window_features(power, channel_names, subject_baselines(power, subjects))
+    columns = read_evidence_columns(dataset, batch_size)
+    if reference is None:
+        reference = EvidenceReference.from_training_windows(columns["power_db"], columns["subjects"],
+                                                            columns["labels"], columns["channel_names"],
+                                                            columns["label_names"])
+    elif list(reference.channel_names) != columns["channel_names"]:
+        raise ValueError("the evidence reference was computed on other channels than the dataset's")
+    features = reference.features(columns["power_db"], columns["subjects"])
     rng = np.random.default_rng(seed)
     task_names = list(weights)
     drawn_tasks = rng.choice(len(task_names), size=len(dataset), p=probabilities / probabilities.sum())
     draws = rng.random(len(dataset))
-    max_deviation = np.abs(features.relative_db).max(axis=(1, 2))
+    max_deviation = np.nan_to_num(np.abs(features.power)).max(axis=(1, 2))
+    label_names, labels, ratings = columns["label_names"], columns["labels"], columns["ratings"]
     rows = {"task": [], "prompt": [], "completion": [], "rationale": []}
     for i in range(len(dataset)):  # text is assembled per window; the features above are computed in batches
         task = task_names[drawn_tasks[i]]
         candidates = templates_for(task, template_split)
         prompt = candidates[int(draws[i] * len(candidates))].text
+        rationale = ""
         if task == "describe":
-            rationale, completion = "", description_text(features, i)
+            completion = description_text(reference, features, i)
         else:
             rating = {name: float(values[i]) for name, values in ratings.items()}
             fields = answer_fields(task, label_names[int(labels[i])], float(max_deviation[i]), rating)
-            rationale = rationale_text(features, i)
-            completion = format_answer(fields, rationale)
+            if task != "label":
+                rationale = rationale_text(rationale_claims(reference, features, i))
+            completion = format_answer(fields, rationale or None)
         for key, value in zip(rows, (task, prompt, completion, rationale)):
             rows[key].append(value)
     for key, values in rows.items():
@@ -328,82 +350,6 @@ def build_instructions(
     return dataset
 
 
-_CLAIM_PATTERNS = {
-    "relative_power": re.compile(
-        r"(?P<band>delta|theta|alpha|beta|gamma) power is (?P<direction>higher|lower) over "
-        r"(?P<region>frontal|central|temporal|parietal|occipital) channels \((?P<value>[+-]?\d+(?:\.\d+)?) dB\)",
-        re.IGNORECASE,
-    ),
-    "differential_entropy": re.compile(
-        r"(?P<band>delta|theta|alpha|beta|gamma) differential entropy is (?P<value>[+-]?\d+(?:\.\d+)?) nats",
-        re.IGNORECASE,
-    ),
-    "asymmetry": re.compile(r"frontal alpha asymmetry is (?P<value>[+-]?\d+(?:\.\d+)?)", re.IGNORECASE),
-}
-DEFAULT_TOLERANCES = {"relative_power": 1.5, "differential_entropy": 0.25, "asymmetry": 0.15}
-
-
-def rationale_faithfulness(
-    rationale: str | None,
-    window_uv,
-    channel_names: Sequence[str],
-    sfreq: float,
-    baseline_db: np.ndarray | None = None,
-    tolerances: Mapping[str, float] | None = None,
-) -> dict:
-    """Check the feature claims of a rationale against the window they describe.
-
-    Claims are found in the grammar the builders write ("alpha power is lower over frontal channels (-1.8 dB)",
-    "gamma differential entropy is 2.31 nats", "frontal alpha asymmetry is +0.21"). A claim is checkable when the
-    signal allows recomputing it (relative power needs `baseline_db` `(n_bands, n_channels)`, the subject's mean band
-    power in dB from `band_power_db`; asymmetry needs a frontal pair); it agrees when its direction/sign matches and
-    its value is within the tolerance. `window_uv` is `(n_channels, n_times)` in µV.
-
-    Returns ``{"n_claims", "n_checkable", "n_agreeing", "agreement" (None when nothing is checkable), "claims"}``.
-    """
-    tolerance = {**DEFAULT_TOLERANCES, **(tolerances or {})}
-    window = np.asarray(window_uv, dtype=np.float64)
-    if window.ndim != 2 or window.shape[0] != len(channel_names):
-        raise ValueError(f"window_uv must be ({len(channel_names)} channels, n_times), got shape {window.shape}")
-    if baseline_db is not None and np.shape(baseline_db) != (len(BANDS), len(channel_names)):
-        raise ValueError(f"baseline_db must be ({len(BANDS)}, {len(channel_names)}), got {np.shape(baseline_db)}")
-    power = band_power_db(window, sfreq)
-    features = window_features(power, channel_names, power[0] if baseline_db is None else baseline_db)
-    claims = []
-    for kind, pattern in _CLAIM_PATTERNS.items():
-        for match in pattern.finditer(rationale or ""):
-            claimed = float(match.group("value"))
-            actual, checkable = None, True
-            if kind == "relative_power":
-                region = REGIONS.index(match.group("region").lower())
-                checkable = baseline_db is not None and bool(features.region_present[region])
-                if checkable:
-                    actual = float(features.relative_db[0, BAND_NAMES.index(match.group("band").lower()), region])
-                sign_ok = (match.group("direction").lower() == "higher") == (claimed >= 0)
-            elif kind == "differential_entropy":
-                actual = float(features.de[0, BAND_NAMES.index(match.group("band").lower())])
-                sign_ok = True
-            else:
-                checkable = bool(np.isfinite(features.faa[0]))
-                actual = float(features.faa[0]) if checkable else None
-                sign_ok = True
-            agrees = None
-            if checkable:
-                same_sign = kind == "differential_entropy" or (actual >= 0) == (claimed >= 0) or abs(actual) < 0.05
-                agrees = bool(sign_ok and same_sign and abs(actual - claimed) <= tolerance[kind])
-            claims.append({"kind": kind, "text": match.group(0), "claimed": claimed, "actual": actual,
-                           "checkable": checkable, "agrees": agrees})
-    checkable = [c for c in claims if c["checkable"]]
-    agreeing = sum(bool(c["agrees"]) for c in checkable)
-    return {
-        "n_claims": len(claims),
-        "n_checkable": len(checkable),
-        "n_agreeing": agreeing,
-        "agreement": agreeing / len(checkable) if checkable else None,
-        "claims": claims,
-    }
-
-
 __all__ = [
     "AFFECT",
     "MULTITASK_FIELDS",
@@ -411,20 +357,20 @@ __all__ = [
     "SCENARIOS",
     "TASKS",
     "TEMPLATES",
+    "EvidenceReference",
     "PromptTemplate",
-    "WindowFeatures",
-    "DEFAULT_TOLERANCES",
     "affect_of",
     "answer_fields",
     "band_power_db",
     "build_instructions",
     "channel_regions",
     "conversation",
+    "description_claims",
     "description_text",
+    "evidence_reference",
     "intensity_of",
-    "rationale_faithfulness",
+    "rationale_claims",
     "rationale_text",
-    "subject_baselines",
+    "read_evidence_columns",
     "templates_for",
-    "window_features",
 ]

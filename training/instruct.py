@@ -13,19 +13,22 @@ take the loss on the assistant's tokens only (`EEGChatCollator`).
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import torch
 from transformers import Trainer
 from trl import SFTTrainer
 
-from e2llm.processing.instructions import build_instructions
+from e2llm.processing.instructions import build_instructions, evidence_reference
 from e2llm.training.checkpoints import AtomicCheckpointMixin
 from e2llm.training.data import IGNORE_INDEX, EEGChatCollator, collator_kwargs
 
 logger = logging.getLogger(__name__)
 ADAPTER_DIR = "adapter"
+ALIGN_MODES: tuple[str, ...] = ("frozen", "lora")
 MERGED_DIR = "merged"
 
 
@@ -110,15 +113,98 @@ def load_encoder_weights(model, encoder_path: str) -> None:
                          f"{missing[:5]}, unexpected {unexpected[:5]} (was it trained from this model's eeg_config?)")
 
 
-def train_stage2(model, processor, train_dataset, args, instruction_seed: int = 0, resume_from_checkpoint=None):
-    """Train only the projector on description pairs of `train_dataset` (windows); save to `args.output_dir`."""
-    pairs = build_instructions(train_dataset, tasks=("describe",), seed=instruction_seed)
+def _frozen_except(model, prefixes: tuple[str, ...]) -> None:
     for name, parameter in model.named_parameters():
-        parameter.requires_grad = name.startswith("model.projector.")
-    trainer = _sft_trainer(model, processor, pairs, args)
+        parameter.requires_grad = name.startswith(prefixes)
+
+
+def alignment_lora_config(lora_r: int = 16):
+    """PEFT `LoraConfig` of stage 2 for a language model that has never seen text (`align_language_model="lora"`):
+    adapters on the attention and MLP projections, the projector and the final norm trained fully."""
+    from peft import LoraConfig
+
+    from e2llm.training.arguments import DEFAULT_LORA_TARGETS
+
+    return LoraConfig(r=lora_r, lora_alpha=2 * lora_r, lora_dropout=0.0, target_modules=DEFAULT_LORA_TARGETS,
+                      modules_to_save=["projector", "language_model.norm"], task_type="CAUSAL_LM")
+
+
+def train_stage2(model, processor, train_dataset, args, instruction_seed: int = 0, resume_from_checkpoint=None,
+                 eval_dataset=None):
+    """Align: train the projector on EEG -> description pairs of `train_dataset` (windows); save to `args.output_dir`.
+
+    `args.align_language_model` picks what else learns. ``"frozen"`` (the paper's recipe, for pretrained Qwen
+    checkpoints): only the projector. ``"lora"``: LoRA adapters on the language model and its final norm learn
+    with the projector and are merged into the saved model; for a language model that has never seen text (the
+    randomly initialised tiny one), whose frozen weights cannot turn projected EEG into words, so a projector alone
+    learns nothing (its loss with real and with shuffled EEG is the same). `eval_dataset`: validation windows
+    (training side, never the test split) for the Trainer's evaluation and for `alignment_gap`, written to
+    ``OUTPUT/alignment.json``. Descriptions of both are relative to the training windows' `EvidenceReference`.
+    """
+    reference = evidence_reference(train_dataset)
+    pairs = build_instructions(train_dataset, tasks=("describe",), seed=instruction_seed, reference=reference)
+    eval_pairs = None
+    if eval_dataset is not None:
+        eval_pairs = build_instructions(eval_dataset, tasks=("describe",), seed=instruction_seed, reference=reference)
+    mode = getattr(args, "align_language_model", "frozen")
+    if mode not in ALIGN_MODES:
+        raise ValueError(f"align_language_model must be one of {ALIGN_MODES}, got {mode!r}")
+    _frozen_except(model, ("model.projector.",))
+    peft_config = alignment_lora_config(getattr(args, "align_lora_r", 16)) if mode == "lora" else None
+    if peft_config is not None:
+        _frozen_except(model, ())  # PEFT re-enables the adapters and modules_to_save
+    trainer = _sft_trainer(model, processor, pairs, args, peft_config=peft_config, eval_dataset=eval_pairs)
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
-    trainer.save_model(args.output_dir)
+    if peft_config is not None:
+        trainer.model = merged_model(trainer.accelerator.unwrap_model(trainer.model))
+        trainer.model_wrapped = trainer.model
+    if trainer.is_world_process_zero():
+        trainer.model.save_pretrained(args.output_dir)
+        processor.save_pretrained(args.output_dir)
+        if eval_pairs is not None:
+            trainer.alignment_gap = alignment_gap(trainer.model, processor, eval_pairs, seed=instruction_seed)
+            Path(args.output_dir, "alignment.json").write_text(json.dumps(trainer.alignment_gap, indent=2) + "\n")
     return trainer
+
+
+def alignment_gap(model, processor, pairs, seed: int = 0, batch_size: int = 16, max_windows: int | None = 256) -> dict:
+    """Mean description loss (nats per answer token) of `pairs` (``describe`` rows of `build_instructions`) with
+    each window's own EEG, with the EEG shuffled across windows (a derangement) and with zero EEG.
+
+    Alignment works when the real-EEG loss is clearly below the shuffled one: the descriptions are then read from
+    the signal, not guessed from the text alone."""
+    from e2llm.training.evaluation.rationales import derangement
+
+    if max_windows is not None and len(pairs) > max_windows:
+        pairs = pairs.select(np.linspace(0, len(pairs) - 1, max_windows).round().astype(int))
+    n = len(pairs)
+    if n < 2:
+        raise ValueError("the alignment gap needs at least two description pairs")
+    permutation = derangement(n, np.random.default_rng(seed))
+    collator = EEGChatCollator(processor, **collator_kwargs(pairs))
+    was_training = model.training
+    model.eval()
+    totals = {"real": [0.0, 0], "shuffled": [0.0, 0], "zeros": [0.0, 0]}
+    with torch.no_grad():
+        for start in range(0, n, batch_size):
+            rows = list(range(start, min(start + batch_size, n)))
+            batch = collator([pairs[i] for i in rows])
+            shuffled = collator([{**pairs[i], "eeg": pairs[int(permutation[i])]["eeg"]} for i in rows])
+            for name, eeg in (("real", batch["eeg_values"]), ("shuffled", shuffled["eeg_values"]),
+                              ("zeros", torch.zeros_like(batch["eeg_values"]))):
+                inputs = {**batch, "eeg_values": eeg}
+                if name == "shuffled":
+                    inputs.update(eeg_channel_ids=shuffled["eeg_channel_ids"], eeg_channel_mask=shuffled["eeg_channel_mask"])
+                labels = inputs.pop("labels").to(model.device)
+                logits = model(**{k: v.to(model.device) for k, v in inputs.items()}, use_cache=False).logits
+                losses = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
+                                                           ignore_index=IGNORE_INDEX, reduction="sum")
+                totals[name][0] += float(losses)
+                totals[name][1] += int((labels[:, 1:] != IGNORE_INDEX).sum())
+    model.train(was_training)
+    out = {f"loss_{name}_eeg": total / max(count, 1) for name, (total, count) in totals.items()}
+    out.update(gap_shuffled_minus_real=out["loss_shuffled_eeg"] - out["loss_real_eeg"], n_windows=n)
+    return out
 
 
 def lora_config(lora_args):
@@ -138,13 +224,18 @@ def lora_config(lora_args):
 
 
 def train_stage3(model, processor, train_dataset, args, lora_args, tasks=("emotion",), instruction_seed: int = 0,
-                 resume_from_checkpoint=None, eval_dataset=None):
+                 resume_from_checkpoint=None, eval_dataset=None, label_only_share: float = 0.0):
     """LoRA instruction tuning on conversations built from `train_dataset` (training templates only).
 
+    `label_only_share` of the windows also get a ``label`` conversation (the emotion prompt answered with
+    ``Emotion: <label>`` alone), so label scoring without a rationale continues a context seen in training.
     Saves the adapter (and the processor) to ``OUTPUT/adapter`` and, with `lora_args.merge`, the merged,
     self-contained model with its processor to ``OUTPUT/merged``. Returns the trainer.
     """
-    conversations = build_instructions(train_dataset, tasks=tuple(tasks), template_split="train", seed=instruction_seed)
+    reference = evidence_reference(train_dataset)
+    conversations = instruction_mix(train_dataset, tasks, reference, instruction_seed, label_only_share)
+    if eval_dataset is not None:  # validation windows (training side) -> the same kind of conversations
+        eval_dataset = instruction_mix(eval_dataset, tasks, reference, instruction_seed, label_only_share)
     for parameter in model.parameters():
         parameter.requires_grad = False  # PEFT re-enables LoRA weights and modules_to_save
     trainer = _sft_trainer(model, processor, conversations, args, peft_config=lora_config(lora_args),
@@ -152,6 +243,24 @@ def train_stage3(model, processor, train_dataset, args, lora_args, tasks=("emoti
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     save_stage3(trainer, processor, args.output_dir, merge=lora_args.merge)
     return trainer
+
+
+def instruction_mix(windows, tasks, reference, seed: int = 0, label_only_share: float = 0.0):
+    """Stage-3 conversations: one per window of `windows` (tasks drawn from `tasks`), plus a ``label`` conversation
+    for a seeded `label_only_share` of the windows; rationales relative to `reference`."""
+    from datasets import concatenate_datasets
+
+    if not 0.0 <= label_only_share <= 1.0:
+        raise ValueError(f"label_only_share must be in [0, 1], got {label_only_share}")
+    conversations = build_instructions(windows, tasks=tuple(tasks), template_split="train", seed=seed,
+                                       reference=reference)
+    n_label = int(round(label_only_share * len(windows)))
+    if n_label == 0:
+        return conversations
+    rows = np.sort(np.random.default_rng(seed + 1).choice(len(windows), size=n_label, replace=False))
+    label_only = build_instructions(windows.select(rows), tasks=("label",), template_split="train", seed=seed + 1,
+                                    reference=reference)
+    return concatenate_datasets([conversations, label_only])
 
 
 def merged_model(peft_model):
@@ -207,6 +316,10 @@ def write_card(model_dir, **kwargs) -> Path | None:
 
 __all__ = [
     "ADAPTER_DIR",
+    "ALIGN_MODES",
+    "alignment_gap",
+    "alignment_lora_config",
+    "instruction_mix",
     "MERGED_DIR",
     "load_encoder_weights",
     "lora_config",

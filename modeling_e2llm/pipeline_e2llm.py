@@ -21,6 +21,7 @@ import torch
 from transformers import GenerationConfig, Pipeline
 
 from .answers import LABEL_KEY, parse_answer
+from .recording_file_e2llm import open_recording
 
 DEFAULT_QUESTION = "Which emotion does this EEG show? Explain your reasoning from the signal, then answer."
 # Frequency bands of the evidence maps, [low, high) Hz (the SEED family's five bands).
@@ -35,19 +36,9 @@ def _is_mne_like(obj) -> bool:
 
 
 def _read_path(path) -> object:
-    """Any recording MNE reads (EDF, BDF, FIF, BrainVision, EEGLAB, ...) as a preloaded Raw of its EEG channels."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such recording: {path}")
-    try:
-        import mne
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError("reading recording files needs MNE-Python: pip install mne") from error
-    try:
-        raw = mne.io.read_raw(path, preload=True, verbose="error")
-    except ValueError as error:
-        raise ValueError(f"MNE cannot read {path}: {error}") from error
-    return raw.pick("eeg", exclude="bads")
+    """Any recording MNE reads (EDF, BDF, FIF, BrainVision, EEGLAB, ...) as an `EEGFile` of its EEG channels: the
+    reading path `e2llm predict` uses too (non-EEG channels dropped by name, damaged files refused)."""
+    return open_recording(path)
 
 
 def band_power_db(windows: np.ndarray, sfreq: float) -> np.ndarray:

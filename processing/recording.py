@@ -9,13 +9,12 @@ Samples stay in the units MNE gives (volts, ``units="V"``).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from e2llm.electrodes import canonical_channel_name, find_duplicates
+from e2llm.recording_file_e2llm import channel_kind, read_raw_checked, select_eeg_channels
 
 
 @dataclass
@@ -41,82 +40,8 @@ class Recording:
 
 UNIT_SCALES: dict[str, float] = {"V": 1.0, "mV": 1e-3, "uV": 1e-6}
 
-# Non-EEG channels recognised by name (upper case, after stripping), whatever type the file gives them.
-_EOG_NAMES = {"VEO", "HEO", "VEOG", "HEOG", "HEOL", "HEOR", "VEOU", "VEOL", "EOG", "LOC", "ROC"}
-_ECG_NAMES = {"ECG", "EKG"}
-_EMG_NAMES = {"EMG"}
-_REF_NAMES = {"M1", "M2", "A1", "A2", "REF", "GND", "GROUND"}
-_STIM_NAMES = {"STATUS", "TRIGGER", "TRIG", "STIM", "EVENT", "EVENTS", "MARKER", "MARKERS", "STI 014", "STI014"}
-_MISC_NAMES = {
-    "GSR", "EDA", "RESP", "RESPIRATION", "PLETHYSMOGRAPH", "PPG", "BVP", "TEMP", "TEMPERATURE",
-    "SPO2", "PULSE", "HR", "ACCX", "ACCY", "ACCZ", "PHOTIC", "LIGHT",
-}
-_NAME_PATTERNS = (
-    ("eog", re.compile(r"^[HV]?EOG|EOG[HVLR]?$|^[HV]EO[LRUD]?$")),
-    ("ecg", re.compile(r"^(ECG|EKG)|(ECG|EKG)$")),
-    ("emg", re.compile(r"^EMG|EMG$")),
-    ("stim", re.compile(r"^STI\s?\d+$|^(STATUS|TRIGGER)")),
-)
-# MNE channel types that are EEG; anything else (eog, ecg, emg, stim, misc, resp, bio...) is dropped.
-_EEG_TYPES = {"eeg"}
-
-
-def channel_kind(name: str, mne_type: str = "eeg") -> str:
-    """What a channel records: "eeg", "eog", "ecg", "emg", "ref", "stim" or "misc".
-
-    The name decides first (Neuroscan files call VEO/HEO/ECG "eeg"), then MNE's channel type.
-    """
-    key = str(name).strip().upper()
-    key = re.sub(r"[\s_-]*(REF|LE|AVG)$", "", key) or key
-    if key in _EOG_NAMES:
-        return "eog"
-    if key in _ECG_NAMES:
-        return "ecg"
-    if key in _EMG_NAMES:
-        return "emg"
-    if key in _REF_NAMES:
-        return "ref"
-    if key in _STIM_NAMES:
-        return "stim"
-    if key in _MISC_NAMES:
-        return "misc"
-    for kind, pattern in _NAME_PATTERNS:
-        if pattern.search(key):
-            return kind
-    if mne_type in _EEG_TYPES:
-        return "eeg"
-    return {"eog": "eog", "ecg": "ecg", "emg": "emg", "stim": "stim"}.get(mne_type, "misc")
-
-
-def _select_eeg(
-    names: list[str], types: list[str], source: str, on_unknown: str
-) -> tuple[list[int], list[str], dict[str, str], list[str]]:
-    """Indices and canonical names of the EEG channels, the dropped channels and the unknown names."""
-    if on_unknown not in ("keep", "drop", "raise"):
-        raise ValueError(f"on_unknown must be 'keep', 'drop' or 'raise', got {on_unknown!r}")
-    keep, canonical, dropped, unknown = [], [], {}, []
-    for index, (name, mne_type) in enumerate(zip(names, types)):
-        kind = channel_kind(name, mne_type)
-        if kind != "eeg":
-            dropped[name] = kind
-            continue
-        spelled = canonical_channel_name(name)
-        if spelled is None:
-            unknown.append(name)
-            if on_unknown == "drop":
-                dropped[name] = "unknown"
-                continue
-            if on_unknown == "raise":
-                raise ValueError(f"{source}: channel {name!r} is not a 10-05 electrode name")
-            spelled = str(name).strip()
-        keep.append(index)
-        canonical.append(spelled)
-    if not keep:
-        raise ValueError(f"{source}: no EEG channel found among {names}")
-    duplicates = find_duplicates(canonical)
-    if duplicates:
-        raise ValueError(f"{source}: channels {duplicates} occur more than once after renaming to 10-05 names")
-    return keep, canonical, dropped, unknown
+# Channel kinds and EEG selection are shared with inference (`e2llm.recording_file_e2llm`): one reading path.
+_select_eeg = select_eeg_channels
 
 
 def recording_from_raw(raw, source: str | None = None, on_unknown: str = "keep") -> Recording:
@@ -175,12 +100,7 @@ def read_recording(path: str | Path, preload: bool = True, on_unknown: str = "ke
     import mne
 
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"EEG recording not found: {path}")
-    try:
-        raw = mne.io.read_raw(path, preload=preload, verbose="error", **kwargs)
-    except Exception as exc:  # MNE raises many types for a bad file; all mean "cannot read it"
-        raise ValueError(f"Cannot read EEG recording {path}: {type(exc).__name__}: {exc}") from exc
+    raw = read_raw_checked(path, preload=preload, **kwargs)  # clear errors; damaged files refused
     recording = recording_from_raw(raw, source=str(path), on_unknown=on_unknown)
     recording.provenance["format"] = "".join(path.suffixes[-1:]).lower()
     recording.provenance["mne_version"] = mne.__version__

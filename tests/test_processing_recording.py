@@ -92,7 +92,7 @@ def test_unreadable_and_missing_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="not found"):
         read_recording(tmp_path / "none.edf")
     (tmp_path / "bad.edf").write_bytes(b"garbage that is no EDF header")
-    with pytest.raises(ValueError, match=r"Cannot read EEG recording .*bad\.edf"):
+    with pytest.raises(ValueError, match=r"cannot read .*bad\.edf as an EEG recording"):
         read_recording(tmp_path / "bad.edf")
 
 

@@ -33,17 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust-remote-code", action="store_true")
 
 
-def recording_input(path: str) -> dict:
-    """A pipeline input for a file: its EEG channels under their 10-05 names (``EEG Fp1-REF`` -> ``Fp1``), in µV.
+def recording_input(path: str):
+    """A pipeline input for a file: its EEG channels under their 10-05 names (``EEG Fp1-REF`` -> ``Fp1``), opened
+    lazily by `e2llm.recording_file_e2llm.open_recording`, the same reading path as ``pipeline(path)`` (EOG, ECG,
+    EMG, reference and trigger channels dropped by name and type; damaged files refused)."""
+    from e2llm.recording_file_e2llm import open_recording
 
-    `e2llm.processing.recording.read_recording` drops EOG, ECG, EMG, reference and trigger channels by name
-    and type, which MNE's plain reader (what the pipeline uses for a path) does not.
-    """
-    from e2llm.processing.recording import convert_units, read_recording
-
-    recording = convert_units(read_recording(path), "uV")
-    return {"eeg": recording.data, "sampling_rate": recording.sfreq, "channel_names": list(recording.ch_names),
-            "units": "uV"}
+    return open_recording(path)
 
 
 def result_rows(path: str, result: dict) -> list[dict]:

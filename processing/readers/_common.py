@@ -67,16 +67,14 @@ def uv_recording(data: np.ndarray, sfreq: float, ch_names, source: str, **proven
 
 
 def open_raw(path: str | Path):
-    """An `mne.io.Raw` of `path` opened without loading its samples (clips are read one by one)."""
-    import mne
+    """An `mne.io.Raw` of `path` opened without loading its samples (clips are read one by one); damaged files
+    and unreadable formats are refused with a clear ValueError (`e2llm.recording_file_e2llm.read_raw_checked`)."""
+    from e2llm.recording_file_e2llm import read_raw_checked
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"EEG recording not found: {path}")
-    try:
-        return mne.io.read_raw(path, preload=False, verbose="error")
-    except Exception as exc:  # MNE raises many types for a bad file; all mean "cannot read it"
-        raise ValueError(f"Cannot read EEG recording {path}: {type(exc).__name__}: {exc}") from exc
+    return read_raw_checked(path, preload=False)
 
 
 def raw_clip(raw, start: float, stop: float, source: str) -> Recording:

@@ -136,16 +136,12 @@ class FolderReader(EEGDatasetReader):
 
     def _common_channels(self) -> tuple[str, ...]:
         """EEG channels present in every listed file, in the first file's order (headers only)."""
-        import mne
-
         from e2llm.processing.recording import _select_eeg
+        from e2llm.recording_file_e2llm import read_raw_checked
 
         common = None
         for path in dict.fromkeys(r["path"] for r in self.rows):
-            try:
-                raw = mne.io.read_raw(path, preload=False, verbose="error")
-            except Exception as exc:
-                raise ValueError(f"Cannot read EEG recording {path}: {type(exc).__name__}: {exc}") from exc
+            raw = read_raw_checked(path)
             _, names, _, _ = _select_eeg(list(raw.ch_names), raw.get_channel_types(), str(path), "drop")
             common = names if common is None else [n for n in common if n in names]
         if not common:

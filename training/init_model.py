@@ -3,6 +3,13 @@
     e2llm init --tiny --output-dir runs/tiny                      # tiny Qwen3-architecture model, offline tokenizer
     e2llm init --text-model Qwen/Qwen2.5-0.5B-Instruct --output-dir runs/e2llm-0.5b
     e2llm init --text-model ./my-qwen --labels negative neutral positive --output-dir runs/seed3
+    e2llm init --text-model Qwen/Qwen3-8B --eeg-encoder eegpt --eeg-encoder-weights braindecode/eegpt-pretrained \
+        --dtype bfloat16 --output-dir runs/eegpt-qwen3-8b             # the paper's model, untrained projector
+    e2llm init --tiny --eeg-encoder eegpt --output-dir runs/tiny-eegpt  # random tiny EEGPT (no download)
+
+`--eeg-encoder-weights` takes braindecode's Hub format (a repo id or folder with `config.json` + `model.safetensors` /
+`pytorch_model.bin`) or an authors' checkpoint file (EEGPT's Lightning `.ckpt`, LaBraM's / CBraMod's `.pth`); see
+`e2llm.convert_backbones`. Without it a foundation encoder is randomly initialised (tiny with `--tiny`).
 
 The folder holds `model.safetensors`, the config with the EEG encoder, projector and text settings, the processor
 (feature extractor + tokenizer with the EEG tokens + chat template) and the remote code, so it loads with
@@ -43,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="E2LLMEEGConfig settings as a JSON file (default: the encoder's defaults; tiny ones with --tiny)",
     )
     parser.add_argument("--num-eeg-tokens", type=int, help="language-model tokens per EEG window")
+    parser.add_argument("--eeg-encoder", default="patch", choices=("patch", "eegpt", "cbramod", "labram"),
+                        help="the EEG encoder: e2llm's patch transformer or a pretrained foundation backbone")
+    parser.add_argument("--eeg-encoder-weights", metavar="PATH_OR_REPO_ID",
+                        help="published weights of --eeg-encoder: a braindecode Hub repo id / folder or a checkpoint file")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
                         help="dtype the text model is loaded and the E2LLM saved in")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
@@ -59,10 +70,13 @@ def init_model(
     dtype: str = "float32",
     seed: int = 0,
     trust_remote_code: bool = False,
+    eeg_encoder: str = "patch",
+    eeg_encoder_weights: str | Path | None = None,
 ):
     """Build an untrained E2LLM from `text_model` (a checkpoint) or `tiny=True`, save it with its processor.
 
-    Returns `(model, processor)`.
+    `eeg_encoder` picks the encoder backbone; `eeg_encoder_weights` (a braindecode Hub repo id or folder, or an authors'
+    checkpoint file) loads its published weights. Returns `(model, processor)`.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -78,6 +92,7 @@ def init_model(
     id2label = dict(enumerate(labels)) if labels else None
     torch_dtype = getattr(torch, dtype)
     torch.manual_seed(seed)
+    eeg_config, backbone_state = foundation_eeg_config(eeg_encoder, eeg_encoder_weights, eeg_config, tiny)
     if tiny:
         if eeg_config is None and num_eeg_tokens is None:
             model, processor = build_tiny_e2llm(id2label=id2label, seed=seed)
@@ -88,7 +103,7 @@ def init_model(
             model, processor = assemble_e2llm(
                 build_offline_tokenizer(),
                 text_config=TINY_TEXT_CONFIG,
-                eeg_config={**TINY_EEG_CONFIG, **(eeg_config or {})},
+                eeg_config={**(TINY_EEG_CONFIG if eeg_encoder == "patch" else {}), **(eeg_config or {})},
                 id2label=id2label,
                 num_eeg_tokens=num_eeg_tokens,
             )
@@ -103,12 +118,50 @@ def init_model(
         model, processor = assemble_e2llm(
             tokenizer, text_model=language_model, eeg_config=eeg_config, id2label=id2label, num_eeg_tokens=num_eeg_tokens
         )
+    if backbone_state is not None:
+        from e2llm.assembly import load_eeg_encoder_weights
+
+        load_eeg_encoder_weights(model, backbone_state, source=str(eeg_encoder_weights))
     model = model.to(torch_dtype)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
     return model, processor
+
+
+def resolve_weights(path_or_repo_id: str | Path) -> Path:
+    """A local file or folder as is; otherwise a Hub repo id, downloaded (config and weight files only)."""
+    path = Path(path_or_repo_id)
+    if path.exists():
+        return path
+    if str(path_or_repo_id).count("/") != 1 or str(path_or_repo_id).startswith((".", "/")):
+        raise ValueError(f"--eeg-encoder-weights {path_or_repo_id}: no such file or folder, and not a Hub repo id")
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(str(path_or_repo_id), allow_patterns=["config.json", "*.safetensors", "*.bin",
+                                                                         "*.ckpt", "*.pth", "*.pt"]))
+
+
+def foundation_eeg_config(eeg_encoder: str, weights, eeg_config: dict | None, tiny: bool):
+    """`(eeg_config dict or None, converted backbone state or None)` for `--eeg-encoder` / `--eeg-encoder-weights`."""
+    from e2llm.assembly import TINY_FOUNDATION_CONFIGS, eeg_config_from_checkpoint
+
+    if eeg_encoder == "patch":
+        if weights is not None:
+            raise ValueError("--eeg-encoder-weights needs --eeg-encoder eegpt, cbramod or labram")
+        return eeg_config, None
+    given = dict(eeg_config or {})
+    if given.get("backbone", eeg_encoder) != eeg_encoder:
+        raise ValueError(f"--eeg-config says backbone={given['backbone']!r} but --eeg-encoder is {eeg_encoder!r}")
+    given["backbone"] = eeg_encoder
+    if weights is None:
+        base = TINY_FOUNDATION_CONFIGS[eeg_encoder] if tiny else {"backbone": eeg_encoder}
+        settings = {**base.get("backbone_config", {}), **given.pop("backbone_config", {})}
+        return {**base, **given, "backbone_config": settings}, None
+    given.pop("backbone")
+    config, state = eeg_config_from_checkpoint(eeg_encoder, resolve_weights(weights), **given)
+    return config.to_dict(), state
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,16 +176,19 @@ def run(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         seed=args.seed,
         trust_remote_code=args.trust_remote_code,
+        eeg_encoder=args.eeg_encoder,
+        eeg_encoder_weights=args.eeg_encoder_weights,
     )
     n_params = sum(p.numel() for p in model.parameters())
     n_eeg = sum(p.numel() for p in model.model.eeg_encoder.parameters())
     n_projector = sum(p.numel() for p in model.model.projector.parameters())
     print(
         f"saved an untrained E2LLM to {args.output_dir}: {n_params:,} parameters "
-        f"(EEG encoder {n_eeg:,}, projector {n_projector:,}), text model {model.config.text_config.model_type}, "
+        f"(EEG encoder {model.config.eeg_config.backbone} {n_eeg:,}, projector {n_projector:,}), text model "
+        f"{model.config.text_config.model_type}, "
         f"labels {model.config.label_names}"
     )
     return 0
 
 
-__all__ = ["add_arguments", "init_model", "run"]
+__all__ = ["add_arguments", "foundation_eeg_config", "init_model", "resolve_weights", "run"]

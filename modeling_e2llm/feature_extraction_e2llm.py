@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -34,6 +35,13 @@ _UNIT_SCALE = {"V": 1e6, "uV": 1.0, "µV": 1.0, "μV": 1.0}  # to microvolts; mi
 # heavy artefacts); volts passed as "uV" give ~1e-5 µV and microvolts passed as "V" give ~1e7 µV, so both
 # mistakes sit more than three orders of magnitude outside this range.
 DEFAULT_PLAUSIBLE_STD_UV = (0.05, 5000.0)
+# Sampling rates accepted for input EEG, in Hz. Below 32 Hz a recording holds no band above delta/theta (and a
+# mistyped rate such as 1 Hz for 1 kHz data would make minutes look like hours); above 100 kHz no EEG amplifier
+# records, and the polyphase resampling ratio to the model rate cannot be represented.
+PLAUSIBLE_SAMPLING_RATE_HZ = (32.0, 100_000.0)
+# Largest |sample| in µV accepted after unit conversion: 10 V, beyond any EEG amplifier's range. Larger values are
+# not a voltage (wrong units, a corrupt file) and would overflow float32 statistics into NaN.
+MAX_ABS_UV = 1e7
 
 
 @dataclass
@@ -65,7 +73,7 @@ def _is_nested(channel_names) -> bool:
     return channel_names is not None and len(channel_names) > 0 and not isinstance(channel_names[0], str)
 
 
-def _check_sampling_rate(value, what: str) -> float:
+def _check_sampling_rate(value, what: str, plausible: bool = True) -> float:
     if value is None:
         raise ValueError(
             f"sampling_rate is required for {what}: pass the rate in Hz at which the EEG was recorded "
@@ -75,7 +83,51 @@ def _check_sampling_rate(value, what: str) -> float:
         raise ValueError(f"sampling_rate must be a number of Hz, got {value!r} ({type(value).__name__})")
     if not np.isfinite(value) or value <= 0:
         raise ValueError(f"sampling_rate must be a positive number of Hz, got {value}")
+    low, high = PLAUSIBLE_SAMPLING_RATE_HZ
+    if plausible and not low <= value <= high:
+        raise ValueError(
+            f"sampling_rate={value} Hz is outside the plausible EEG range {low:g}-{high:g} Hz: pass the rate in Hz at "
+            "which the EEG was recorded (not a period in seconds or a rate in kHz)"
+        )
     return float(value)
+
+
+def _check_finite_output(windows: np.ndarray, labels: list[str]) -> None:
+    """ValueError when the chain produced NaN/Inf (finite but extreme inputs overflowing float32): never a label
+    from such windows. `windows` is `(n_items, n_windows, n_channels, n_times)`."""
+    finite = np.isfinite(windows).all(axis=(1, 2, 3))
+    if not finite.all():
+        bad = [label for label, ok in zip(labels, finite) if not ok]
+        raise ValueError(f"{', '.join(bad)}: the processed windows hold NaN/Inf (extreme sample values overflow "
+                         "float32); check the units and remove the artefact")
+
+
+def _total_memory_bytes() -> int | None:
+    """Physical memory of this machine, or None where the OS does not say."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_channel_names(channel_names) -> None:
+    """TypeError unless `channel_names` is None, a list of strings, or a list of such lists."""
+    if channel_names is None:
+        return
+    if isinstance(channel_names, (str, bytes)) or not isinstance(channel_names, (Sequence, np.ndarray)):
+        raise TypeError(
+            f"channel_names must be a list of channel-name strings (or one such list per item), got "
+            f"{type(channel_names).__name__}: {channel_names!r:.80}"
+        )
+    for entry in channel_names:
+        if isinstance(entry, str):
+            continue
+        nested_ok = isinstance(entry, (Sequence, np.ndarray)) and not isinstance(entry, bytes)
+        if not nested_ok or not all(isinstance(name, str) for name in entry):
+            raise TypeError(
+                f"channel_names must hold strings (or lists of strings, one per item); found {entry!r:.60} "
+                f"({type(entry).__name__})"
+            )
 
 
 def _check_units(units) -> float:
@@ -223,6 +275,9 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
         """
         if kwargs:
             logger.warning(f"{type(self).__name__} ignores unknown arguments {sorted(kwargs)}")
+        _check_channel_names(channel_names)
+        if not isinstance(apply_filters, (bool, np.bool_)):
+            raise TypeError(f"apply_filters must be True or False, got {apply_filters!r}")
         blocks = self._to_blocks(raw_eeg, sampling_rate, channel_names, units)
         items: dict[int, tuple] = {}  # input position -> (windows, channel_ids, flat, starts)
         for group in self._group(blocks):
@@ -259,8 +314,15 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
     @staticmethod
     def _as_array(data, label: str) -> np.ndarray:
         if isinstance(data, torch.Tensor):
+            if data.is_complex() or data.dtype == torch.bool:
+                raise ValueError(f"{label}: EEG must be a real-valued numeric tensor, got dtype {data.dtype}")
             data = data.detach().cpu().double().numpy()
-        data = np.asarray(data)
+        if isinstance(data, (str, bytes)) or data is None:
+            raise TypeError(f"{label}: EEG must be an array, tensor or MNE object, got {type(data).__name__}")
+        try:
+            data = np.asarray(data)
+        except ValueError as error:  # ragged nested lists
+            raise ValueError(f"{label}: EEG must be a rectangular (n_channels, n_times) array: {error}") from None
         if not (np.issubdtype(data.dtype, np.floating) or np.issubdtype(data.dtype, np.integer)):
             raise ValueError(f"{label}: EEG must be a real-valued numeric array, got dtype {data.dtype}")
         return data
@@ -278,6 +340,9 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
         if units is not None and units != "V":
             raise ValueError(f"{label}: MNE objects hold volts; got units={units!r}.")
         names, bads = list(obj.ch_names), set(obj.info.get("bads", []) or [])
+        n_times = getattr(obj, "n_times", None)
+        if n_times is not None:  # a Raw (possibly not loaded): refuse before reading what would not fit
+            self._check_memory(1, len(names), int(n_times), _check_sampling_rate(obj_rate, label), label)
         array = self._as_array(obj.get_data(), label)
         if bads:
             logger.warning(f"{label}: leaving out channels marked bad in info['bads']: {sorted(bads)}")
@@ -302,27 +367,11 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
         if names is None:
             raise ValueError(f"{label}: channel_names is required for array input ({array.shape[-2]} channels).")
         names = [str(n) for n in names]
+        self._check_memory(array.shape[0], array.shape[-2], array.shape[-1], rate, label)
         self._check_values(array, names, label)
         self._check_length(array.shape[-1], rate, label)
-        if len(names) != array.shape[-2]:
-            raise ValueError(f"{label}: {len(names)} channel names for {array.shape[-2]} channels in the data.")
-        duplicates = find_duplicates(names)
-        if duplicates:
-            given = {key: [n for n in names if (canonical_channel_name(n) or n.strip().upper()) == key] for key in duplicates}
-            listing = "; ".join(f"{key} given as {spellings}" for key, spellings in given.items())
-            raise ValueError(
-                f"{label}: duplicate channel names (case-insensitive, old 10-20 names as aliases): {listing}"
-            )
-        ids = channel_table_ids(names, self.electrode_names)
-        known = ids >= 0
-        if not known.any():
-            raise ValueError(f"{label}: none of the channels {names} is a known 10-05 electrode name.")
-        if known.sum() < self.min_channels:
-            raise ValueError(f"{label}: only {int(known.sum())} of the channels {names} are in the encoder's channel "
-                             f"table; it needs at least {self.min_channels} (min_channels).")
-        if not known.all():
-            unknown = [n for n, k in zip(names, known) if not k]
-            logger.warning(f"{label}: dropping channels not in the electrode vocabulary: {unknown}")
+        ids, known = self._map_channels(names, array.shape[-2], label)
+        self._check_peak(float(np.max(np.abs(array))), scale, label)
         if not known.all():
             array = np.compress(known, array, axis=1)  # much faster than boolean indexing of a middle axis
         flat = np.ptp(array, axis=-1) == 0  # (n_items, n_channels)
@@ -340,7 +389,54 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
             data_uv *= np.float32(scale)
         n_items = data_uv.shape[0]
         labels = [label] if n_items == 1 else [f"{label}[{i}]" for i in range(n_items)]
-        return _Block(data_uv, rate, ids[known], flat, offset * scale, labels)
+        return _Block(data_uv, rate, ids, flat, offset * scale, labels)
+
+    def _map_channels(self, names: list[str], n_channels: int, label: str) -> tuple[np.ndarray, np.ndarray]:
+        """`(ids, known)`: electrode ids of `names` (-1 where unknown) and which are known; ValueError for a count
+        mismatch, duplicates, or too few known channels."""
+        if len(names) != n_channels:
+            raise ValueError(f"{label}: {len(names)} channel names for {n_channels} channels in the data.")
+        duplicates = find_duplicates(names)
+        if duplicates:
+            given = {key: [n for n in names if (canonical_channel_name(n) or n.strip().upper()) == key] for key in duplicates}
+            listing = "; ".join(f"{key} given as {spellings}" for key, spellings in given.items())
+            raise ValueError(
+                f"{label}: duplicate channel names (case-insensitive, old 10-20 names as aliases): {listing}"
+            )
+        ids = channel_table_ids(names, self.electrode_names)
+        known = ids >= 0
+        if not known.any():
+            raise ValueError(f"{label}: none of the channels {names} is a known 10-05 electrode name.")
+        if known.sum() < self.min_channels:
+            raise ValueError(f"{label}: only {int(known.sum())} of the channels {names} are in the encoder's channel "
+                             f"table; it needs at least {self.min_channels} (min_channels).")
+        if not known.all():
+            unknown = [n for n, k in zip(names, known) if not k]
+            logger.warning(f"{label}: dropping channels not in the electrode vocabulary: {unknown}")
+        return ids[known], known
+
+    def _check_memory(self, n_items: int, n_channels: int, n_times: int, rate: float, label: str) -> None:
+        """ValueError, before anything is allocated, when processing the input at once would need more memory than
+        the machine has (float32 copies of the input, the resampled and filtered signal, and the windows)."""
+        total = _total_memory_bytes()
+        out = resampled_length(n_times, rate, self.sampling_rate)
+        need = 4 * n_items * n_channels * (2 * n_times + 4 * out)
+        if total is not None and need > 0.8 * total:
+            raise ValueError(
+                f"{label}: {n_channels} channels x {n_times} samples at {rate:g} Hz need about {need / 2**30:.1f} GiB "
+                f"at once, more than this machine's {total / 2**30:.1f} GiB: use `iter_windows` (bounded memory, "
+                "streams files) or pass the recording in parts"
+            )
+
+    @staticmethod
+    def _check_peak(peak: float, scale: float, label: str) -> None:
+        """ValueError when the largest |sample| (`peak`, input units; `scale` µV per unit) is no voltage."""
+        if peak * scale <= MAX_ABS_UV:
+            return
+        hint = ("this looks like microvolts given as volts (pass units='uV')" if scale > 1 and peak <= MAX_ABS_UV
+                else "check the units and the file (corrupt samples or a wrong scale)")
+        raise ValueError(f"{label}: a sample of {peak * scale:.3g} µV after unit conversion is beyond any EEG "
+                         f"amplifier's range ({MAX_ABS_UV:g} µV): {hint}")
 
     @staticmethod
     def _check_values(array: np.ndarray, names: list[str], label: str) -> None:
@@ -400,6 +496,7 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
         mask = live[:, None, :]  # broadcast over windows
         windows = normalize_windows(windows, self.normalization, channel_mask=mask)
         windows *= mask[..., None]  # flat channels carry exact zeros
+        _check_finite_output(windows, [block.labels[row] for block, row in group.rows])
         if self.output_unit_uv is not None:
             windows /= np.float32(self.output_unit_uv)
         return windows, starts

@@ -47,6 +47,9 @@ def resample_ratio(orig_sfreq: float, target_sfreq: float, max_denominator: int 
     orig = _check_rate(orig_sfreq, "orig_sfreq")
     target = _check_rate(target_sfreq, "target_sfreq")
     ratio = Fraction(target / orig).limit_denominator(max_denominator)
+    if ratio == 0 or ratio.numerator > 100 * max_denominator:
+        raise ValueError(f"cannot resample {orig:g} Hz to {target:g} Hz: the ratio {target / orig:.3g} is outside "
+                         f"1/{max_denominator}..{100 * max_denominator}")
     achieved = orig * ratio.numerator / ratio.denominator
     if abs(achieved - target) > 1e-6 * target:
         logger.warning(

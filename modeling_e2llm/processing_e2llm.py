@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from transformers import BatchFeature
 from transformers.processing_utils import ProcessorMixin
-from transformers.utils.chat_template_utils import render_jinja_template
 
 from .answers import LABEL_KEY
 from .tokenization_e2llm import EEG_END_TOKEN, EEG_START_TOKEN, EEG_TOKEN
@@ -41,6 +41,10 @@ class E2LLMProcessor(ProcessorMixin):
     Builds model inputs from conversations and EEG: feature extraction of the recordings, expansion of each `<|eeg|>`
     placeholder to `num_eeg_tokens` tokens per window of its recording, and left-padded tokenisation.
 
+    `apply_chat_template` is `ProcessorMixin`'s: `tokenize=True` gives `input_ids` (with `return_dict=True` the whole
+    `BatchFeature`); recordings come as `{"type": "eeg", "eeg": array_or_mne}` content parts or as
+    `processor_kwargs={"eeg": ...}`, with their `sampling_rate`, `channel_names` and `units` in `processor_kwargs`.
+
     Args:
         feature_extractor ([`E2LLMFeatureExtractor`]): EEG -> `eeg_values`, `eeg_channel_ids`, `eeg_channel_mask`.
         tokenizer ([`PreTrainedTokenizerBase`]): a Qwen tokenizer with `<|eeg_start|>`, `<|eeg|>`, `<|eeg_end|>`.
@@ -63,6 +67,9 @@ class E2LLMProcessor(ProcessorMixin):
     ... )
     >>> tuple(inputs["eeg_values"].shape), int((inputs["input_ids"] == processor.eeg_token_id).sum())
     ((2, 3, 800), 8)
+    >>> processor(text=prompt, eeg=eeg, sampling_rate=200, channel_names=["Fz", "Cz", "Pz"], units="uV",
+    ...           return_metadata=True)["eeg_window_starts"].tolist()  # seconds from the recording's start
+    [0.0, 4.0]
     ```"""
 
     def __init__(self, feature_extractor=None, tokenizer=None, chat_template=None, num_eeg_tokens: int = 4):
@@ -83,36 +90,30 @@ class E2LLMProcessor(ProcessorMixin):
         apply_filters: bool = True,
         padding: bool | str = True,
         return_tensors: str | None = None,
+        images=None,
+        videos=None,
+        audio=None,
+        return_text_replacement_offsets: bool = False,
+        return_metadata: bool = False,
         **text_kwargs,
     ) -> BatchFeature:
         """Tokenise `text` (a prompt or a batch) with the EEG of each `<|eeg|>` placeholder, in order.
 
         `eeg` holds one recording per placeholder (an array `(n_channels, n_times)`, a batch, a list, or MNE Raw /
-        Epochs); `sampling_rate`, `channel_names` and `units` describe it (see [`E2LLMFeatureExtractor`]).
-        Returns `input_ids`, `attention_mask` `(batch, seq_len)` and, with EEG, `eeg_values`
-        `(n_windows, n_channels, n_times)`, `eeg_channel_ids`, `eeg_channel_mask` `(n_windows, n_channels)`.
-        """
-        return self._encode(
-            text, eeg, sampling_rate, channel_names, units, apply_filters, padding, return_tensors, None, text_kwargs
-        )
+        Epochs); `sampling_rate`, `channel_names` and `units` describe it (see [`E2LLMFeatureExtractor`]). Other
+        keyword arguments go to the tokenizer.
 
-    def _encode(
-        self, text, eeg, sampling_rate, channel_names, units, apply_filters, padding, return_tensors,
-        generation_spans, text_kwargs,
-    ) -> BatchFeature:
-        """`__call__`; with `generation_spans` (character spans of assistant text per prompt, before placeholder
-        expansion) also `assistant_masks` `(batch, seq_len)`: 1 on tokens the model is trained to write."""
-        if text is None:
-            raise ValueError("E2LLMProcessor needs `text` (use processor.feature_extractor for EEG alone)")
-        texts = [text] if isinstance(text, str) else list(text)
-        n_placeholders = [t.count(EEG_TOKEN) for t in texts]
-        eeg_inputs = {}
-        windows_per_recording: list[int] = []
-        if eeg is None:
-            if sum(n_placeholders):
-                raise ValueError(f"the text holds {sum(n_placeholders)} {EEG_TOKEN} placeholders but no `eeg` was given")
-        else:
-            features = self.feature_extractor(
+        Returns `input_ids`, `attention_mask` `(batch, seq_len)` and, with EEG, `eeg_values`
+        `(n_windows, n_channels, n_times)`, `eeg_channel_ids`, `eeg_channel_mask` `(n_windows, n_channels)`: the
+        model's inputs. With `return_metadata=True` (as for Transformers' video metadata) also `eeg_window_starts`
+        `(n_windows,)`, seconds from each recording's start, and `eeg_num_windows` `(n_recordings,)`, for the caller
+        (pop them before calling the model).
+        """
+        if images is not None or videos is not None or audio is not None:
+            raise ValueError("E2LLMProcessor takes EEG (`eeg=`) and text; images, videos and audio are not supported")
+        eeg_inputs = None
+        if eeg is not None:
+            eeg_inputs = self.feature_extractor(
                 eeg,
                 sampling_rate=sampling_rate,
                 channel_names=channel_names,
@@ -120,82 +121,83 @@ class E2LLMProcessor(ProcessorMixin):
                 apply_filters=apply_filters,
                 return_tensors=return_tensors,
             )
-            windows_per_recording = [int(n) for n in features["eeg_num_windows"]]
-            if len(windows_per_recording) != sum(n_placeholders):
-                raise ValueError(
-                    f"the text holds {sum(n_placeholders)} {EEG_TOKEN} placeholders but {len(windows_per_recording)} "
-                    "EEG recordings were given: pass one recording per {'type': 'eeg'} part"
-                )
-            eeg_inputs = {name: features[name] for name in self.feature_extractor.model_input_names}
-        expanded, spans = self._expand_placeholders(texts, windows_per_recording, generation_spans)
-        if spans is None:
-            encoding = self.tokenizer(expanded, padding=padding, return_tensors=return_tensors, **text_kwargs)
-            return BatchFeature(data={**encoding, **eeg_inputs}, tensor_type=return_tensors)
-        encoding = self.tokenizer(expanded, padding=padding, return_offsets_mapping=True, **text_kwargs)
-        offsets = encoding.pop("offset_mapping")
-        encoding["assistant_masks"] = [
-            [int(any(end > lo and start < hi and end > start for lo, hi in row_spans)) for start, end in row_offsets]
-            for row_offsets, row_spans in zip(offsets, spans)
+        texts = [text] if isinstance(text, str) else text
+        self.validate_inputs(text=texts, eeg_inputs=eeg_inputs)
+        replacements = [] if eeg_inputs is None else [
+            self.replace_eeg_token(eeg_inputs, i) for i in range(len(eeg_inputs["eeg_num_windows"]))
         ]
-        return BatchFeature(data={**encoding, **eeg_inputs}, tensor_type=return_tensors)
+        expanded, offsets = self.get_text_with_eeg_replacements(list(texts), replacements)
+        data = dict(self.tokenizer(expanded, padding=padding, **text_kwargs))
+        if return_text_replacement_offsets:
+            data["text_replacement_offsets"] = offsets
+        data.update(eeg_inputs or {})
+        if not return_metadata:
+            data = {k: v for k, v in data.items() if k not in self.unused_input_names}
+        return BatchFeature(data, tensor_type=return_tensors, skip_tensor_conversion=self.skip_tensor_conversion)
 
-    def _expand_placeholders(self, texts: list[str], windows_per_recording: list[int], spans=None):
-        """Repeat each `<|eeg|>` `num_eeg_tokens` times per window of its recording; shift `spans` to match."""
-        counts = iter(windows_per_recording)
-        expanded, shifted = [], []
-        for i, text in enumerate(texts):
-            pieces = text.split(EEG_TOKEN)
-            out, grown, growth = [pieces[0]], [], 0  # grown: (original position, extra characters before it)
-            position = len(pieces[0])
-            for piece in pieces[1:]:
-                copies = next(counts) * self.num_eeg_tokens
-                out += [EEG_TOKEN * copies, piece]
-                growth += (copies - 1) * len(EEG_TOKEN)
-                position += len(EEG_TOKEN)
-                grown.append((position, growth))
-                position += len(piece)
-            expanded.append("".join(out))
-            if spans is not None:
-                def shift(index, grown=grown):
-                    return index + max([g for p, g in grown if p <= index], default=0)
+    def validate_inputs(self, text: list[str] | None = None, eeg_inputs: BatchFeature | None = None, **kwargs):
+        """`text` is a batch of strings holding one `<|eeg|>` per recording in `eeg_inputs` (the feature extractor's
+        output, `None` without EEG)."""
+        if text is None:
+            raise ValueError("E2LLMProcessor needs `text` (use processor.feature_extractor for EEG alone)")
+        if not all(isinstance(sample, str) for sample in text):
+            raise ValueError("`text` must be a string or a list of strings")
+        n_placeholders = sum(sample.count(EEG_TOKEN) for sample in text)
+        if eeg_inputs is None:
+            if n_placeholders:
+                raise ValueError(f"the text holds {n_placeholders} {EEG_TOKEN} placeholders but no `eeg` was given")
+            return
+        n_recordings = len(eeg_inputs["eeg_num_windows"])
+        if n_recordings != n_placeholders:
+            raise ValueError(
+                f"the text holds {n_placeholders} {EEG_TOKEN} placeholders but {n_recordings} EEG recordings were "
+                "given: pass one recording per {'type': 'eeg'} part"
+            )
 
-                shifted.append([(shift(lo), shift(hi)) for lo, hi in spans[i]])
-        return expanded, (shifted if spans is not None else None)
+    def replace_eeg_token(self, eeg_inputs: BatchFeature, eeg_idx: int, **kwargs) -> str:
+        """The text replacing the `eeg_idx`-th `<|eeg|>`: `num_eeg_tokens` placeholders per window of its recording."""
+        return EEG_TOKEN * (int(eeg_inputs["eeg_num_windows"][eeg_idx]) * self.num_eeg_tokens)
 
-    def apply_chat_template(self, conversation, chat_template=None, add_generation_prompt=False, tokenize=False,
-                            eeg=None, return_tensors=None, return_assistant_tokens_mask=False, **kwargs):
-        """Render conversation(s) with the ChatML template; with `tokenize=True` also run `__call__` on `eeg`.
+    def get_text_with_eeg_replacements(self, text: list[str], replacements: list[str]):
+        """Each `<|eeg|>` of `text`, in order, replaced by the next of `replacements`; also the replacement offsets per
+        sample, in the format `ProcessorMixin.get_text_with_replacements` gives them (`span`, `new_span`, ...), which
+        `apply_chat_template` uses to shift the assistant masks."""
+        pending = iter(replacements)
+        expanded, batch_offsets = [], []
+        for sample in text:
+            pieces, offsets, position, growth = [], [], 0, 0
+            for match in re.finditer(re.escape(EEG_TOKEN), sample) if replacements else ():
+                start, end = match.span()
+                replacement = next(pending)
+                pieces += [sample[position:start], replacement]
+                offsets.append({
+                    "type": "eeg", "span": (start, end), "new_span": (start + growth, start + growth + len(replacement)),
+                    "text": EEG_TOKEN, "replacement": replacement,
+                })
+                growth += len(replacement) - (end - start)
+                position = end
+            expanded.append("".join(pieces) + sample[position:])
+            batch_offsets.append(offsets)
+        return expanded, batch_offsets
 
-        With `return_assistant_tokens_mask=True` (needs `tokenize=True`) the result also holds `assistant_masks`:
-        1 on the assistant's tokens (inside the template's `{% generation %}` blocks), 0 elsewhere."""
-        batched = bool(conversation) and isinstance(conversation[0], (list, tuple))
-        conversations = conversation if batched else [conversation]
-        if return_assistant_tokens_mask and not tokenize:
-            raise ValueError("return_assistant_tokens_mask=True needs tokenize=True")
-        template = chat_template or self.chat_template
-        rendered, spans = render_jinja_template(
-            conversations=conversations,
-            chat_template=template,
-            add_generation_prompt=add_generation_prompt,
-            return_assistant_tokens_mask=return_assistant_tokens_mask,
-            **self.tokenizer.special_tokens_map,
-        )
-        if not tokenize:
-            return rendered if batched else rendered[0]
-        encode_keys = ("sampling_rate", "channel_names", "units", "apply_filters", "padding")
-        options = {key: kwargs.pop(key) for key in encode_keys if key in kwargs}
-        return self._encode(
-            rendered,
-            eeg,
-            options.get("sampling_rate"),
-            options.get("channel_names"),
-            options.get("units"),
-            options.get("apply_filters", True),
-            options.get("padding", True),
-            return_tensors,
-            spans if return_assistant_tokens_mask else None,
-            kwargs,
-        )
+    def _multimodal_inputs_from_conversations(self, conversations, audio_loading_params, load_audio_from_video=False):
+        """The recordings of `{"type": "eeg", "eeg": ...}` content parts, in conversation order (`apply_chat_template`
+        passes them to `__call__` as `eeg`); parts without data take theirs from `processor_kwargs["eeg"]`."""
+        recordings = [
+            part["eeg"]
+            for conversation in conversations
+            for message in conversation
+            if not isinstance(message.get("content"), str)
+            for part in message.get("content") or []
+            if part.get("type") == "eeg" and part.get("eeg") is not None
+        ]
+        empty = [[] for _ in conversations]
+        return empty, empty, [], ({"eeg": recordings} if recordings else {})
+
+    @property
+    def unused_input_names(self) -> list[str]:
+        """What the feature extractor returns for the caller, not the model (kept with `return_metadata=True`)."""
+        return ["eeg_num_windows", "eeg_window_starts"]
 
     def label_candidate_ids(self, label_names: Sequence[str]) -> list[list[int]]:
         """Token ids of each label as it follows `Emotion:` in an answer (with its leading space)."""
@@ -207,12 +209,6 @@ class E2LLMProcessor(ProcessorMixin):
                 raise ValueError(f"the tokenizer merges {LABEL_KEY!r}: with label {name!r}; cannot score it")
             candidates.append(ids[len(prefix) :])
         return candidates
-
-    def batch_decode(self, *args, **kwargs):
-        return self.tokenizer.batch_decode(*args, **kwargs)
-
-    def decode(self, *args, **kwargs):
-        return self.tokenizer.decode(*args, **kwargs)
 
     @property
     def model_input_names(self) -> list[str]:

@@ -96,16 +96,16 @@ def test_assistant_tokens_mask(tiny_e2llm):
          {"role": "assistant", "content": [{"type": "text", "text": "Reasoning: alpha is low.\nEmotion: sadness"}]}],
     ]
     out = processor.apply_chat_template(
-        conversations, tokenize=True, eeg=[_eeg(8), _eeg(4, 1)], return_assistant_tokens_mask=True,
-        return_tensors="pt", **KW,
+        conversations, tokenize=True, return_dict=True, return_assistant_tokens_mask=True, return_tensors="pt",
+        processor_kwargs={"eeg": [_eeg(8), _eeg(4, 1)], **KW},
     )
     assert out["assistant_masks"].shape == out["input_ids"].shape
     decoded = [processor.decode(ids[mask.bool()]) for ids, mask in zip(out["input_ids"], out["assistant_masks"])]
     assert decoded == ["Emotion: fear<|im_end|>", "Reasoning: alpha is low.\nEmotion: sadness<|im_end|>"]
     # The expansion of <|eeg|> before the answer shifted it; the mask followed.
     assert int((out["input_ids"][0] == processor.eeg_token_id).sum()) == 2 * processor.num_eeg_tokens
-    with pytest.raises(ValueError, match="needs tokenize=True"):
-        processor.apply_chat_template(conversations[0], return_assistant_tokens_mask=True)
+    with pytest.raises(ValueError, match="not compatible with return_assistant_tokens_mask"):
+        processor.apply_chat_template(conversations[0], return_assistant_tokens_mask=True, continue_final_message=True)
 
 
 def test_label_candidates(tiny_e2llm):
@@ -156,3 +156,94 @@ def test_permuting_channels_with_their_names_leaves_the_output_unchanged(tiny_e2
         reference = model(**ordered).logits
         torch.testing.assert_close(model(**permuted).logits, reference, atol=1e-5, rtol=1e-5)
         assert not torch.allclose(model(**shuffled_names).logits, reference, atol=1e-4)
+
+
+# -- apply_chat_template is ProcessorMixin's (issue 12, item 5) ---------------------------------------------------
+
+
+def test_apply_chat_template_is_processor_mixins():
+    from transformers.processing_utils import ProcessorMixin
+
+    assert E2LLMProcessor.apply_chat_template is ProcessorMixin.apply_chat_template
+
+
+def test_tokenize_true_returns_input_ids_and_return_dict_the_batch(tiny_e2llm):
+    _, processor = tiny_e2llm
+    conversation = [_user()]
+    kwargs = {"add_generation_prompt": True, "processor_kwargs": {"eeg": _eeg(8), **KW}}
+    ids = processor.apply_chat_template(conversation, tokenize=True, **kwargs)
+    batch = processor.apply_chat_template(conversation, tokenize=True, return_dict=True, return_tensors="pt", **kwargs)
+    prompt = processor.apply_chat_template(conversation, add_generation_prompt=True)
+    direct = processor(text=prompt, eeg=_eeg(8), return_tensors="pt", **KW)
+    assert ids == direct["input_ids"].tolist()
+    assert set(batch) == set(direct) == set(processor.model_input_names)
+    assert all(torch.equal(batch[k], direct[k]) for k in direct)
+
+
+def test_trl_sft_collator_call(tiny_e2llm):
+    """The exact call of TRL 1.16's `DataCollatorForVisionLanguageModeling` (conversational case), EEG given as content
+    parts the way TRL's `prepare_multimodal_messages` gives images."""
+    model, processor = tiny_e2llm
+    messages = [
+        [{"role": "user", "content": [{"type": "eeg", "eeg": _eeg(8)}, {"type": "text", "text": "Which emotion?"}]},
+         {"role": "assistant", "content": [{"type": "text", "text": "Emotion: fear"}]}],
+        [{"role": "user", "content": [{"type": "eeg", "eeg": _eeg(4, 1)}, {"type": "text", "text": "And here?"}]},
+         {"role": "assistant", "content": [{"type": "text", "text": "Reasoning: alpha is low.\nEmotion: sadness"}]}],
+    ]
+    processor_kwargs = {
+        "padding": True, "padding_side": "right", "pad_to_multiple_of": None, "truncation": False, "max_length": None,
+        "add_special_tokens": False, **KW,
+    }
+    output = processor.apply_chat_template(
+        messages, chat_template=None, tokenize=True, return_dict=True, return_tensors="pt",
+        return_assistant_tokens_mask=True, processor_kwargs=processor_kwargs,
+    )
+    assert output["input_ids"].shape == output["attention_mask"].shape == output["assistant_masks"].shape
+    mask = output["attention_mask"]
+    assert mask[:, 0].all() and not mask[:, -1].all()  # right padding, as TRL asked
+    assert output["eeg_values"].shape[0] == 3
+    assert (output["input_ids"] == processor.eeg_token_id).sum(-1).tolist() == [2 * processor.num_eeg_tokens,
+                                                                                  processor.num_eeg_tokens]
+    answers = [processor.decode(ids[m.bool()]) for ids, m in zip(output["input_ids"], output["assistant_masks"])]
+    assert answers == ["Emotion: fear<|im_end|>", "Reasoning: alpha is low.\nEmotion: sadness<|im_end|>"]
+    labels = output["input_ids"].masked_fill(output["assistant_masks"] == 0, -100)
+    batch = {k: v for k, v in output.items() if k != "assistant_masks"}
+    assert torch.isfinite(model(**batch, labels=labels).loss)
+
+
+def test_continue_final_message_and_template_variables(tiny_e2llm):
+    _, processor = tiny_e2llm
+    partial = [_user(), {"role": "assistant", "content": "Reasoning: frontal alpha"}]
+    text = processor.apply_chat_template(partial, continue_final_message=True)
+    assert text.endswith("<|im_start|>assistant\nReasoning: frontal alpha")
+    ids = processor.apply_chat_template(
+        partial, continue_final_message=True, tokenize=True, processor_kwargs={"eeg": _eeg(4), **KW}
+    )
+    assert processor.decode(ids[0]).endswith("Reasoning: frontal alpha")
+    with pytest.raises(ValueError, match="not compatible"):
+        processor.apply_chat_template(partial, continue_final_message=True, add_generation_prompt=True)
+    # extra variables, tools and documents reach the template
+    template = ("{{ greeting }}|{% for t in tools %}{{ t['function']['name'] }}{% endfor %}|"
+                "{% for d in documents %}{{ d['title'] }}{% endfor %}|{{ messages[0]['role'] }}")
+    rendered = processor.apply_chat_template(
+        [_user()], chat_template=template, greeting="hi", tools=[{"type": "function", "function": {"name": "band"}}],
+        documents=[{"title": "SEED-VII", "text": "..."}],
+    )
+    assert rendered == "hi|band|SEED-VII|user"
+
+
+def test_return_metadata_gives_window_starts(tiny_e2llm):
+    model, processor = tiny_e2llm
+    prompts = processor.apply_chat_template([[_user()], [_user("Again?")]], add_generation_prompt=True)
+    out = processor(text=prompts, eeg=[_eeg(12.5), _eeg(4, 1)], return_tensors="pt", return_metadata=True, **KW)
+    assert out["eeg_window_starts"].tolist() == [0.0, 4.0, 8.0, 0.0]
+    assert out["eeg_num_windows"].tolist() == [3, 1]
+    plain = processor(text=prompts, eeg=[_eeg(12.5), _eeg(4, 1)], return_tensors="pt", **KW)
+    assert set(plain) == set(processor.model_input_names)
+    assert model.generate(**plain, max_new_tokens=1, do_sample=False).shape[0] == 2
+
+
+def test_processor_rejects_other_modalities(tiny_e2llm):
+    _, processor = tiny_e2llm
+    with pytest.raises(ValueError, match="images, videos and audio are not supported"):
+        processor(text="hello", images=[np.zeros((4, 4, 3))])

@@ -69,6 +69,11 @@ class Stage1Config(TrainingArguments):
     adversarial_weight: float = field(
         default=0.0, metadata={"help": "weight of the subject-adversarial loss (gradient reversal); 0 disables it."}
     )
+    freeze_backbone: bool = field(
+        default=False,
+        metadata={"help": "keep the encoder's pretrained backbone (EEGPT / CBraMod / LaBraM; all of the patch encoder but its "
+                          "pooler) frozen: only the pooler and the emotion head train."},
+    )
     remove_unused_columns: bool = field(default=False)
 
 

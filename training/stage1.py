@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import Trainer
 
+from e2llm.modeling_eeg_backbones import backbone_parameters
 from e2llm.modeling_eeg_encoder import E2LLMEEGForEmotionClassification
 from e2llm.training.checkpoints import AtomicCheckpointMixin
 from e2llm.training.data import EEGClassificationCollator, collator_kwargs
@@ -163,6 +164,9 @@ def train_stage1(
         if len(subjects) < 2:
             raise ValueError("the subject-adversarial loss needs at least two subjects in the training data")
         model.subject_adversary = SubjectAdversary(model.config.hidden_size, len(subjects), args.adversarial_weight)
+    if getattr(args, "freeze_backbone", False):  # a frozen pretrained backbone under a trainable pooler + head
+        for parameter in backbone_parameters(model.encoder):
+            parameter.requires_grad_(False)
     collator = EEGClassificationCollator(feature_extractor, subject_ids=subjects, **meta)
     trainer = EncoderPretrainingTrainer(
         model=model,

@@ -15,6 +15,7 @@ from transformers.utils import TensorType, logging
 
 from .backbones_e2llm import channel_table_ids
 from .electrodes import ELECTRODE_NAMES, canonical_channel_name, find_duplicates
+from .streaming_e2llm import iter_windows as _iter_windows
 from .signal_e2llm import (
     NORMALIZATION_MODES,
     apply_filter,
@@ -285,6 +286,24 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
             for i, ((block, row), position) in enumerate(zip(group.rows, group.positions)):
                 items[position] = (windows[i], block.channel_ids, block.flat[row], starts)
         return self._assemble([items[p] for p in range(len(items))], return_tensors)
+
+    def iter_windows(self, raw_eeg, sampling_rate=None, channel_names=None, units=None, apply_filters: bool = True,
+                     windows_per_chunk: int = 64, return_tensors=None):
+        """
+        `__call__` for one recording of any length in bounded memory: yields a `BatchFeature` per
+        `windows_per_chunk` consecutive windows, equal to the matching rows of `__call__` on the whole recording.
+
+        Args:
+            raw_eeg: a `(n_channels, n_times)` array or tensor, an MNE `Raw` (loaded or not), or an `EEGFile` from
+                `e2llm.recording_file_e2llm.open_recording` (read from disk piece by piece).
+            sampling_rate, channel_names, units, apply_filters, return_tensors: as for `__call__`.
+            windows_per_chunk: windows per yielded batch (memory grows with it).
+
+        See `e2llm.streaming_e2llm` for how the pieces are cut.
+        """
+        return _iter_windows(self, raw_eeg, sampling_rate=sampling_rate, channel_names=channel_names, units=units,
+                             apply_filters=apply_filters, windows_per_chunk=windows_per_chunk,
+                             return_tensors=return_tensors)
 
     def _to_blocks(self, raw_eeg, sampling_rate, channel_names, units) -> list[_Block]:
         if isinstance(raw_eeg, (list, tuple)):

@@ -249,6 +249,38 @@ def apply_filter(data: np.ndarray, kernel: np.ndarray, axis: int = -1) -> np.nda
     return np.moveaxis(out, -1, axis)
 
 
+def filter_segment(segment: np.ndarray, kernel: np.ndarray, seg_start: int, n_total: int, out_start: int,
+                   out_stop: int) -> np.ndarray:
+    """Samples `[out_start, out_stop)` of `apply_filter(signal, kernel)`, computed from a piece of the signal.
+
+    `segment` `(..., n)` holds samples `[seg_start, seg_start + n)` of a signal of `n_total` samples, and must cover
+    `[out_start - half, out_stop + half)` (clipped to the signal; `half = (n_taps - 1) // 2`). Where the piece
+    reaches an end of the signal, that end is padded exactly as `apply_filter` pads it, so the result equals the
+    whole-signal filter everywhere, ends included (up to floating-point rounding).
+    """
+    kernel = np.asarray(kernel, dtype=np.float64)
+    segment = _as_float(segment)
+    kernel = kernel.astype(segment.dtype, copy=False)
+    half = (kernel.size - 1) // 2
+    seg_stop = seg_start + segment.shape[-1]
+    if seg_start > max(0, out_start - half) or seg_stop < min(n_total, out_stop + half):
+        raise ValueError(f"segment [{seg_start}, {seg_stop}) does not cover [{out_start}, {out_stop}) +- {half}")
+    if kernel.size == 1:
+        return segment[..., out_start - seg_start : out_stop - seg_start] * kernel[0]
+    n_reflect = min(half, n_total - 1)
+    parts, base = [segment], seg_start
+    if seg_start == 0:  # the signal's own start: odd reflection, zeros beyond (as _pad_reflect_limited)
+        zeros = np.zeros(segment.shape[:-1] + (half - n_reflect,), dtype=segment.dtype)
+        parts = [zeros, 2 * segment[..., :1] - segment[..., n_reflect:0:-1], *parts]
+        base = -half
+    if seg_stop == n_total:
+        zeros = np.zeros(segment.shape[:-1] + (half - n_reflect,), dtype=segment.dtype)
+        parts += [2 * segment[..., -1:] - segment[..., -2 : -n_reflect - 2 : -1], zeros]
+    padded = np.concatenate(parts, axis=-1)
+    piece = padded[..., out_start - half - base : out_stop + half - base]
+    return signal.oaconvolve(piece, kernel.reshape((1,) * (piece.ndim - 1) + (-1,)), mode="valid", axes=-1)
+
+
 def window_params(sfreq: float, window_seconds: float, stride_seconds: float) -> tuple[int, int]:
     """`(window_samples, stride_samples)` at `sfreq`; ValueError unless both are at least one sample."""
     sfreq = _check_rate(sfreq, "sfreq")
@@ -336,6 +368,7 @@ __all__ = [
     "apply_filter",
     "count_windows",
     "design_filter",
+    "filter_segment",
     "normalize_windows",
     "resample",
     "resample_ratio",

@@ -79,6 +79,7 @@ class E2LLMPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_attention_backend = True
+    _can_compile_fullgraph = True  # no data-dependent Python branch in forward (tensor checks instead)
     _no_split_modules = ["E2LLMEEGLayer", "Qwen2DecoderLayer", "Qwen3DecoderLayer"]
     _skip_keys_device_placement = ["cache"]
 

@@ -334,3 +334,89 @@ def test_beam_search_pairs_each_prompt_with_its_own_windows(eeg_as):
     )
     torch.testing.assert_close(out.logits[0], reference.repeat_interleave(2, 0), atol=1e-5, rtol=1e-5)
     assert out.sequences.shape == (4, 14)
+
+
+# -- 7. torch.compile(fullgraph=True), torch.export, static cache -------------------------------------------------
+# Dynamo's graph capture is what fullgraph=True checks (a data-dependent Python branch breaks it); the "eager"
+# backend skips inductor's code generation, which takes minutes on a small CPU and is exercised by the slow test.
+
+
+@pytest.mark.parametrize(
+    "cls",
+    # the full model holds the encoder and the base model, the stage-1 model the encoder: those two run by default
+    [pytest.param(E2LLMEEGEncoder, marks=pytest.mark.slow), E2LLMEEGForEmotionClassification,
+     pytest.param(E2LLMModel, marks=pytest.mark.slow), E2LLMForConditionalGeneration],
+    ids=lambda c: c.__name__,
+)
+def test_forward_compiles_with_fullgraph(cls):
+    assert cls._can_compile_fullgraph
+    torch._dynamo.reset()
+    model, inputs = build(cls), model_inputs(cls)
+    compiled = torch.compile(model, fullgraph=True, backend="eager")
+    with torch.no_grad():
+        expected = model(**inputs)
+        got = compiled(**inputs)
+    torch.testing.assert_close(got[0], expected[0])
+
+
+def test_forward_with_eeg_features_compiles_with_fullgraph():
+    torch._dynamo.reset()
+    model, inputs = build(E2LLMForConditionalGeneration), make_inputs()
+    with torch.no_grad():
+        features = model.get_eeg_features(**_eeg_of(inputs))
+        expected = model(**inputs).logits
+        got = torch.compile(model, fullgraph=True, backend="eager")(**_text_of(inputs), eeg_features=features).logits
+    torch.testing.assert_close(got, expected)
+
+
+def test_compiled_checks_still_raise():
+    """The count and channel checks are tensor checks (`torch._check`): still errors when compiled."""
+    torch._dynamo.reset()
+    model, inputs = build(E2LLMForConditionalGeneration), make_inputs()
+    compiled = torch.compile(model, fullgraph=True, backend="eager")
+    too_few = {**_text_of(inputs), **{k: v[:2] for k, v in _eeg_of(inputs).items()}}
+    with pytest.raises(Exception, match="Runtime assertion failed|do not match"):
+        with torch.no_grad():
+            compiled(**too_few)
+
+
+def test_torch_export_matches_eager():
+    model, inputs = build(E2LLMForConditionalGeneration), make_inputs()
+    exported = torch.export.export(model, args=(), kwargs={**inputs, "use_cache": False})
+    with torch.no_grad():
+        expected = model(**inputs, use_cache=False).logits
+        other = model(**make_inputs(seed=1), use_cache=False).logits
+    got = exported.module()(**inputs, use_cache=False)
+    torch.testing.assert_close(got.logits if hasattr(got, "logits") else got[0], expected)
+    got_other = exported.module()(**make_inputs(seed=1), use_cache=False)  # new EEG and text, same shapes
+    torch.testing.assert_close(got_other.logits if hasattr(got_other, "logits") else got_other[0], other)
+
+
+def test_static_cache_generation_with_compiled_forward():
+    """GenerationTesterMixin's compile check: a static cache and the decoding forward compiled with fullgraph=True
+    give the dynamic cache's tokens."""
+    from transformers import CompileConfig
+
+    torch._dynamo.reset()
+    model, inputs = build(E2LLMForConditionalGeneration), make_inputs()
+    kw = {"max_new_tokens": 5, "do_sample": False, "eos_token_id": None}
+    dynamic = model.generate(**inputs, **kw)
+    compile_config = CompileConfig(fullgraph=True, dynamic=False, backend="eager")
+    compile_config._compile_all_devices = True  # CPU: Transformers compiles only on accelerators by default
+    static = model.generate(**inputs, cache_implementation="static", compile_config=compile_config, **kw)
+    assert torch.equal(static, dynamic)
+    features = model.get_eeg_features(**_eeg_of(inputs))
+    from_features = model.generate(
+        **_text_of(inputs), eeg_features=features, cache_implementation="static", compile_config=compile_config, **kw
+    )
+    assert torch.equal(from_features, dynamic)
+
+
+@pytest.mark.slow
+def test_inductor_fullgraph_compile_matches_eager():
+    torch._dynamo.reset()
+    model, inputs = build(E2LLMForConditionalGeneration), make_inputs()
+    with torch.no_grad():
+        expected = model(**inputs).logits
+        got = torch.compile(model, fullgraph=True)(**inputs).logits
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)

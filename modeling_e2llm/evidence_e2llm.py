@@ -14,23 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .scoring_e2llm import embed_with_eeg
+from .eeg_evidence_features import BANDS as EVIDENCE_BANDS  # the SEED family's five bands, [low, high) Hz
+from .eeg_evidence_features import band_power_db  # one definition for rationales, their checks and these maps
 from .signal_e2llm import normalize_windows
-
-# Frequency bands of the evidence maps, [low, high) Hz (the SEED family's five bands).
-EVIDENCE_BANDS: dict[str, tuple[float, float]] = {
-    "delta": (1.0, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 14.0), "beta": (14.0, 31.0), "gamma": (31.0, 49.0),
-}
-
-
-def band_power_db(windows: np.ndarray, sfreq: float) -> np.ndarray:
-    """Welch band power in dB (10 log10 µV²): `(n, n_channels, n_times)` -> `(n, n_bands, n_channels)`."""
-    from scipy.signal import welch
-
-    freqs, psd = welch(windows, fs=sfreq, nperseg=min(windows.shape[-1], int(2 * sfreq)), axis=-1)
-    masks = np.stack([(freqs >= lo) & (freqs < hi) for lo, hi in EVIDENCE_BANDS.values()], axis=-1)
-    power = (psd @ masks.astype(np.float64)) * (freqs[1] - freqs[0])
-    return 10 * np.log10(np.maximum(np.swapaxes(power, -1, -2), 1e-12))
 
 
 def normalized_like_extractor(raw_values: torch.Tensor, channel_mask: torch.Tensor, mode: str) -> torch.Tensor:
@@ -92,9 +78,9 @@ def integrated_gradients(
         path = (eeg_values.repeat_interleave(steps, 0) * alphas.repeat(n)[:, None, None]).requires_grad_(True)
         features = model.get_eeg_features(path, eeg_channel_ids.repeat_interleave(steps, 0),
                                           eeg_channel_mask.repeat_interleave(steps, 0))
-        hidden = model.model.language_model(
-            inputs_embeds=embed_with_eeg(model, rows, features), attention_mask=masks,
-            position_ids=(masks.cumsum(-1) - 1).clamp(min=0), use_cache=False,
+        hidden = model.model(
+            input_ids=rows, attention_mask=masks, position_ids=(masks.cumsum(-1) - 1).clamp(min=0),
+            eeg_features=features, use_cache=False,
         ).last_hidden_state
         logits = model.lm_head(hidden[:, -width - 1 : -1]).float()  # position t predicts token t + 1
         logp = logits.log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1)

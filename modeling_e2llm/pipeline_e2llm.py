@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import copy
 import os
-import re
-import tempfile
 import types
+import warnings
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,14 +20,19 @@ import torch
 from transformers import GenerationConfig, Pipeline
 
 from .answers import LABEL_KEY, parse_answer
+from .eeg_evidence_features import montage_support, remove_unsupported_claims
+from .evidence_e2llm import (
+    EVIDENCE_BANDS,
+    band_power_db,
+    evidence_map,
+    integrated_gradients,
+    normalized_like_extractor,
+    relative_band_power,
+)
 from .recording_file_e2llm import open_recording
+from .scoring_e2llm import LABEL_LINE, label_prompt_ids, left_pad, score_candidates
 
 DEFAULT_QUESTION = "Which emotion does this EEG show? Explain your reasoning from the signal, then answer."
-# Frequency bands of the evidence maps, [low, high) Hz (the SEED family's five bands).
-EVIDENCE_BANDS: dict[str, tuple[float, float]] = {
-    "delta": (1.0, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 14.0), "beta": (14.0, 31.0), "gamma": (31.0, 49.0),
-}
-_LABEL_LINE = re.compile(rf"^[ \t]*\**{LABEL_KEY}\**[ \t]*[:=]", re.IGNORECASE | re.MULTILINE)
 
 
 def _is_mne_like(obj) -> bool:
@@ -41,20 +45,14 @@ def _read_path(path) -> object:
     return open_recording(path)
 
 
-def band_power_db(windows: np.ndarray, sfreq: float) -> np.ndarray:
-    """Welch band power in dB (10 log10 µV²): `(n, n_channels, n_times)` -> `(n, n_bands, n_channels)`."""
-    from scipy.signal import welch
-
-    freqs, psd = welch(windows, fs=sfreq, nperseg=min(windows.shape[-1], int(2 * sfreq)), axis=-1)
-    masks = np.stack([(freqs >= lo) & (freqs < hi) for lo, hi in EVIDENCE_BANDS.values()], axis=-1)
-    power = (psd @ masks.astype(np.float64)) * (freqs[1] - freqs[0])
-    return 10 * np.log10(np.maximum(np.swapaxes(power, -1, -2), 1e-12))
-
-
 class EEGEmotionPipeline(Pipeline):
     r"""
     Emotion recognition from EEG with an E2LLM: per window, a generated rationale and label, and a probability per
-    label from label scoring (the log-likelihood of each label string after the rationale, in one forward pass).
+    label from label scoring (the log-likelihood of each label string after the rationale).
+
+    Each window's EEG is encoded once per call: `generate` and label scoring share the projected features. Label
+    scoring continues the generated token ids (not their decoded text) and runs the prompt + rationale once, scoring
+    every label from its cache (`e2llm.scoring_e2llm`).
 
     Inputs: a `(n_channels, n_times)` array or tensor (with `sampling_rate`, `channel_names` and `units`), an MNE
     `Raw`, an MNE `Epochs` (one result per epoch), a path to any MNE-readable recording, a dict
@@ -73,7 +71,8 @@ class EEGEmotionPipeline(Pipeline):
     `apply_filters` (False for windows already band-passed), `return_rationale` (False: label scoring only, no
     generation; `label` is then the most probable label), `extra_fields` (`{"Valence": [...]}` to parse from the
     answer), `max_new_tokens` and other generation parameters, `return_evidence` (scalp maps saved as PNG in
-    `evidence_dir`; needs MNE and matplotlib), `baseline` (a recording whose band power the evidence is relative to).
+    `evidence_dir`; needs MNE and matplotlib; see `e2llm.evidence_e2llm`), `baseline` (a recording whose band power
+    the evidence is relative to), `attribution_steps` (integrated-gradient steps, 16).
 
     Example:
 
@@ -103,6 +102,7 @@ class EEGEmotionPipeline(Pipeline):
             raise ValueError("the eeg-emotion pipeline needs the model's E2LLMProcessor (processor=...)")
         self.label_names = list(self.model.config.label_names)
         self.candidate_ids = self.processor.label_candidate_ids(self.label_names)
+        self._unnormalized_processor = None
 
     def _sanitize_parameters(self, sampling_rate=None, channel_names=None, units=None, question=None, prompt=None,
                              apply_filters=None, return_rationale=None, extra_fields=None, max_new_tokens=None,
@@ -149,7 +149,7 @@ class EEGEmotionPipeline(Pipeline):
         outputs = self.forward(self._concat(prepared), **forward)
         results, offset = [], 0
         for part in prepared:
-            n = len(part["prompts"])
+            n = len(part["prompt_ids"])
             window_outputs = {key: value[offset : offset + n] for key, value in outputs.items()}
             results.append(self.postprocess({**part, **window_outputs}, **postprocess))
             offset += n
@@ -159,7 +159,7 @@ class EEGEmotionPipeline(Pipeline):
     def _concat(prepared: list[dict]) -> dict:
         merged = {key: torch.cat([p[key] for p in prepared]) for key in ("eeg_values", "eeg_channel_ids",
                                                                           "eeg_channel_mask")}
-        merged["prompts"] = [text for p in prepared for text in p["prompts"]]
+        merged["prompt_ids"] = [row for p in prepared for row in p["prompt_ids"]]
         return merged
 
     # ---------------------------------------------------------------- preprocess
@@ -196,71 +196,93 @@ class EEGEmotionPipeline(Pipeline):
             raise ValueError(f"an array input must be one recording (n_channels, n_times), got shape {tuple(item.shape)}"
                              "; pass a list of recordings for a batch")
         signal_args = dict(sampling_rate=sampling_rate, channel_names=channel_names, units=units)
-        features = self.processor.feature_extractor(item, **signal_args, apply_filters=apply_filters,
-                                                    return_tensors="pt")
+        epochs = _is_mne_like(item) and hasattr(item, "events")
         rendered = self.processor.apply_chat_template(self._conversation(question, prompt), add_generation_prompt=True)
-        text = rendered.replace(self.processor.eeg_token, self.processor.eeg_token * self.processor.num_eeg_tokens)
-        n_windows = int(features["eeg_values"].shape[0])
-        out = {name: features[name] for name in ("eeg_values", "eeg_channel_ids", "eeg_channel_mask")}
-        out.update(prompts=[text] * n_windows, starts=features["eeg_window_starts"].tolist(),
-                   items=features["eeg_num_windows"].tolist(), epochs=_is_mne_like(item) and hasattr(item, "events"))
+        # One chain run: with evidence, unnormalised windows (for band power), normalised here as the extractor would.
+        processor = self._evidence_processor() if return_evidence else self.processor
+        encoded = processor(text=[rendered] * (len(item) if epochs else 1), eeg=item, **signal_args,
+                            apply_filters=apply_filters, return_tensors="pt", return_metadata=True)
+        out = {name: encoded[name] for name in ("eeg_values", "eeg_channel_ids", "eeg_channel_mask")}
+        out["items"] = encoded["eeg_num_windows"].tolist()  # windows per recording (per epoch of Epochs)
+        out["prompt_ids"] = self._window_prompts(encoded["input_ids"], encoded["attention_mask"], out["items"])
+        out.update(starts=encoded["eeg_window_starts"].tolist(), epochs=epochs)
+        # which rationale claims the recorded channels can support, and a warning when most electrodes are missing
+        present = out["eeg_channel_ids"][0][out["eeg_channel_mask"][0].bool()].tolist()
+        out["montage"] = montage_support([self.processor.feature_extractor.electrode_names[i] for i in present])
         if return_evidence:
-            out["power_db"], out["relative_db"], out["channel_names"] = self._evidence_power(
-                item, features, signal_args, apply_filters, baseline
+            raw = out["eeg_values"]
+            out["eeg_values"] = normalized_like_extractor(raw, out["eeg_channel_mask"],
+                                                          self.processor.feature_extractor.normalization)
+            out["relative_db"], out["channel_names"] = self._evidence_power(
+                raw, out["eeg_channel_ids"], signal_args, apply_filters, baseline
             )
         return out
 
-    def _evidence_power(self, item, features, signal_args, apply_filters, baseline):
-        """Band power (dB) of each window and relative to the baseline: `(n_windows, n_bands, n_channels)` each."""
-        raw_fe = copy.deepcopy(self.processor.feature_extractor)
-        raw_fe.normalization = "none"
-        windows = raw_fe(item, **signal_args, apply_filters=apply_filters, return_tensors="np")["eeg_values"]
-        power = band_power_db(windows.astype(np.float64), raw_fe.sampling_rate)
+    def _window_prompts(self, input_ids, attention_mask, windows: list[int]) -> list[torch.Tensor]:
+        """One prompt row per window: its recording's prompt with the `<|eeg|>` run cut to one window's tokens."""
+        k = self.processor.num_eeg_tokens
+        rows = []
+        for ids, mask, n_windows in zip(input_ids, attention_mask, windows):
+            ids = ids[mask.bool()]
+            first = int(torch.nonzero(ids == self.processor.eeg_token_id)[0, 0])
+            rows += [torch.cat([ids[: first + k], ids[first + n_windows * k :]])] * n_windows
+        return rows
+
+    def _evidence_processor(self):
+        """A processor whose feature extractor skips the normalisation (same chain otherwise)."""
+        if self._unnormalized_processor is None:
+            extractor = copy.deepcopy(self.processor.feature_extractor)
+            extractor.normalization = "none"
+            self._unnormalized_processor = copy.copy(self.processor)
+            self._unnormalized_processor.feature_extractor = extractor
+        return self._unnormalized_processor
+
+    def _evidence_power(self, raw, channel_ids, signal_args, apply_filters, baseline):
+        """Band power (dB) of each window relative to the baseline `(n_windows, n_bands, n_channels)`, channel names."""
+        extractor = self._evidence_processor().feature_extractor
+        power = band_power_db(raw.numpy().astype(np.float64), extractor.sampling_rate)
+        baseline_power = None
         if baseline is not None:
             if isinstance(baseline, (str, os.PathLike)):
                 baseline = _read_path(baseline)
-            base = raw_fe(baseline, **signal_args, apply_filters=apply_filters, return_tensors="np")
-            if not np.array_equal(base["eeg_channel_ids"][0], features["eeg_channel_ids"][0].numpy()):
+            base = extractor(baseline, **signal_args, apply_filters=apply_filters, return_tensors="np")
+            if not np.array_equal(base["eeg_channel_ids"][0], channel_ids[0].numpy()):
                 raise ValueError("the baseline recording must have the same channels as the input")
-            reference = band_power_db(base["eeg_values"].astype(np.float64), raw_fe.sampling_rate).mean(axis=0)
-        elif len(power) > 1:  # the recording's own mean over windows
-            reference = power.mean(axis=0)
-        else:  # one window, no baseline: relative to the mean over channels
-            reference = power[0].mean(axis=-1, keepdims=True)
-        names = [raw_fe.electrode_names[i] for i in features["eeg_channel_ids"][0].tolist()]
-        return power, power - reference, names
+            baseline_power = band_power_db(base["eeg_values"].astype(np.float64), extractor.sampling_rate)
+        names = [extractor.electrode_names[i] for i in channel_ids[0].tolist()]
+        return relative_band_power(power, baseline_power), names
 
     # ---------------------------------------------------------------- forward
-    def _tokenize(self, texts: list[str]) -> dict:
-        # left padding: generation continues every row from its last position
-        return self.processor.tokenizer(texts, padding=True, padding_side="left", return_tensors="pt",
-                                        add_special_tokens=False)
-
     def _forward(self, model_inputs, generate_kwargs=None, batch_size=1, return_rationale=True, return_evidence=False,
                  attribution_steps=16):
-        prompts = model_inputs["prompts"]
         generated, scores, attributions = [], [], []
-        for start in range(0, len(prompts), batch_size):
+        pad = self.processor.tokenizer.pad_token_id
+        for start in range(0, len(model_inputs["prompt_ids"]), batch_size):
             chunk = slice(start, start + batch_size)
             eeg = {name: model_inputs[name][chunk].to(self.device) for name in
                    ("eeg_values", "eeg_channel_ids", "eeg_channel_mask")}
-            texts = prompts[chunk]
+            prompts = [row.to(self.device) for row in model_inputs["prompt_ids"][chunk]]
+            features = self.model.get_eeg_features(**eeg)  # the one encoder pass of these windows
             if return_rationale:
-                encoded = self._tokenize(texts).to(self.device)
+                input_ids, attention_mask = left_pad(prompts, pad)
                 kwargs = self._prepare_generate_kwargs(dict(generate_kwargs or {}))
-                sequences = self.model.generate(**encoded, **eeg, **kwargs)
-                answers = self.processor.tokenizer.batch_decode(
-                    sequences[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True
-                )
+                sequences = self.model.generate(input_ids=input_ids, attention_mask=attention_mask,
+                                                eeg_features=features, **kwargs)
+                answers = [label_prompt_ids(self.processor.tokenizer, row)
+                           for row in sequences[:, input_ids.shape[1] :].tolist()]
             else:
-                answers = [""] * len(texts)
-            scoring = [text + self.scoring_prefix(answer, return_rationale) for text, answer in zip(texts, answers)]
-            encoded = self._tokenize(scoring).to(self.device)
-            probs = self.model.score_emotions(encoded["input_ids"], encoded["attention_mask"], self.candidate_ids, **eeg)
-            generated.extend(answers)
+                answers = [label_prompt_ids(self.processor.tokenizer, None)] * len(prompts)
+            rows = [torch.cat([p, torch.tensor(ids, dtype=torch.long, device=self.device)])
+                    for p, (_, ids) in zip(prompts, answers)]
+            input_ids, attention_mask = left_pad(rows, pad)
+            probs = score_candidates(self.model, input_ids, attention_mask, self.candidate_ids,
+                                     eeg_features=features).softmax(-1)
+            generated.extend(text for text, _ in answers)
             scores.append(probs.float().cpu())
             if return_evidence:
-                attributions.append(self._integrated_gradients(encoded, eeg, probs.argmax(-1), attribution_steps))
+                targets = [self.candidate_ids[t] for t in probs.argmax(-1).tolist()]
+                attributions.append(integrated_gradients(self.model, input_ids, attention_mask, targets, **eeg,
+                                                         steps=attribution_steps))
         out = {"generated_text": generated, "scores": torch.cat(scores)}
         if return_evidence:
             out["attribution"] = torch.cat(attributions)
@@ -268,34 +290,13 @@ class EEGEmotionPipeline(Pipeline):
 
     @staticmethod
     def scoring_prefix(answer: str, with_rationale: bool = True) -> str:
-        """The assistant text that label scoring continues: the answer up to its label line, then `Emotion:`."""
+        """The assistant text that label scoring continues: the answer up to its label line, then `Emotion:`
+        (the text of the tokens `e2llm.scoring_e2llm.label_prompt_ids` gives)."""
         if not with_rationale:
             return f"{LABEL_KEY}:"
-        match = _LABEL_LINE.search(answer)
+        match = LABEL_LINE.search(answer)
         body = answer[: match.start()] if match else answer.rstrip() + "\n"
         return f"{body}{LABEL_KEY}:"
-
-    def _integrated_gradients(self, encoded, eeg, targets, steps: int) -> torch.Tensor:
-        """Integrated gradients (zero baseline, `steps` Riemann steps) of the target label's log-likelihood with
-        respect to the encoder input, summed over time: `(n_windows, n_channels)`."""
-        result = []
-        cand = [torch.tensor(self.candidate_ids[t], device=self.device) for t in targets.tolist()]
-        alphas = (torch.arange(steps, device=self.device, dtype=torch.float32) + 0.5) / steps
-        with torch.enable_grad():
-            for i, ids in enumerate(cand):
-                x = eeg["eeg_values"][i : i + 1]
-                path = (alphas[:, None, None] * x).requires_grad_(True)  # (steps, n_channels, n_times)
-                keep = encoded["attention_mask"][i].bool()  # drop the left padding of this window's prompt
-                row = torch.cat([encoded["input_ids"][i][keep], ids])[None].expand(steps, -1)
-                mask = torch.ones_like(row)
-                n = len(ids)
-                logits = self.model(input_ids=row, attention_mask=mask, eeg_values=path, logits_to_keep=n + 1,
-                                    eeg_channel_ids=eeg["eeg_channel_ids"][i : i + 1].expand(steps, -1),
-                                    eeg_channel_mask=eeg["eeg_channel_mask"][i : i + 1].expand(steps, -1)).logits
-                logp = logits[:, :-1].float().log_softmax(-1).gather(-1, ids[None, :, None].expand(steps, -1, 1))
-                (grad,) = torch.autograd.grad(logp.sum(), path)
-                result.append((x[0] * grad.mean(0)).sum(-1).detach().float().cpu())
-        return torch.stack(result)
 
     # ---------------------------------------------------------------- postprocess
     def postprocess(self, model_outputs, extra_fields=None, return_evidence=False, evidence_dir=None):
@@ -306,6 +307,8 @@ class EEGEmotionPipeline(Pipeline):
             if text:
                 parsed = parse_answer(text, self.label_names, extra_fields)
                 label, rationale, fields = parsed.label, parsed.rationale, parsed.fields
+                # never report claims about regions without channels, or an asymmetry without a frontal pair
+                rationale, _ = remove_unsupported_claims(rationale, model_outputs["montage"])
             else:  # label scoring only
                 label, rationale, fields = self.label_names[int(probs.argmax())], None, {}
             start = float(model_outputs["starts"][i])
@@ -314,13 +317,22 @@ class EEGEmotionPipeline(Pipeline):
             if extra_fields:
                 window["fields"] = fields
             if return_evidence:
-                window["evidence"] = self._evidence(model_outputs, i, evidence_dir)
+                window["evidence"] = evidence_map(
+                    model_outputs["relative_db"][i], model_outputs["attribution"][i].numpy(),
+                    model_outputs["channel_names"], self.processor.feature_extractor.sampling_rate, start,
+                    evidence_dir, stem=f"evidence_{id(model_outputs)}_{i:04d}",
+                )
             windows.append(window)
         groups, offset = [], 0
         for n in model_outputs["items"]:
             groups.append(windows[offset : offset + n])
             offset += n
         results = [group[0] if len(group) == 1 else self._aggregate(group) for group in groups]
+        warning = model_outputs["montage"].warning
+        if warning is not None:
+            warnings.warn(warning, stacklevel=2)
+            for result in results:
+                result["warning"] = warning
         return results if model_outputs["epochs"] else results[0]
 
     def _aggregate(self, windows: list[dict]) -> dict:
@@ -332,50 +344,6 @@ class EEGEmotionPipeline(Pipeline):
             label = max((name for name, c in votes.items() if c == top), key=lambda name: mean[name])
         return {"label": label, "scores": mean, "votes": dict(votes),
                 "n_unparseable": sum(w["label"] is None for w in windows), "windows": windows}
-
-    def _evidence(self, outputs, i: int, evidence_dir) -> dict:
-        """PNG of scalp maps: band power relative to the baseline (dB) per band and the input attribution."""
-        try:  # optional: inside try so remote-code loading (check_imports) does not require them
-            import matplotlib
-
-            matplotlib.use("Agg", force=False)
-            import matplotlib.pyplot as plt
-            import mne
-        except ImportError as error:  # pragma: no cover - depends on the environment
-            raise ImportError("evidence maps need MNE-Python and matplotlib: pip install mne matplotlib") from error
-
-        names = outputs["channel_names"]
-        relative = outputs["relative_db"][i]
-        attribution = outputs["attribution"][i][: len(names)].numpy()
-        info = mne.create_info(names, self.processor.feature_extractor.sampling_rate, "eeg")
-        builtin = mne.channels.get_builtin_montages()
-        info.set_montage("colin27_1005" if "colin27_1005" in builtin else "standard_1005", on_missing="ignore")
-        placed = np.array([not np.isnan(ch["loc"][:3]).any() and np.any(ch["loc"][:3]) for ch in info["chs"]])
-        if placed.sum() < 3:
-            raise ValueError(f"evidence maps need at least 3 channels with 10-05 positions, got {names}")
-        info = mne.pick_info(info, np.flatnonzero(placed))
-        fig, axes = plt.subplots(1, len(EVIDENCE_BANDS) + 1, figsize=(3 * (len(EVIDENCE_BANDS) + 1), 3.2))
-        limit = float(np.abs(relative[:, placed]).max()) or 1.0
-        for ax, band, values in zip(axes, EVIDENCE_BANDS, relative):
-            mne.viz.plot_topomap(values[placed], info, axes=ax, show=False, cmap="RdBu_r", vlim=(-limit, limit),
-                                 res=32)
-            ax.set_title(f"{band} (dB vs baseline)", fontsize=9)
-        att_limit = float(np.abs(attribution[placed]).max()) or 1.0
-        mne.viz.plot_topomap(attribution[placed], info, axes=axes[-1], show=False, cmap="PuOr_r",
-                             vlim=(-att_limit, att_limit), res=32)
-        axes[-1].set_title("integrated gradients", fontsize=9)
-        start = outputs["starts"][i]
-        fig.suptitle(f"window at {start:.1f} s", fontsize=10)
-        folder = Path(evidence_dir) if evidence_dir is not None else Path(tempfile.mkdtemp(prefix="e2llm-evidence-"))
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"evidence_{os.getpid()}_{id(outputs)}_{i:04d}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return {
-            "png": str(path),
-            "relative_band_power_db": {band: dict(zip(names, map(float, row))) for band, row in zip(EVIDENCE_BANDS, relative)},
-            "attribution": dict(zip(names, map(float, attribution))),
-        }
 
 
 __all__ = ["DEFAULT_QUESTION", "EVIDENCE_BANDS", "EEGEmotionPipeline", "band_power_db"]

@@ -72,23 +72,6 @@ def label_prompt_ids(tokenizer, generated_ids: Sequence[int] | None) -> tuple[st
     return answer, ids[:kept] + tokenizer(tail, add_special_tokens=False)["input_ids"]
 
 
-def embed_with_eeg(model, input_ids: torch.LongTensor, eeg_features: torch.Tensor | None) -> torch.Tensor:
-    """Token embeddings `(batch, seq_len, hidden)` with `eeg_features` `(n_windows, num_eeg_tokens, hidden)` in the
-    `<|eeg|>` positions, in order."""
-    embeds = model.get_input_embeddings()(input_ids)
-    placeholders = input_ids == model.config.eeg_token_id
-    n_tokens = int(placeholders.sum())
-    n_features = 0 if eeg_features is None else eeg_features.shape[0] * eeg_features.shape[1]
-    if n_tokens != n_features:
-        raise ValueError(
-            f"the prompts hold {n_tokens} <|eeg|> tokens but the EEG gives {n_features} feature vectors; build the "
-            "prompts with E2LLMProcessor (num_eeg_tokens per window) and pass the features of their windows in order"
-        )
-    if eeg_features is None:
-        return embeds
-    return embeds.masked_scatter(placeholders[..., None], eeg_features.to(embeds.device, embeds.dtype))
-
-
 @torch.no_grad()
 def score_candidates(
     model,
@@ -111,25 +94,17 @@ def score_candidates(
             as they are; or `eeg_values` `(n_windows, n_channels, n_times)` + `eeg_channel_ids` (+ mask), encoded
             here once.
     """
-    if eeg_features is not None and eeg_values is not None:
-        raise ValueError("pass eeg_features or eeg_values, not both")
-    if eeg_values is not None:
-        if eeg_channel_ids is None:
-            raise ValueError("eeg_values were given without eeg_channel_ids")
-        eeg_features = model.get_eeg_features(eeg_values, eeg_channel_ids, eeg_channel_mask)
     cand, cand_mask = candidate_tensor(candidate_ids, input_ids.device)
     attention_mask = attention_mask.to(input_ids.device)
-    language_model = model.model.language_model
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    prefix = language_model(
-        inputs_embeds=embed_with_eeg(model, input_ids, eeg_features), attention_mask=attention_mask,
-        position_ids=position_ids, use_cache=cand.shape[1] > 1,
-    )
-    first = F.log_softmax(model.lm_head(prefix.last_hidden_state[:, -1]).float(), -1)  # (batch, vocab)
-    scores = first[:, cand[:, 0]]  # (batch, n_candidates)
+    eeg = dict(eeg_values=eeg_values, eeg_channel_ids=eeg_channel_ids, eeg_channel_mask=eeg_channel_mask,
+               eeg_features=eeg_features)
+    prefix = model.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         use_cache=cand.shape[1] > 1, **{k: v for k, v in eeg.items() if v is not None})
+    last = prefix.last_hidden_state[:, -1]  # (batch, hidden): predicts every candidate's first token
     long = torch.nonzero(cand_mask.sum(-1) > 1).flatten()
     if len(long) == 0:
-        return scores
+        return F.log_softmax(model.lm_head(last).float(), -1)[:, cand[:, 0]]
     # The other tokens of the long candidates continue a copy of the prefix cache, one row per (prompt, candidate).
     batch, n_long = input_ids.shape[0], len(long)
     rest = cand[long, :-1].repeat(batch, 1)  # inputs: every token but the last
@@ -138,13 +113,15 @@ def score_candidates(
     cache.batch_repeat_interleave(n_long)
     mask = torch.cat([attention_mask.repeat_interleave(n_long, 0), torch.ones_like(rest)], dim=1)
     start = position_ids[:, -1:].repeat_interleave(n_long, 0) + 1
-    hidden = language_model(
-        inputs_embeds=model.get_input_embeddings()(rest), attention_mask=mask,
-        position_ids=start + torch.arange(rest.shape[1], device=rest.device), cache=cache, use_cache=True,
+    hidden = model.model(
+        input_ids=rest, attention_mask=mask, position_ids=start + torch.arange(rest.shape[1], device=rest.device),
+        cache=cache, use_cache=True,
     ).last_hidden_state
-    logprobs = F.log_softmax(model.lm_head(hidden).float(), -1).gather(-1, targets[..., None]).squeeze(-1)
-    scores[:, long] += (logprobs * target_mask).sum(-1).view(batch, n_long)
+    # one pass of the head over both sets of positions (it is the largest matrix of a small model)
+    logprobs = F.log_softmax(model.lm_head(torch.cat([last, hidden.flatten(0, 1)])).float(), -1)
+    scores = logprobs[:batch, cand[:, 0]]  # (batch, n_candidates)
+    later = logprobs[batch:].view(*rest.shape, -1).gather(-1, targets[..., None]).squeeze(-1)
+    scores[:, long] += (later * target_mask).sum(-1).view(batch, n_long)
     return scores
 
-
-__all__ = ["LABEL_LINE", "candidate_tensor", "embed_with_eeg", "label_prompt_ids", "left_pad", "score_candidates"]
+__all__ = ["LABEL_LINE", "candidate_tensor", "label_prompt_ids", "left_pad", "score_candidates"]

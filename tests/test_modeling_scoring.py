@@ -109,7 +109,7 @@ def test_bad_eeg_inputs_to_scoring_are_named(tiny_e2llm):
     candidates = processor.label_candidate_ids(model.config.label_names)
     with torch.no_grad():
         features = model.get_eeg_features(**eeg_inputs)
-    with pytest.raises(ValueError, match="hold 12 <\\|eeg\\|> tokens but the EEG gives 8 feature vectors"):
+    with pytest.raises(ValueError, match="holds 12 <\\|eeg\\|> tokens but the EEG gives 8"):
         model.score_labels(inputs["input_ids"], inputs["attention_mask"], candidates, eeg_features=features[:2])
     with pytest.raises(ValueError, match="not both"):
         model.score_labels(inputs["input_ids"], inputs["attention_mask"], candidates, eeg_features=features,

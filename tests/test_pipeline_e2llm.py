@@ -141,8 +141,8 @@ def test_missing_file_and_unknown_argument(pipe, tmp_path):
 
 def test_custom_question_reaches_the_prompt(pipe):
     prepared = pipe.preprocess(_recording(4.0), **SIGNAL, question="Is this person calm?")
-    assert "Is this person calm?" in prepared["prompts"][0]
-    assert DEFAULT_QUESTION in pipe.preprocess(_recording(4.0), **SIGNAL)["prompts"][0]
+    assert "Is this person calm?" in pipe.processor.decode(prepared["prompt_ids"][0])
+    assert DEFAULT_QUESTION in pipe.processor.decode(pipe.preprocess(_recording(4.0), **SIGNAL)["prompt_ids"][0])
 
 
 def test_evidence_png(pipe, tmp_path):

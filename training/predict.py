@@ -8,6 +8,12 @@ Any file MNE reads works (EDF/BDF, FIF, BrainVision, EEGLAB, ...); its EEG chann
 (default) hold one object per window with the file, start/end seconds, label (null when the answer could
 not be parsed), probabilities per label, rationale and the generated text, and one closing object per
 file with the aggregate label (``"window": "all"``).
+
+Over many files it runs unchanged on N processes, each taking a contiguous shard of the files; the rows come back
+in the order of the files and only the main process writes them::
+
+    accelerate launch --num_processes 4 -m e2llm.training.cli predict recordings/*.edf --model runs/stage3 \
+        --output predictions.jsonl
 """
 
 from __future__ import annotations
@@ -79,11 +85,12 @@ def run(args: argparse.Namespace) -> int:
     from transformers import pipeline
 
     from e2llm.training.evaluate import load_model
+    from e2llm.training.sharding import inference_device, is_main_process, process_count, process_index, sharded_map
 
     missing = [f for f in args.files if not Path(f).exists()]
     if missing:
         raise FileNotFoundError(f"no such recording(s): {missing}")
-    model, processor = load_model(args.model, args.device, args.trust_remote_code)
+    model, processor = load_model(args.model, inference_device(args.device), args.trust_remote_code)
     pipe = pipeline("eeg-emotion", model=model, processor=processor, device=model.device)
     options = {"batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
                "return_rationale": not args.no_rationale, "apply_filters": not args.no_filters}
@@ -91,9 +98,16 @@ def run(args: argparse.Namespace) -> int:
         options["question"] = args.question
     if args.evidence_dir:
         options.update(return_evidence=True, evidence_dir=args.evidence_dir)
-    rows = []
-    for path in args.files:
-        rows += result_rows(path, pipe(recording_input(path), **options))
+
+    def predict_files(paths: list[str]) -> list[list[dict]]:
+        if process_count() > 1:
+            print(f"process {process_index()}/{process_count()}: {len(paths)} of {len(args.files)} files",
+                  file=sys.stderr)
+        return [result_rows(path, pipe(recording_input(path), **options)) for path in paths]
+
+    rows = [row for file_rows in sharded_map(predict_files, args.files) for row in file_rows]
+    if not is_main_process():
+        return 0
     text = format_table(rows) if args.format == "table" else "\n".join(json.dumps(row) for row in rows)
     if args.output:
         Path(args.output).write_text(text + "\n")

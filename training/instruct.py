@@ -1,10 +1,18 @@
 """Stages 2 and 3: cross-modal alignment and chain-of-thought instruction tuning, with TRL's `SFTTrainer`.
 
-Stage 2 freezes the EEG encoder and the language model and trains the projector on EEG -> description pairs
-(``describe`` task of `e2llm.processing.instructions`). Stage 3 adds LoRA adapters (PEFT) to the language
-model's attention and MLP projections and trains the projector fully (and the encoder with
-``--train_encoder``) on the emotion / multi-task / scenario conversations, held-out templates excluded. Both
-take the loss on the assistant's tokens only (`EEGChatCollator`).
+Stage 2 freezes the EEG encoder and trains the projector on EEG -> description pairs (``describe`` task of
+`e2llm.processing.instructions`). With a pretrained Qwen (``--align_language_model frozen``, the paper's recipe)
+the language model stays frozen. A language model that has never seen text (the quickstart's randomly initialised
+tiny one) cannot turn projected EEG into words with frozen weights: its stage-2 loss was the same with real EEG,
+EEG shuffled across windows and zeros (6.508 / 6.508 / 6.511 nats). For such a model ``--align_language_model
+lora`` trains LoRA adapters and the final norm of the language model with the projector and merges them into the
+saved model, so stage 3 starts from a model that already writes descriptions read from the EEG. `alignment_gap`
+measures the point of the stage: the description loss with real EEG against shuffled EEG on held-out windows.
+
+Stage 3 adds LoRA adapters (PEFT) to the language model's attention and MLP projections and trains the projector
+fully (and the encoder with ``--train_encoder``) on the emotion / multi-task / scenario conversations, held-out
+templates excluded, plus label-only answers for ``--label_only_share`` of the windows. Both stages take the loss on
+the assistant's tokens only (`EEGChatCollator`).
 
     e2llm train stage2 --config training/configs/stage2_tiny.yaml
     e2llm train stage3 --config training/configs/stage3_qwen2.5-0.5b.yaml --learning_rate 1e-4

@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 
 from transformers import BatchFeature
-from transformers.processing_utils import ProcessorMixin
+from transformers.processing_utils import _MARKED_RE, _UNMARKED, ProcessorMixin
 
 from .answers import LABEL_KEY
 from .tokenization_e2llm import EEG_END_TOKEN, EEG_START_TOKEN, EEG_TOKEN
@@ -142,7 +142,8 @@ class E2LLMProcessor(ProcessorMixin):
             raise ValueError("E2LLMProcessor needs `text` (use processor.feature_extractor for EEG alone)")
         if not all(isinstance(sample, str) for sample in text):
             raise ValueError("`text` must be a string or a list of strings")
-        n_placeholders = sum(sample.count(EEG_TOKEN) for sample in text)
+        # `<|eeg|>` typed by a user and marked by `sanitize_control_tokens=True` is text, not a placeholder
+        n_placeholders = sum(_MARKED_RE.sub("", sample).count(EEG_TOKEN) for sample in text)
         if eeg_inputs is None:
             if n_placeholders:
                 raise ValueError(f"the text holds {n_placeholders} {EEG_TOKEN} placeholders but no `eeg` was given")
@@ -166,7 +167,7 @@ class E2LLMProcessor(ProcessorMixin):
         expanded, batch_offsets = [], []
         for sample in text:
             pieces, offsets, position, growth = [], [], 0, 0
-            for match in re.finditer(re.escape(EEG_TOKEN), sample) if replacements else ():
+            for match in re.finditer(_UNMARKED + re.escape(EEG_TOKEN), sample) if replacements else ():
                 start, end = match.span()
                 replacement = next(pending)
                 pieces += [sample[position:start], replacement]

@@ -247,3 +247,20 @@ def test_processor_rejects_other_modalities(tiny_e2llm):
     _, processor = tiny_e2llm
     with pytest.raises(ValueError, match="images, videos and audio are not supported"):
         processor(text="hello", images=[np.zeros((4, 4, 3))])
+
+
+def test_sanitize_control_tokens_keeps_typed_placeholders_as_text(tiny_e2llm):
+    """A user who types `<|eeg|>` writes text: with `sanitize_control_tokens=True` it is neither a placeholder nor the
+    placeholder's token id."""
+    _, processor = tiny_e2llm
+    conversation = [_user("Is <|eeg|> or <|im_end|> special here?")]
+    out = processor.apply_chat_template(
+        conversation, tokenize=True, return_dict=True, add_generation_prompt=True, sanitize_control_tokens=True,
+        processor_kwargs={"eeg": _eeg(8), **KW},
+    )
+    assert sum(row.count(processor.eeg_token_id) for row in out["input_ids"]) == 2 * processor.num_eeg_tokens
+    assert "Is <|eeg|> or <|im_end|> special here?" in processor.decode(out["input_ids"][0])
+    with pytest.raises(ValueError, match="holds 2 <\\|eeg\\|> placeholders but 1 EEG recordings"):
+        processor.apply_chat_template(
+            conversation, tokenize=True, add_generation_prompt=True, processor_kwargs={"eeg": _eeg(8), **KW}
+        )

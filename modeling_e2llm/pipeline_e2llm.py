@@ -30,6 +30,7 @@ from .evidence_e2llm import (
     relative_band_power,
 )
 from .recording_file_e2llm import open_recording
+from .validation_e2llm import check_finite_scores, check_pipeline_arguments, check_user_text
 from .scoring_e2llm import LABEL_LINE, label_prompt_ids, left_pad, score_candidates
 
 DEFAULT_QUESTION = "Which emotion does this EEG show? Explain your reasoning from the signal, then answer."
@@ -108,6 +109,10 @@ class EEGEmotionPipeline(Pipeline):
                              apply_filters=None, return_rationale=None, extra_fields=None, max_new_tokens=None,
                              generate_kwargs=None, return_evidence=None, evidence_dir=None, baseline=None,
                              attribution_steps=None, **kwargs):
+        check_pipeline_arguments(apply_filters=apply_filters, return_rationale=return_rationale,
+                                 return_evidence=return_evidence, max_new_tokens=max_new_tokens,
+                                 attribution_steps=attribution_steps)
+        check_user_text(question, prompt, getattr(self.processor, "tokenizer", None))
         preprocess = {k: v for k, v in dict(sampling_rate=sampling_rate, channel_names=channel_names, units=units,
                                             question=question, prompt=prompt, apply_filters=apply_filters,
                                             return_evidence=return_evidence, baseline=baseline).items() if v is not None}
@@ -130,6 +135,7 @@ class EEGEmotionPipeline(Pipeline):
     def __call__(self, inputs, batch_size: int | None = None, **kwargs):
         """Run on one input or a list of inputs (see the class docstring); windows are batched `batch_size` at a time."""
         kwargs.pop("num_workers", None)
+        check_pipeline_arguments(batch_size=batch_size)
         preprocess, forward, postprocess = self._sanitize_parameters(**kwargs)
         preprocess = {**self._preprocess_params, **preprocess}
         forward = {**self._forward_params, **forward, "batch_size": int(batch_size or self._batch_size or 1)}
@@ -147,6 +153,7 @@ class EEGEmotionPipeline(Pipeline):
                     raise
                 raise ValueError(f"input {i}: {error}") from error
         outputs = self.forward(self._concat(prepared), **forward)
+        check_finite_scores(outputs["scores"])  # never a label from NaN/Inf scores
         results, offset = [], 0
         for part in prepared:
             n = len(part["prompt_ids"])

@@ -144,6 +144,33 @@ def _reorder_channels(recording: Recording, channel_names: Sequence[str]) -> Rec
     )
 
 
+# Median channel standard deviation (µV, before filtering) a trial must have: below, the samples are volts stored
+# as microvolts (or the trial is dead); above, microvolts stored as volts. Scalp EEG sits at ~5-100 µV.
+PLAUSIBLE_TRIAL_STD_UV = (0.05, 1e5)
+
+
+def check_trial_signal(trial: Trial) -> None:
+    """ValueError naming the trial when its samples are not usable EEG: NaN/Inf, every channel constant (an
+    all-zero trial), or a typical amplitude that contradicts the stated units."""
+    recording = trial.recording
+    where = f"{recording.provenance.get('source', 'recording')} (subject {trial.subject}, session {trial.session}, " \
+            f"trial {trial.trial})"
+    data = np.asarray(recording.data)
+    if not np.all(np.isfinite(data)):
+        raise ValueError(f"{where}: contains NaN or Inf samples; repair the file or leave the subject out (--subjects)")
+    spread = np.ptp(data, axis=-1)
+    if np.all(spread == 0):
+        raise ValueError(f"{where}: every channel is constant (a flat or all-zero trial); repair the file or leave "
+                         "the subject out (--subjects)")
+    scale = convert_units(Recording(np.ones((1, 1)), 1.0, ["x"], recording.units), DATASET_UNITS).data[0, 0]
+    typical = float(np.median(data[spread > 0].std(axis=-1))) * scale
+    low, high = PLAUSIBLE_TRIAL_STD_UV
+    if not low <= typical <= high:
+        guess = "volts stored as microvolts" if typical < low else "microvolts stored as volts"
+        raise ValueError(f"{where}: median channel std is {typical:.3g} µV with units {recording.units!r}, outside "
+                         f"{low:g}-{high:g} µV: this looks like {guess}; check the dataset's units")
+
+
 def trial_windows(trial: Trial, params, channel_names: Sequence[str], filter: bool = True) -> dict | None:
     """The windows of one trial as a column chunk for `windows_to_dataset` (None if it has none).
 
@@ -155,6 +182,7 @@ def trial_windows(trial: Trial, params, channel_names: Sequence[str], filter: bo
     """
     from e2llm.processing.preprocess import preprocess_recording, window_recording
 
+    check_trial_signal(trial)
     recording = _reorder_channels(trial.recording, channel_names)
     recording = preprocess_recording(recording, params, filter=filter and not trial.preprocessed)
     recording = convert_units(recording, DATASET_UNITS)
@@ -349,6 +377,7 @@ __all__ = [
     "SUMMARY_FILE",
     "Trial",
     "dataset_metadata",
+    "check_trial_signal",
     "load_prepared",
     "save_prepared",
     "summarize",

@@ -30,7 +30,13 @@ import numpy as np
 from e2llm.processing.dataset_io import EEGDatasetReader, Trial
 from e2llm.processing.readers._common import file_number, require_dir, subject_filter, uv_recording
 from e2llm.processing.readers._safe_pickle import UnsafePickleError, safe_load
-from e2llm.processing.readers._ratings import rating_classes, rating_label_names, subtract_baseline
+from e2llm.processing.readers._ratings import (
+    check_ratings,
+    check_threshold,
+    rating_classes,
+    rating_label_names,
+    subtract_baseline,
+)
 
 DEAP_CHANNELS: tuple[str, ...] = (
     "Fp1", "AF3", "F3", "F7", "FC5", "FC1", "C3", "T7", "CP5", "CP1", "P3", "P7", "PO3", "O1", "Oz", "Pz",
@@ -39,6 +45,7 @@ DEAP_CHANNELS: tuple[str, ...] = (
 DEAP_SFREQ = 128.0
 DEAP_BASELINE_SECONDS = 3
 DEAP_SHAPE = (40, 40, 8064)
+DEAP_RATING_SCALE = (1.0, 9.0)
 
 
 class DEAPReader(EEGDatasetReader):
@@ -59,7 +66,7 @@ class DEAPReader(EEGDatasetReader):
     def __init__(self, root, target: str = "valence", label_threshold: float = 5.0, baseline_removal: bool = False,
                  subjects=None):
         self.root = require_dir(root, "DEAP")
-        self.target, self.label_threshold = target, float(label_threshold)
+        self.target, self.label_threshold = target, check_threshold(label_threshold, DEAP_RATING_SCALE, "DEAP")
         self.label_names = rating_label_names(target)
         self.baseline_removal = bool(baseline_removal)
         self.subjects = subject_filter(subjects)
@@ -93,6 +100,7 @@ class DEAPReader(EEGDatasetReader):
             raise ValueError(f"{path}: 'labels' has shape {ratings.shape}, expected (40, 4)")
         if not (np.all(np.isfinite(data)) and np.all(np.isfinite(ratings))):
             raise ValueError(f"{path}: contains NaN or Inf values")
+        check_ratings(ratings, DEAP_RATING_SCALE, f"{path}['labels']")
         subject = int(path.stem[1:])
         classes = rating_classes(ratings[:, 0], ratings[:, 1], self.target, self.label_threshold)
         n_base = int(DEAP_BASELINE_SECONDS * DEAP_SFREQ)

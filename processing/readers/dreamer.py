@@ -33,13 +33,20 @@ from e2llm.processing.readers._common import (
     subject_filter,
     uv_recording,
 )
-from e2llm.processing.readers._ratings import rating_classes, rating_label_names, subtract_baseline
+from e2llm.processing.readers._ratings import (
+    check_ratings,
+    check_threshold,
+    rating_classes,
+    rating_label_names,
+    subtract_baseline,
+)
 
 DREAMER_CHANNELS: tuple[str, ...] = (
     "AF3", "F7", "F3", "FC5", "T7", "P7", "O1", "O2", "P8", "T8", "FC6", "F4", "F8", "AF4",
 )
 DREAMER_SFREQ = 128.0
 DREAMER_N_VIDEOS = 18
+DREAMER_RATING_SCALE = (1.0, 5.0)
 
 
 def _field(struct, name: str, where: str):
@@ -72,7 +79,7 @@ class DREAMERReader(EEGDatasetReader):
                  subjects=None):
         self.root = require_dir(root, "DREAMER")
         self.path = require_file(self.root / "DREAMER.mat", "DREAMER.mat")
-        self.target, self.label_threshold = target, float(label_threshold)
+        self.target, self.label_threshold = target, check_threshold(label_threshold, DREAMER_RATING_SCALE, "DREAMER")
         self.label_names = rating_label_names(target)
         self.baseline_removal = bool(baseline_removal)
         self.subjects = subject_filter(subjects)
@@ -117,6 +124,8 @@ class DREAMERReader(EEGDatasetReader):
         for name, values in (("stimuli", stimuli), ("baseline", baselines), *scores.items()):
             if values.size != DREAMER_N_VIDEOS:
                 raise ValueError(f"{where}: {name} has {values.size} entries, expected {DREAMER_N_VIDEOS}")
+        for column, values in scores.items():
+            check_ratings(values, DREAMER_RATING_SCALE, f"{where} {column} ratings")
         classes = rating_classes(scores["valence"], scores["arousal"], self.target, self.label_threshold)
         for index in range(DREAMER_N_VIDEOS):
             source = f"{where}.EEG.stimuli{{{index + 1}}}"

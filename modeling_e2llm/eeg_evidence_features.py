@@ -93,7 +93,7 @@ def region_matrix(channel_names: Sequence[str]) -> np.ndarray:
 def faa_pair_indices(channel_names: Sequence[str]) -> list[tuple[int, int]]:
     """`(right, left)` channel positions of the `FAA_PAIRS` present in `channel_names`."""
     index = {canonical_channel_name(name) or name: i for i, name in enumerate(channel_names)}
-    return [(index[r], index[l]) for r, l in FAA_PAIRS if r in index and l in index]
+    return [(index[right], index[left]) for right, left in FAA_PAIRS if right in index and left in index]
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,8 @@ def evidence_features(power_db, channel_names: Sequence[str], reference_db) -> E
     de = DB_TO_NATS * deviation[..., eeg].mean(axis=-1) if eeg.any() else np.full(power_db.shape[:2], np.nan)
     pairs = faa_pair_indices(channel_names)
     alpha = deviation[:, BAND_NAMES.index("alpha")] * (np.log(10) / 10)  # ln of the alpha power ratio
-    faa = np.mean([alpha[:, r] - alpha[:, l] for r, l in pairs], axis=0) if pairs else np.full(len(power_db), np.nan)
+    faa = (np.mean([alpha[:, right] - alpha[:, left] for right, left in pairs], axis=0) if pairs
+           else np.full(len(power_db), np.nan))
     return EvidenceFeatures(power, de, faa)
 
 

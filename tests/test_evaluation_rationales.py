@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from e2llm.processing.instructions import evidence_reference, rationale_claims, rationale_text, read_evidence_columns
+from e2llm.processing.instructions import (
+    evidence_reference,
+    rationale_claims,
+    rationale_text,
+    read_evidence_columns,
+)
 from e2llm.training.data import synthetic_window_dataset
 from e2llm.training.evaluation.rationales import (
     check_claims,

@@ -180,7 +180,12 @@ def split_rationale_report(rationales: Sequence[str | None], predicted: Sequence
     dataset `test`, relative to the `EvidenceReference` of `train` (training windows only; a test subject without
     training windows gets its own windows' mean as baseline). Adds ``gold_label_consistency``: the same consistency
     for the rationales built from the test windows' own features, followed by their true labels (a ceiling)."""
-    from e2llm.processing.instructions import evidence_reference, rationale_claims, rationale_text, read_evidence_columns
+    from e2llm.processing.instructions import (
+        evidence_reference,
+        rationale_claims,
+        rationale_text,
+        read_evidence_columns,
+    )
 
     reference = evidence_reference(train)
     columns = read_evidence_columns(test)

@@ -39,6 +39,7 @@ _RULES = {
         (r"chan_embed\.weight", "embeddings.channel_embedding.weight"),
         (r"blocks\.(\d+)\.norm1\.(weight|bias)", r"layers.\1.attn_norm.\2"),
         (r"blocks\.(\d+)\.norm2\.(weight|bias)", r"layers.\1.mlp_norm.\2"),
+        (r"blocks\.(\d+)\.attn\.qkv\.(weight|bias)", r"layers.\1.attention.qkv_proj.\2"),
         (r"blocks\.(\d+)\.attn\.proj\.(weight|bias)", r"layers.\1.attention.o_proj.\2"),
         (r"blocks\.(\d+)\.mlp\.(fc1|fc2)\.(weight|bias)", r"layers.\1.mlp.\2.\3"),
         (r"norm\.(weight|bias)", r"norm.\1"),
@@ -46,6 +47,8 @@ _RULES = {
     "cbramod": (
         (r"patch_embedding\.positional_encoding\.0\.(weight|bias)", r"embeddings.position_conv.\1"),
         (r"patch_embedding\.spectral_proj\.0\.(weight|bias)", r"embeddings.spectral_projection.\1"),
+        (r"encoder\.layers\.(\d+)\.self_attn_s\.in_proj_(weight|bias)", r"layers.\1.spatial_attention.qkv_proj.\2"),
+        (r"encoder\.layers\.(\d+)\.self_attn_t\.in_proj_(weight|bias)", r"layers.\1.temporal_attention.qkv_proj.\2"),
         (r"encoder\.layers\.(\d+)\.self_attn_s\.out_proj\.(weight|bias)", r"layers.\1.spatial_attention.o_proj.\2"),
         (r"encoder\.layers\.(\d+)\.self_attn_t\.out_proj\.(weight|bias)", r"layers.\1.temporal_attention.o_proj.\2"),
         (r"encoder\.layers\.(\d+)\.linear1\.(weight|bias)", r"layers.\1.fc1.\2"),
@@ -72,9 +75,7 @@ _RULES = {
         (r"norm\.(weight|bias)", r"norm.\1"),
     ),
 }
-_FUSED_QKV = {
-    "eegpt": (r"blocks\.(\d+)\.attn\.qkv\.(weight|bias)", r"layers.\1.attention.{}_proj.\2"),
-    "cbramod": (r"encoder\.layers\.(\d+)\.self_attn_([st])\.in_proj_(weight|bias)", None),
+_FUSED_QKV = {  # braindecode's fused q/k/v weights that e2llm keeps as separate projections
     "labram": (r"blocks\.(\d+)\.attn\.qkv\.weight", r"layers.\1.attention.{}_proj.weight"),
 }
 # reshapes from braindecode's tensor layout to ours
@@ -93,11 +94,6 @@ _LABRAM_ORIGINAL = (
     (r"blocks\.(\d+)\.mlp\.fc1\.(.*)", r"blocks.\1.mlp.0.\2"),
     (r"blocks\.(\d+)\.mlp\.fc2\.(.*)", r"blocks.\1.mlp.2.\2"),
 )
-
-
-def _cbramod_qkv_name(match: re.Match) -> str:
-    layer, axis, kind = match.groups()
-    return f"layers.{layer}.{'spatial' if axis == 's' else 'temporal'}_attention.{{}}_proj.{kind}"
 
 
 def _cbramod_conv_name(key: str) -> str | None:
@@ -156,14 +152,14 @@ def to_e2llm_state_dict(backbone: str, state_dict: dict) -> tuple[dict, list[str
         state_dict = {k[len("target_encoder."):] if k.startswith("target_encoder.") else k: v
                       for k, v in state_dict.items()}
     ours, skipped, unknown = {}, [], []
-    fused_pattern, fused_target = _FUSED_QKV[backbone]
+    fused_pattern, fused_target = _FUSED_QKV.get(backbone, (r"(?!)", None))
     for key, tensor in state_dict.items():
         if any(re.fullmatch(p, key) for p in _SKIPPED[backbone]):
             skipped.append(key)
             continue
         fused = re.fullmatch(fused_pattern, key)
         if fused:
-            target = fused.expand(fused_target) if fused_target else _cbramod_qkv_name(fused)
+            target = fused.expand(fused_target)
             for name, part in zip("qkv", tensor.chunk(3, dim=0)):
                 ours[target.format(name)] = part.clone()
             continue
@@ -215,7 +211,7 @@ def settings_from_checkpoint(backbone: str, state: dict, config: dict | None) ->
         settings.update(embed_dim=width, patch_size=state["embeddings.patch_projection.weight"].shape[1],
                         num_summary_tokens=state["embeddings.summary_tokens.weight"].shape[0],
                         num_channel_embeddings=state["embeddings.channel_embedding.weight"].shape[0],
-                        qkv_bias="layers.0.attention.q_proj.bias" in state,
+                        qkv_bias="layers.0.attention.qkv_proj.bias" in state,
                         mlp_ratio=state["layers.0.mlp.fc1.weight"].shape[0] / width)
         for ours, theirs in (("num_heads", "num_heads"), ("patch_stride", "patch_stride"),
                              ("layer_norm_eps", "layer_norm_eps")):

@@ -58,17 +58,13 @@ class E2LLMEEGPTAttention(nn.Module):
         width, bias = settings["embed_dim"], settings["qkv_bias"]
         self.num_heads = settings["num_heads"]
         self.dropout = settings["attention_dropout"]
-        self.q_proj = nn.Linear(width, width, bias=bias)
-        self.k_proj = nn.Linear(width, width, bias=bias)
-        self.v_proj = nn.Linear(width, width, bias=bias)
+        self.qkv_proj = nn.Linear(width, 3 * width, bias=bias)  # fused: one GEMM instead of three
         self.o_proj = nn.Linear(width, width)
 
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        return x.view(x.shape[0], x.shape[1], self.num_heads, -1).transpose(1, 2)
-
     def forward(self, hidden_states: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-        query, key, value = (self._heads(p(hidden_states)) for p in (self.q_proj, self.k_proj, self.v_proj))
-        return self.o_proj(attend(self, query, key, value, key_mask, self.dropout))
+        batch, length, _ = hidden_states.shape
+        qkv = self.qkv_proj(hidden_states).view(batch, length, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        return self.o_proj(attend(self, qkv[0], qkv[1], qkv[2], key_mask, self.dropout))
 
 
 class E2LLMEEGPTMLP(nn.Module):

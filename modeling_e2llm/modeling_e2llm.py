@@ -14,6 +14,7 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
 from transformers.dynamic_module_utils import get_relative_import_files
+from transformers.modeling_utils import slice_logits_to_keep
 from transformers.utils import ModelOutput, torch_compilable_check
 from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import can_return_tuple
@@ -326,8 +327,7 @@ class E2LLMForConditionalGeneration(E2LLMPreTrainedModel, GenerationMixin):
             **kwargs,
         )
         hidden_states = outputs.last_hidden_state
-        keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
-        logits = self.lm_head(hidden_states[:, keep, :])
+        logits = self.lm_head(slice_logits_to_keep(hidden_states, logits_to_keep))
         loss = None
         if labels is not None:
             loss = self.loss_function(
@@ -342,6 +342,7 @@ class E2LLMForConditionalGeneration(E2LLMPreTrainedModel, GenerationMixin):
             eeg_hidden_states=outputs.eeg_hidden_states,
         )
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def prepare_inputs_for_generation(
         self,
         input_ids: torch.LongTensor,

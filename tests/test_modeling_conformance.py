@@ -210,6 +210,14 @@ def test_past_key_values_alias_is_honoured(cls):
     assert not torch.allclose(without_cache, full, atol=1e-3)
 
 
+def test_logits_to_keep_int_and_positions():
+    model, inputs = build(E2LLMForConditionalGeneration), make_inputs()
+    with torch.no_grad():
+        full = model(**inputs).logits
+        torch.testing.assert_close(model(**inputs, logits_to_keep=1).logits, full[:, -1:])
+        torch.testing.assert_close(model(**inputs, logits_to_keep=torch.tensor([2, 5])).logits, full[:, [2, 5]])
+
+
 # -- precomputed EEG features (Llava's pattern) ------------------------------------------------------------------
 
 

@@ -46,6 +46,9 @@ class E2LLMEEGConfig(PreTrainedConfig):
         band_edges (`list[float]`): edges in Hz of the bands of the band-power embedding (default δ, θ, α, β, γ as
             in SEED's differential entropy features); each band must hold at least one FFT bin of a patch.
         electrode_band_rank (`int`): rank of the electrode-conditioned band-power embedding (0 turns it off).
+        band_power_readout (`bool`): add to every pooled token a linear readout of each channel's log band power over
+            the window, standardised per (electrode, band) by running statistics, through per-electrode weights (patch
+            backbone): a path as direct as a linear model on differential entropy.
         backbone (`str`): `"patch"` (the patch transformer above, trained from scratch) or a pretrained foundation
             encoder: `"eegpt"`, `"cbramod"`, `"labram"` (see `e2llm.backbones_e2llm`). With a foundation backbone,
             `hidden_size` is its output width and the patch-transformer fields (`num_hidden_layers`, embeddings...) are
@@ -90,6 +93,7 @@ class E2LLMEEGConfig(PreTrainedConfig):
     use_band_power_embedding: bool = True
     band_edges: list[float] | tuple[float, ...] = (1.0, 4.0, 8.0, 14.0, 31.0, 50.0)
     electrode_band_rank: int = 8
+    band_power_readout: bool = False
     classifier_dropout: float | int = 0.1
     initializer_range: float = 0.02
     backbone: str = "patch"

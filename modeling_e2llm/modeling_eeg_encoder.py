@@ -206,6 +206,61 @@ class E2LLMEEGAttentionPooler(nn.Module):
         return self.norm(mean + queries + attended)
 
 
+class E2LLMEEGBandPowerReadout(nn.Module):
+    """`(batch, hidden_size)`: the mean over present channels of per-electrode weights `(n_bands, hidden_size)` times
+    the channel's log band power over the window, standardised per (electrode, band).
+
+    The standardisation uses running statistics per electrode and band (`running_mean`, `running_var`, saved with
+    the weights), updated while the readout trains: a cumulative average that becomes an exponential one (momentum
+    0.1). Without it the band powers' large, band-specific offsets swamp their small differences between windows
+    (a linear readout of unstandardised log powers reached 0.3-0.4 balanced accuracy where standardised ones reached
+    0.6 on the quickstart's validation trials). Added to every pooled token, it gives the stage-1 head and the
+    projector a linear path from each electrode's spectrum, as a logistic regression on differential entropy has."""
+
+    momentum = 0.1
+
+    def __init__(self, config: E2LLMEEGConfig):
+        super().__init__()
+        self.config = config
+        n_bands = len(config.band_edges) - 1
+        self.register_buffer("band_weights", E2LLMEEGPatchEmbedding.compute_band_weights(config), persistent=False)
+        self.register_buffer("running_mean", torch.zeros(config.num_electrodes, n_bands))
+        self.register_buffer("running_var", torch.ones(config.num_electrodes, n_bands))
+        self.register_buffer("num_updates", torch.zeros(config.num_electrodes))
+        self.weight = nn.Embedding(config.num_electrodes, n_bands * config.hidden_size)
+
+    def log_band_power(self, eeg_values: torch.Tensor) -> torch.Tensor:
+        """`(batch, n_channels, n_times)` -> `(batch, n_channels, n_bands)` log band power over the window's patches."""
+        batch, n_channels, _ = eeg_values.shape
+        patches = eeg_values.float().view(batch, n_channels, self.config.num_patches, self.config.patch_size)
+        power = torch.fft.rfft(patches, dim=-1).abs().square() / self.config.patch_size
+        band_power = (power @ self.band_weights.T.float()).mean(2)
+        return torch.log(band_power + E2LLMEEGPatchEmbedding.band_power_floor)
+
+    @torch.no_grad()
+    def _update(self, log_power: torch.Tensor, ids: torch.Tensor) -> None:
+        count = torch.zeros_like(self.num_updates).index_add_(0, ids, torch.ones_like(ids, dtype=self.num_updates.dtype))
+        total = torch.zeros_like(self.running_mean).index_add_(0, ids, log_power)
+        squares = torch.zeros_like(self.running_mean).index_add_(0, ids, log_power.square())
+        seen = count > 1
+        mean = total[seen] / count[seen, None]
+        var = (squares[seen] / count[seen, None] - mean.square()).clamp_min(1e-6)
+        rate = torch.clamp(1.0 / (self.num_updates[seen] + 1), min=self.momentum)[:, None]
+        self.running_mean[seen] += rate * (mean - self.running_mean[seen])
+        self.running_var[seen] += rate * (var - self.running_var[seen])
+        self.num_updates[seen] += 1
+
+    def forward(self, eeg_values: torch.Tensor, eeg_channel_ids: torch.Tensor, channel_mask: torch.Tensor) -> torch.Tensor:
+        log_power = self.log_band_power(eeg_values)  # (batch, n_channels, n_bands)
+        if self.training and self.weight.weight.requires_grad:  # a frozen readout keeps its statistics
+            self._update(log_power[channel_mask], eeg_channel_ids[channel_mask])
+        standard = (log_power - self.running_mean[eeg_channel_ids]) / self.running_var[eeg_channel_ids].sqrt()
+        weights = self.weight(eeg_channel_ids).view(*eeg_channel_ids.shape, log_power.shape[-1], -1)
+        mask = channel_mask.float()
+        readout = torch.einsum("bcn,bcnh->bh", standard * mask[..., None], weights.float())
+        return (readout / mask.sum(1, keepdim=True)).to(eeg_values.dtype)
+
+
 @dataclass
 class E2LLMEEGEncoderOutput(BaseModelOutputWithPooling):
     r"""
@@ -254,6 +309,11 @@ class E2LLMEEGPreTrainedModel(PreTrainedModel):
             if module.config.electrode_band_rank > 0:
                 # unit-scale factors: the centred log powers are O(1), so the spatial term starts as large as the rest
                 init.normal_(module.electrode_band_factors.weight, mean=0.0, std=1.0)
+        elif isinstance(module, E2LLMEEGBandPowerReadout):
+            init.copy_(module.band_weights, E2LLMEEGPatchEmbedding.compute_band_weights(module.config))
+            init.zeros_(module.running_mean)
+            init.ones_(module.running_var)
+            init.zeros_(module.num_updates)
 
 
 class E2LLMEEGEncoder(E2LLMEEGPreTrainedModel):
@@ -282,6 +342,8 @@ class E2LLMEEGEncoder(E2LLMEEGPreTrainedModel):
         else:  # a pretrained foundation encoder (EEGPT, CBraMod, LaBraM): e2llm.modeling_eeg_backbones
             self.backbone = build_backbone(config)
         self.pooler = E2LLMEEGAttentionPooler(config)
+        self.readout = (E2LLMEEGBandPowerReadout(config) if config.band_power_readout and config.backbone == "patch"
+                        else None)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
@@ -343,7 +405,10 @@ class E2LLMEEGEncoder(E2LLMEEGPreTrainedModel):
         for layer in self.layers:
             hidden_states = layer(hidden_states, token_mask)
         hidden_states = self.norm(hidden_states)
-        return E2LLMEEGEncoderOutput(last_hidden_state=hidden_states, pooler_output=self.pooler(hidden_states, token_mask))
+        pooled = self.pooler(hidden_states, token_mask)
+        if self.readout is not None:  # (batch, hidden) added to every pooled token
+            pooled = pooled + self.readout(eeg_values.to(self.dtype), eeg_channel_ids, channel_mask)[:, None]
+        return E2LLMEEGEncoderOutput(last_hidden_state=hidden_states, pooler_output=pooled)
 
 
 @dataclass

@@ -105,6 +105,7 @@ class MontageSupport:
     faa: bool
     n_channels: int
     channel_share: float
+    n_full: int = len(SEED_MONTAGE)
 
     @property
     def warning(self) -> str | None:
@@ -112,7 +113,7 @@ class MontageSupport:
         if self.channel_share >= MIN_CHANNEL_SHARE:
             return None
         absent = [r for r in REGIONS if r not in self.regions]
-        return (f"only {self.n_channels} EEG channel(s) ({self.channel_share:.0%} of the model's {len(SEED_MONTAGE)}-"
+        return (f"only {self.n_channels} EEG channel(s) ({self.channel_share:.0%} of the model's {self.n_full}-"
                 f"electrode montage) are present: the model was trained on full montages, so its answer is less "
                 f"reliable; claims about {', '.join(absent) or 'no'} region(s)"
                 f"{'' if self.faa else ' and frontal alpha asymmetry'} cannot be computed and are removed")
@@ -125,12 +126,16 @@ class MontageSupport:
         return self.n_channels > 0
 
 
-def montage_support(channel_names: Sequence[str]) -> MontageSupport:
-    """The `MontageSupport` of a list of channel names (non-EEG names count as absent)."""
+def montage_support(channel_names: Sequence[str], full_montage: Sequence[str] | None = None) -> MontageSupport:
+    """The `MontageSupport` of a list of channel names (non-EEG names count as absent); `channel_share` is relative
+    to `full_montage`, the electrodes the model was trained on (default: SEED's 62)."""
     known = {canonical_channel_name(n) for n in channel_names} - {None}
+    full = {canonical_channel_name(n) for n in (full_montage or SEED_MONTAGE)} - {None}
+    if not full:
+        raise ValueError("full_montage holds no known 10-05 electrode name")
     regions = tuple(r for r, row in zip(REGIONS, region_matrix(list(known))) if row.any())
-    share = len(known & set(SEED_MONTAGE)) / len(SEED_MONTAGE)
-    return MontageSupport(regions, bool(faa_pair_indices(list(known))), len(known), share)
+    return MontageSupport(regions, bool(faa_pair_indices(list(known))), len(known), len(known & full) / len(full),
+                          len(full))
 
 
 @dataclass

@@ -73,6 +73,10 @@ def test_montage_support_and_the_missing_electrode_warning():
     assert one.supports(Claim("power", "alpha", "frontal", 1, "slightly"))
     assert not one.supports(Claim("power", "alpha", "occipital", 1, "slightly"))
     assert not one.supports(Claim("faa", "alpha", None, 1, "slightly"))
+    small = montage_support(["Fp1", "Fp2"], full_montage=["Fp1", "Fp2", "F3"])  # a model trained on 3 electrodes
+    assert small.channel_share == pytest.approx(2 / 3) and small.warning is None
+    with pytest.raises(ValueError, match="full_montage"):
+        montage_support(["Fp1"], full_montage=["EOG"])
 
 
 def test_unsupported_claims_are_removed_from_a_rationale():

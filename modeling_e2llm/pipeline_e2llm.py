@@ -13,7 +13,6 @@ import types
 import warnings
 from collections import Counter
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,8 +29,8 @@ from .evidence_e2llm import (
     relative_band_power,
 )
 from .recording_file_e2llm import open_recording
-from .validation_e2llm import check_finite_scores, check_pipeline_arguments, check_user_text
 from .scoring_e2llm import LABEL_LINE, label_prompt_ids, left_pad, score_candidates
+from .validation_e2llm import check_finite_scores, check_pipeline_arguments, check_user_text
 
 DEFAULT_QUESTION = "Which emotion does this EEG show? Explain your reasoning from the signal, then answer."
 
@@ -144,14 +143,16 @@ class EEGEmotionPipeline(Pipeline):
         items = [inputs] if single else list(inputs)
         if not items:
             raise ValueError("no inputs given")
-        prepared = []
-        for i, item in enumerate(items):
-            try:
-                prepared.append(self.preprocess(item, **preprocess))
-            except ValueError as error:  # name the offending input of a batch
-                if single:
-                    raise
-                raise ValueError(f"input {i}: {error}") from error
+        prepared = self._preprocess_arrays(items, **preprocess) if len(items) > 1 else None
+        if prepared is None:
+            prepared = []
+            for i, item in enumerate(items):
+                try:
+                    prepared.append(self.preprocess(item, **preprocess))
+                except ValueError as error:  # name the offending input of a batch
+                    if single:
+                        raise
+                    raise ValueError(f"input {i}: {error}") from error
         outputs = self.forward(self._concat(prepared), **forward)
         check_finite_scores(outputs["scores"])  # never a label from NaN/Inf scores
         results, offset = [], 0
@@ -182,8 +183,9 @@ class EEGEmotionPipeline(Pipeline):
             raise ValueError("a prompt conversation must hold exactly one {'type': 'eeg'} content part")
         return list(prompt)
 
-    def preprocess(self, item, sampling_rate=None, channel_names=None, units=None, question=None, prompt=None,
-                   apply_filters=True, return_evidence=False, baseline=None):
+    @staticmethod
+    def _resolve(item, sampling_rate=None, channel_names=None, units=None, question=None, prompt=None):
+        """`(eeg, signal arguments, question, prompt)` of one input; a dict's own entries win."""
         if isinstance(item, Mapping):
             unknown = set(item) - {"eeg", "sampling_rate", "channel_names", "units", "question", "prompt"}
             if "eeg" not in item or unknown:
@@ -203,19 +205,20 @@ class EEGEmotionPipeline(Pipeline):
             raise ValueError(f"an array input must be one recording (n_channels, n_times), got shape {tuple(item.shape)}"
                              "; pass a list of recordings for a batch")
         signal_args = dict(sampling_rate=sampling_rate, channel_names=channel_names, units=units)
+        return item, signal_args, question, prompt
+
+    def _prompt(self, question, prompt) -> str:
+        return self.processor.apply_chat_template(self._conversation(question, prompt), add_generation_prompt=True)
+
+    def preprocess(self, item, sampling_rate=None, channel_names=None, units=None, question=None, prompt=None,
+                   apply_filters=True, return_evidence=False, baseline=None):
+        item, signal_args, question, prompt = self._resolve(item, sampling_rate, channel_names, units, question, prompt)
         epochs = _is_mne_like(item) and hasattr(item, "events")
-        rendered = self.processor.apply_chat_template(self._conversation(question, prompt), add_generation_prompt=True)
         # One chain run: with evidence, unnormalised windows (for band power), normalised here as the extractor would.
         processor = self._evidence_processor() if return_evidence else self.processor
-        encoded = processor(text=[rendered] * (len(item) if epochs else 1), eeg=item, **signal_args,
-                            apply_filters=apply_filters, return_tensors="pt", return_metadata=True)
-        out = {name: encoded[name] for name in ("eeg_values", "eeg_channel_ids", "eeg_channel_mask")}
-        out["items"] = encoded["eeg_num_windows"].tolist()  # windows per recording (per epoch of Epochs)
-        out["prompt_ids"] = self._window_prompts(encoded["input_ids"], encoded["attention_mask"], out["items"])
-        out.update(starts=encoded["eeg_window_starts"].tolist(), epochs=epochs)
-        # which rationale claims the recorded channels can support, and a warning when most electrodes are missing
-        present = out["eeg_channel_ids"][0][out["eeg_channel_mask"][0].bool()].tolist()
-        out["montage"] = montage_support([self.processor.feature_extractor.electrode_names[i] for i in present])
+        encoded = processor(text=[self._prompt(question, prompt)] * (len(item) if epochs else 1), eeg=item,
+                            **signal_args, apply_filters=apply_filters, return_tensors="pt", return_metadata=True)
+        out = {**self._window_inputs(encoded, 0, len(encoded["input_ids"])), "epochs": epochs}
         if return_evidence:
             raw = out["eeg_values"]
             out["eeg_values"] = normalized_like_extractor(raw, out["eeg_channel_mask"],
@@ -223,6 +226,45 @@ class EEGEmotionPipeline(Pipeline):
             out["relative_db"], out["channel_names"] = self._evidence_power(
                 raw, out["eeg_channel_ids"], signal_args, apply_filters, baseline
             )
+        return out
+
+    def _preprocess_arrays(self, items, sampling_rate=None, channel_names=None, units=None, question=None,
+                           prompt=None, apply_filters=True, return_evidence=False, baseline=None) -> list[dict] | None:
+        """`preprocess` of several array inputs in one processor call (the feature extractor stacks recordings of
+        one shape); None when the inputs do not allow it (evidence, MNE objects, paths, mixed rates or units, or an
+        input error, which the one-by-one path then names)."""
+        if return_evidence:
+            return None
+        try:
+            resolved = [self._resolve(item, sampling_rate, channel_names, units, question, prompt) for item in items]
+            if not all(isinstance(eeg, (np.ndarray, torch.Tensor)) for eeg, *_ in resolved):
+                return None
+            signals = {(signal["sampling_rate"], signal["units"]) for _, signal, *_ in resolved}
+            if len(signals) != 1:
+                return None
+            (rate, unit), = signals
+            encoded = self.processor(text=[self._prompt(q, p) for *_, q, p in resolved], eeg=[r[0] for r in resolved],
+                                     sampling_rate=rate, channel_names=[r[1]["channel_names"] for r in resolved],
+                                     units=unit, apply_filters=apply_filters, return_tensors="pt",
+                                     return_metadata=True)
+        except ValueError:
+            return None
+        return [{**self._window_inputs(encoded, i, i + 1), "epochs": False} for i in range(len(items))]
+
+    def _window_inputs(self, encoded, first: int, stop: int) -> dict:
+        """Model inputs, one prompt row per window, window starts and montage of the recordings `first:stop` of a
+        processor output."""
+        windows = encoded["eeg_num_windows"].tolist()
+        lo, hi = sum(windows[:first]), sum(windows[:stop])
+        out = {name: encoded[name][lo:hi] for name in ("eeg_values", "eeg_channel_ids", "eeg_channel_mask")}
+        out["items"] = windows[first:stop]  # windows per recording (per epoch of Epochs)
+        out["prompt_ids"] = self._window_prompts(encoded["input_ids"][first:stop],
+                                                 encoded["attention_mask"][first:stop], out["items"])
+        out["starts"] = encoded["eeg_window_starts"][lo:hi].tolist()
+        # which rationale claims the recorded channels can support, and a warning when most electrodes are missing
+        present = out["eeg_channel_ids"][0][out["eeg_channel_mask"][0].bool()].tolist()
+        out["montage"] = montage_support([self.processor.feature_extractor.electrode_names[i] for i in present],
+                                         getattr(self.model.config.eeg_config, "channel_names", None))
         return out
 
     def _window_prompts(self, input_ids, attention_mask, windows: list[int]) -> list[torch.Tensor]:

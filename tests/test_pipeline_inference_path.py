@@ -11,7 +11,8 @@ from transformers import pipeline
 import e2llm.pipeline_e2llm as pipeline_module
 from e2llm import SEED_CHANNELS, EEGEmotionPipeline, build_tiny_e2llm
 
-pytestmark = pytest.mark.filterwarnings("ignore:The filter kernel:RuntimeWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:The filter kernel:RuntimeWarning"),
+              pytest.mark.filterwarnings("ignore:only .* EEG channel:UserWarning")]
 NAMES = list(SEED_CHANNELS[:24])
 SFREQ = 200.0
 SIGNAL = {"sampling_rate": SFREQ, "channel_names": NAMES, "units": "uV"}
@@ -145,3 +146,23 @@ def test_scores_equal_the_text_level_path(pipe, monkeypatch):
     expected = pipe.model.score_emotions(inputs["input_ids"], inputs["attention_mask"], pipe.candidate_ids, **eeg)
     got = torch.tensor([[o["scores"][n] for n in pipe.label_names] for o in outputs])
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_a_list_of_arrays_goes_through_one_feature_extraction(pipe, monkeypatch):
+    # different lengths, questions and channel counts
+    items = [{"eeg": _recording(4.0, seed=5), "channel_names": NAMES},
+             {"eeg": _recording(8.0, seed=6), "channel_names": NAMES, "question": "Calm or not?"},
+             {"eeg": _recording(4.0, seed=7)[:20], "channel_names": NAMES[:20]}]
+    signal = {**SIGNAL, "channel_names": None}
+    counter = Counter(pipe, monkeypatch)
+    try:
+        batched = pipe(items, **signal, batch_size=4, return_rationale=False)
+    finally:
+        counter.remove()
+    assert counter.extractor_runs == 1 and (counter.encoder, counter.windows) == (1, 4)
+    single = [pipe(item, **signal, return_rationale=False) for item in items]
+    for b, s in zip(batched, single):
+        b_windows, s_windows = b.get("windows", [b]), s.get("windows", [s])
+        assert [w["start"] for w in b_windows] == [w["start"] for w in s_windows]
+        for bw, sw in zip(b_windows, s_windows):
+            np.testing.assert_allclose(list(bw["scores"].values()), list(sw["scores"].values()), atol=1e-5)

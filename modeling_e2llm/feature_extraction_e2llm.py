@@ -15,7 +15,6 @@ from transformers.utils import TensorType, logging
 
 from .backbones_e2llm import channel_table_ids
 from .electrodes import ELECTRODE_NAMES, canonical_channel_name, find_duplicates
-from .streaming_e2llm import iter_windows as _iter_windows
 from .signal_e2llm import (
     NORMALIZATION_MODES,
     apply_filter,
@@ -27,6 +26,7 @@ from .signal_e2llm import (
     sliding_windows,
     window_params,
 )
+from .streaming_e2llm import iter_windows as _iter_windows
 
 logger = logging.get_logger(__name__)
 

@@ -77,8 +77,9 @@ FEATURE_EXTRACTOR = {
 
 def _pipe(call):
     def run():
-        from e2llm import build_tiny_e2llm
         from transformers import pipeline
+
+        from e2llm import build_tiny_e2llm
 
         model, processor = _pipe.cache if hasattr(_pipe, "cache") else build_tiny_e2llm(seed=0)
         _pipe.cache = (model, processor)
@@ -263,7 +264,7 @@ if __name__ == "__main__":
         for group, cases in catalogue(tmp).items():
             ends[group] = Counter(_outcome(*case).split(":")[0] for case in cases.values())
         cli_ends = Counter()
-        for name, call in _cli(_mk(tmp / "cli")).items():
+        for call in _cli(_mk(tmp / "cli")).values():
             err = io.StringIO()
             with contextlib.redirect_stderr(err):
                 status = call()

@@ -93,17 +93,22 @@ def test_kill_during_checkpoint_and_final_save(tmp_path):
     with pytest.raises(ValueError, match="incomplete"):
         check_complete(out)
     assert resolve_resume(out, True) == str(out / "checkpoint-12")  # a rerun resumes from the last complete one
+    (out / "merged").mkdir()  # stage 3 writes merged/ inside its output folder: refused while that is marked
+    (out / "merged" / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="incomplete"):
+        check_model_reference(str(out / "merged"))
 
 
 def test_training_argument_ranges():
     from types import SimpleNamespace
 
     good = dict(max_steps=-1, num_train_epochs=3.0, per_device_train_batch_size=4, gradient_accumulation_steps=1,
-                learning_rate=1e-4, save_total_limit=None)
+                learning_rate=1e-4, save_total_limit=None, output_dir="runs/x")
     check_training_arguments(SimpleNamespace(**good))
     check_training_arguments(SimpleNamespace(**{**good, "num_train_epochs": -1, "max_steps": 10}))
     for bad, message in (({"num_train_epochs": -1}, "num_train_epochs"), ({"num_train_epochs": 0}, "num_train_epochs"),
                          ({"per_device_train_batch_size": 0}, "batch_size"),
-                         ({"learning_rate": float("nan")}, "learning_rate"), ({"save_total_limit": 0}, "save_total")):
-        with pytest.raises(ValueError, match=message):
+                         ({"learning_rate": float("nan")}, "learning_rate"), ({"save_total_limit": 0}, "save_total"),
+                         ({"output_dir": __file__}, "existing file")):
+        with pytest.raises((ValueError, FileExistsError), match=message):
             check_training_arguments(SimpleNamespace(**{**good, **bad}))

@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 INCOMPLETE_MARKER = ".e2llm-incomplete"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+_STAGE_SUBFOLDERS = ("adapter", "merged")  # stage 3 writes these inside its (marked) output folder
 _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
 
 
@@ -61,7 +62,8 @@ def stage_finished(folder) -> None:
 def incomplete_reason(folder) -> str | None:
     """Why `folder` (a checkpoint or saved model) is not complete, or None when it looks complete."""
     folder = Path(folder)
-    if (folder / INCOMPLETE_MARKER).exists():
+    if (folder / INCOMPLETE_MARKER).exists() or (folder.name in _STAGE_SUBFOLDERS
+                                                  and (folder.parent / INCOMPLETE_MARKER).exists()):
         return "it was being written when the run stopped"
     config = next((folder / n for n in ("config.json", "adapter_config.json") if (folder / n).exists()), None)
     if config is None:
@@ -79,7 +81,7 @@ def incomplete_reason(folder) -> str | None:
 def check_complete(folder, what: str = "model folder") -> None:
     """ValueError when `folder` is an incomplete save (see `incomplete_reason`)."""
     reason = incomplete_reason(folder)
-    if reason is not None and (Path(folder) / INCOMPLETE_MARKER).exists():
+    if reason == "it was being written when the run stopped":
         raise ValueError(f"{what} {folder} is incomplete: {reason}. Resume the run (--resume_from_checkpoint true) "
                          "or load one of its complete checkpoints")
     if reason is not None and reason.startswith(("its", "a weights")):

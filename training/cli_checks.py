@@ -160,6 +160,9 @@ def check_training_arguments(training_args) -> None:
     rate = getattr(training_args, "learning_rate", 0.0)
     if not (math.isfinite(rate) and rate >= 0):
         raise ValueError(f"--learning_rate must be a finite number >= 0, got {rate}")
+    output_dir = getattr(training_args, "output_dir", None)
+    if output_dir is not None:
+        check_output_folder(output_dir, "--output_dir")
     if getattr(training_args, "save_total_limit", None) is not None and training_args.save_total_limit < 1:
         raise ValueError(f"--save_total_limit must be >= 1 (or unset), got {training_args.save_total_limit}")
 

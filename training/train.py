@@ -19,8 +19,6 @@ from pathlib import Path
 
 import torch
 
-from e2llm.training.checkpoints import resolve_resume, stage_finished, stage_started
-from e2llm.training.cli_checks import check_training_arguments
 from e2llm.training.arguments import (
     STAGES,
     DataArguments,
@@ -29,6 +27,8 @@ from e2llm.training.arguments import (
     ModelArguments,
     Stage1Config,
 )
+from e2llm.training.checkpoints import resolve_resume, stage_finished, stage_started
+from e2llm.training.cli_checks import check_training_arguments
 
 _CONFIGS = Path(__file__).parent / "configs"
 

@@ -29,7 +29,6 @@ import numpy as np
 
 from e2llm.processing.dataset_io import EEGDatasetReader, Trial
 from e2llm.processing.readers._common import file_number, require_dir, subject_filter, uv_recording
-from e2llm.processing.readers._safe_pickle import UnsafePickleError, safe_load
 from e2llm.processing.readers._ratings import (
     check_ratings,
     check_threshold,
@@ -37,6 +36,7 @@ from e2llm.processing.readers._ratings import (
     rating_label_names,
     subtract_baseline,
 )
+from e2llm.processing.readers._safe_pickle import UnsafePickleError, safe_load
 
 DEAP_CHANNELS: tuple[str, ...] = (
     "Fp1", "AF3", "F3", "F7", "FC5", "FC1", "C3", "T7", "CP5", "CP1", "P3", "P7", "PO3", "O1", "Oz", "Pz",

@@ -100,6 +100,10 @@ def vs_braindecode(args) -> dict:
                 start = time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - start)
+        # control: the comparison does see a change of one weight by 1e-3
+        ours.layers[0].mlp.fc2.bias.data[0] += 1e-3
+        control = float((ours(x, ids) - expected).abs().max())
+        ours.layers[0].mlp.fc2.bias.data[0] -= 1e-3
     braindecode_s, e2llm_s = (statistics.median(times[k][1:]) for k in ("braindecode", "e2llm"))
     return {
         "benchmark": "EEGPT backbone forward, e2llm vs braindecode (same weights, same input, one process)",
@@ -109,6 +113,7 @@ def vs_braindecode(args) -> dict:
         "input": "(batch, 62, 1024): 4 s at 256 Hz, 62-channel EEGPT table",
         "parameters": sum(p.numel() for p in ours.parameters()),
         "max_abs_difference": float((got - expected).abs().max()),
+        "max_abs_difference_after_changing_one_bias_by_1e-3": control,
         "output_shape": list(got.shape),
         "braindecode_seconds": round(braindecode_s, 4),
         "e2llm_seconds": round(e2llm_s, 4),

@@ -44,7 +44,9 @@ def test_lora_alignment_trains_the_language_model_and_saves_it_merged(windows, t
     assert not any("lora" in n for n, _ in saved.named_parameters())
     gap = json.loads((tmp_path / "alignment.json").read_text())
     assert gap == pytest.approx(trainer.alignment_gap)
-    assert set(gap) >= {"loss_real_eeg", "loss_shuffled_eeg", "loss_zeros_eeg", "gap_shuffled_minus_real"}
+    assert set(gap) >= {"loss_real_eeg", "loss_shuffled_eeg", "loss_zeros_eeg", "gap_shuffled_minus_real",
+                        "description_nll_real_eeg", "description_gap_shuffled_minus_real"}
+    assert gap["description_nll_real_eeg"] == pytest.approx(gap["loss_real_eeg"] * gap["tokens_per_description"])
 
 
 def test_frozen_alignment_trains_only_the_projector(windows, tmp_path):

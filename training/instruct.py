@@ -176,8 +176,9 @@ def train_stage2(model, processor, train_dataset, args, instruction_seed: int = 
 
 
 def alignment_gap(model, processor, pairs, seed: int = 0, batch_size: int = 16, max_windows: int | None = 256) -> dict:
-    """Mean description loss (nats per answer token) of `pairs` (``describe`` rows of `build_instructions`) with
-    each window's own EEG, with the EEG shuffled across windows (a derangement) and with zero EEG.
+    """Mean description loss of `pairs` (``describe`` rows of `build_instructions`) with each window's own EEG, with
+    the EEG shuffled across windows (a derangement) and with zero EEG: per answer token (``loss_*``) and per
+    description (``description_nll_*``, the negative log-likelihood of a whole description, in nats).
 
     Alignment works when the real-EEG loss is clearly below the shuffled one: the descriptions are then read from
     the signal, not guessed from the text alone."""
@@ -211,7 +212,11 @@ def alignment_gap(model, processor, pairs, seed: int = 0, batch_size: int = 16, 
                 totals[name][1] += int((labels[:, 1:] != IGNORE_INDEX).sum())
     model.train(was_training)
     out = {f"loss_{name}_eeg": total / max(count, 1) for name, (total, count) in totals.items()}
-    out.update(gap_shuffled_minus_real=out["loss_shuffled_eeg"] - out["loss_real_eeg"], n_windows=n)
+    out.update({f"description_nll_{name}_eeg": total / n for name, (total, _) in totals.items()})
+    out.update(gap_shuffled_minus_real=out["loss_shuffled_eeg"] - out["loss_real_eeg"],
+               description_gap_shuffled_minus_real=(out["description_nll_shuffled_eeg"]
+                                                    - out["description_nll_real_eeg"]),
+               tokens_per_description=totals["real"][1] / n, n_windows=n)
     return out
 
 

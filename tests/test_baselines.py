@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from e2llm.training.baselines import EEGNetV4, de_features, de_logistic_regression, eegnet_baseline
+from e2llm.training.evaluation.baselines import EEGNetV4, de_features, de_logistic_regression, eegnet_baseline
 
 
 def _windows(n: int, seed: int, n_channels: int = 8, n_times: int = 400, sfreq: float = 200.0):

@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -11,7 +12,10 @@ from e2llm.processing.dataset_io import save_prepared
 from e2llm.processing.splits import trial_keys
 from e2llm.training.cli import main as cli_main
 from e2llm.training.data import synthetic_window_dataset
-from e2llm.training.evaluate import evaluate_model, multitask_consistent, resolve_split
+from e2llm.training.evaluation.evaluate import EvalOptions, evaluate_model
+from e2llm.training.evaluation.runner import mismatched_partners, multitask_consistent
+from e2llm.training.evaluation.splits import SplitIndices, SplitSpec, resolve_split
+from e2llm.training.evaluation.summary import summarize
 
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
@@ -35,11 +39,10 @@ def tiny():
 def report(dataset, tiny, tmp_path_factory):
     model, processor = tiny
     out = tmp_path_factory.mktemp("eval")
-    return evaluate_model(
-        model, processor, dataset, tasks=("emotion", "multitask", "scenario"), baselines=("de_logreg", "eegnet_v4"),
-        eegnet_epochs=1, seeds=(0, 1), self_consistency_samples=2, max_new_tokens=3, max_test_windows=5,
-        batch_size=8, output_dir=out,
-    )
+    options = EvalOptions(tasks=("emotion", "multitask", "scenario"), baselines=("de_logreg", "eegnet_v4"),
+                          eegnet_epochs=1, self_consistency_samples=2, max_new_tokens=3, max_test_windows=5,
+                          batch_size=8)
+    return evaluate_model(model, processor, dataset, SplitSpec("trial"), options, provenance=None, output_dir=out)
 
 
 def test_every_metric_is_reported(report):
@@ -47,11 +50,13 @@ def test_every_metric_is_reported(report):
     assert set(summary) == {"e2llm/emotion", "e2llm/multitask", "e2llm/scenario", "de_logreg", "eegnet_v4"}
     for method in ("e2llm/emotion", "e2llm/multitask", "de_logreg", "eegnet_v4"):
         for key in ("accuracy", "balanced_accuracy", "macro_f1", "kappa", "parse_rate", "ece"):
-            assert summary[method][key]["n"] == 2, (method, key)
+            assert summary[method][key]["n"] == 1, (method, key)
+        lo, hi = summary[method]["accuracy"]["ci"]  # every accuracy has its interval over held-out trials
+        assert 0 <= lo <= summary[method]["accuracy"]["pooled"] <= hi <= 1
+        assert "selective_accuracy_50%" in summary[method]
     emotion = summary["e2llm/emotion"]
-    for key in ("score_accuracy", "self_consistency_agreement", "share_with_checkable_claims"):
+    for key in ("score_accuracy", "self_consistency_agreement", "mean_confidence"):
         assert key in emotion
-    assert "faithfulness" in emotion  # NaN (no checkable claim) is reported as n = 0, never as a number
     multitask = summary["e2llm/multitask"]
     for key in ("valence_accuracy", "arousal_accuracy", "intensity_accuracy", "consistency_rate"):
         assert key in multitask
@@ -59,6 +64,20 @@ def test_every_metric_is_reported(report):
     run = report["runs"][0]["methods"]["e2llm/emotion"]
     assert set(run["per_class"]) == set(report["label_names"])
     assert len(run["confusion_matrix"]["matrix"][0]) == len(report["label_names"]) + 1
+    assert set(report["paired"]) == {"e2llm/emotion - de_logreg", "e2llm/emotion - eegnet_v4",
+                                     "e2llm/multitask - de_logreg", "e2llm/multitask - eegnet_v4"}
+
+
+def test_mismatched_eeg_is_scored(report):
+    reliance = report["reliance"]
+    for key in ("accuracy", "follows_swapped_eeg", "mean_confidence", "normal_accuracy", "confidence_drop"):
+        assert reliance[key]["n"] == 1
+    assert isinstance(reliance["flag_confidence_does_not_drop"], bool)
+    labels = np.array([0, 0, 1, 2, 2, 1])
+    partners = mismatched_partners(labels, seed=3)
+    assert (labels[partners] != labels).all()
+    with pytest.raises(ValueError, match="two classes"):
+        mismatched_partners(np.zeros(4, dtype=int))
 
 
 def test_untrained_answers_are_unparseable_and_counted(report):
@@ -71,26 +90,28 @@ def test_untrained_answers_are_unparseable_and_counted(report):
 def test_split_is_held_out_and_files_written(report, dataset):
     split = report["split"]
     assert split["kind"] == "trial" and split["n_test_windows"] == 5
-    train_idx, test_idx = resolve_split(dataset, "trial")
-    train_keys = {tuple(k) for k in trial_keys(dataset.select(train_idx))}
-    assert not train_keys & {tuple(k) for k in trial_keys(dataset.select(test_idx))}
+    indices = resolve_split(dataset, SplitSpec("trial"))
+    train_keys = {tuple(k) for k in trial_keys(dataset.select(indices.train))}
+    assert not train_keys & {tuple(k) for k in trial_keys(dataset.select(indices.test))}
     files = report["files"]
-    assert len(files["confusion"]) == 4
+    assert len(files["confusion"]) == 4  # emotion, multitask, de_logreg, eegnet_v4 (scenario has none)
     for png in files["confusion"]:
         with open(png, "rb") as f:
             assert f.read(4) == b"\x89PNG"
     stored = json.loads(open(files["json"]).read(), parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
-    assert stored["summary"]["de_logreg"]["accuracy"]["n"] == 2
+    assert stored["summary"]["de_logreg"]["accuracy"]["n"] == 1 and stored["synthetic"] is True
     markdown = open(files["markdown"]).read()
     assert "| de_logreg |" in markdown and "unparseable" in markdown.lower()
+    assert "Synthetic data" in markdown and "mismatched EEG" in markdown
+    assert "Warning:" in markdown and "no provenance" in markdown  # evaluated with provenance=None
 
 
 def test_label_set_mismatch_and_bad_fold(dataset):
     model, processor = build_tiny_e2llm(id2label={0: "positive", 1: "negative"})
     with pytest.raises(ValueError, match="differ from the dataset"):
-        evaluate_model(model, processor, dataset)
+        evaluate_model(model, processor, dataset, provenance=None)
     with pytest.raises(ValueError, match="fold 5 does not exist"):
-        resolve_split(dataset, "subject", fold=5)
+        resolve_split(dataset, SplitSpec("subject", fold=5))
 
 
 def test_given_indices_are_checked_for_trial_leakage(dataset, tiny):
@@ -99,13 +120,13 @@ def test_given_indices_are_checked_for_trial_leakage(dataset, tiny):
     rows = np.arange(len(dataset))
     first_trial = (keys == keys[0]).all(axis=1)
     leaking_test = np.concatenate([rows[first_trial][:1], rows[~first_trial][:3]])  # one window of a train trial
+    leaking = SplitIndices(SplitSpec("trial"), rows[first_trial][1:], test=leaking_test)
+    options = EvalOptions(baselines=(), mismatched_eeg=False, max_new_tokens=2, max_test_windows=3)
     with pytest.raises(ValueError, match="leaks 1 trial"):
-        evaluate_model(model, processor, dataset, train_idx=rows[first_trial][1:], test_idx=leaking_test,
-                       baselines=())
-    train_idx, test_idx = resolve_split(dataset, "trial", split_seed=3)
-    report = evaluate_model(model, processor, dataset, train_idx=train_idx, test_idx=test_idx, baselines=(),
-                            max_new_tokens=2, max_test_windows=3)
-    assert report["split"]["kind"] == "given indices" and list(report["summary"]) == ["e2llm/emotion"]
+        evaluate_model(model, processor, dataset, options=options, indices=leaking, provenance=None)
+    indices = resolve_split(dataset, SplitSpec("trial", seed=3))
+    report = evaluate_model(model, processor, dataset, options=options, indices=indices, provenance=None)
+    assert report["split"]["seed"] == 3 and list(report["runs"][0]["methods"]) == ["e2llm/emotion"]
 
 
 def test_multitask_consistency_rules():
@@ -114,6 +135,19 @@ def test_multitask_consistency_rules():
                                      "Intensity": "strong"})
     assert multitask_consistent({"Emotion": "fear", "Valence": "negative", "Arousal": "high", "Intensity": "moderate"})
     assert not multitask_consistent({"Emotion": "fear", "Valence": "negative", "Arousal": "high", "Intensity": "mild"})
+
+
+def test_training_seeds_pool_into_mean_std(report):
+    """Two replicates (training seeds) of the same split: mean ± std over them, one interval over trials."""
+    second = json.loads(json.dumps(report["runs"][0]))
+    second["replicate"] = 1
+    predictions = second["methods"]["de_logreg"]["predictions"]
+    second["methods"]["de_logreg"]["predictions"] = [(p + 1) % len(report["label_names"]) for p in predictions]
+    second["methods"]["de_logreg"]["accuracy"] = 0.0
+    pooled = summarize([report, {**report, "runs": [second]}])
+    assert pooled["n_replicates"] == 2
+    accuracy = pooled["summary"]["de_logreg"]["accuracy"]
+    assert accuracy["n"] == 2 and accuracy["std"] > 0 and len(accuracy["ci"]) == 2
 
 
 @pytest.fixture(scope="module")
@@ -126,15 +160,48 @@ def saved(tiny, dataset, tmp_path_factory):
     return root
 
 
-def test_evaluate_cli(saved, capsys):
+def test_evaluate_cli_without_provenance_warns(saved, capsys):
     out = saved / "report"
     assert cli_main(["evaluate", "--model", str(saved / "model"), "--data", str(saved / "data"), "--split", "subject",
                      "--fold", "1", "--max-new-tokens", "4", "--max-test-windows", "6", "--output-dir", str(out),
                      "--device", "cpu"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["split"]["kind"] == "subject" and report["split"]["test_subjects"] == [2]
+    assert report["provenance"]["status"] == "missing"
+    assert report["command"].startswith("e2llm evaluate --model") and "--fold 1" in report["command"]
     assert (out / "report.md").exists() and (out / "confusion_de_logreg.png").exists()
     assert "report written" in capsys.readouterr().out
+
+
+def test_evaluate_refuses_trials_the_model_trained_on(saved, dataset, tmp_path, capsys):
+    """A model trained on a trial split, evaluated leave-one-subject-out: most test trials are its training trials."""
+    from e2llm.training.provenance import stage_record, write_provenance
+
+    model = tmp_path / "model"
+    shutil.copytree(saved / "model", model)
+    indices = resolve_split(dataset, SplitSpec("trial", test_size=0.25, seed=0))
+    write_provenance(model, [stage_record("stage3", dataset, indices, dataset.select(indices.train), seed=0)])
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--model", str(model), "--data", str(saved / "data"), "--split", "subject", "--fold", "0",
+            "--max-new-tokens", "2", "--max-test-windows", "4", "--baselines", "--output-dir", str(out), "--device",
+            "cpu"]
+    assert cli_main(argv) == 2
+    message = capsys.readouterr().err
+    n_trials = len(np.unique(trial_keys(dataset)[trial_keys(dataset)[:, 0] == 1], axis=0))
+    n_seen = len({tuple(k) for k in trial_keys(dataset.select(indices.train)) if k[0] == 1})
+    assert f"{n_seen} of the {n_trials} evaluation trials" in message and "stage3 train" in message
+    assert "--split trial --test-size 0.25 --split-seed 0` (the split the model was trained with) is clean" in message
+    assert not out.exists()  # refused before any inference or writing
+    clean = argv[:5] + ["--split", "trial"] + argv[9:]
+    assert cli_main(clean) == 0
+    assert json.loads((out / "report.json").read_text())["provenance"]["overlap"]["n_overlapping_windows"] == 0
+
+
+def test_evaluate_seeds_option_was_renamed(saved, capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["evaluate", "--model", str(saved / "model"), "--data", str(saved / "data"), "--seeds", "0", "1",
+                  "--output-dir", str(saved / "x")])
+    assert "--prompt-seed" in capsys.readouterr().err
 
 
 def test_pipeline_from_saved_folder(saved):
@@ -169,12 +236,3 @@ def test_predict_cli(saved, tmp_path):
     cli_main(["predict", str(path), "--model", str(saved / "model"), "--format", "table", "--no-rationale",
               "--output", str(table), "--device", "cpu"])
     assert "rec.edf" in table.read_text()
-
-
-def test_combine_reports_pools_runs_of_several_models(report):
-    from e2llm.training.eval_report import combine_reports
-
-    combined = combine_reports([report, report], ["seed0", "seed1"])
-    assert len(combined["runs"]) == 2 * len(report["runs"])
-    assert {run["model"] for run in combined["runs"]} == {"seed0", "seed1"}
-    assert combined["summary"]["de_logreg"]["accuracy"]["n"] == 4

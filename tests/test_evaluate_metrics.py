@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score, f1_score
 
-from e2llm.training.metrics import (
+from e2llm.training.evaluation.metrics import (
     aggregate_runs,
     classification_metrics,
     consistency_rate,

@@ -219,7 +219,7 @@ def test_dataset_card_from_prepared_folder(tmp_path):
 
 def test_card_reads_the_report_of_e2llm_evaluate(model_dir, tmp_path):
     """`e2llm evaluate` writes mean ± std over runs per method under "summary"; baselines are the other methods."""
-    from e2llm.training.metrics import aggregate_runs
+    from e2llm.training.evaluation.metrics import aggregate_runs
 
     runs = [
         {"accuracy": 0.40, "balanced_accuracy": 0.38, "macro_f1": 0.36, "parse_rate": 1.0, "ece": 0.1},
@@ -259,23 +259,17 @@ def test_card_from_a_real_evaluation_report(tmp_path):
     from e2llm.processing.dataset_io import dataset_metadata
     from e2llm.processing.prepare import prepare_dataset
     from e2llm.processing.synthetic import write_synthetic_seed_vii
-    from e2llm.training.evaluate import evaluate_model
+    from e2llm.training.evaluation.evaluate import EvalOptions, evaluate_model
+    from e2llm.training.evaluation.splits import SplitSpec
 
     raw = write_synthetic_seed_vii(tmp_path / "raw", n_subjects=1, trial_seconds=8.0, seed=0)
     dataset = prepare_dataset(
         "seed-vii", raw, output_dir=tmp_path / "prepared", overwrite=True, progress=False
     )
     model, processor = build_tiny_e2llm(id2label=dict(enumerate(dataset_metadata(dataset)["label_names"])))
-    report = evaluate_model(
-        model,
-        processor,
-        dataset,
-        split="trial",
-        max_test_windows=6,
-        max_new_tokens=4,
-        baselines=("de_logreg",),
-        output_dir=tmp_path / "eval",
-    )
+    options = EvalOptions(max_test_windows=6, max_new_tokens=4, baselines=("de_logreg",))
+    report = evaluate_model(model, processor, dataset, SplitSpec("trial"), options, provenance=None,
+                            output_dir=tmp_path / "eval")
     model.save_pretrained(tmp_path / "model")
     processor.save_pretrained(tmp_path / "model")
     write_model_card(

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from argparse import Namespace
 
+import numpy as np
 import pytest
 
 from e2llm.training.quickstart import QuickstartRecipe, results_table, run, run_quickstart
 
 SMOKE = QuickstartRecipe(n_subjects=1, trial_seconds=8.0, stage1_epochs=1, stage2_epochs=0.25, stage3_epochs=0.5,
-                         stage3_batch_size=8, max_test_windows=6, eval_batch_size=6, max_new_tokens=24)
+                         stage3_batch_size=8, max_test_windows=6, eval_batch_size=6, max_new_tokens=24,
+                         baselines=("de_logreg",))
 
 
 @pytest.fixture(scope="module")
@@ -24,17 +26,52 @@ def test_quickstart_writes_model_report_and_table(smoke):
 
     output, report = smoke
     saved = json.loads((output / "report.json").read_text())
-    assert saved["split"]["n_test_windows"] == 6 and saved["split"]["kind"] in ("trial", "given", "given indices")
-    for method in ("e2llm/emotion", "de_logreg"):
+    assert saved["split"]["n_test_windows"] == 6 and saved["split"]["kind"] == "trial"
+    for method in ("stage1_head", "e2llm/emotion", "de_logreg"):
         assert {"accuracy", "balanced_accuracy", "macro_f1", "parse_rate"} <= set(saved["summary"][method])
-    assert {"accuracy", "balanced_accuracy", "macro_f1"} <= set(saved["stage1_head"])
-    assert set(saved["quickstart"]["timings_seconds"]) == {"data", "stage1", "stage2", "stage3", "evaluation"}
+        assert len(saved["summary"][method]["accuracy"]["ci"]) == 2
+    assert set(saved["quickstart"]["runs"][0]["timings_seconds"]) == {"stage1", "stage2", "stage3", "evaluation"}
+    assert saved["synthetic"] is True and saved["dataset"] == "synthetic" and "reliance" in saved
+    assert saved["command"] == f"e2llm quickstart --output-dir {output} --seeds 0 --protocol trial --max-test-windows 6"
     model = AutoModelForCausalLM.from_pretrained(output / "final")
     assert model.config.label_names == report["label_names"]
     assert AutoProcessor.from_pretrained(output / "final").num_eeg_tokens == model.config.num_eeg_tokens
     assert (output / "final" / "README.md").is_file() and (output / "stage3" / "adapter").is_dir()
     table = results_table(report)
-    assert "stage-1 encoder head" in table and "DE + logistic regression" in table and "parse rate" in table
+    assert "stage-1 encoder head" in table and "DE + logistic regression" in table and "95% CI" in table
+    assert "synthetic" in table and "mismatched EEG" in table
+
+
+def test_quickstart_model_carries_provenance_and_honest_cards(smoke):
+    from e2llm.hub_cards import build_dataset_card
+    from e2llm.processing.dataset_io import load_prepared
+    from e2llm.training.evaluation.splits import SplitSpec, resolve_split
+    from e2llm.training.provenance import read_provenance
+
+    output, _ = smoke
+    provenance = read_provenance(output / "final")
+    assert [r["stage"] for r in provenance["stages"]] == ["stage1", "stage2", "stage3"]
+    dataset = load_prepared(output / "prepared")
+    split = resolve_split(dataset, SplitSpec("trial", test_size=SMOKE.test_size, seed=SMOKE.split_seed))
+    trained = {tuple(k) for k in provenance["stages"][-1]["train_keys"]}
+    assert trained == {tuple(k) for k in np.asarray(dataset.select(split.train).select_columns(
+        ["subject", "session", "trial"]).to_pandas())}
+    card = (output / "final" / "README.md").read_text()
+    assert "Synthetic data" in card and "## Training provenance" in card and "Reproduce these figures" in card
+    assert "SEED-VII" not in card.split("## Evaluation")[1]
+    dataset_card = str(build_dataset_card(output / "prepared"))
+    assert "Synthetic data" in dataset_card and "SEED-VII" not in dataset_card
+
+
+def test_evaluating_the_quickstart_model_on_its_training_trials_is_refused(smoke, tmp_path, capsys):
+    from e2llm.training.cli import main as cli_main
+
+    output, _ = smoke
+    code = cli_main(["evaluate", "--model", str(output / "final"), "--data", str(output / "prepared"), "--split",
+                     "trial", "--split-seed", "1", "--output-dir", str(tmp_path / "eval"), "--device", "cpu"])
+    assert code == 2
+    message = capsys.readouterr().err
+    assert "evaluation trials" in message and "stage1 train" in message and "--split-seed 0" in message
 
 
 def test_quickstart_on_prepared_data_prints_the_table(smoke, tmp_path, capsys, monkeypatch):
@@ -42,10 +79,13 @@ def test_quickstart_on_prepared_data_prints_the_table(smoke, tmp_path, capsys, m
     import e2llm.training.quickstart as quickstart
 
     monkeypatch.setattr(quickstart, "QuickstartRecipe", lambda **kw: QuickstartRecipe(**{**vars(SMOKE), **kw}))
-    assert run(Namespace(output_dir=str(tmp_path), data=str(output / "prepared"), seed=1, max_test_windows=6)) == 0
+    args = Namespace(output_dir=str(tmp_path), data=str(output / "prepared"), seeds=[1], protocol="trial",
+                     baselines=["de_logreg"], max_test_windows=6)
+    assert run(args) == 0
     printed = capsys.readouterr().out
-    assert "E2LLM answer (generated)" in printed and "example answer" in printed
+    assert "E2LLM answer (generated)" in printed and "example answer" in printed and "reproduce: e2llm" in printed
     assert not (tmp_path / "raw").exists()  # --data skips the synthetic files
+    assert json.loads((tmp_path / "report.json").read_text())["runs"][0]["seed"] == 1
 
 
 @pytest.mark.slow
@@ -54,7 +94,7 @@ def test_full_quickstart_beats_chance(tmp_path):
     chance = 1 / len(report["label_names"])
     llm = report["summary"]["e2llm/emotion"]["accuracy"]["mean"]
     assert llm > chance + 0.15
-    assert abs(llm - report["stage1_head"]["accuracy"]) <= 0.10
+    assert abs(llm - report["summary"]["stage1_head"]["accuracy"]["mean"]) <= 0.10
 
 
 def test_tasks_follow_the_label_set():

@@ -47,17 +47,29 @@ class DataArguments:
     dataset_path: str | None = field(default=None, metadata={"help": "a folder written by `e2llm prepare`."})
     split: str = field(
         default="trial", metadata={"help": "trial (within-subject, whole trials) | subject (leave one out) | "
-                                           "seed_vii (official 4 folds) | none (train on everything)"}
+                                           "seed_vii (official 4 folds) | none (train on everything); the test "
+                                           "side is only for `e2llm evaluate`"}
     )
     test_size: float = field(default=0.25, metadata={"help": "share of each subject's trials held out (split=trial)."})
     fold: int = field(default=0, metadata={"help": "fold (seed_vii) or index of the held-out subject (subject)."})
     split_seed: int = field(default=0)
+    validation_size: float = field(
+        default=0.0,
+        metadata={"help": "share of each training subject's trials (split=subject: of the training subjects) held out "
+                          "for validation: what eval_strategy, load_best_model_at_end and early stopping see. The "
+                          "test split is never handed to a trainer."},
+    )
     tasks: list[str] = field(
         default_factory=lambda: ["emotion"],
         metadata={"help": "instruction tasks (stage 3): emotion multitask scenario; stage 2 always uses describe."},
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "keep at most this many training windows."})
     instruction_seed: int = field(default=0, metadata={"help": "seed of the task/template draw per window."})
+    label_only_share: float = field(
+        default=0.0,
+        metadata={"help": "stage 3: share of windows that also get an answer with the label alone (no rationale), "
+                          "which label scoring without a rationale (--no-rationale) needs."},
+    )
 
 
 @dataclass
@@ -90,8 +102,18 @@ class InstructConfig(SFTConfig):
             "choices": list(LM_HEAD_LOSSES),
         },
     )
+    align_language_model: str = field(
+        default="frozen",
+        metadata={"help": "stage 2: 'frozen' trains only the projector (pretrained Qwen); 'lora' also trains LoRA "
+                          "adapters and the final norm of the language model, merged after the stage (for a language "
+                          "model that has never seen text, e.g. the randomly initialised tiny one).",
+                  "choices": ["frozen", "lora"]},
+    )
+    align_lora_r: int = field(default=16, metadata={"help": "stage 2 with align_language_model=lora: LoRA rank."})
 
     def __post_init__(self):
+        if self.align_language_model not in ("frozen", "lora"):
+            raise ValueError(f"align_language_model must be 'frozen' or 'lora', got {self.align_language_model!r}")
         if self.lm_head_loss not in LM_HEAD_LOSSES:
             raise ValueError(f"lm_head_loss must be one of {LM_HEAD_LOSSES}, got {self.lm_head_loss!r}")
         super().__post_init__()

@@ -158,25 +158,12 @@ def collator_kwargs(dataset) -> dict:
 
 
 def split_dataset(dataset, split: str = "trial", test_size: float = 0.25, fold: int = 0, seed: int = 0):
-    """`(train, test)` selections of a prepared dataset; whole trials (or subjects) go to one side, never windows.
+    """`(train, test)` selections of a prepared dataset (test None for split "none"); whole trials (or subjects) go
+    to one side, never windows. Resolved by `e2llm.training.evaluation.splits` (the one place splits are made)."""
+    from e2llm.training.evaluation.splits import SplitSpec, resolve_split, select
 
-    `split`: "trial" (`split_by_trial`, stratified, within subject), "subject" (leave-one-subject-out, `fold`-th
-    subject held out), "seed_vii" (official fold `fold`) or "none" (everything in train, test None).
-    """
-    from e2llm.processing import splits
-
-    if split == "none":
-        return dataset, None
-    if split == "trial":
-        train_idx, test_idx = splits.split_by_trial(dataset, test_size=test_size, seed=seed)
-    elif split in ("subject", "seed_vii"):
-        folds = list(splits.leave_one_subject_out(dataset)) if split == "subject" else splits.seed_vii_folds(dataset)
-        if not 0 <= fold < len(folds):
-            raise ValueError(f"fold={fold} is outside 0..{len(folds) - 1} for split={split!r}")
-        train_idx, test_idx = folds[fold]
-    else:
-        raise ValueError(f"split must be 'trial', 'subject', 'seed_vii' or 'none', got {split!r}")
-    return dataset.select(train_idx), dataset.select(test_idx)
+    indices = resolve_split(dataset, SplitSpec(kind=split, fold=fold, test_size=test_size, seed=seed))
+    return dataset.select(indices.train), select(dataset, indices.test)
 
 
 def synthetic_window_dataset(

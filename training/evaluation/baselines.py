@@ -14,7 +14,7 @@
 
 Both take the windows as arrays or prepared datasets (``eeg`` `(n, n_channels, n_times)` in µV and
 ``emotion`` label indices) and return a :class:`BaselineResult` with predictions and probabilities
-for the test windows; scoring is left to `e2llm.training.metrics` so every method is scored alike.
+for the test windows; scoring is left to `e2llm.training.evaluation.metrics` so every method is scored alike.
 """
 
 from __future__ import annotations

@@ -1,0 +1,197 @@
+"""`evaluate_model`: one model on the held-out side of one split, next to baselines trained on the same split.
+
+Steps: resolve the split (`splits.resolve_split`); refuse, before any inference, test windows whose trials the
+model's provenance says it trained or validated on; answer the test windows (`runner.Evaluator`) for each task;
+score the same questions with mismatched EEG (reliance); train and test the baselines on the same windows. The
+returned run holds every metric plus per-window predictions, so `summary.summarize` can pool runs (training seeds,
+folds) into mean ± std, bootstrap intervals over trials and paired comparisons.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from e2llm.training.evaluation.baselines import BASELINES
+from e2llm.training.evaluation.metrics import classification_metrics, expected_calibration_error
+from e2llm.training.evaluation.runner import EVAL_TASKS, Evaluator, _subject_baselines, mismatched_partners
+from e2llm.training.evaluation.splits import SplitIndices, SplitSpec, resolve_split
+
+AUTO = "auto"
+
+
+@dataclass
+class EvalOptions:
+    """What `evaluate_model` measures and how.
+
+    `prompt_seed` draws the prompt template of each window (one draw; it is not a training seed and never
+    gives ±); `training_seed` is the seed the model was trained with (from its provenance when known) and
+    seeds the baselines. `max_test_windows` evenly subsamples the test windows (quick runs only).
+    """
+
+    tasks: Sequence[str] = ("emotion",)
+    baselines: Sequence[str] = ("de_logreg",)
+    prompt_seed: int = 0
+    training_seed: int | None = None
+    self_consistency_samples: int = 0
+    temperature: float = 1.0
+    mismatched_eeg: bool = True
+    batch_size: int = 8
+    max_new_tokens: int = 128
+    max_test_windows: int | None = None
+    eegnet_epochs: int = 30
+    model_name: str = "e2llm"
+    extra: dict = field(default_factory=dict)
+
+    def check(self) -> None:
+        unknown = [t for t in self.tasks if t not in EVAL_TASKS] + [b for b in self.baselines if b not in BASELINES]
+        if unknown:
+            raise ValueError(f"unknown tasks/baselines {unknown}; tasks: {EVAL_TASKS}, baselines: {tuple(BASELINES)}")
+
+
+def _model_provenance(model, provenance):
+    from e2llm.training.provenance import read_provenance
+
+    if provenance is not AUTO:
+        return provenance
+    folder = getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", None)
+    return read_provenance(folder) if folder and Path(folder).is_dir() else None
+
+
+def test_rows(indices: SplitIndices, max_windows: int | None = None) -> np.ndarray:
+    """The test rows evaluated: all, or `max_windows` evenly spaced ones."""
+    test = indices.test
+    if max_windows is not None and len(test) > max_windows:
+        test = test[np.linspace(0, len(test) - 1, int(max_windows)).round().astype(int)]
+    return test
+
+
+def _baseline_metrics(name, train, test, labels, label_names, sfreq, seed, options) -> dict:
+    extra = {"epochs": options.eegnet_epochs} if name == "eegnet_v4" else {}
+    result = BASELINES[name](train, test, sfreq=sfreq, n_labels=len(label_names), seed=int(seed), **extra)
+    metrics = classification_metrics(labels.tolist(), result.y_pred.tolist(), label_names)
+    metrics["ece"] = expected_calibration_error(result.probs, labels)
+    confidence = result.probs.max(axis=1)
+    metrics.update(predictions=result.y_pred.tolist(), confidence=confidence.tolist(),
+                   mean_confidence=float(confidence.mean()), train_seconds=result.info["seconds"])
+    return metrics
+
+
+def _rationale_metrics(outputs, train, test, seed: int) -> dict:
+    """Faithfulness of the generated rationales next to uninformative controls (`rationales.split_rationale_report`)."""
+    from e2llm.training.evaluation.rationales import split_rationale_report
+
+    return split_rationale_report([o["rationale"] for o in outputs], [o["label"] for o in outputs], train, test,
+                                  seed=seed)
+
+
+def _llm_methods(evaluator: Evaluator, options: EvalOptions, label_names, train) -> tuple[dict, list, dict | None]:
+    methods, examples, reliance = {}, [], None
+    for task in options.tasks:
+        metrics, outputs = evaluator.task(task, options.prompt_seed)
+        if task == "emotion":
+            # flat scalars (faithfulness, shuffled_/most_frequent_ controls, distinct_share, ...): summarised per seed
+            metrics.update({k: v for k, v in _rationale_metrics(outputs, train, evaluator.test,
+                                                                  options.prompt_seed).items()
+                            if isinstance(v, (int, float)) and not isinstance(v, bool)})
+            # label scoring straight after the prompt, no rationale (`return_rationale=False`, `--no-rationale`)
+            label_only = evaluator.label_metrics(evaluator.run(evaluator.prompts("emotion", "train", options.prompt_seed),
+                                                               return_rationale=False))
+            metrics.update({f"label_only_{k}": label_only[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")})
+        methods[f"{options.model_name}/{task}"] = metrics
+        examples += [{"task": task, "true": label_names[int(evaluator.labels[i])],
+                      **{k: outputs[i][k] for k in ("label", "generated_text")}} for i in range(min(3, len(outputs)))]
+    if options.self_consistency_samples > 0:
+        name = f"{options.model_name}/emotion"
+        agreement = evaluator.self_consistency(options.self_consistency_samples, options.prompt_seed,
+                                               options.temperature)
+        methods[name] = {**methods.get(name, {}), **{f"self_consistency_{k}": v for k, v in agreement.items()}}
+    if options.mismatched_eeg:
+        normal = methods.get(f"{options.model_name}/emotion")
+        if normal is None:
+            normal, _ = evaluator.task("emotion", options.prompt_seed)
+        partners = mismatched_partners(evaluator.labels, options.prompt_seed)
+        reliance = evaluator.mismatched(options.prompt_seed, partners, normal)
+    return methods, examples, reliance
+
+
+def evaluate_model(model, processor, dataset, split: SplitSpec | None = None, options: EvalOptions | None = None, *,
+                   indices: SplitIndices | None = None, provenance=AUTO, output_dir=None) -> dict:
+    """Evaluate `model` (+ `processor`) on the test side of `split` (or of the given `indices`) of a prepared
+    `dataset`; return the report (one run; `summary.summarize` adds intervals), written to `output_dir` if given.
+
+    `provenance`: the model's provenance (dict), None (unknown: a warning in the report), or "auto" (read from
+    the folder the model was loaded from). Test trials the model trained or validated on raise
+    `ProvenanceOverlapError` before anything runs.
+    """
+    from transformers import pipeline
+
+    from e2llm.processing.dataset_io import dataset_metadata
+    from e2llm.processing.splits import check_split, trial_keys
+    from e2llm.training import provenance as prov
+
+    started = time.perf_counter()
+    options = options or EvalOptions()
+    options.check()
+    metadata = dataset_metadata(dataset)
+    label_names = list(dataset.features[metadata.get("label_column") or "emotion"].names)
+    if list(model.config.label_names) != label_names:
+        raise ValueError(f"the model's labels {list(model.config.label_names)} differ from the dataset's {label_names}")
+    indices = indices or resolve_split(dataset, split or SplitSpec())
+    check_split(dataset, indices.training_side, indices.test)
+    if len(indices.test) == 0 or len(indices.training_side) == 0:
+        raise ValueError("the split leaves no training or no test windows")
+    provenance = _model_provenance(model, provenance)
+    overlap = prov.check_no_overlap(provenance, dataset, indices.test)  # before any inference
+    rows = test_rows(indices, options.max_test_windows)
+    train, test = dataset.select(indices.training_side), dataset.select(rows)
+    sfreq = float(metadata["sampling_rate"])
+    seed = options.training_seed
+    if seed is None:
+        seeds = {r.get("seed") for r in (provenance or {}).get("stages", [])}
+        seed = seeds.pop() if len(seeds) == 1 else 0
+
+    was_training = model.training
+    model.eval()
+    pipe = pipeline("eeg-emotion", model=model, processor=processor, device=model.device)
+    evaluator = Evaluator(pipe, test, metadata, label_names, options.batch_size, options.max_new_tokens,
+                          _subject_baselines(train, test, sfreq))
+    methods, examples, reliance = _llm_methods(evaluator, options, label_names, train)
+    model.train(was_training)
+    for name in options.baselines:
+        methods[name] = _baseline_metrics(name, train, test, evaluator.labels, label_names, sfreq, seed, options)
+
+    keys = trial_keys(test)
+    run = {"seed": int(seed), "fold": indices.spec.fold, "methods": methods, "reliance": reliance,
+           "windows": {"keys": keys.tolist(), "labels": evaluator.labels.tolist()}}
+    report = {
+        "model": options.model_name,
+        "dataset": metadata["dataset"],
+        "synthetic": prov.is_synthetic(metadata),
+        "label_names": label_names,
+        "split": {**indices.spec.as_dict(), "validation_kind": indices.validation_kind,
+                  "n_train_windows": int(len(indices.training_side)), "n_test_windows": int(len(rows)),
+                  "n_test_trials": int(len(np.unique(keys, axis=0))),
+                  "test_subjects": sorted(int(s) for s in np.unique(keys[:, 0]))},
+        "provenance": {**prov.summary(provenance), "overlap": {k: v for k, v in overlap.items() if k != "identity"}},
+        "tasks": list(options.tasks),
+        "prompt_seed": int(options.prompt_seed),
+        "runs": [run],
+        "examples": examples,
+        "seconds": time.perf_counter() - started,
+        **options.extra,
+    }
+    if output_dir is not None:
+        from e2llm.training.evaluation.report import write_report
+        from e2llm.training.evaluation.summary import summarize
+
+        report = summarize([report])
+        report["files"] = write_report(report, output_dir)
+    return report
+
+
+__all__ = ["AUTO", "EvalOptions", "evaluate_model", "test_rows"]

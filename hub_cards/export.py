@@ -56,8 +56,9 @@ MODEL_FILES = (
     "merges.txt",
     "chat_template.jinja",
     "chat_template.json",
+    "e2llm_provenance.json",  # training provenance (e2llm.training.provenance): kept through export
 )
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "e2llm_provenance.json")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
 _NAME_KEYS = ("_name_or_path", "name_or_path", "base_model_name_or_path")
 # What the remote code may import outside try/except blocks: where it runs, only these are promised.

@@ -1,6 +1,7 @@
 """Benchmark of the eeg-emotion pipeline against the same work done by hand, on CPU, with a tiny E2LLM.
 
     python bench/bench_pipeline.py [--recordings 16] [--max-new-tokens 48] [--repeats 5] [--threads N] [--batch1]
+        [--qwen-layers N]
 
 "By hand" is the naive loop a user would write without the pipeline, on the same recordings, in the same batches
 of 8: `processor(...)` (feature extraction + prompt tokenisation), `model.generate` on the EEG values, decoding, a
@@ -9,7 +10,9 @@ per label on the EEG values again (c847536's `score_labels`, `reference_scoring.
 pipeline encodes each window once, shares it between `generate` and scoring, continues the generated ids and
 scores all labels from one prefix pass. Encoder calls and language-model rows of one batch are counted with
 forward hooks. Pipeline and hand-written runs alternate in a random order each round; the median (and minimum)
-time of each is reported (`--batch1` adds the pipeline at batch 1). Prints one JSON object.
+time of each is reported (`--batch1` adds the pipeline at batch 1). The language model is the tiny one (hidden 64,
+2 layers), or with `--qwen-layers N` Qwen2.5-0.5B's layer shape (hidden 896, MLP 4864, 14 heads, 2 KV heads) with N
+layers and the offline tokenizer's small vocabulary, random weights. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from transformers import pipeline
 sys.path.insert(0, str(Path(__file__).parent))
 from reference_scoring import score_labels_per_label_copies  # noqa: E402
 
-from e2llm import SEED_CHANNELS, build_tiny_e2llm, parse_answer  # noqa: E402
+from e2llm import SEED_CHANNELS, assemble_e2llm, build_offline_tokenizer, build_tiny_e2llm, parse_answer  # noqa: E402
+from e2llm.assembly import TINY_EEG_CONFIG  # noqa: E402
 from e2llm.pipeline_e2llm import DEFAULT_QUESTION, EEGEmotionPipeline  # noqa: E402
 
 SFREQ = 200.0
@@ -65,6 +69,16 @@ def by_hand(model, processor, eegs, batch_size: int, max_new_tokens: int) -> lis
                                           **eeg).softmax(-1)
             predictions += [parse_answer(a, labels).label for a in answers]
     return predictions
+
+
+def build_model(qwen_layers: int | None):
+    if not qwen_layers:
+        return build_tiny_e2llm()
+    torch.manual_seed(0)
+    text_config = {"model_type": "qwen2", "hidden_size": 896, "intermediate_size": 4864, "num_attention_heads": 14,
+                   "num_key_value_heads": 2, "num_hidden_layers": qwen_layers, "max_position_embeddings": 32768,
+                   "rope_theta": 1000000.0, "tie_word_embeddings": True}
+    return assemble_e2llm(build_offline_tokenizer(), text_config=text_config, eeg_config=TINY_EEG_CONFIG)
 
 
 def count_work(model, fn) -> dict:
@@ -104,10 +118,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--batch1", action="store_true", help="also time the pipeline at batch 1")
+    parser.add_argument("--qwen-layers", type=int, default=None, help="Qwen2.5-0.5B-shaped layers instead of tiny")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, processor = build_tiny_e2llm()
+    model, processor = build_model(args.qwen_layers)
     model.eval()
     pipe = pipeline("eeg-emotion", model=model, processor=processor, device="cpu")
     eegs = recordings(args.recordings)
@@ -139,6 +154,8 @@ def main(argv=None) -> dict:
     n = args.recordings
     result = {
         "device": "cpu",
+        "language_model": (f"Qwen2.5-0.5B layer shape x {args.qwen_layers}, offline-tokenizer vocabulary"
+                           if args.qwen_layers else "tiny (hidden 64, 2 layers)"),
         "torch_threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
         "recordings": n,

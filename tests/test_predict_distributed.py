@@ -36,6 +36,25 @@ def test_sharded_map_on_one_process_checks_the_result_count():
         sharded_map(lambda part: part[:2], [1, 2, 3])
 
 
+@pytest.mark.distributed
+def test_sharded_map_on_two_processes(tmp_path):
+    script = tmp_path / "shards.py"
+    script.write_text(
+        "from e2llm.training.sharding import is_main_process, process_index, sharded_map\n"
+        "seen = []\n"
+        "out = sharded_map(lambda part: seen.extend(part) or [x * 10 for x in part], list(range(5)))\n"
+        "print(f'rank {process_index()} ran {seen} got {out} main {is_main_process()}', flush=True)\n"
+    )
+    accelerate = Path(sys.executable).with_name("accelerate")
+    command = [str(accelerate), "launch", "--config_file", str(CONFIG_DIR / "accelerate" / "cpu_2proc.yaml"),
+               "--main_process_port", "0", str(script)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert "rank 0 ran [0, 1, 2] got [0, 10, 20, 30, 40] main True" in result.stdout
+    assert "rank 1 ran [3, 4] got [0, 10, 20, 30, 40] main False" in result.stdout
+
+
 def _launch_predict(files: list[Path], model: Path, output: Path) -> subprocess.CompletedProcess:
     accelerate = Path(sys.executable).with_name("accelerate")
     command = [str(accelerate), "launch", "--config_file", str(CONFIG_DIR / "accelerate" / "cpu_2proc.yaml"),

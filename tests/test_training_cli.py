@@ -111,3 +111,11 @@ def test_stage2_and_stage3_from_cli_on_tiny_qwen2(prepared, tmp_path):
     merged = AutoModelForCausalLM.from_pretrained(Path(stage3) / "merged")
     assert merged.config.text_config.model_type == "qwen2"
     assert (Path(stage3) / "adapter" / "adapter_config.json").is_file()
+    from e2llm.training.provenance import read_provenance
+
+    # every stage recorded what it trained on; the merged model carries the chain stage1 -> stage2 -> stage3
+    assert [r["stage"] for r in read_provenance(stage1)["stages"]] == ["stage1"]
+    chain = read_provenance(Path(stage3) / "merged")["stages"]
+    assert [r["stage"] for r in chain] == ["stage1", "stage2", "stage3"]
+    assert chain[0]["validation_keys"] and not chain[2]["validation_keys"]  # stage1_tiny.yaml validates, stage3 not
+    assert len({r["dataset"]["fingerprint"] for r in chain}) == 1

@@ -13,7 +13,7 @@ out, every fold) next to the stage-1 head and the baselines trained on the same 
   model card), ``stage1``, ``stage2``, ``stage3/adapter``. A single run writes them straight into ``OUTPUT``,
   several into ``OUTPUT/runs/<protocol>-fold<k>-seed<s>``.
 
-    e2llm quickstart                                   # synthetic data, protocol trial, seed 0 (~3-4 min)
+    e2llm quickstart                                   # synthetic data, protocol trial, training seed 0
     e2llm quickstart --seeds 0 1 2 --protocol both     # 9 trainings: 3 seeds x (1 trial split + 2 LOSO folds)
     e2llm quickstart --data runs/my_prepared --output-dir runs/qs
 """
@@ -38,7 +38,7 @@ PROTOCOLS = ("trial", "subject", "both")
 
 @dataclass
 class QuickstartRecipe:
-    """Sizes and hyper-parameters of the quickstart (for a 2-core CPU, about 3-4 minutes per run).
+    """Sizes and hyper-parameters of the quickstart (one run: a few minutes on a 2-core CPU).
 
     `seed` is the training seed (initialisation, data order, instruction draws); the synthetic data (`data_seed`)
     and the trial split (`split_seed`) stay fixed across training seeds.
@@ -403,8 +403,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "and the table gives mean ± std over seeds")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="trial",
                         help="trial: held-out trials per subject; subject: leave one subject out, every fold; both. "
-                             "One run takes about 3-4 min on 2 CPU cores; --seeds 0 1 2 --protocol both runs 9 "
-                             "(3 seeds x (1 + 2 folds) on the 2 synthetic subjects): about 40-60 min")
+                             "Each (protocol, fold, seed) is one whole training: --seeds 0 1 2 --protocol both runs "
+                             "9 (3 seeds x (1 trial split + 2 folds of the 2 synthetic subjects)), about 9 times the "
+                             "wall time of the default run (printed at its end)")
     parser.add_argument("--baselines", nargs="*", default=None, choices=["de_logreg", "eegnet_v4"],
                         help="baselines on the same split (default: de_logreg eegnet_v4)")
     parser.add_argument("--max-test-windows", type=int, default=None, help="evaluate on at most this many windows")

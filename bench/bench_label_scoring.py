@@ -82,8 +82,10 @@ def main(argv=None) -> dict:
                                           batch.pop("eeg_channel_mask"))
     batch["eeg_features"] = features
 
-    methods = {"per_label_copies_c847536": lambda: score_labels_per_label_copies(model, candidate_ids=candidates, **batch),
-               "prefix_cache_now": lambda: model.score_labels(candidate_ids=candidates, **batch)}
+    methods = {
+        "per_label_copies_c847536": lambda: score_labels_per_label_copies(model, candidate_ids=candidates, **batch),
+        "prefix_cache_now": lambda: model.score_labels(candidate_ids=candidates, **batch),
+    }
     results = {name: fn() for name, fn in methods.items()}  # warm-up, and the values compared
     times = {name: [] for name in methods}
     for _ in range(args.repeats):

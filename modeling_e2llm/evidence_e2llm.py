@@ -16,6 +16,7 @@ import torch
 
 from .eeg_evidence_features import BANDS as EVIDENCE_BANDS  # the SEED family's five bands, [low, high) Hz
 from .eeg_evidence_features import band_power_db  # one definition for rationales, their checks and these maps
+from .scoring_e2llm import left_pad
 from .signal_e2llm import normalize_windows
 
 
@@ -60,19 +61,12 @@ def integrated_gradients(
     if steps < 1:
         raise ValueError(f"attribution_steps must be at least 1, got {steps}")
     n, device = len(target_ids), input_ids.device
-    width = max(len(t) for t in target_ids)
-    rows, masks, targets, target_mask = [], [], [], []
-    pad = 0
-    for i, target in enumerate(target_ids):  # prompt + target, left-padded to a common length
-        prompt = input_ids[i][attention_mask[i].bool()]
-        row = torch.cat([prompt, torch.as_tensor(target, device=device)])
-        padding = input_ids.shape[1] + width - len(row)
-        rows.append(torch.cat([torch.full((padding,), pad, device=device, dtype=torch.long), row]))
-        masks.append(torch.cat([torch.zeros(padding, device=device, dtype=torch.long), torch.ones_like(row)]))
-        targets.append(torch.cat([torch.zeros(width - len(target), dtype=torch.long, device=device), row[-len(target):]]))
-        target_mask.append(torch.arange(width, device=device) >= width - len(target))
-    rows, masks = torch.stack(rows).repeat_interleave(steps, 0), torch.stack(masks).repeat_interleave(steps, 0)
-    targets, target_mask = torch.stack(targets).repeat_interleave(steps, 0), torch.stack(target_mask).repeat_interleave(steps, 0)
+    # prompt + target per window, left-padded; the targets aligned with the rows' ends
+    rows, masks = left_pad([torch.cat([ids[mask.bool()], torch.as_tensor(target, device=device)])
+                            for ids, mask, target in zip(input_ids, attention_mask, target_ids)], pad_token_id=0)
+    targets, target_mask = left_pad([torch.as_tensor(target, device=device) for target in target_ids], pad_token_id=0)
+    width = targets.shape[1]
+    rows, masks, targets, target_mask = (x.repeat_interleave(steps, 0) for x in (rows, masks, targets, target_mask))
     alphas = (torch.arange(steps, device=device, dtype=eeg_values.dtype) + 0.5) / steps
     with torch.enable_grad():
         path = (eeg_values.repeat_interleave(steps, 0) * alphas.repeat(n)[:, None, None]).requires_grad_(True)

@@ -49,9 +49,9 @@ def label_prompt_ids(tokenizer, generated_ids: Sequence[int] | None) -> tuple[st
 
     The generated tokens are kept as the model wrote them (special tokens dropped) up to the answer's label line
     (or its end, trailing whitespace dropped, plus a newline); only the few characters of a token that straddles
-    that point and `Emotion:` are tokenised. The text equals `answer[:cut] + "Emotion:"`, so the scores equal
-    scoring the decoded, re-tokenised text up to tokenisation ties at the junction. `None`: no rationale, the
-    prompt continues with `Emotion:` at once.
+    that point and `Emotion:` are tokenised. The text is the text-level prefix (`answer[:cut] + "Emotion:"`); the
+    tokens are the ones the model wrote, where re-tokenising the text could merge them differently. `None`: no
+    rationale, the prompt continues with `Emotion:` at once.
     """
     suffix = f"{LABEL_KEY}:"
     if generated_ids is None:

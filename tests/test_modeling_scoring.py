@@ -114,3 +114,25 @@ def test_bad_eeg_inputs_to_scoring_are_named(tiny_e2llm):
     with pytest.raises(ValueError, match="not both"):
         model.score_labels(inputs["input_ids"], inputs["attention_mask"], candidates, eeg_features=features,
                            **eeg_inputs)
+
+
+@pytest.mark.parametrize(
+    ("answer", "prefix"),
+    [
+        ("Reasoning: alpha is high (+2.0 dB).\nEmotion: fear\nValence: low", "Reasoning: alpha is high (+2.0 dB).\n"),
+        ("Reasoning: 10 µV α waves.   \n\n", "Reasoning: 10 µV α waves.\n"),  # no label line: stripped + newline
+        ("", "\n"),
+        ("**Emotion**: sadness", ""),
+    ],
+)
+def test_label_prompt_ids_keep_the_generated_tokens(tiny_e2llm, answer, prefix):
+    from e2llm.scoring_e2llm import label_prompt_ids
+
+    tokenizer = tiny_e2llm[1].tokenizer
+    written = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    written += [tokenizer.eos_token_id, tokenizer.pad_token_id]
+    text, ids = label_prompt_ids(tokenizer, written)
+    assert text == answer and tokenizer.decode(ids) == prefix + "Emotion:"
+    whole = max(k for k in range(len(written) - 1) if prefix.startswith(tokenizer.decode(written[:k])))
+    assert ids[:whole] == written[:whole]  # the model's own tokens up to the cut, then the label prompt
+    assert label_prompt_ids(tokenizer, None) == ("", tokenizer("Emotion:", add_special_tokens=False)["input_ids"])

@@ -138,7 +138,8 @@ def test_scores_equal_the_text_level_path(pipe, monkeypatch):
                         lambda input_ids=None, **kw: torch.cat([input_ids, ids.expand(len(input_ids), -1)], dim=1))
     eegs = [_recording(4.0, seed=3), _recording(4.0, seed=4)]
     outputs = pipe(eegs, **SIGNAL, batch_size=2)
-    conversation = [{"role": "user", "content": [{"type": "eeg"}, {"type": "text", "text": pipeline_module.DEFAULT_QUESTION}]}]
+    question = {"type": "text", "text": pipeline_module.DEFAULT_QUESTION}
+    conversation = [{"role": "user", "content": [{"type": "eeg"}, question]}]
     prompt = pipe.processor.apply_chat_template(conversation, add_generation_prompt=True)
     inputs = pipe.processor(text=[prompt + EEGEmotionPipeline.scoring_prefix(answer)] * 2, eeg=eegs, **SIGNAL,
                             return_tensors="pt")

@@ -85,7 +85,13 @@ def run(args: argparse.Namespace) -> int:
     from transformers import pipeline
 
     from e2llm.training.evaluate import load_model
-    from e2llm.training.sharding import inference_device, is_main_process, process_count, process_index, sharded_map
+    from e2llm.training.sharding import (
+        inference_device,
+        is_main_process,
+        process_count,
+        process_index,
+        sharded_map,
+    )
 
     missing = [f for f in args.files if not Path(f).exists()]
     if missing:

@@ -127,12 +127,12 @@ def prefill(args) -> dict:
     import numpy as np
     from transformers import AutoConfig, AutoModel
 
-    from e2llm import E2LLMEEGConfig, SEED_CHANNELS
+    from e2llm import SEED_CHANNELS, E2LLMEEGConfig
     from e2llm.backbones_e2llm import feature_extractor_settings
+    from e2llm.configuration_e2llm import E2LLMConfig
     from e2llm.feature_extraction_e2llm import E2LLMFeatureExtractor
     from e2llm.modeling_e2llm import E2LLMProjector
     from e2llm.modeling_eeg_encoder import E2LLMEEGEncoder
-    from e2llm.configuration_e2llm import E2LLMConfig
 
     torch.manual_seed(0)
     eeg_config = E2LLMEEGConfig(backbone="eegpt")

@@ -9,9 +9,9 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from huggingface_hub.errors import StrictDataclassClassValidationError
 import pytest
 import torch
+from huggingface_hub.errors import StrictDataclassClassValidationError
 
 from e2llm import E2LLMEEGConfig
 from e2llm.assembly import TINY_FOUNDATION_CONFIGS, load_eeg_encoder_weights

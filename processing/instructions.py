@@ -3,8 +3,9 @@
 Five tasks, each with its prompt templates defined once here (never per dataset):
 
 * ``emotion`` — basic emotion recognition: a rationale, then ``Emotion: <label>``.
-* ``label`` — the same prompts answered with ``Emotion: <label>`` alone, so label scoring without a rationale
-  (``return_rationale=False``) continues a context the model was trained on.
+* ``label`` — the same prompts answered with ``Emotion: <label>`` alone, ``Emotion:`` given (``prefill``, never
+  learned), so label scoring without a rationale (``return_rationale=False``) continues a context the model was
+  trained on while generation still always starts with a rationale.
 * ``multitask`` — emotion, valence, arousal and intensity, mutually consistent (a neutral emotion has
   neutral valence, low arousal and mild intensity; high arousal is at least moderately intense).
 * ``scenario`` — zero-shot scenario understanding: which kind of situation (film clip) the EEG
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from e2llm.answers import format_answer
+from e2llm.answers import LABEL_KEY, format_answer
 from e2llm.eeg_evidence_features import (
     BAND_NAMES,
     REGIONS,
@@ -303,7 +304,9 @@ def build_instructions(
     templates of `template_split` ("train" for training data, "heldout" for zero-shot evaluation, "all"), both seeded.
     Rationales are relative to `reference` (default: computed from `dataset` itself, which must then be training
     windows). Returns the dataset with string columns `task`, `prompt`, `completion` (the assistant text, via
-    `e2llm.answers.format_answer`) and `rationale`.
+    `e2llm.answers.format_answer`), `rationale` and `prefill` (the start of `completion` that is given to the model
+    rather than learned: ``Emotion:`` for ``label`` rows, so they teach the label after that line but never to
+    answer without a rationale; empty otherwise).
     """
     weights = dict(tasks) if isinstance(tasks, Mapping) else {task: 1.0 for task in tasks}
     if not weights:
@@ -327,12 +330,12 @@ def build_instructions(
     draws = rng.random(len(dataset))
     max_deviation = np.nan_to_num(np.abs(features.power)).max(axis=(1, 2))
     label_names, labels, ratings = columns["label_names"], columns["labels"], columns["ratings"]
-    rows = {"task": [], "prompt": [], "completion": [], "rationale": []}
+    rows = {"task": [], "prompt": [], "completion": [], "rationale": [], "prefill": []}
     for i in range(len(dataset)):  # text is assembled per window; the features above are computed in batches
         task = task_names[drawn_tasks[i]]
         candidates = templates_for(task, template_split)
         prompt = candidates[int(draws[i] * len(candidates))].text
-        rationale = ""
+        rationale, prefill = "", ""
         if task == "describe":
             completion = description_text(reference, features, i)
         else:
@@ -340,8 +343,10 @@ def build_instructions(
             fields = answer_fields(task, label_names[int(labels[i])], float(max_deviation[i]), rating)
             if task != "label":
                 rationale = rationale_text(rationale_claims(reference, features, i))
+            else:  # given, not learned: the model never learns to skip its rationale, only the label after it
+                prefill = f"{LABEL_KEY}:"
             completion = format_answer(fields, rationale or None)
-        for key, value in zip(rows, (task, prompt, completion, rationale)):
+        for key, value in zip(rows, (task, prompt, completion, rationale, prefill)):
             rows[key].append(value)
     for key, values in rows.items():
         if key in dataset.column_names:

@@ -116,7 +116,9 @@ def test_label_task_answers_with_the_label_alone(windows):
     built = build_instructions(windows, tasks=("label",))
     names = windows.features["emotion"].names
     assert list(built["completion"]) == [f"Emotion: {names[y]}" for y in windows["emotion"]]
+    assert set(built["prefill"]) == {"Emotion:"}  # given, not learned
     assert set(built["prompt"]) <= {t.text for t in templates_for("emotion", "train")}
+    assert set(build_instructions(windows, tasks=("emotion", "describe"))["prefill"]) == {""}
 
 
 def test_no_claims_about_regions_without_channels():

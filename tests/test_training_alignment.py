@@ -12,7 +12,7 @@ import torch
 from e2llm import E2LLMForConditionalGeneration, build_tiny_e2llm
 from e2llm.processing.instructions import build_instructions, evidence_reference
 from e2llm.training.arguments import InstructConfig
-from e2llm.training.data import synthetic_window_dataset
+from e2llm.training.data import EEGChatCollator, collator_kwargs, synthetic_window_dataset
 from e2llm.training.instruct import alignment_gap, instruction_mix, train_stage2
 
 CHANNELS = ["Fp1", "Fp2", "F3", "F4", "F7", "F8", "C3", "Cz", "C4", "T7", "T8", "P3", "Pz", "P4", "O1", "O2"]
@@ -78,3 +78,16 @@ def test_instruction_mix_adds_label_only_answers(windows):
     assert np.all([len(c.splitlines()) == 1 for c in label_only])
     with pytest.raises(ValueError, match="label_only_share"):
         instruction_mix(windows, ("emotion",), reference, label_only_share=1.5)
+
+
+def test_label_only_rows_learn_the_label_but_not_to_skip_the_rationale(windows):
+    _, processor = build_tiny_e2llm(dict(enumerate(windows.features["emotion"].names)))
+    rows = build_instructions(windows.select(range(4)), tasks=("label",))
+    batch = EEGChatCollator(processor, **collator_kwargs(rows))([rows[i] for i in range(4)])
+    candidates = processor.label_candidate_ids(windows.features["emotion"].names)
+    eos = processor.tokenizer.eos_token_id
+    for i in range(4):
+        scored = batch["labels"][i][batch["labels"][i] != -100].tolist()
+        assert scored == candidates[rows[i]["emotion"]] + [eos]  # the label and the end, "Emotion:" given
+    with pytest.raises(ValueError, match="prefill"):
+        EEGChatCollator(processor, **collator_kwargs(rows))([{**rows[0], "prefill": "Reasoning:"}])

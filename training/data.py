@@ -79,7 +79,8 @@ class EEGChatCollator:
     text, e.g. from `e2llm.processing.instructions.build_instructions`).
     Output: ``input_ids``, ``attention_mask``, ``labels`` `(batch, seq_len)` right-padded, with ``labels`` equal to
     ``input_ids`` on the assistant's answer and its closing ``<|im_end|>`` and -100 on the prompt (system/user turns,
-    the ``<|im_start|>assistant`` header, the EEG tokens) and on padding; ``eeg_values`` `(batch, n_channels,
+    the ``<|im_start|>assistant`` header, the EEG tokens), on the answer's optional ``prefill`` (its given start)
+    and on padding; ``eeg_values`` `(batch, n_channels,
     window_samples)`, ``eeg_channel_ids``, ``eeg_channel_mask`` `(batch, n_channels)`.
 
     The prompt is the chat template rendered with ``add_generation_prompt=True`` (exactly what `generate` sees) and
@@ -127,7 +128,9 @@ class EEGChatCollator:
             [example["completion"] + tokenizer.eos_token for example in examples], add_special_tokens=False
         )["input_ids"]
         rows, targets = [], []
-        for prompt_ids, answer_ids in zip(encoded["input_ids"], answers):
+        for example, prompt_ids, answer_ids in zip(examples, encoded["input_ids"], answers):
+            given = _prefill_length(tokenizer, example.get("prefill"), answer_ids)
+            prompt_ids, answer_ids = list(prompt_ids) + answer_ids[:given], answer_ids[given:]
             if self.max_length is not None:
                 room = self.max_length - len(prompt_ids)
                 if room < 1:
@@ -145,6 +148,16 @@ class EEGChatCollator:
             labels[i, : len(row)] = torch.tensor(target)
             attention_mask[i, : len(row)] = 1
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, **eeg}
+
+
+def _prefill_length(tokenizer, prefill: str | None, answer_ids: list[int]) -> int:
+    """How many leading answer tokens are the row's ``prefill`` (given to the model, kept out of the loss)."""
+    if not prefill:
+        return 0
+    ids = tokenizer(prefill, add_special_tokens=False)["input_ids"]
+    if list(answer_ids[: len(ids)]) != ids:
+        raise ValueError(f"the completion does not start with the tokens of its prefill {prefill!r}")
+    return len(ids)
 
 
 def collator_kwargs(dataset) -> dict:

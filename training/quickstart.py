@@ -56,8 +56,9 @@ class QuickstartRecipe:
     stage1_lr: float = 3e-3
     stage1_batch_size: int = 32
     stage2_epochs: float = 3.0
-    stage2_lr: float = 1e-3
-    # the tiny LM has never seen text: stage 2 trains LoRA on it with the projector (see `train_stage2`)
+    # the tiny LM has never seen text: stage 2 trains LoRA on it with the projector (see `train_stage2`), at stage
+    # 3's rate (at 1e-3 its training loss stayed at 5.39 nats with 78% token accuracy: logits too flat to align)
+    stage2_lr: float = 3e-3
     stage2_align: str = "lora"
     label_only_share: float = 0.25  # windows that also get a label-only answer (scoring without a rationale)
     stage3_epochs: float = 14.0

@@ -236,3 +236,34 @@ def test_predict_cli(saved, tmp_path):
     cli_main(["predict", str(path), "--model", str(saved / "model"), "--format", "table", "--no-rationale",
               "--output", str(table), "--device", "cpu"])
     assert "rec.edf" in table.read_text()
+
+
+def _with_provenance(saved, dataset, folder, spec, seed):
+    from e2llm.training.provenance import stage_record, write_provenance
+
+    shutil.copytree(saved / "model", folder)
+    indices = resolve_split(dataset, spec)
+    write_provenance(folder, [stage_record("stage3", dataset, indices, dataset.select(indices.train), seed=seed)])
+    return str(folder)
+
+
+def test_evaluate_every_fold_in_one_call(saved, dataset, tmp_path, capsys):
+    """`--fold all`: each model on the fold its provenance names; LOSO over both subjects next to the trial split."""
+    folds = [_with_provenance(saved, dataset, tmp_path / f"subject{k}", SplitSpec("subject", fold=k), seed=0)
+             for k in (0, 1)]
+    trial = _with_provenance(saved, dataset, tmp_path / "trial", SplitSpec("trial", test_size=0.25, seed=0), seed=0)
+    out = tmp_path / "eval"
+    base = ["evaluate", "--data", str(saved / "data"), "--split", "trial", "subject", "--fold", "all",
+            "--max-new-tokens", "2", "--max-test-windows", "4", "--baselines", "de_logreg", "--no-mismatched-eeg",
+            "--device", "cpu"]
+    assert cli_main([*base, "--model", *folds, trial, "--output-dir", str(out)]) == 0
+    subject = json.loads((out / "subject" / "report.json").read_text())
+    assert subject["split"]["folds"] == [0, 1] and subject["split"]["test_subjects"] == [1, 2]
+    assert subject["models"] == folds and subject["n_replicates"] == 1  # one training seed, its two folds pooled
+    assert json.loads((out / "trial" / "report.json").read_text())["models"] == [trial]
+    assert "--fold all" in subject["command"]
+
+    assert cli_main([*base, "--model", folds[0], trial, "--output-dir", str(tmp_path / "e2")]) == 2
+    assert "no --model was trained on fold(s) [1] of 2" in capsys.readouterr().err
+    assert cli_main([*base, "--model", str(saved / "model"), "--output-dir", str(tmp_path / "e3")]) == 2
+    assert "records no split" in capsys.readouterr().err

@@ -113,6 +113,8 @@ def check_number(value, dest: str) -> None:
     if value is None or dest not in RANGES:
         return
     for item in value if isinstance(value, (list, tuple)) else [value]:
+        if isinstance(item, str):  # a keyword the option also takes (``--fold all``)
+            continue
         low, inclusive, high = RANGES[dest]
         if isinstance(item, float) and not math.isfinite(item):
             raise ValueError(f"{_option(dest)} must be a finite number, got {item}")

@@ -4,7 +4,8 @@
         --split trial subject --tasks emotion multitask scenario --baselines de_logreg eegnet_v4 --output-dir runs/eval
 
 ``--split`` takes one or more protocols (``trial``: whole trials held out per subject; ``subject``: leave one
-subject out, subject ``--fold``; ``seed_vii``: SEED-VII's official fold ``--fold``), resolved by
+subject out, subject ``--fold``; ``seed_vii``: SEED-VII's official fold ``--fold``; ``--fold all``: every fold, each
+model scored on the split its provenance names, so the quickstart's run folders evaluate in one call), resolved by
 `e2llm.training.evaluation.splits` and reported side by side. Before any inference, the test windows are checked
 against each model's provenance (``e2llm_provenance.json``, written by every training stage): a model is never
 scored on trials it trained or validated on, and a folder without provenance is evaluated with a warning in the
@@ -44,7 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", nargs="+", default=["trial"], choices=[s for s in SPLITS if s != "none"]
                         + list(SPLIT_ALIASES), help="protocol(s), reported side by side: trial (held-out trials per "
                         "subject), subject (leave one subject out), seed_vii (official folds)")
-    parser.add_argument("--fold", type=int, default=0, help="fold (seed_vii) or held-out subject index (subject)")
+    parser.add_argument("--fold", type=_fold, default=0,
+                        help="fold (seed_vii) or held-out subject index (subject); `all`: every fold, each --model "
+                             "scored on the fold its provenance names (one model per fold and training seed, e.g. "
+                             "`--model runs/subject-fold*-seed*/final`), mean ± std over training seeds")
     parser.add_argument("--test-size", type=float, default=0.25, help="share of each subject's trials tested (trial)")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the trial split (same as in training)")
     parser.add_argument("--tasks", nargs="+", default=["emotion"], choices=EVAL_TASKS)
@@ -64,6 +68,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--trust-remote-code", action="store_true")
     parser.add_argument("--output-dir", required=True, metavar="DIR")
+
+
+def _fold(text: str):
+    if text == "all":
+        return "all"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a fold number or `all`, got {text!r}") from None
 
 
 def load_model(path: str, device: str | None = None, trust_remote_code: bool = False):
@@ -104,7 +117,7 @@ def _options(args, model_index: int) -> EvalOptions:
                        eegnet_epochs=args.eegnet_epochs)
 
 
-def evaluate_protocol(models, dataset, spec: SplitSpec, args) -> dict:
+def evaluate_protocol(models, dataset, spec: SplitSpec, args, names=None) -> dict:
     """Every model on one split; one summarized report (runs of model i are replicate i)."""
     from e2llm.training.evaluation.summary import summarize
 
@@ -115,7 +128,54 @@ def evaluate_protocol(models, dataset, spec: SplitSpec, args) -> dict:
         for run in report["runs"]:
             run["replicate"] = i
         reports.append(report)
-    return summarize(reports, [str(p) for p in args.model])
+    return summarize(reports, [str(p) for p in (names if names is not None else args.model)])
+
+
+def trained_split(path) -> tuple[dict, int]:
+    """`(split, seed)` a model folder was trained with: its last training stage's record in its provenance."""
+    from e2llm.training.provenance import read_provenance
+
+    provenance = read_provenance(path) if Path(path).is_dir() else None
+    stages = [s for s in (provenance or {}).get("stages", []) if s.get("split")]
+    if not stages:
+        raise ValueError(f"--fold all needs each model's provenance to know its fold, and {path} records no split "
+                         "(no e2llm_provenance.json from a training stage); evaluate it with --fold N instead")
+    return stages[-1]["split"], int(stages[-1].get("seed", 0))
+
+
+def _trained_kind(path) -> str:
+    kind = trained_split(path)[0]["kind"]
+    return SPLIT_ALIASES.get(kind, kind)
+
+
+def evaluate_all_folds(models, dataset, kind: str, args) -> dict:
+    """Protocol `kind` over every fold: each model scored on the fold it was trained for (its provenance), its
+    runs pooled per training seed (a replicate = one seed's folds), then summarized like one protocol."""
+    from e2llm.training.evaluation.splits import n_folds
+    from e2llm.training.evaluation.summary import summarize
+
+    by_fold, names = {}, []
+    for path, (model, processor) in zip(args.model, models):
+        split, seed = trained_split(path)
+        if _trained_kind(path) != kind:
+            continue
+        by_fold.setdefault(int(split["fold"]), []).append((path, seed, model, processor))
+    folds = n_folds(dataset, kind)
+    missing = [k for k in range(folds) if k not in by_fold]
+    if missing:
+        raise ValueError(f"--split {kind} --fold all: no --model was trained on fold(s) {missing} of {folds} "
+                         f"(their provenance names folds {sorted(by_fold)}); pass one model per fold and seed")
+    reports = []
+    for fold in range(folds):
+        spec = SplitSpec(kind=kind, fold=fold, test_size=args.test_size, seed=args.split_seed)
+        indices = resolve_split(dataset, spec)
+        for i, (path, seed, model, processor) in enumerate(by_fold[fold]):
+            report = evaluate_model(model, processor, dataset, options=_options(args, i), indices=indices)
+            for run in report["runs"]:
+                run["replicate"] = seed
+            reports.append(report)
+            names.append(str(path))
+    return summarize(reports, names)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,9 +190,18 @@ def run(args: argparse.Namespace) -> int:
     protocols = {}
     try:
         for kind in kinds:
+            if args.fold == "all" and kind != "trial":
+                protocols[kind] = evaluate_all_folds(models, dataset, kind, args)
+                continue
+            # with --fold all, the trial protocol takes the models trained on a trial split
+            chosen = [(m, path) for m, path in zip(models, args.model)
+                      if args.fold != "all" or _trained_kind(path) == kind]
+            if not chosen:
+                raise ValueError(f"--split {kind} --fold all: no --model was trained on a {kind} split")
             spec = SplitSpec(kind=kind, fold=args.fold if kind != "trial" else 0, test_size=args.test_size,
                              seed=args.split_seed)
-            protocols[kind] = evaluate_protocol(models, dataset, spec, args)
+            protocols[kind] = evaluate_protocol([m for m, _ in chosen], dataset, spec, args,
+                                                names=[path for _, path in chosen])
     except ProvenanceOverlapError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -30,6 +30,7 @@ from e2llm.processing.dataset_io import (
 from e2llm.processing.preprocess import PreprocessingParams
 from e2llm.processing.readers import READERS, get_reader
 from e2llm.processing.safe_output import check_output_dir
+from e2llm.processing.synthetic import read_synthetic_marker
 
 
 def _preprocessing_summary(params: PreprocessingParams, steps: list | None, filtered: bool) -> dict:
@@ -101,6 +102,9 @@ def prepare_dataset(
         "source": reader.describe(),
         "rating_columns": list(reader.rating_columns),
     }
+    generated = read_synthetic_marker(root)
+    if generated is not None:  # files from e2llm's generator in a real dataset's layout: never call them that dataset
+        metadata.update(dataset="synthetic", synthetic=True, source={**metadata["source"], **generated})
     counts = {"trials": 0, "trials_without_window": []}
 
     def chunks():

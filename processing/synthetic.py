@@ -27,6 +27,7 @@ Everything is deterministic: trial `(subject, trial)` of a generator with seed `
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -347,6 +348,20 @@ def _n_times(trial_seconds: float, sfreq: float) -> int:
     return n_times
 
 
+SYNTHETIC_MARKER = "e2llm_synthetic.json"  # written beside generated files: `e2llm prepare` then calls them synthetic
+
+
+def read_synthetic_marker(root) -> dict | None:
+    """The generator record `write_synthetic_seed_vii` left in `root`, or None for a folder of recorded data."""
+    if root is None or not (Path(root) / SYNTHETIC_MARKER).is_file():
+        return None
+    try:
+        record = json.loads((Path(root) / SYNTHETIC_MARKER).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{Path(root) / SYNTHETIC_MARKER} is damaged ({error}); regenerate the synthetic data") from None
+    return record if isinstance(record, dict) else {}
+
+
 def write_synthetic_seed_vii(
     root: str | Path,
     n_subjects: int = 2,
@@ -364,6 +379,8 @@ def write_synthetic_seed_vii(
     ``psd_{i}``, ``de_LDS_{i}``, each `(n_windows, 5, 62)`, computed with the SEED-exact
     `psd_de_seed` and `lds_smooth`; needs `trial_seconds` >= 4) and, with `label_table`, the
     ``emotion_label_and_stimuli_order.xlsx`` table. Two subjects of 12-s clips take about a second.
+    `SYNTHETIC_MARKER` records the generator and its arguments, so `e2llm prepare seed-vii` on this folder names
+    the data ``synthetic`` (never SEED-VII) in its metadata, reports and cards.
     """
     from scipy.io import savemat
 
@@ -398,6 +415,10 @@ def write_synthetic_seed_vii(
             savemat(root / "EEG_features" / f"{subject}.mat", content["features"])
     if label_table:
         write_label_table(root / "emotion_label_and_stimuli_order.xlsx")
+    record = {"generator": "e2llm.processing.synthetic.write_synthetic_seed_vii", "layout": "seed-vii",
+              "seed": int(seed), "n_subjects": int(n_subjects), "trial_seconds": float(trial_seconds),
+              "recorded_from_people": False}
+    (root / SYNTHETIC_MARKER).write_text(json.dumps(record, indent=1) + "\n")
     return root
 
 
@@ -407,7 +428,9 @@ __all__ = [
     "SubjectProfile",
     "SyntheticEEG",
     "SyntheticEEGConfig",
+    "SYNTHETIC_MARKER",
     "emotion_patterns",
+    "read_synthetic_marker",
     "seed_vii_clip_labels",
     "synthetic_trials",
     "write_synthetic_seed_vii",

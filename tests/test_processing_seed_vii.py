@@ -202,3 +202,20 @@ def test_raw_wrong_trigger_count_is_refused(raw_root, monkeypatch):
     monkeypatch.setattr(mne.io, "read_raw_cnt", lambda fname, **kw: _fake_cnt_raw(_good_onsets()[:38]))
     with pytest.raises(ValueError, match=r"3_20221001_2\.cnt \(annotations\): 38 triggers, expected 40"):
         list(SEEDVIIReader(root, source="raw", subjects=[3]))
+
+
+def test_prepare_of_generated_files_calls_them_synthetic(tmp_path):
+    """Synthetic files in SEED-VII's layout, through `e2llm prepare seed-vii`: metadata and dataset card say synthetic."""
+    from e2llm.hub_cards.dataset_card import write_dataset_card
+    from e2llm.processing.dataset_io import dataset_metadata
+    from e2llm.processing.prepare import prepare_dataset
+    from e2llm.training.provenance import dataset_identity
+
+    raw = write_synthetic_seed_vii(tmp_path / "raw", n_subjects=1, trial_seconds=4.0, seed=5)
+    dataset = prepare_dataset("seed-vii", raw, output_dir=tmp_path / "prepared", progress=False)
+    metadata = dataset_metadata(dataset)
+    assert metadata["dataset"] == "synthetic" and metadata["synthetic"] is True
+    assert metadata["source"]["layout"] == "seed-vii" and metadata["source"]["seed"] == 5
+    assert dataset_identity(dataset)["synthetic"] is True
+    card = write_dataset_card(tmp_path / "prepared").read_text()
+    assert "synthetic" in card.lower() and "SEED-VII" not in card and "seed-vii\n" not in card.lower()

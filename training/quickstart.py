@@ -111,23 +111,16 @@ def _silence_libraries() -> None:
 def make_synthetic_data(output_dir: Path, recipe: QuickstartRecipe):
     """Write synthetic EEG in SEED-VII's layout under ``output_dir/raw`` and prepare it into ``output_dir/prepared``.
 
-    The prepared metadata names the data ``synthetic`` (``synthetic: true``, the generator and its seed as the
-    source), so reports, model cards and dataset cards never call them SEED-VII.
+    The generator's marker file in ``raw`` makes `prepare_dataset` name the data ``synthetic`` (``synthetic: true``,
+    the generator and its seed as the source), so reports, model cards and dataset cards never call them SEED-VII;
+    ``e2llm prepare seed-vii --root OUTPUT/raw`` gives the same.
     """
-    from e2llm.processing.dataset_io import dataset_metadata, load_prepared, save_prepared
     from e2llm.processing.prepare import prepare_dataset
     from e2llm.processing.synthetic import write_synthetic_seed_vii
 
     raw = write_synthetic_seed_vii(output_dir / "raw", n_subjects=recipe.n_subjects,
                                    trial_seconds=recipe.trial_seconds, seed=recipe.data_seed)
-    dataset = prepare_dataset("seed-vii", raw, progress=False)
-    metadata = dataset_metadata(dataset)
-    metadata.update(dataset="synthetic", synthetic=True, source={
-        "generator": "e2llm.processing.synthetic", "seed": recipe.data_seed, "n_subjects": recipe.n_subjects,
-        "trial_seconds": recipe.trial_seconds, "recorded_from_people": False})
-    dataset.info.description = json.dumps(metadata)
-    save_prepared(dataset, output_dir / "prepared", overwrite=True)
-    return load_prepared(output_dir / "prepared")
+    return prepare_dataset("seed-vii", raw, output_dir=output_dir / "prepared", overwrite=True, progress=False)
 
 
 def supported_tasks(tasks, label_names, column_names) -> tuple[str, ...]:

@@ -32,6 +32,7 @@ from .recording_file_e2llm import open_recording
 from .scoring_e2llm import LABEL_LINE, label_prompt_ids, left_pad, score_candidates
 from .validation_e2llm import check_finite_scores, check_pipeline_arguments, check_user_text
 
+STREAM_WINDOWS = 64  # windows computed, scored and reduced at a time for one continuous recording (bounded memory)
 DEFAULT_QUESTION = "Which emotion does this EEG show? Explain your reasoning from the signal, then answer."
 
 
@@ -53,6 +54,10 @@ class EEGEmotionPipeline(Pipeline):
     Each window's EEG is encoded once per call: `generate` and label scoring share the projected features. Label
     scoring continues the generated token ids (not their decoded text) and runs the prompt + rationale once, scoring
     every label from its cache (`e2llm.scoring_e2llm`).
+
+    One continuous recording (a file, a Raw, an array) runs in bounded memory: its windows are computed, scored and
+    reduced to results `STREAM_WINDOWS` at a time (`E2LLMFeatureExtractor.iter_windows`, equal to the whole-signal
+    chain), so a night's recording costs the memory of a few minutes of it; the result is the same.
 
     Inputs: a `(n_channels, n_times)` array or tensor (with `sampling_rate`, `channel_names` and `units`), an MNE
     `Raw`, an MNE `Epochs` (one result per epoch), a path to any MNE-readable recording, a dict
@@ -140,6 +145,10 @@ class EEGEmotionPipeline(Pipeline):
         forward = {**self._forward_params, **forward, "batch_size": int(batch_size or self._batch_size or 1)}
         postprocess = {**self._postprocess_params, **postprocess}
         single = not isinstance(inputs, (list, tuple, types.GeneratorType))
+        if single and not preprocess.get("return_evidence"):
+            streamed = self._stream(inputs, preprocess, forward, postprocess)
+            if streamed is not None:
+                return streamed
         items = [inputs] if single else list(inputs)
         if not items:
             raise ValueError("no inputs given")
@@ -162,6 +171,41 @@ class EEGEmotionPipeline(Pipeline):
             results.append(self.postprocess({**part, **window_outputs}, **postprocess))
             offset += n
         return results[0] if single else results
+
+    def _stream(self, item, preprocess: dict, forward: dict, postprocess: dict):
+        """One continuous recording (a file, an MNE Raw or a 2-D array) in bounded memory: windows are computed
+        `STREAM_WINDOWS` at a time by `E2LLMFeatureExtractor.iter_windows` (equal to the whole-signal chain), run
+        through the model and reduced to their per-window results before the next piece is read. None for inputs
+        it does not take (Epochs), which the batch path handles."""
+        options = {k: v for k, v in preprocess.items() if k not in ("apply_filters", "return_evidence", "baseline")}
+        eeg, signal_args, question, prompt = self._resolve(item, **options)
+        if _is_mne_like(eeg) and hasattr(eeg, "events"):
+            return None
+        prompt_ids = self._single_window_prompt(question, prompt)
+        chunks = self.processor.feature_extractor.iter_windows(
+            eeg, **signal_args, apply_filters=preprocess.get("apply_filters", True), windows_per_chunk=STREAM_WINDOWS,
+            return_tensors="pt")
+        windows, montage = [], None
+        for chunk in chunks:
+            n = len(chunk["eeg_values"])
+            inputs = {name: chunk[name] for name in ("eeg_values", "eeg_channel_ids", "eeg_channel_mask")}
+            if montage is None:
+                montage = self._montage(inputs["eeg_channel_ids"][0], inputs["eeg_channel_mask"][0])
+            outputs = self.forward({**inputs, "prompt_ids": [prompt_ids] * n}, **forward)
+            check_finite_scores(outputs["scores"])
+            windows += self._window_results({**outputs, "starts": chunk["eeg_window_starts"].tolist(),
+                                             "montage": montage}, **postprocess)
+        result = windows[0] if len(windows) == 1 else self._aggregate(windows)
+        if montage.warning is not None:
+            warnings.warn(montage.warning, stacklevel=3)
+            result["warning"] = montage.warning
+        return result
+
+    def _single_window_prompt(self, question, prompt) -> torch.Tensor:
+        """The token ids of the prompt for one window: `<|eeg|>` expanded to `num_eeg_tokens` placeholders."""
+        replacement = self.processor.eeg_token * self.processor.num_eeg_tokens
+        expanded, _ = self.processor.get_text_with_eeg_replacements([self._prompt(question, prompt)], [replacement])
+        return torch.tensor(self.processor.tokenizer(expanded)["input_ids"][0], dtype=torch.long)
 
     @staticmethod
     def _concat(prepared: list[dict]) -> dict:
@@ -261,11 +305,14 @@ class EEGEmotionPipeline(Pipeline):
         out["prompt_ids"] = self._window_prompts(encoded["input_ids"][first:stop],
                                                  encoded["attention_mask"][first:stop], out["items"])
         out["starts"] = encoded["eeg_window_starts"][lo:hi].tolist()
-        # which rationale claims the recorded channels can support, and a warning when most electrodes are missing
-        present = out["eeg_channel_ids"][0][out["eeg_channel_mask"][0].bool()].tolist()
-        out["montage"] = montage_support([self.processor.feature_extractor.electrode_names[i] for i in present],
-                                         getattr(self.model.config.eeg_config, "channel_names", None))
+        out["montage"] = self._montage(out["eeg_channel_ids"][0], out["eeg_channel_mask"][0])
         return out
+
+    def _montage(self, channel_ids: torch.Tensor, channel_mask: torch.Tensor):
+        """Which rationale claims the recorded channels can support, and a warning when most electrodes are missing."""
+        present = channel_ids[channel_mask.bool()].tolist()
+        return montage_support([self.processor.feature_extractor.electrode_names[i] for i in present],
+                               getattr(self.model.config.eeg_config, "channel_names", None))
 
     def _window_prompts(self, input_ids, attention_mask, windows: list[int]) -> list[torch.Tensor]:
         """One prompt row per window: its recording's prompt with the `<|eeg|>` run cut to one window's tokens."""
@@ -349,6 +396,21 @@ class EEGEmotionPipeline(Pipeline):
 
     # ---------------------------------------------------------------- postprocess
     def postprocess(self, model_outputs, extra_fields=None, return_evidence=False, evidence_dir=None):
+        windows = self._window_results(model_outputs, extra_fields, return_evidence, evidence_dir)
+        groups, offset = [], 0
+        for n in model_outputs["items"]:
+            groups.append(windows[offset : offset + n])
+            offset += n
+        results = [group[0] if len(group) == 1 else self._aggregate(group) for group in groups]
+        warning = model_outputs["montage"].warning
+        if warning is not None:
+            warnings.warn(warning, stacklevel=2)
+            for result in results:
+                result["warning"] = warning
+        return results if model_outputs["epochs"] else results[0]
+
+    def _window_results(self, model_outputs, extra_fields=None, return_evidence=False, evidence_dir=None) -> list:
+        """One result dict per window of `model_outputs` (label, scores, rationale, start/end, evidence)."""
         window_seconds = self.processor.feature_extractor.window_seconds
         windows = []
         for i, (text, probs) in enumerate(zip(model_outputs["generated_text"], model_outputs["scores"])):
@@ -372,17 +434,7 @@ class EEGEmotionPipeline(Pipeline):
                     evidence_dir, stem=f"evidence_{id(model_outputs)}_{i:04d}",
                 )
             windows.append(window)
-        groups, offset = [], 0
-        for n in model_outputs["items"]:
-            groups.append(windows[offset : offset + n])
-            offset += n
-        results = [group[0] if len(group) == 1 else self._aggregate(group) for group in groups]
-        warning = model_outputs["montage"].warning
-        if warning is not None:
-            warnings.warn(warning, stacklevel=2)
-            for result in results:
-                result["warning"] = warning
-        return results if model_outputs["epochs"] else results[0]
+        return windows
 
     def _aggregate(self, windows: list[dict]) -> dict:
         mean = {name: float(np.mean([w["scores"][name] for w in windows])) for name in self.label_names}

@@ -54,6 +54,7 @@ class _Source:
             if channel_names is not None and [str(n) for n in channel_names] != self.names:
                 raise ValueError(f"{label}: channel_names differ from the recording's channels {self.names}.")
             self._raw, self._picks, self.n_times, units = raw_eeg, picks, int(raw_eeg.n_times), "V"
+            self.n_channels = len(picks)
         else:
             array = extractor._as_array(raw_eeg, label)
             if array.ndim != 2 or array.size == 0:
@@ -62,6 +63,7 @@ class _Source:
             if channel_names is None:
                 raise ValueError(f"{label}: channel_names is required for array input ({array.shape[0]} channels).")
             self._array, self.names, self.n_times = array, [str(n) for n in channel_names], array.shape[1]
+            self.n_channels = array.shape[0]
         self.rate = _check_sampling_rate(sampling_rate, label)
         self.scale = _check_units(units)
 
@@ -107,7 +109,7 @@ def iter_windows(extractor, raw_eeg, sampling_rate=None, channel_names=None, uni
         raise TypeError(f"apply_filters must be True or False, got {apply_filters!r}")
     source = _Source(extractor, raw_eeg, sampling_rate, channel_names, units, label)
     extractor._check_length(source.n_times, source.rate, label)
-    ids, known = extractor._map_channels(source.names, len(source.names), label)
+    ids, known = extractor._map_channels(source.names, source.n_channels, label)
     offset, flat = _scan(source, known, extractor, label)
     model_rate = float(extractor.sampling_rate)
     kernel = extractor._filter_kernel(model_rate) if apply_filters else np.ones(1)

@@ -59,6 +59,13 @@ class Counter:
             return extractor_call(extractor, *args, **kwargs)
 
         monkeypatch.setattr(type(pipe.processor.feature_extractor), "__call__", counted_extractor)
+        extractor_stream = type(pipe.processor.feature_extractor).iter_windows
+
+        def counted_stream(extractor, *args, **kwargs):  # one run of the chain, read piece by piece
+            self.extractor_runs += 1
+            return extractor_stream(extractor, *args, **kwargs)
+
+        monkeypatch.setattr(type(pipe.processor.feature_extractor), "iter_windows", counted_stream)
 
     def _on_encoder(self, module, args, output):
         self.encoder += 1
@@ -167,3 +174,38 @@ def test_a_list_of_arrays_goes_through_one_feature_extraction(pipe, monkeypatch)
         assert [w["start"] for w in b_windows] == [w["start"] for w in s_windows]
         for bw, sw in zip(b_windows, s_windows):
             np.testing.assert_allclose(list(bw["scores"].values()), list(sw["scores"].values()), atol=1e-5)
+
+
+def test_one_recording_streams_and_equals_the_whole_signal_path(pipe, monkeypatch, tmp_path):
+    """A single recording runs piece by piece (here 4 windows at a time); `[recording]` takes the whole-signal
+    path. Same windows, same scores, from an array and from an EDF file read lazily."""
+    import e2llm.pipeline_e2llm as module
+
+    monkeypatch.setattr(module, "STREAM_WINDOWS", 4)
+    eeg = _recording(42.0)  # 10 windows of 4 s: 3 pieces
+    streamed = pipe(eeg, **SIGNAL, return_rationale=False)
+    (whole,) = pipe([eeg], **SIGNAL, return_rationale=False)
+    assert len(streamed["windows"]) == len(whole["windows"]) == 10
+    for a, b in zip(streamed["windows"], whole["windows"]):
+        assert a["start"] == b["start"] and a["label"] == b["label"]
+        np.testing.assert_allclose(list(a["scores"].values()), list(b["scores"].values()), atol=1e-5)
+
+    mne = pytest.importorskip("mne")
+    pytest.importorskip("edfio")
+    raw = mne.io.RawArray(eeg * 1e-6, mne.create_info(SIGNAL["channel_names"], SIGNAL["sampling_rate"], "eeg"),
+                          verbose="error")
+    path = tmp_path / "rec.edf"
+    mne.export.export_raw(path, raw, fmt="edf", verbose="error")
+    chunks = []
+    iter_windows = type(pipe.processor.feature_extractor).iter_windows
+
+    def recorded(extractor, *args, **kwargs):
+        for chunk in iter_windows(extractor, *args, **kwargs):
+            chunks.append(len(chunk["eeg_values"]))
+            yield chunk
+
+    monkeypatch.setattr(type(pipe.processor.feature_extractor), "iter_windows", recorded)
+    from_file = pipe(str(path), return_rationale=False)
+    assert chunks == [4, 4, 2]  # never more than one piece of windows in memory
+    for a, b in zip(from_file["windows"], whole["windows"]):  # EDF's 16-bit samples: close, not equal
+        np.testing.assert_allclose(list(a["scores"].values()), list(b["scores"].values()), atol=1e-3)

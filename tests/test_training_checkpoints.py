@@ -13,6 +13,7 @@ from e2llm.training.checkpoints import (
     INCOMPLETE_MARKER,
     check_complete,
     newest_complete_checkpoint,
+    partial_checkpoints,
     resolve_resume,
 )
 from e2llm.training.cli_checks import check_model_reference, check_training_arguments
@@ -74,15 +75,20 @@ def test_kill_during_checkpoint_and_final_save(tmp_path):
     out = tmp_path / "run"
     killed = _run(script, str(out), "checkpoint-8", "fresh")
     assert killed.returncode == -9, killed.stderr[-2000:]
-    assert (out / "checkpoint-8" / INCOMPLETE_MARKER).exists() and (out / "checkpoint-8" / "config.json").stat().st_size == 0
+    # the half-written checkpoint never got its name: it is still in its hidden staging folder, marked
+    staged = out / ".checkpoint-8.partial" / "checkpoint-8"
+    assert not (out / "checkpoint-8").exists() and (out / "checkpoint-4" / "trainer_state.json").is_file()
+    assert (staged / INCOMPLETE_MARKER).exists() and (staged / "config.json").stat().st_size == 0
     chosen, skipped = newest_complete_checkpoint(out)
-    assert chosen.name == "checkpoint-4" and [p.name for p, _ in skipped] == ["checkpoint-8"]
+    assert chosen.name == "checkpoint-4" and [p.name for p, _ in skipped] == [".checkpoint-8.partial"]
     with pytest.raises(ValueError, match="incomplete"):
-        resolve_resume(out, str(out / "checkpoint-8"))
+        resolve_resume(out, str(staged))
 
     resumed = _run(script, str(out), "final", "resume")
     assert resumed.returncode == -9, resumed.stderr[-2000:]
-    assert "resume: skipping checkpoint-8" in resumed.stdout and "resume: from checkpoint-4" in resumed.stdout
+    assert "resume: skipping .checkpoint-8.partial" in resumed.stdout and "resume: from checkpoint-4" in resumed.stdout
+    assert partial_checkpoints(out) == []  # the leftover was cleared when step 8 was saved again
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint-")) == ["checkpoint-12", "checkpoint-8"]
     state = json.loads((out / "checkpoint-12" / "trainer_state.json").read_text())
     assert state["global_step"] == 12  # training went on from step 4 to the end
     assert not (out / "checkpoint-12" / INCOMPLETE_MARKER).exists()
@@ -112,3 +118,32 @@ def test_training_argument_ranges():
                          ({"output_dir": __file__}, "existing file")):
         with pytest.raises((ValueError, FileExistsError), match=message):
             check_training_arguments(SimpleNamespace(**{**good, **bad}))
+
+
+def test_best_checkpoint_is_named_by_its_final_path(tmp_path):
+    """Checkpoint selection (on validation data) through the staged checkpoints: the best one is recorded, kept by
+    rotation and loaded at the end under its final name, never its staging name."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM, Trainer, TrainingArguments
+
+    from e2llm.training.checkpoints import AtomicCheckpointMixin
+
+    class AtomicTrainer(AtomicCheckpointMixin, Trainer):
+        pass
+
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1)
+    ids = torch.randint(0, 32, (40, 8), generator=torch.Generator().manual_seed(0))
+    rows = [{"input_ids": row, "labels": row} for row in ids]
+    args = TrainingArguments(tmp_path / "run", max_steps=9, save_steps=3, eval_steps=3, eval_strategy="steps",
+                             save_strategy="steps", save_total_limit=1, load_best_model_at_end=True,
+                             metric_for_best_model="eval_loss", per_device_train_batch_size=4, learning_rate=1e-3,
+                             report_to="none", use_cpu=True, disable_tqdm=True)
+    trainer = AtomicTrainer(model=Qwen2ForCausalLM(config), args=args, train_dataset=rows[:32], eval_dataset=rows[32:])
+    trainer.train()
+    best = trainer.state.best_model_checkpoint
+    assert ".partial" not in best and os.path.isdir(best), best
+    saved = json.loads((tmp_path / "run" / os.path.basename(best) / "trainer_state.json").read_text())
+    assert ".partial" not in str(saved["best_model_checkpoint"])
+    assert partial_checkpoints(tmp_path / "run") == []

@@ -5,9 +5,12 @@ something marks it. Here every checkpoint and every stage output folder holds `I
 being written; the marker is removed (one atomic unlink, after an fsync of the files) only when the last file is
 in place. So:
 
-- `AtomicCheckpointMixin` (put it before the Trainer class in a subclass's bases) marks each ``checkpoint-N``
-  while `Trainer._save_checkpoint` writes it, and rotates old checkpoints only after the new one is complete;
-- `stage_started` / `stage_finished` mark a stage's output folder for the whole run (`e2llm train` calls them);
+- `AtomicCheckpointMixin` (put it before the Trainer class in a subclass's bases) writes each ``checkpoint-N`` into
+  a hidden sibling and renames it into place when complete, and rotates old checkpoints only afterwards;
+- `stage_started` / `stage_finished` mark a stage's output folder for the whole run (`e2llm train` calls them).
+  That folder also holds the checkpoints a resume needs, so it is marked rather than renamed as a whole; its
+  ``adapter``/``merged`` subfolders count as incomplete while it is marked. Prepared datasets and exports are
+  written to a hidden sibling and renamed (`e2llm.processing.safe_output.staged_dir`);
 - `resolve_resume(output_dir, True)` picks the newest *complete* checkpoint and logs every newer one it skipped;
 - `check_complete(folder)` refuses to load a marked (or visibly truncated) folder with a clear message.
 """
@@ -17,11 +20,13 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
 INCOMPLETE_MARKER = ".e2llm-incomplete"
+PARTIAL_SUFFIX = ".partial"  # `.checkpoint-N.partial/`: a checkpoint being written, renamed into place when whole
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 _STAGE_SUBFOLDERS = ("adapter", "merged")  # stage 3 writes these inside its (marked) output folder
 _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
@@ -97,10 +102,19 @@ def checkpoints(output_dir) -> list[Path]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
+def partial_checkpoints(output_dir) -> list[Path]:
+    """Staging folders (``.checkpoint-N.partial``) a killed run left in `output_dir`."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return []
+    return sorted(p for p in output_dir.iterdir()
+                  if p.is_dir() and p.name.startswith(".checkpoint-") and p.name.endswith(PARTIAL_SUFFIX))
+
+
 def newest_complete_checkpoint(output_dir) -> tuple[Path | None, list[tuple[Path, str]]]:
     """`(checkpoint, skipped)`: the newest checkpoint with a trainer state that is complete, and the newer ones
     skipped with their reasons."""
-    skipped = []
+    skipped = [(path, "killed while it was being written: never renamed into place") for path in partial_checkpoints(output_dir)]
     for path in checkpoints(output_dir):
         reason = incomplete_reason(path)
         if reason is None and not (path / "trainer_state.json").is_file():
@@ -137,32 +151,71 @@ def resolve_resume(output_dir, resume):
 
 
 class AtomicCheckpointMixin:
-    """Mixin for a `transformers.Trainer` subclass (list it first): each ``checkpoint-N`` carries
-    `INCOMPLETE_MARKER` until every file is written, and older checkpoints are rotated out only afterwards, so a
-    kill at any moment leaves the previous complete checkpoint in place."""
+    """Mixin for a `transformers.Trainer` subclass (list it first): each ``checkpoint-N`` is written into a hidden
+    sibling, ``.checkpoint-N.partial/checkpoint-N`` (marked incomplete as well), flushed to disk and renamed into
+    place only when every process has written its files; older checkpoints are rotated out only afterwards. A kill
+    at any moment leaves the previous checkpoints untouched and no ``checkpoint-N`` that is not whole."""
 
     def _save_checkpoint(self, model, trial):
         run_dir = Path(self._get_output_dir(trial=trial))
-        folder = run_dir / f"checkpoint-{self.state.global_step}"
+        name = f"checkpoint-{self.state.global_step}"
+        final, staging_root = run_dir / name, run_dir / f".{name}{PARTIAL_SUFFIX}"
+        staged = staging_root / name
         main = self.args.should_save
         if main:
-            mark_incomplete(folder)
-        limit, self.args.save_total_limit = self.args.save_total_limit, None  # rotate after completion only
+            if staging_root.exists():  # left by a run killed while saving this step
+                shutil.rmtree(staging_root)
+            mark_incomplete(staged)
+        self.accelerator.wait_for_everyone()
+        limit, self.args.save_total_limit = self.args.save_total_limit, None  # rotate after the rename only
+        self._get_output_dir = lambda trial=None: str(staging_root)  # every process writes into the staging folder
         try:
             super()._save_checkpoint(model, trial)
         finally:
+            del self._get_output_dir
             self.args.save_total_limit = limit
-        if main:
-            mark_complete(folder)
-            if limit is not None:
-                from transformers.trainer_utils import rotate_checkpoints
+        self.accelerator.wait_for_everyone()  # every process's files (e.g. its RNG state) are in
+        if not main:
+            return
+        if self.state.best_model_checkpoint == str(staged):
+            self.state.best_model_checkpoint = str(final)
+            self.state.save_to_json(str(staged / "trainer_state.json"))
+        mark_complete(staged)
+        _publish(staged, final)
+        staging_root.rmdir()
+        if limit is not None:
+            from transformers.trainer_utils import rotate_checkpoints
 
-                rotate_checkpoints(output_dir=str(run_dir), save_total_limit=limit,
-                                   best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+            rotate_checkpoints(output_dir=str(run_dir), save_total_limit=limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+
+
+def _publish(staged: Path, final: Path) -> None:
+    """Rename the complete folder `staged` to `final` (retiring a folder already there, e.g. from an earlier run
+    that was not resumed) and flush the rename to disk."""
+    if final.exists():
+        retired = final.parent / f".{final.name}.old"
+        shutil.rmtree(retired, ignore_errors=True)
+        os.replace(final, retired)
+        os.replace(staged, final)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.replace(staged, final)
+    try:
+        directory = os.open(final.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(directory)
+    except OSError:
+        pass
+    finally:
+        os.close(directory)
 
 
 __all__ = [
     "INCOMPLETE_MARKER",
+    "PARTIAL_SUFFIX",
     "AtomicCheckpointMixin",
     "check_complete",
     "checkpoints",
@@ -170,6 +223,7 @@ __all__ = [
     "mark_complete",
     "mark_incomplete",
     "newest_complete_checkpoint",
+    "partial_checkpoints",
     "resolve_resume",
     "stage_finished",
     "stage_started",

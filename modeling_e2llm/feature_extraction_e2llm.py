@@ -431,7 +431,8 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
                              f"table; it needs at least {self.min_channels} (min_channels).")
         if not known.all():
             unknown = [n for n, k in zip(names, known) if not k]
-            logger.warning(f"{label}: dropping channels not in the electrode vocabulary: {unknown}")
+            # once per set of channels and process: a training run meets the same montage in every batch item
+            logger.warning_once(f"dropping channels not in the encoder's electrode vocabulary: {unknown}")
         return ids[known], known
 
     def _check_memory(self, n_items: int, n_channels: int, n_times: int, rate: float, label: str) -> None:

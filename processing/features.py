@@ -233,7 +233,7 @@ def frontal_alpha_asymmetry(
     if not used:
         raise ValueError(f"none of the asymmetry pairs {list(pairs)} is present in the channels {list(channel_names)}")
     right = power[..., [index[canonical_channel_name(r)] for r, _ in used]]
-    left = power[..., [index[canonical_channel_name(l)] for _, l in used]]
+    left = power[..., [index[canonical_channel_name(left_name)] for _, left_name in used]]
     if np.any(right <= 0) or np.any(left <= 0):
         raise ValueError("alpha power must be positive to take its logarithm")
     return np.log(right) - np.log(left)

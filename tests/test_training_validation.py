@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-from trl import SFTConfig
 
 from e2llm import build_tiny_e2llm
 from e2llm.processing.splits import trial_keys

@@ -111,7 +111,7 @@ def stage_record(stage: str, dataset, split, train, validation=None, seed: int =
     return {
         "stage": stage,
         "seed": int(seed),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "dataset": dataset_identity(dataset),
         "split": None if split is None else {**split.spec.as_dict(), "validation_kind": split.validation_kind},
         "train_keys": _keys(train),

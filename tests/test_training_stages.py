@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import safetensors.torch
 import torch
 from trl import SFTConfig
 
@@ -61,6 +63,30 @@ def test_stage1_trains_every_parameter_with_adversary_and_saves_encoder(windows,
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["id2label"] == {str(i): n for i, n in enumerate(names)}
     assert (tmp_path / "preprocessor_config.json").is_file()
+
+
+def test_stage1_evidence_readout_trains_on_training_reference_and_is_not_saved(windows, tmp_path, monkeypatch):
+    """`evidence_weight`: a linear readout of each window's evidence features (spread units, relative to the
+    training windows) from the pooled tokens; its error is part of the loss, and it never reaches the saved model."""
+    from e2llm.training import stage1
+
+    names = windows.features["emotion"].names
+    model = build_stage1_model(ModelArguments(tiny=True), names)
+    _, processor = build_tiny_e2llm()
+    losses = []
+    loss_of = stage1.EvidenceReadout.loss
+    monkeypatch.setattr(stage1.EvidenceReadout, "loss", lambda self, *a: losses.append(loss_of(self, *a)) or losses[-1])
+    args = Stage1Config(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=8, learning_rate=1e-2,
+                        report_to=[], save_strategy="no", evidence_weight=1.0, disable_tqdm=True)
+    train_stage1(model, windows, args, processor.feature_extractor)
+    assert len(losses) == 2 and all(torch.isfinite(x) and x > 0 for x in losses)
+    assert not hasattr(model, "evidence_readout")
+    assert not any("evidence" in key for key in safetensors.torch.load_file(tmp_path / "model.safetensors"))
+    (targeted,) = stage1.with_evidence_targets(windows)
+    z = np.array(targeted["evidence_targets"], dtype=np.float64)
+    finite = np.isfinite(z)
+    assert z.shape == (len(windows), 31) and finite.any()
+    np.testing.assert_allclose(np.nanstd(np.where(finite, z, np.nan), axis=0)[finite.all(0)], 1.0, rtol=1e-4)
 
 
 @pytest.fixture(scope="module")

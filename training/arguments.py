@@ -81,6 +81,12 @@ class Stage1Config(TrainingArguments):
     adversarial_weight: float = field(
         default=0.0, metadata={"help": "weight of the subject-adversarial loss (gradient reversal); 0 disables it."}
     )
+    evidence_weight: float = field(
+        default=0.0,
+        metadata={"help": "weight of an auxiliary loss that reads each window's rationale evidence (regional band-power, "
+                          "DE and asymmetry deviations from the training reference, in spread units) linearly from the "
+                          "pooled tokens the projector receives; 0 disables it."},
+    )
     freeze_backbone: bool = field(
         default=False,
         metadata={"help": "keep the encoder's pretrained backbone (EEGPT / CBraMod / LaBraM; all of the patch encoder but its "

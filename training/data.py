@@ -63,6 +63,9 @@ class EEGClassificationCollator:
             )
         batch = {name: features[name] for name in ("eeg_values", "eeg_channel_ids", "eeg_channel_mask")}
         batch["labels"] = torch.tensor([int(example[self.label_column]) for example in examples], dtype=torch.long)
+        if "evidence_targets" in examples[0]:  # stage 1 with an evidence readout (`e2llm.training.stage1`)
+            batch["evidence_targets"] = torch.tensor(np.stack([np.asarray(e["evidence_targets"], dtype=np.float32)
+                                                               for e in examples]))
         if self.subject_ids is not None:
             index = {int(s): i for i, s in enumerate(self.subject_ids)}
             # subjects outside the training set (evaluation rows) get the ignore index

@@ -55,6 +55,7 @@ class QuickstartRecipe:
     stage1_epochs: float = 20.0
     stage1_lr: float = 3e-3
     stage1_batch_size: int = 32
+    stage1_evidence_weight: float = 0.0  # the evidence readout of `Stage1Config.evidence_weight` (off: see #10's note)
     stage2_epochs: float = 3.0
     # the tiny LM has never seen text: stage 2 trains LoRA on it with the projector (see `train_stage2`), at stage
     # 3's rate (at 1e-3 its training loss stayed at 5.39 nats with 78% token accuracy: logits too flat to align)
@@ -205,7 +206,7 @@ def train_and_evaluate(dataset, spec, seed: int, recipe: QuickstartRecipe, folde
     stage1_args = Stage1Config(
         **_common_args(folder / "stage1", seed), num_train_epochs=recipe.stage1_epochs,
         learning_rate=recipe.stage1_lr, per_device_train_batch_size=recipe.stage1_batch_size,
-        per_device_eval_batch_size=64, weight_decay=0.05,
+        per_device_eval_batch_size=64, weight_decay=0.05, evidence_weight=recipe.stage1_evidence_weight,
     )
     stage1 = run_stage1(classifier, processor.feature_extractor, data, stage1_args)
     rows = test_rows(data.split, recipe.max_test_windows)

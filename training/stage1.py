@@ -66,12 +66,50 @@ class SubjectAdversary(nn.Module):
         return self.classifier(_GradientReversal.apply(embeddings, self.weight))
 
 
+class EvidenceReadout(nn.Module):
+    """Training-only linear readout `(batch, num_tokens * hidden) -> (batch, n_features)` of each window's evidence
+    features in spread units (`e2llm.processing.instructions.EvidenceReference`), from the pooled tokens the
+    projector receives. Its masked mean-squared error keeps in those tokens what rationales are written from, which
+    a classification loss alone discards."""
+
+    def __init__(self, n_inputs: int, n_features: int, weight: float = 1.0):
+        super().__init__()
+        self.weight = float(weight)
+        self.linear = nn.Linear(n_inputs, n_features)
+
+    def loss(self, pooled: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        present = torch.isfinite(targets)  # NaN: a feature the montage cannot give (a region without channels)
+        error = (self.linear(pooled.flatten(1).float()) - torch.nan_to_num(targets)).square()
+        return self.weight * (error * present).sum() / present.sum().clamp_min(1)
+
+
+def with_evidence_targets(train_dataset, *others):
+    """`train_dataset` and `others` with an ``evidence_targets`` column: each window's evidence features relative to
+    the training windows' reference (their subjects' mean band power, each feature's spread), NaN where absent."""
+    from e2llm.processing.instructions import EvidenceReference, read_evidence_columns
+
+    columns = read_evidence_columns(train_dataset)
+    reference = EvidenceReference.from_training_windows(columns["power_db"], columns["subjects"], columns["labels"],
+                                                        columns["channel_names"], columns["label_names"])
+    out = []
+    for dataset in (train_dataset, *others):
+        if dataset is None:
+            out.append(None)
+            continue
+        found = columns if dataset is train_dataset else read_evidence_columns(dataset)
+        z = reference.features(found["power_db"], found["subjects"]).flat() / reference.spread
+        out.append(dataset.add_column("evidence_targets", z.astype(np.float32).tolist()))
+    return out
+
+
 class EncoderPretrainingTrainer(AtomicCheckpointMixin, Trainer):
-    """`Trainer` whose loss is cross-entropy + `supcon_weight` x SupCon (+ `adversarial_weight` x subject CE)."""
+    """`Trainer` whose loss is cross-entropy + `supcon_weight` x SupCon (+ `adversarial_weight` x subject CE)
+    (+ `evidence_weight` x the evidence readout's error)."""
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
         subject_labels = inputs.pop("subject_labels", None)
+        evidence_targets = inputs.pop("evidence_targets", None)
         outputs = model(**inputs)
         loss = F.cross_entropy(outputs.logits.float(), labels)
         args = self.args
@@ -82,6 +120,9 @@ class EncoderPretrainingTrainer(AtomicCheckpointMixin, Trainer):
         adversary = getattr(self.accelerator.unwrap_model(model), "subject_adversary", None)
         if adversary is not None and subject_labels is not None and model.training:
             loss = loss + args.adversarial_weight * F.cross_entropy(adversary(outputs.embeddings).float(), subject_labels)
+        readout = getattr(self.accelerator.unwrap_model(model), "evidence_readout", None)
+        if readout is not None and evidence_targets is not None:
+            loss = loss + readout.loss(outputs.pooler_output, evidence_targets)
         outputs["loss"] = loss
         return (loss, outputs) if return_outputs else loss
 
@@ -164,6 +205,11 @@ def train_stage1(
         if len(subjects) < 2:
             raise ValueError("the subject-adversarial loss needs at least two subjects in the training data")
         model.subject_adversary = SubjectAdversary(model.config.hidden_size, len(subjects), args.adversarial_weight)
+    if getattr(args, "evidence_weight", 0.0) > 0:
+        train_dataset, eval_dataset = with_evidence_targets(train_dataset, eval_dataset)
+        tokens = model.config.num_output_tokens * model.config.hidden_size
+        n_features = len(train_dataset[0]["evidence_targets"])
+        model.evidence_readout = EvidenceReadout(tokens, n_features, args.evidence_weight)
     if getattr(args, "freeze_backbone", False):  # a frozen pretrained backbone under a trainable pooler + head
         for parameter in backbone_parameters(model.encoder):
             parameter.requires_grad_(False)
@@ -177,8 +223,9 @@ def train_stage1(
         compute_metrics=_accuracy if eval_dataset is not None else None,
     )
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
-    if hasattr(model, "subject_adversary"):  # a training device only: the saved encoder never carries it
-        del model.subject_adversary
+    for device in ("subject_adversary", "evidence_readout"):  # training devices only: never saved with the encoder
+        if hasattr(model, device):
+            delattr(model, device)
     trainer.save_model(args.output_dir)
     if trainer.is_world_process_zero():
         feature_extractor.save_pretrained(args.output_dir)

@@ -131,8 +131,8 @@ def evaluate_protocol(models, dataset, spec: SplitSpec, args, names=None) -> dic
     return summarize(reports, [str(p) for p in (names if names is not None else args.model)])
 
 
-def trained_split(path) -> tuple[dict, int]:
-    """`(split, seed)` a model folder was trained with: its last training stage's record in its provenance."""
+def trained_split(path) -> tuple[str, int, int]:
+    """`(kind, fold, seed)` a model folder was trained with: its last training stage's split in its provenance."""
     from e2llm.training.provenance import read_provenance
 
     provenance = read_provenance(path) if Path(path).is_dir() else None
@@ -140,26 +140,20 @@ def trained_split(path) -> tuple[dict, int]:
     if not stages:
         raise ValueError(f"--fold all needs each model's provenance to know its fold, and {path} records no split "
                          "(no e2llm_provenance.json from a training stage); evaluate it with --fold N instead")
-    return stages[-1]["split"], int(stages[-1].get("seed", 0))
+    split = stages[-1]["split"]
+    return SPLIT_ALIASES.get(split["kind"], split["kind"]), int(split.get("fold", 0)), int(stages[-1].get("seed", 0))
 
 
-def _trained_kind(path) -> str:
-    kind = trained_split(path)[0]["kind"]
-    return SPLIT_ALIASES.get(kind, kind)
-
-
-def evaluate_all_folds(models, dataset, kind: str, args) -> dict:
-    """Protocol `kind` over every fold: each model scored on the fold it was trained for (its provenance), its
-    runs pooled per training seed (a replicate = one seed's folds), then summarized like one protocol."""
+def evaluate_all_folds(models, trained, dataset, kind: str, args) -> dict:
+    """Protocol `kind` over every fold: each model scored on the fold it was trained for (`trained`: its
+    `trained_split`), its runs pooled per training seed (a replicate = one seed's folds), summarized as one protocol."""
     from e2llm.training.evaluation.splits import n_folds
     from e2llm.training.evaluation.summary import summarize
 
     by_fold, names = {}, []
-    for path, (model, processor) in zip(args.model, models):
-        split, seed = trained_split(path)
-        if _trained_kind(path) != kind:
-            continue
-        by_fold.setdefault(int(split["fold"]), []).append((path, seed, model, processor))
+    for path, (model, processor), (model_kind, fold, seed) in zip(args.model, models, trained):
+        if model_kind == kind:
+            by_fold.setdefault(fold, []).append((path, seed, model, processor))
     folds = n_folds(dataset, kind)
     missing = [k for k in range(folds) if k not in by_fold]
     if missing:
@@ -184,18 +178,20 @@ def run(args: argparse.Namespace) -> int:
     from e2llm.training.provenance import ProvenanceOverlapError
     from e2llm.training.sharding import inference_device, is_main_process
 
+    # --fold all: which split each model was trained on, read once and before any model is loaded
+    trained = [trained_split(path) for path in args.model] if args.fold == "all" else None
     dataset = load_prepared(args.data)
     models = [load_model(path, inference_device(args.device), args.trust_remote_code) for path in args.model]
     kinds = list(dict.fromkeys(SPLIT_ALIASES.get(s, s) for s in args.split))
     protocols = {}
     try:
         for kind in kinds:
-            if args.fold == "all" and kind != "trial":
-                protocols[kind] = evaluate_all_folds(models, dataset, kind, args)
+            if trained is not None and kind != "trial":
+                protocols[kind] = evaluate_all_folds(models, trained, dataset, kind, args)
                 continue
             # with --fold all, the trial protocol takes the models trained on a trial split
-            chosen = [(m, path) for m, path in zip(models, args.model)
-                      if args.fold != "all" or _trained_kind(path) == kind]
+            chosen = [(m, path) for i, (m, path) in enumerate(zip(models, args.model))
+                      if trained is None or trained[i][0] == kind]
             if not chosen:
                 raise ValueError(f"--split {kind} --fold all: no --model was trained on a {kind} split")
             spec = SplitSpec(kind=kind, fold=args.fold if kind != "trial" else 0, test_size=args.test_size,

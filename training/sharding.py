@@ -8,6 +8,7 @@ Without a launcher (one process) the inputs are simply run in order, so callers 
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -26,7 +27,28 @@ def _state():
     from accelerate import PartialState
 
     # on a machine without CUDA, processes started by a launcher join a gloo group on CPU
-    return PartialState(cpu=not torch.cuda.is_available())
+    state = PartialState(cpu=not torch.cuda.is_available())
+    leave_process_group_at_exit()
+    return state
+
+
+_exit_hook_registered = False
+
+
+def leave_process_group_at_exit() -> None:
+    """Register, once, the process group's teardown for interpreter exit: a gloo group left to the interpreter's
+    finalisers aborts the process now and then ("terminate called without an active exception")."""
+    global _exit_hook_registered
+    if not _exit_hook_registered:
+        atexit.register(_leave_group)
+        _exit_hook_registered = True
+
+
+def _leave_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def process_count() -> int:
@@ -87,4 +109,5 @@ def _checked(results: list, expected: int) -> list:
     return results
 
 
-__all__ = ["inference_device", "is_main_process", "process_count", "process_index", "shard_bounds", "sharded_map"]
+__all__ = ["inference_device", "is_main_process", "leave_process_group_at_exit", "process_count", "process_index",
+           "shard_bounds", "sharded_map"]

@@ -243,6 +243,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
+    from e2llm.training.sharding import leave_process_group_at_exit
+
+    leave_process_group_at_exit()
     output = run_stage(args.stage, list(args.options))
     state = PartialState()
     print(f"rank {state.process_index}/{state.num_processes}: {args.stage} done, saved to {output}", flush=True)

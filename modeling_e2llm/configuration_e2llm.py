@@ -16,6 +16,7 @@ from .backbones_e2llm import (
     resolve_backbone_config,
     validate_backbone,
 )
+from .eeg_evidence_features import REGIONS
 from .electrodes import ELECTRODE_NAMES
 
 # SEED-VII's seven emotions, in the order its labels are numbered in e2llm datasets.
@@ -49,6 +50,9 @@ class E2LLMEEGConfig(PreTrainedConfig):
         band_power_readout (`bool`): add to every pooled token a linear readout of each channel's log band power over
             the window, standardised per (electrode, band) by running statistics, through per-electrode weights (patch
             backbone): a path as direct as a linear model on differential entropy.
+        region_tokens (`bool`): make the last `len(REGIONS) + 1` of the `num_output_tokens` tokens region tokens
+            (`E2LLMEEGRegionTokens`): per scalp region, and scalp-wide, a linear embedding of the readout's
+            standardised band powers (needs `band_power_readout`); the other tokens are the pooler's queries.
         backbone (`str`): `"patch"` (the patch transformer above, trained from scratch) or a pretrained foundation
             encoder: `"eegpt"`, `"cbramod"`, `"labram"` (see `e2llm.backbones_e2llm`). With a foundation backbone,
             `hidden_size` is its output width and the patch-transformer fields (`num_hidden_layers`, embeddings...) are
@@ -94,6 +98,7 @@ class E2LLMEEGConfig(PreTrainedConfig):
     band_edges: list[float] | tuple[float, ...] = (1.0, 4.0, 8.0, 14.0, 31.0, 50.0)
     electrode_band_rank: int = 8
     band_power_readout: bool = False
+    region_tokens: bool = False
     classifier_dropout: float | int = 0.1
     initializer_range: float = 0.02
     backbone: str = "patch"
@@ -136,10 +141,30 @@ class E2LLMEEGConfig(PreTrainedConfig):
         self.hidden_size = backbone_output_size(self.backbone, self.backbone_config)
         self.patch_size = self.backbone_config["patch_size"]
 
+    @property
+    def num_region_tokens(self) -> int:
+        """Region tokens per window (`region_tokens`): one per scalp region and one scalp-wide, else 0."""
+        return len(REGIONS) + 1 if self.region_tokens else 0
+
+    @property
+    def num_query_tokens(self) -> int:
+        """Tokens the attention pooler's queries give: `num_output_tokens` less the region tokens."""
+        return self.num_output_tokens - self.num_region_tokens
+
     def validate_architecture(self):
         super().validate_architecture()
         if self.min_channels < 1:
             raise ValueError(f"min_channels must be >= 1, got {self.min_channels}")
+        if self.region_tokens:
+            if self.backbone != "patch" or not self.band_power_readout:
+                raise ValueError("region_tokens embeds the band-power readout's values: it needs backbone='patch' and "
+                                 "band_power_readout=True")
+            if 8.0 not in [float(edge) for edge in self.band_edges[:-1]]:
+                raise ValueError(f"region_tokens needs a band starting at 8 Hz (alpha, for the frontal asymmetry) in "
+                                 f"band_edges, got {list(self.band_edges)}")
+            if self.num_query_tokens < 1:
+                raise ValueError(f"num_output_tokens={self.num_output_tokens} leaves no pooled token next to the "
+                                 f"{self.num_region_tokens} region tokens; use at least {self.num_region_tokens + 1}")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size={self.hidden_size} is not divisible by num_attention_heads={self.num_attention_heads}"

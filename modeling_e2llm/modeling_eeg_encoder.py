@@ -18,6 +18,8 @@ from transformers.utils.generic import can_return_tuple, merge_with_config_defau
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_e2llm import E2LLMEEGConfig
+from .eeg_evidence_features import FAA_PAIRS, REGIONS, region_of
+from .electrodes import ELECTRODE_NAMES
 from .modeling_eeg_backbones import backbone_tokens, build_backbone
 
 
@@ -194,7 +196,7 @@ class E2LLMEEGAttentionPooler(nn.Module):
 
     def __init__(self, config: E2LLMEEGConfig):
         super().__init__()
-        self.queries = nn.Parameter(torch.empty(config.num_output_tokens, config.hidden_size))
+        self.queries = nn.Parameter(torch.empty(config.num_query_tokens, config.hidden_size))
         self.attn = E2LLMEEGAttention(config)
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
@@ -250,15 +252,81 @@ class E2LLMEEGBandPowerReadout(nn.Module):
         self.running_var[seen] += rate * (var - self.running_var[seen])
         self.num_updates[seen] += 1
 
-    def forward(self, eeg_values: torch.Tensor, eeg_channel_ids: torch.Tensor, channel_mask: torch.Tensor) -> torch.Tensor:
-        log_power = self.log_band_power(eeg_values)  # (batch, n_channels, n_bands)
+    def standardised_log_power(self, eeg_values: torch.Tensor, eeg_channel_ids: torch.Tensor,
+                               channel_mask: torch.Tensor) -> torch.Tensor:
+        """`(batch, n_channels, n_bands)` float32: log band power standardised per (electrode, band); updates the
+        running statistics while the readout trains."""
+        log_power = self.log_band_power(eeg_values)
         if self.training and self.weight.weight.requires_grad:  # a frozen readout keeps its statistics
             self._update(log_power[channel_mask], eeg_channel_ids[channel_mask])
-        standard = (log_power - self.running_mean[eeg_channel_ids]) / self.running_var[eeg_channel_ids].sqrt()
-        weights = self.weight(eeg_channel_ids).view(*eeg_channel_ids.shape, log_power.shape[-1], -1)
+        return (log_power - self.running_mean[eeg_channel_ids]) / self.running_var[eeg_channel_ids].sqrt()
+
+    def forward(self, eeg_values: torch.Tensor, eeg_channel_ids: torch.Tensor, channel_mask: torch.Tensor,
+                standard: torch.Tensor | None = None) -> torch.Tensor:
+        """`standard`: the `standardised_log_power` of these windows when already computed."""
+        if standard is None:
+            standard = self.standardised_log_power(eeg_values, eeg_channel_ids, channel_mask)
+        weights = self.weight(eeg_channel_ids).view(*eeg_channel_ids.shape, standard.shape[-1], -1)
         mask = channel_mask.float()
         readout = torch.einsum("bcn,bcnh->bh", standard * mask[..., None], weights.float())
         return (readout / mask.sum(1, keepdim=True)).to(eeg_values.dtype)
+
+
+class E2LLMEEGRegionTokens(nn.Module):
+    """`(batch, n_regions + 1, hidden_size)`: one token per scalp region (`REGIONS`) and one scalp-wide token, each a
+    learned linear embedding of what a rationale cites about it.
+
+    A region's token embeds the mean over its present channels of the standardised log band power of
+    `E2LLMEEGBandPowerReadout` (one value per band) and whether the region has a channel at all; the scalp-wide
+    token embeds the mean over all present channels of each band and the frontal alpha asymmetry (mean right minus
+    mean left frontal alpha, over the `FAA_PAIRS` electrodes present). An attention pooler mixes every channel into
+    every token, so a rationale's regional claims (``alpha power is higher over occipital channels``) would have to be
+    disentangled again; these tokens hand them to the projector as they are, region by region."""
+
+    def __init__(self, config: E2LLMEEGConfig):
+        super().__init__()
+        self.config = config
+        n_bands, n_regions = len(config.band_edges) - 1, len(REGIONS)
+        region, side = self.electrode_tables(config.num_electrodes)
+        self.register_buffer("electrode_region", region, persistent=False)
+        self.register_buffer("electrode_side", side, persistent=False)
+        self.alpha_band = list(config.band_edges).index(8.0)  # the band starting at 8 Hz (checked by the config)
+        self.weight = nn.Parameter(torch.empty(n_regions + 1, n_bands + 1, config.hidden_size))
+        self.embedding = nn.Parameter(torch.empty(n_regions + 1, config.hidden_size))
+
+    @staticmethod
+    def electrode_tables(num_electrodes: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(num_electrodes,)` region index of each electrode (`len(REGIONS)`: none) and its FAA side (+1 right, -1
+        left, 0 neither)."""
+        region = torch.full((num_electrodes,), len(REGIONS), dtype=torch.long)
+        side = torch.zeros(num_electrodes)
+        for i, name in enumerate(ELECTRODE_NAMES[:num_electrodes]):
+            if region_of(name) is not None:
+                region[i] = REGIONS.index(region_of(name))
+        for right, left in FAA_PAIRS:
+            side[ELECTRODE_NAMES.index(right)], side[ELECTRODE_NAMES.index(left)] = 1.0, -1.0
+        return region, side
+
+    def values(self, standard: torch.Tensor, eeg_channel_ids: torch.Tensor, channel_mask: torch.Tensor) -> torch.Tensor:
+        """`(batch, n_regions + 1, n_bands + 1)`: per region its channel-mean standardised band powers and 1 if it has a
+        channel (else all 0); last row the scalp-wide band means and the frontal alpha asymmetry (0 without a pair)."""
+        mask = channel_mask.float()
+        n_regions = self.weight.shape[0] - 1
+        member = F.one_hot(self.electrode_region[eeg_channel_ids], n_regions + 1)[..., :n_regions] * mask[..., None]
+        count = member.sum(1)  # (batch, n_regions)
+        regional = torch.einsum("bcr,bcn->brn", member, standard) / count.clamp_min(1)[..., None]
+        scalp = (standard * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        side = self.electrode_side[eeg_channel_ids] * mask  # (batch, n_channels)
+        alpha = standard[..., self.alpha_band]
+        right, left = (side > 0).float(), (side < 0).float()
+        faa = ((alpha * right).sum(1) / right.sum(1).clamp_min(1) - (alpha * left).sum(1) / left.sum(1).clamp_min(1))
+        faa = faa * (right.sum(1) > 0) * (left.sum(1) > 0)
+        return torch.cat([torch.cat([regional, (count > 0).float()[..., None]], -1),
+                          torch.cat([scalp, faa[:, None]], -1)[:, None]], 1)
+
+    def forward(self, standard: torch.Tensor, eeg_channel_ids: torch.Tensor, channel_mask: torch.Tensor) -> torch.Tensor:
+        values = self.values(standard, eeg_channel_ids, channel_mask)
+        return torch.einsum("btn,tnh->bth", values, self.weight.float()) + self.embedding.float()
 
 
 @dataclass
@@ -314,6 +382,13 @@ class E2LLMEEGPreTrainedModel(PreTrainedModel):
             init.zeros_(module.running_mean)
             init.ones_(module.running_var)
             init.zeros_(module.num_updates)
+        elif isinstance(module, E2LLMEEGRegionTokens):
+            # standardised inputs are O(1): tokens start at the scale of the layer-normed pooled tokens
+            init.normal_(module.weight, mean=0.0, std=module.weight.shape[1] ** -0.5)
+            init.normal_(module.embedding, mean=0.0, std=1.0)
+            region, side = module.electrode_tables(module.config.num_electrodes)
+            init.copy_(module.electrode_region, region)
+            init.copy_(module.electrode_side, side)
 
 
 class E2LLMEEGEncoder(E2LLMEEGPreTrainedModel):
@@ -344,6 +419,7 @@ class E2LLMEEGEncoder(E2LLMEEGPreTrainedModel):
         self.pooler = E2LLMEEGAttentionPooler(config)
         self.readout = (E2LLMEEGBandPowerReadout(config) if config.band_power_readout and config.backbone == "patch"
                         else None)
+        self.region_tokens = E2LLMEEGRegionTokens(config) if config.region_tokens else None
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
@@ -407,7 +483,11 @@ class E2LLMEEGEncoder(E2LLMEEGPreTrainedModel):
         hidden_states = self.norm(hidden_states)
         pooled = self.pooler(hidden_states, token_mask)
         if self.readout is not None:  # (batch, hidden) added to every pooled token
-            pooled = pooled + self.readout(eeg_values.to(self.dtype), eeg_channel_ids, channel_mask)[:, None]
+            standard = self.readout.standardised_log_power(eeg_values, eeg_channel_ids, channel_mask)
+            pooled = pooled + self.readout(eeg_values, eeg_channel_ids, channel_mask, standard)[:, None].to(self.dtype)
+            if self.region_tokens is not None:
+                region_tokens = self.region_tokens(standard, eeg_channel_ids, channel_mask).to(pooled.dtype)
+                pooled = torch.cat([pooled, region_tokens], 1)
         return E2LLMEEGEncoderOutput(last_hidden_state=hidden_states, pooler_output=pooled)
 
 

@@ -56,7 +56,21 @@ def test_frozen_alignment_trains_only_the_projector(windows, tmp_path):
     changed = {n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())}
     assert changed and all(n.startswith("model.projector.") for n in changed)
     with pytest.raises(ValueError, match="align_language_model"):
-        _args(tmp_path, align_language_model="full")
+        _args(tmp_path, align_language_model="everything")
+
+
+def test_full_alignment_trains_the_language_model_but_not_the_encoder(windows, tmp_path):
+    model, processor = build_tiny_e2llm(dict(enumerate(windows.features["emotion"].names)))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    train_stage2(model, processor, windows.select(range(8)), _args(tmp_path, align_language_model="full"))
+    changed = {n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())}
+    assert any(n.startswith("model.projector.") for n in changed)
+    assert any(n.startswith("model.language_model.layers.") for n in changed)
+    assert any(n.startswith("model.language_model.embed_tokens") for n in changed)
+    assert not any("encoder" in n for n in changed)
+    saved = E2LLMForConditionalGeneration.from_pretrained(tmp_path)
+    for name, parameter in saved.named_parameters():
+        torch.testing.assert_close(parameter, dict(model.named_parameters())[name].detach())
 
 
 def test_alignment_gap_is_zero_when_the_model_ignores_the_eeg(windows):

@@ -111,15 +111,17 @@ class InstructConfig(SFTConfig):
     align_language_model: str = field(
         default="frozen",
         metadata={"help": "stage 2: 'frozen' trains only the projector (pretrained Qwen); 'lora' also trains LoRA "
-                          "adapters and the final norm of the language model, merged after the stage (for a language "
-                          "model that has never seen text, e.g. the randomly initialised tiny one).",
-                  "choices": ["frozen", "lora"]},
+                          "adapters and the final norm of the language model, merged after the stage; 'full' trains "
+                          "the whole language model with the projector (for a language model that has never seen "
+                          "text, e.g. the randomly initialised tiny one).",
+                  "choices": ["frozen", "lora", "full"]},
     )
     align_lora_r: int = field(default=16, metadata={"help": "stage 2 with align_language_model=lora: LoRA rank."})
 
     def __post_init__(self):
-        if self.align_language_model not in ("frozen", "lora"):
-            raise ValueError(f"align_language_model must be 'frozen' or 'lora', got {self.align_language_model!r}")
+        if self.align_language_model not in ("frozen", "lora", "full"):
+            raise ValueError(f"align_language_model must be 'frozen', 'lora' or 'full', got "
+                             f"{self.align_language_model!r}")
         if self.lm_head_loss not in LM_HEAD_LOSSES:
             raise ValueError(f"lm_head_loss must be one of {LM_HEAD_LOSSES}, got {self.lm_head_loss!r}")
         super().__post_init__()

@@ -15,11 +15,10 @@ Five tasks, each with its prompt templates defined once here (never per dataset)
 
 Rationales are built from the window's own evidence (`e2llm.eeg_evidence_features`) relative to an
 `EvidenceReference` computed from training windows only: each subject's mean band power over its training
-windows (the baseline) and each feature's spread across training windows. A rationale states, region by region in
-a fixed order, each present region's strongest band-power deviation, then the strongest differential-entropy
-deviation and frontal alpha asymmetry (when a frontal pair is present), each at most once, with region, band,
-direction, a magnitude bucket in spread units and the number; claims about regions without channels are never
-written. Stage-2 descriptions are the same claims without a label. The grammar is fixed, so
+windows (the baseline) and each feature's spread across training windows. A rationale states the two strongest
+regional band-power deviations, the strongest differential-entropy deviation and frontal alpha asymmetry (when a
+frontal pair is present), each at most once, with region, band, direction, a magnitude bucket in spread units
+and the number; claims about regions without channels are never written. The grammar is fixed, so
 `e2llm.training.evaluation.rationales` can find each claim in a generated answer and check it against the signal.
 
 The label set always comes from the dataset (its ``ClassLabel`` names); valence and arousal come
@@ -69,6 +68,7 @@ AROUSALS: tuple[str, ...] = ("high", "low")
 INTENSITIES: tuple[str, ...] = ("mild", "moderate", "strong")
 MULTITASK_FIELDS: dict[str, tuple[str, ...]] = {"Valence": VALENCES, "Arousal": AROUSALS, "Intensity": INTENSITIES}
 STRONG_DEVIATION_DB = 3.0  # a window deviating this much from baseline raises the intensity one level
+N_POWER_CLAIMS = 2  # regional band-power claims per rationale (the strongest deviations in spread units)
 RATIONALE_OPENING = "Relative to this subject's baseline: "
 
 
@@ -167,21 +167,18 @@ class EvidenceReference:
         return float(self.spread[feature_keys().index((kind, band, region))])
 
 
-def rationale_claims(reference: EvidenceReference, features: EvidenceFeatures, index: int) -> list[Claim]:
-    """The claims of window `index`, in a fixed order: for each present region (`REGIONS` order) its strongest band
-    deviation in spread units, then the strongest differential-entropy deviation and the frontal alpha asymmetry.
-
-    One claim per region, always in the same order, so what a claim is about never depends on other claims: the
-    model decides band, direction and magnitude of the region it is at, from that region's EEG, instead of first
-    ranking every (region, band) pair (with a ranking to learn, the tiny model repeated class-typical claims)."""
+def rationale_claims(reference: EvidenceReference, features: EvidenceFeatures, index: int,
+                     n_power: int = N_POWER_CLAIMS) -> list[Claim]:
+    """The claims of window `index`: its `n_power` strongest regional band-power deviations (in spread units,
+    present regions only), its strongest differential-entropy deviation and its frontal alpha asymmetry."""
+    n_regions = len(REGIONS)
+    power_z = features.power[index] / reference.spread[: len(BAND_NAMES) * n_regions].reshape(len(BAND_NAMES), -1)
+    order = [k for k in np.argsort(-np.nan_to_num(np.abs(power_z), nan=-1.0), axis=None) if np.isfinite(power_z.flat[k])]
     claims = []
-    for r, region in enumerate(REGIONS):
-        spreads = np.array([reference.spread_of("power", band, region) for band in BAND_NAMES])
-        values = features.power[index, :, r]
-        if not np.all(np.isfinite(values)):
-            continue
-        b = int(np.argmax(np.abs(values / spreads)))
-        claims.append(make_claim("power", values[b], spreads[b], band=BAND_NAMES[b], region=region))
+    for flat in order[:n_power]:
+        b, r = np.unravel_index(flat, power_z.shape)
+        claims.append(make_claim("power", features.power[index, b, r], reference.spread_of("power", BAND_NAMES[b],
+                                 REGIONS[r]), band=BAND_NAMES[b], region=REGIONS[r]))
     de_spread = np.array([reference.spread_of("de", band) for band in BAND_NAMES])
     if np.all(np.isfinite(features.de[index])):
         b = int(np.argmax(np.abs(features.de[index] / de_spread)))
@@ -199,8 +196,16 @@ def rationale_text(claims: Sequence[Claim]) -> str:
 
 
 def description_claims(reference: EvidenceReference, features: EvidenceFeatures, index: int) -> list[Claim]:
-    """Stage-2 target claims: the rationale's (`rationale_claims`), so alignment teaches the reading the answers use."""
-    return rationale_claims(reference, features, index)
+    """Stage-2 target claims: every present region's strongest band deviation, the strongest DE deviation, FAA."""
+    claims = []
+    for r, region in enumerate(REGIONS):
+        spreads = np.array([reference.spread_of("power", band, region) for band in BAND_NAMES])
+        values = features.power[index, :, r]
+        if not np.all(np.isfinite(values)):
+            continue
+        b = int(np.argmax(np.abs(values / spreads)))
+        claims.append(make_claim("power", values[b], spreads[b], band=BAND_NAMES[b], region=region))
+    return claims + [c for c in rationale_claims(reference, features, index, n_power=0)]
 
 
 def description_text(reference: EvidenceReference, features: EvidenceFeatures, index: int) -> str:

@@ -15,6 +15,7 @@ from trl import SFTConfig
 
 STAGES: tuple[str, ...] = ("stage1", "stage2", "stage3")
 LM_HEAD_LOSSES: tuple[str, ...] = ("auto", "fused", "model")
+ALIGN_MODES: tuple[str, ...] = ("frozen", "lora", "full")  # what learns in stage 2 besides the projector
 # LoRA targets: the attention and MLP projections of the language model's decoder layers (Qwen2 / Qwen3 names).
 DEFAULT_LORA_TARGETS = r".*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
 
@@ -114,14 +115,13 @@ class InstructConfig(SFTConfig):
                           "adapters and the final norm of the language model, merged after the stage; 'full' trains "
                           "the whole language model with the projector (for a language model that has never seen "
                           "text, e.g. the randomly initialised tiny one).",
-                  "choices": ["frozen", "lora", "full"]},
+                  "choices": list(ALIGN_MODES)},
     )
     align_lora_r: int = field(default=16, metadata={"help": "stage 2 with align_language_model=lora: LoRA rank."})
 
     def __post_init__(self):
-        if self.align_language_model not in ("frozen", "lora", "full"):
-            raise ValueError(f"align_language_model must be 'frozen', 'lora' or 'full', got "
-                             f"{self.align_language_model!r}")
+        if self.align_language_model not in ALIGN_MODES:
+            raise ValueError(f"align_language_model must be one of {ALIGN_MODES}, got {self.align_language_model!r}")
         if self.lm_head_loss not in LM_HEAD_LOSSES:
             raise ValueError(f"lm_head_loss must be one of {LM_HEAD_LOSSES}, got {self.lm_head_loss!r}")
         super().__post_init__()

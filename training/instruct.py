@@ -31,12 +31,12 @@ from transformers import Trainer
 from trl import SFTTrainer
 
 from e2llm.processing.instructions import build_instructions, evidence_reference
+from e2llm.training.arguments import ALIGN_MODES
 from e2llm.training.checkpoints import AtomicCheckpointMixin
 from e2llm.training.data import IGNORE_INDEX, EEGChatCollator, collator_kwargs
 
 logger = logging.getLogger(__name__)
 ADAPTER_DIR = "adapter"
-ALIGN_MODES: tuple[str, ...] = ("frozen", "lora", "full")
 MERGED_DIR = "merged"
 
 

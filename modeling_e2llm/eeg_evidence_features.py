@@ -186,6 +186,39 @@ def evidence_features(power_db, channel_names: Sequence[str], reference_db) -> E
     return EvidenceFeatures(power, de, faa)
 
 
+# ---------------------------------------------------------------- measured evidence, written into prompts
+EVIDENCE_OPENING = "Measured relative to baseline: "
+
+
+def evidence_items(features: EvidenceFeatures, spread, index: int) -> list[tuple[float, str, str]]:
+    """`(|value| / spread, kind, text)` of every feature window `index` has, in `feature_keys()` order: e.g.
+    ``frontal beta +3.1 dB strongly``, ``gamma entropy +0.12 nats moderately``, ``asymmetry +0.36 slightly``.
+    Regions without channels, and the asymmetry without a frontal pair, are left out."""
+    spread = np.asarray(spread, dtype=np.float64)
+    items = []
+    for (kind, band, region), value, scale in zip(feature_keys(), features.flat()[index], spread):
+        if not (np.isfinite(value) and np.isfinite(scale)):
+            continue
+        bucket = bucket_of(value / scale)
+        text = (f"{region} {band} {value:+.1f} dB {bucket}" if kind == "power"
+                else f"{band} entropy {value:+.2f} nats {bucket}" if kind == "de" else f"asymmetry {value:+.2f} {bucket}")
+        items.append((abs(value / scale), kind, text))
+    return items
+
+
+def evidence_statement(features: EvidenceFeatures, spread, index: int, strongest: int | None = None) -> str:
+    """What was measured in window `index`, as one line for a prompt (Time-LLM's prompt-as-prefix input statistics):
+    every feature in `feature_keys()` order, or with `strongest` the `strongest` largest regional band-power
+    deviations first (in spread units, largest first), then the DE bands (largest first) and the asymmetry.
+    `spread` `(n_features,)` is each feature's SD over the training windows (it sets the magnitude words)."""
+    items = evidence_items(features, spread, index)
+    if strongest is not None:
+        by_size = sorted(items, key=lambda item: -item[0])
+        items = ([i for i in by_size if i[1] == "power"][:strongest] + [i for i in by_size if i[1] == "de"]
+                 + [i for i in items if i[1] == "faa"])
+    return EVIDENCE_OPENING + ("; ".join(text for _, _, text in items) or "no feature the channels support") + "."
+
+
 # ---------------------------------------------------------------- claims
 @dataclass(frozen=True)
 class Claim:
@@ -282,6 +315,7 @@ __all__ = [
     "BAND_NAMES",
     "BUCKETS",
     "CLAIM_KINDS",
+    "EVIDENCE_OPENING",
     "FAA_PAIRS",
     "MIN_CHANNEL_SHARE",
     "REGIONS",
@@ -293,6 +327,8 @@ __all__ = [
     "bucket_interval",
     "bucket_of",
     "evidence_features",
+    "evidence_items",
+    "evidence_statement",
     "faa_pair_indices",
     "feature_keys",
     "format_claim",

@@ -41,6 +41,23 @@ def relative_band_power(power: np.ndarray, baseline_power: np.ndarray | None) ->
     return power - reference
 
 
+def baseline_on_channels(baseline_power, input_names, channel_names) -> np.ndarray:
+    """A baseline's band power `(n_bands, n_input_channels)` dB, given over the input's channels (`input_names`),
+    on the channels the model receives (`channel_names`, the input's known electrodes): `(n_bands, n_channels)`."""
+    from .electrodes import canonical_channel_name
+
+    power = np.asarray(baseline_power, dtype=np.float64)
+    if input_names is None:
+        raise ValueError("baseline_power needs the input's channel_names (its columns follow them)")
+    if power.shape != (len(EVIDENCE_BANDS), len(input_names)):
+        raise ValueError(f"baseline_power must be ({len(EVIDENCE_BANDS)} bands, {len(input_names)} channels) dB, the "
+                         f"input's channels in order; got shape {power.shape}")
+    if not np.all(np.isfinite(power)):
+        raise ValueError("baseline_power contains NaN or Inf values")
+    column = {canonical_channel_name(name) or str(name): i for i, name in enumerate(input_names)}
+    return power[:, [column[canonical_channel_name(name) or name] for name in channel_names]]
+
+
 def integrated_gradients(
     model,
     input_ids: torch.LongTensor,
@@ -127,5 +144,5 @@ def evidence_map(relative_db: np.ndarray, attribution: np.ndarray, channel_names
     }
 
 
-__all__ = ["EVIDENCE_BANDS", "band_power_db", "evidence_map", "integrated_gradients", "normalized_like_extractor",
+__all__ = ["EVIDENCE_BANDS", "band_power_db", "baseline_on_channels", "evidence_map", "integrated_gradients", "normalized_like_extractor",
            "relative_band_power"]

@@ -23,6 +23,7 @@ from .eeg_evidence_features import montage_support, remove_unsupported_claims
 from .evidence_e2llm import (
     EVIDENCE_BANDS,
     band_power_db,
+    baseline_on_channels,
     evidence_map,
     integrated_gradients,
     normalized_like_extractor,
@@ -77,7 +78,12 @@ class EEGEmotionPipeline(Pipeline):
     generation; `label` is then the most probable label), `extra_fields` (`{"Valence": [...]}` to parse from the
     answer), `max_new_tokens` and other generation parameters, `return_evidence` (scalp maps saved as PNG in
     `evidence_dir`; needs MNE and matplotlib; see `e2llm.evidence_e2llm`), `baseline` (a recording whose band power
-    the evidence is relative to), `attribution_steps` (integrated-gradient steps, 16).
+    the evidence is relative to) or `baseline_power` (its mean band power in dB, `(n_bands, n_channels)` over the
+    input's channels; also a dict input's entry), `attribution_steps` (integrated-gradient steps, 16).
+
+    A model trained with the measured evidence in its prompts (its processor has `evidence_spread`) gets each
+    window's evidence line after the question, relative to `baseline` / `baseline_power`, else to the mean over the
+    input's windows; a single window without a baseline is refused.
 
     Example:
 
@@ -112,14 +118,15 @@ class EEGEmotionPipeline(Pipeline):
     def _sanitize_parameters(self, sampling_rate=None, channel_names=None, units=None, question=None, prompt=None,
                              apply_filters=None, return_rationale=None, extra_fields=None, max_new_tokens=None,
                              generate_kwargs=None, return_evidence=None, evidence_dir=None, baseline=None,
-                             attribution_steps=None, **kwargs):
+                             baseline_power=None, attribution_steps=None, **kwargs):
         check_pipeline_arguments(apply_filters=apply_filters, return_rationale=return_rationale,
                                  return_evidence=return_evidence, max_new_tokens=max_new_tokens,
                                  attribution_steps=attribution_steps)
         check_user_text(question, prompt, getattr(self.processor, "tokenizer", None))
         preprocess = {k: v for k, v in dict(sampling_rate=sampling_rate, channel_names=channel_names, units=units,
                                             question=question, prompt=prompt, apply_filters=apply_filters,
-                                            return_evidence=return_evidence, baseline=baseline).items() if v is not None}
+                                            return_evidence=return_evidence, baseline=baseline,
+                                            baseline_power=baseline_power).items() if v is not None}
         generate = dict(generate_kwargs or {})
         generate.update({k: kwargs.pop(k) for k in list(kwargs) if k in vars(GenerationConfig())})
         if kwargs:
@@ -177,8 +184,11 @@ class EEGEmotionPipeline(Pipeline):
         `STREAM_WINDOWS` at a time by `E2LLMFeatureExtractor.iter_windows` (equal to the whole-signal chain), run
         through the model and reduced to their per-window results before the next piece is read. None for inputs
         it does not take (Epochs), which the batch path handles."""
-        options = {k: v for k, v in preprocess.items() if k not in ("apply_filters", "return_evidence", "baseline")}
-        eeg, signal_args, question, prompt = self._resolve(item, **options)
+        if self.processor.evidence_spread is not None:
+            return None  # the evidence line of a window needs the reference (the whole recording's mean) first
+        options = {k: v for k, v in preprocess.items() if k not in ("apply_filters", "return_evidence", "baseline",
+                                                                     "baseline_power")}
+        eeg, signal_args, question, prompt, _ = self._resolve(item, **options)
         if _is_mne_like(eeg) and hasattr(eeg, "events"):
             return None
         prompt_ids = self._single_window_prompt(question, prompt)
@@ -201,10 +211,12 @@ class EEGEmotionPipeline(Pipeline):
             result["warning"] = montage.warning
         return result
 
-    def _single_window_prompt(self, question, prompt) -> torch.Tensor:
-        """The token ids of the prompt for one window: `<|eeg|>` expanded to `num_eeg_tokens` placeholders."""
+    def _single_window_prompt(self, question, prompt, evidence: str | None = None) -> torch.Tensor:
+        """The token ids of the prompt for one window: `<|eeg|>` expanded to `num_eeg_tokens` placeholders, and the
+        window's `evidence` line after the user's text."""
         replacement = self.processor.eeg_token * self.processor.num_eeg_tokens
-        expanded, _ = self.processor.get_text_with_eeg_replacements([self._prompt(question, prompt)], [replacement])
+        expanded, _ = self.processor.get_text_with_eeg_replacements([self._prompt(question, prompt, evidence)],
+                                                                    [replacement])
         return torch.tensor(self.processor.tokenizer(expanded)["input_ids"][0], dtype=torch.long)
 
     @staticmethod
@@ -215,30 +227,38 @@ class EEGEmotionPipeline(Pipeline):
         return merged
 
     # ---------------------------------------------------------------- preprocess
-    def _conversation(self, question: str | None, prompt) -> list[dict]:
+    def _conversation(self, question: str | None, prompt, evidence: str | None = None) -> list[dict]:
         if prompt is not None and question is not None:
             raise ValueError("pass either question (text) or prompt (a conversation), not both")
         if isinstance(prompt, str):
             question, prompt = prompt, None
         if prompt is None:
-            return [{"role": "user", "content": [{"type": "eeg"}, {"type": "text", "text": question or DEFAULT_QUESTION}]}]
+            prompt = [{"role": "user", "content": [{"type": "eeg"}, {"type": "text", "text": question or DEFAULT_QUESTION}]}]
         parts = [p for m in prompt if not isinstance(m.get("content"), str) for p in m["content"]]
         if sum(p.get("type") == "eeg" for p in parts) != 1:
             raise ValueError("a prompt conversation must hold exactly one {'type': 'eeg'} content part")
-        return list(prompt)
+        if evidence is None:
+            return list(prompt)
+        # as in training (`build_instructions`): the measured evidence on a new line after the user's text
+        return [{**m, "content": [*m["content"], {"type": "text", "text": "\n" + evidence}]}
+                if not isinstance(m.get("content"), str) and any(p.get("type") == "eeg" for p in m["content"]) else m
+                for m in prompt]
 
     @staticmethod
-    def _resolve(item, sampling_rate=None, channel_names=None, units=None, question=None, prompt=None):
-        """`(eeg, signal arguments, question, prompt)` of one input; a dict's own entries win."""
+    def _resolve(item, sampling_rate=None, channel_names=None, units=None, question=None, prompt=None,
+                 baseline_power=None):
+        """`(eeg, signal arguments, question, prompt, baseline_power)` of one input; a dict's own entries win."""
         if isinstance(item, Mapping):
-            unknown = set(item) - {"eeg", "sampling_rate", "channel_names", "units", "question", "prompt"}
+            unknown = set(item) - {"eeg", "sampling_rate", "channel_names", "units", "question", "prompt",
+                                   "baseline_power"}
             if "eeg" not in item or unknown:
                 raise ValueError(f"a dict input needs an 'eeg' entry and may add sampling_rate, channel_names, units, "
-                                 f"question, prompt; got keys {sorted(item)}")
+                                 f"question, prompt, baseline_power; got keys {sorted(item)}")
             sampling_rate = item.get("sampling_rate", sampling_rate)
             channel_names = item.get("channel_names", channel_names)
             units = item.get("units", units)
             question, prompt = item.get("question", question), item.get("prompt", prompt)
+            baseline_power = item.get("baseline_power", baseline_power)
             item = item["eeg"]
         if isinstance(item, (str, os.PathLike)):
             item = _read_path(item)
@@ -249,38 +269,54 @@ class EEGEmotionPipeline(Pipeline):
             raise ValueError(f"an array input must be one recording (n_channels, n_times), got shape {tuple(item.shape)}"
                              "; pass a list of recordings for a batch")
         signal_args = dict(sampling_rate=sampling_rate, channel_names=channel_names, units=units)
-        return item, signal_args, question, prompt
+        return item, signal_args, question, prompt, baseline_power
 
-    def _prompt(self, question, prompt) -> str:
-        return self.processor.apply_chat_template(self._conversation(question, prompt), add_generation_prompt=True)
+    def _prompt(self, question, prompt, evidence: str | None = None) -> str:
+        return self.processor.apply_chat_template(self._conversation(question, prompt, evidence),
+                                                  add_generation_prompt=True)
 
     def preprocess(self, item, sampling_rate=None, channel_names=None, units=None, question=None, prompt=None,
-                   apply_filters=True, return_evidence=False, baseline=None):
-        item, signal_args, question, prompt = self._resolve(item, sampling_rate, channel_names, units, question, prompt)
+                   apply_filters=True, return_evidence=False, baseline=None, baseline_power=None):
+        item, signal_args, question, prompt, baseline_power = self._resolve(
+            item, sampling_rate, channel_names, units, question, prompt, baseline_power)
         epochs = _is_mne_like(item) and hasattr(item, "events")
-        # One chain run: with evidence, unnormalised windows (for band power), normalised here as the extractor would.
-        processor = self._evidence_processor() if return_evidence else self.processor
+        evidence_prompts = self.processor.evidence_spread is not None
+        # One chain run: for band power, unnormalised windows, normalised here as the extractor would.
+        processor = self._evidence_processor() if return_evidence or evidence_prompts else self.processor
         encoded = processor(text=[self._prompt(question, prompt)] * (len(item) if epochs else 1), eeg=item,
                             **signal_args, apply_filters=apply_filters, return_tensors="pt", return_metadata=True)
         out = {**self._window_inputs(encoded, 0, len(encoded["input_ids"])), "epochs": epochs}
-        if return_evidence:
+        if return_evidence or evidence_prompts:
             raw = out["eeg_values"]
             out["eeg_values"] = normalized_like_extractor(raw, out["eeg_channel_mask"],
                                                           self.processor.feature_extractor.normalization)
-            out["relative_db"], out["channel_names"] = self._evidence_power(
-                raw, out["eeg_channel_ids"], signal_args, apply_filters, baseline
-            )
+            power, names, reference = self._evidence_power(raw, out["eeg_channel_ids"], item, signal_args,
+                                                           apply_filters, baseline, baseline_power)
+            if return_evidence:
+                out["relative_db"] = relative_band_power(power, None) if reference is None else power - reference
+                out["channel_names"] = names
+            if evidence_prompts:
+                if reference is None:
+                    raise ValueError(
+                        "this model's prompts state each window's band power relative to a baseline, and the input "
+                        "is a single window: pass baseline= (a recording of the same person and montage, e.g. at "
+                        "rest), baseline_power= (its mean band power), or a recording of several windows (their "
+                        "mean is then the baseline)")
+                statements = self.processor.evidence_statements(power, names, reference)
+                out["prompt_ids"] = [self._single_window_prompt(question, prompt, line) for line in statements]
         return out
 
     def _preprocess_arrays(self, items, sampling_rate=None, channel_names=None, units=None, question=None,
-                           prompt=None, apply_filters=True, return_evidence=False, baseline=None) -> list[dict] | None:
+                           prompt=None, apply_filters=True, return_evidence=False, baseline=None,
+                           baseline_power=None) -> list[dict] | None:
         """`preprocess` of several array inputs in one processor call (the feature extractor stacks recordings of
         one shape); None when the inputs do not allow it (evidence, MNE objects, paths, mixed rates or units, or an
         input error, which the one-by-one path then names)."""
-        if return_evidence:
+        if return_evidence or self.processor.evidence_spread is not None:
             return None
         try:
-            resolved = [self._resolve(item, sampling_rate, channel_names, units, question, prompt) for item in items]
+            resolved = [self._resolve(item, sampling_rate, channel_names, units, question, prompt)[:4]
+                        for item in items]
             if not all(isinstance(eeg, (np.ndarray, torch.Tensor)) for eeg, *_ in resolved):
                 return None
             signals = {(signal["sampling_rate"], signal["units"]) for _, signal, *_ in resolved}
@@ -333,20 +369,28 @@ class EEGEmotionPipeline(Pipeline):
             self._unnormalized_processor.feature_extractor = extractor
         return self._unnormalized_processor
 
-    def _evidence_power(self, raw, channel_ids, signal_args, apply_filters, baseline):
-        """Band power (dB) of each window relative to the baseline `(n_windows, n_bands, n_channels)`, channel names."""
+    def _evidence_power(self, raw, channel_ids, item, signal_args, apply_filters, baseline, baseline_power):
+        """`(power, channel names, reference)`: band power (dB) of each window `(n_windows, n_bands, n_channels)` and
+        the reference `(n_bands, n_channels)` it is relative to: the mean over the `baseline` recording's windows,
+        `baseline_power` (given over the input's channels), or the mean over the input's windows when it has
+        several; None for a single window without a baseline."""
+        if baseline is not None and baseline_power is not None:
+            raise ValueError("pass either baseline (a recording) or baseline_power (its band power), not both")
         extractor = self._evidence_processor().feature_extractor
         power = band_power_db(raw.numpy().astype(np.float64), extractor.sampling_rate)
-        baseline_power = None
+        names = [extractor.electrode_names[i] for i in channel_ids[0].tolist()]
+        reference = power.mean(axis=0) if len(power) > 1 else None
         if baseline is not None:
             if isinstance(baseline, (str, os.PathLike)):
                 baseline = _read_path(baseline)
             base = extractor(baseline, **signal_args, apply_filters=apply_filters, return_tensors="np")
             if not np.array_equal(base["eeg_channel_ids"][0], channel_ids[0].numpy()):
                 raise ValueError("the baseline recording must have the same channels as the input")
-            baseline_power = band_power_db(base["eeg_values"].astype(np.float64), extractor.sampling_rate)
-        names = [extractor.electrode_names[i] for i in channel_ids[0].tolist()]
-        return relative_band_power(power, baseline_power), names
+            reference = band_power_db(base["eeg_values"].astype(np.float64), extractor.sampling_rate).mean(axis=0)
+        elif baseline_power is not None:
+            input_names = signal_args.get("channel_names") or getattr(item, "ch_names", None)
+            reference = baseline_on_channels(baseline_power, input_names, names)
+        return power, names, reference
 
     # ---------------------------------------------------------------- forward
     def _forward(self, model_inputs, generate_kwargs=None, batch_size=1, return_rationale=True, return_evidence=False,

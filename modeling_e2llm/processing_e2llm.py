@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 
+import numpy as np
 from transformers import BatchFeature
 from transformers.processing_utils import _MARKED_RE, _UNMARKED, ProcessorMixin
 
 from .answers import LABEL_KEY
+from .eeg_evidence_features import evidence_features, evidence_statement, feature_keys
 from .tokenization_e2llm import EEG_END_TOKEN, EEG_START_TOKEN, EEG_TOKEN
 
 # ChatML (Qwen's format). An {"type": "eeg"} content part becomes <|eeg_start|><|eeg|><|eeg_end|>; the processor
@@ -50,6 +53,11 @@ class E2LLMProcessor(ProcessorMixin):
         tokenizer ([`PreTrainedTokenizerBase`]): a Qwen tokenizer with `<|eeg_start|>`, `<|eeg|>`, `<|eeg_end|>`.
         chat_template (`str`, *optional*): Jinja template; ChatML with `{"type": "eeg"}` parts by default.
         num_eeg_tokens (`int`): language-model tokens per EEG window (the model's `config.num_eeg_tokens`).
+        evidence_spread (`list[float]`, *optional*): set by stage 3 when the model was trained with each window's
+            measured evidence in its prompt (`e2llm.eeg_evidence_features.evidence_statement`): each feature's SD
+            over the training windows, in `feature_keys()` order (None where a region had no channel). The
+            `eeg-emotion` pipeline then writes that statement after the question of every window.
+        evidence_strongest (`int`, *optional*): the statement's `strongest` (None: every feature).
 
     Example:
 
@@ -72,10 +80,12 @@ class E2LLMProcessor(ProcessorMixin):
     [0.0, 4.0]
     ```"""
 
-    def __init__(self, feature_extractor=None, tokenizer=None, chat_template=None, num_eeg_tokens: int = 4):
+    def __init__(self, feature_extractor=None, tokenizer=None, chat_template=None, num_eeg_tokens: int = 4,
+                 evidence_spread: Sequence[float | None] | None = None, evidence_strongest: int | None = None):
         if tokenizer is not None and EEG_TOKEN not in tokenizer.get_vocab():
             raise ValueError(f"the tokenizer has no {EEG_TOKEN} token: call e2llm.add_eeg_tokens(tokenizer) first")
         self.num_eeg_tokens = int(num_eeg_tokens)
+        self.set_evidence_prompt(evidence_spread, evidence_strongest)
         self.eeg_token = EEG_TOKEN
         self.eeg_token_id = tokenizer.convert_tokens_to_ids(EEG_TOKEN) if tokenizer is not None else None
         super().__init__(feature_extractor, tokenizer, chat_template=chat_template or CHAT_TEMPLATE)
@@ -194,6 +204,30 @@ class E2LLMProcessor(ProcessorMixin):
         ]
         empty = [[] for _ in conversations]
         return empty, empty, [], ({"eeg": recordings} if recordings else {})
+
+    def set_evidence_prompt(self, spread: Sequence[float | None] | None, strongest: int | None = None) -> None:
+        """Write each window's measured evidence into its prompt (`spread`: each feature's SD over the training
+        windows, NaN or None where undefined), or stop doing so (`spread=None`)."""
+        if spread is not None:
+            spread = [None if v is None or not math.isfinite(float(v)) else float(v) for v in spread]
+            if len(spread) != len(feature_keys()):
+                raise ValueError(f"evidence_spread needs one value per evidence feature ({len(feature_keys())}), "
+                                 f"got {len(spread)}")
+            if any(v is not None and v <= 0 for v in spread):
+                raise ValueError("evidence_spread values must be positive (a feature's SD over training windows)")
+        if strongest is not None and int(strongest) < 1:
+            raise ValueError(f"evidence_strongest must be at least 1 or None, got {strongest}")
+        self.evidence_spread = spread
+        self.evidence_strongest = None if strongest is None else int(strongest)
+
+    def evidence_statements(self, power_db, channel_names: Sequence[str], reference_db) -> list[str]:
+        """The measured-evidence line of each window: band power `(n_windows, n_bands, n_channels)` dB of the
+        windows and of their reference (`(n_bands, n_channels)`, or one per window), on `channel_names`."""
+        if self.evidence_spread is None:
+            raise ValueError("this processor writes no evidence into prompts (evidence_spread is None)")
+        spread = np.array([np.nan if v is None else v for v in self.evidence_spread])
+        features = evidence_features(power_db, channel_names, reference_db)
+        return [evidence_statement(features, spread, i, self.evidence_strongest) for i in range(len(features.de))]
 
     @property
     def unused_input_names(self) -> list[str]:

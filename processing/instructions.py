@@ -41,6 +41,7 @@ from e2llm.eeg_evidence_features import (
     EvidenceFeatures,
     band_power_db,
     evidence_features,
+    evidence_statement,
     feature_keys,
     format_claim,
     make_claim,
@@ -297,6 +298,8 @@ def build_instructions(
     seed: int = 0,
     batch_size: int = 256,
     reference: EvidenceReference | None = None,
+    evidence_in_prompt: bool = False,
+    evidence_strongest: int | None = None,
 ):
     """Add one instruction per window to a prepared dataset (see `e2llm.processing.dataset_io`).
 
@@ -306,7 +309,9 @@ def build_instructions(
     windows). Returns the dataset with string columns `task`, `prompt`, `completion` (the assistant text, via
     `e2llm.answers.format_answer`), `rationale` and `prefill` (the start of `completion` that is given to the model
     rather than learned: ``Emotion:`` for ``label`` rows, so they teach the label after that line but never to
-    answer without a rationale; empty otherwise).
+    answer without a rationale; empty otherwise). With `evidence_in_prompt`, every prompt but the ``describe`` ones
+    ends with the window's measured evidence (`e2llm.eeg_evidence_features.evidence_statement`, `evidence_strongest`)
+    on a new line, as the `eeg-emotion` pipeline writes it for a processor with `evidence_spread`.
     """
     weights = dict(tasks) if isinstance(tasks, Mapping) else {task: 1.0 for task in tasks}
     if not weights:
@@ -335,6 +340,8 @@ def build_instructions(
         task = task_names[drawn_tasks[i]]
         candidates = templates_for(task, template_split)
         prompt = candidates[int(draws[i] * len(candidates))].text
+        if evidence_in_prompt and task != "describe":
+            prompt += "\n" + evidence_statement(features, reference.spread, i, evidence_strongest)
         rationale, prefill = "", ""
         if task == "describe":
             completion = description_text(reference, features, i)

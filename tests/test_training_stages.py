@@ -173,3 +173,32 @@ def test_stage3_merged_folder_is_self_contained(stage2_dir, windows, tmp_path):
     reloaded = AutoModelForCausalLM.from_pretrained(merged)
     assert not any("lora" in n for n, _ in reloaded.named_parameters())
     assert AutoProcessor.from_pretrained(merged).num_eeg_tokens == reloaded.config.num_eeg_tokens
+
+
+def test_stage3_without_peft_fine_tunes_the_language_model_and_saves_merged_only(stage2_dir, windows, tmp_path):
+    from transformers import AutoProcessor
+
+    model = E2LLMForConditionalGeneration.from_pretrained(stage2_dir)
+    processor = AutoProcessor.from_pretrained(stage2_dir)
+    before = _snapshot(model)
+    trainer = train_stage3(model, processor, windows, _sft_args(tmp_path), LoraArguments(use_peft=False),
+                           tasks=("emotion",))
+    changed = _changed(before, trainer.model)
+    assert not any("lora" in name for name in changed)
+    for name, did_change in changed.items():
+        if name.startswith("model.eeg_encoder."):
+            assert not did_change, f"frozen {name} changed"
+    assert changed["model.language_model.layers.0.self_attn.q_proj.weight"]
+    assert any(did for name, did in changed.items() if name.startswith("model.projector."))
+    assert not (tmp_path / "adapter").exists()
+    reloaded = E2LLMForConditionalGeneration.from_pretrained(tmp_path / "merged")
+    for name, param in reloaded.named_parameters():
+        torch.testing.assert_close(param, trainer.model.state_dict()[name], rtol=0, atol=0)
+    assert (tmp_path / "merged" / "README.md").is_file()
+    assert AutoProcessor.from_pretrained(tmp_path / "merged").num_eeg_tokens == reloaded.config.num_eeg_tokens
+
+
+def test_stage3_without_peft_refuses_to_save_nothing(stage2_dir, windows, tmp_path):
+    model = E2LLMForConditionalGeneration.from_pretrained(stage2_dir)
+    with pytest.raises(ValueError, match="merge=False would save nothing"):
+        train_stage3(model, None, windows, _sft_args(tmp_path), LoraArguments(use_peft=False, merge=False))

@@ -118,10 +118,23 @@ class InstructConfig(SFTConfig):
                   "choices": list(ALIGN_MODES)},
     )
     align_lora_r: int = field(default=16, metadata={"help": "stage 2 with align_language_model=lora: LoRA rank."})
+    evidence_in_prompt: bool = field(
+        default=False,
+        metadata={"help": "stage 3: end each prompt with the window's measured evidence (regional band power, DE and "
+                          "frontal asymmetry relative to the subject's baseline); the saved processor keeps the "
+                          "training spreads, so the eeg-emotion pipeline writes the same line at inference."},
+    )
+    evidence_strongest: int | None = field(
+        default=None,
+        metadata={"help": "with evidence_in_prompt: list only this many regional band-power deviations, largest "
+                          "first (default: every feature in a fixed order)."},
+    )
 
     def __post_init__(self):
         if self.align_language_model not in ALIGN_MODES:
             raise ValueError(f"align_language_model must be one of {ALIGN_MODES}, got {self.align_language_model!r}")
+        if self.evidence_strongest is not None and self.evidence_strongest < 1:
+            raise ValueError(f"evidence_strongest must be at least 1, got {self.evidence_strongest}")
         if self.lm_head_loss not in LM_HEAD_LOSSES:
             raise ValueError(f"lm_head_loss must be one of {LM_HEAD_LOSSES}, got {self.lm_head_loss!r}")
         super().__post_init__()
@@ -129,8 +142,15 @@ class InstructConfig(SFTConfig):
 
 @dataclass
 class LoraArguments:
-    """Stage-3 adapters: LoRA on the language model, full training of the projector (and optionally the encoder)."""
+    """Stage-3 adapters: LoRA on the language model, full training of the projector (and optionally the encoder);
+    or, with `use_peft=False`, full fine-tuning of the language model and the projector."""
 
+    use_peft: bool = field(
+        default=True,
+        metadata={"help": "False: train the whole language model with the projector instead of LoRA adapters (for "
+                          "a small language model, e.g. the randomly initialised tiny one, which LoRA adapts too "
+                          "little); the stage then writes the model to OUTPUT/merged only (no adapter/)."},
+    )
     lora_r: int = field(default=16)
     lora_alpha: int = field(default=32)
     lora_dropout: float = field(default=0.05)

@@ -242,41 +242,53 @@ def lora_config(lora_args):
 
 def train_stage3(model, processor, train_dataset, args, lora_args, tasks=("emotion",), instruction_seed: int = 0,
                  resume_from_checkpoint=None, eval_dataset=None, label_only_share: float = 0.0):
-    """LoRA instruction tuning on conversations built from `train_dataset` (training templates only).
+    """Instruction tuning on conversations built from `train_dataset` (training templates only): LoRA, or the whole
+    language model with `lora_args.use_peft=False`.
 
     `label_only_share` of the windows also get a ``label`` conversation (the emotion prompt answered with
     ``Emotion: <label>`` alone), so label scoring without a rationale continues a context seen in training.
     Saves the adapter (and the processor) to ``OUTPUT/adapter`` and, with `lora_args.merge`, the merged,
-    self-contained model with its processor to ``OUTPUT/merged``. Returns the trainer.
+    self-contained model with its processor to ``OUTPUT/merged``; without PEFT only the latter. Returns the trainer.
     """
+    use_peft = getattr(lora_args, "use_peft", True)
+    if not use_peft and not lora_args.merge:
+        raise ValueError("use_peft=False writes the fine-tuned model to OUTPUT/merged only: merge=False would save "
+                         "nothing; leave merge on")
     reference = evidence_reference(train_dataset)
-    conversations = instruction_mix(train_dataset, tasks, reference, instruction_seed, label_only_share)
+    evidence = {"evidence_in_prompt": bool(getattr(args, "evidence_in_prompt", False)),
+                "evidence_strongest": getattr(args, "evidence_strongest", None)}
+    # the saved processor writes the same evidence line at inference (or none)
+    processor.set_evidence_prompt(reference.spread.tolist() if evidence["evidence_in_prompt"] else None,
+                                  evidence["evidence_strongest"])
+    conversations = instruction_mix(train_dataset, tasks, reference, instruction_seed, label_only_share, **evidence)
     if eval_dataset is not None:  # validation windows (training side) -> the same kind of conversations
-        eval_dataset = instruction_mix(eval_dataset, tasks, reference, instruction_seed, label_only_share)
-    for parameter in model.parameters():
-        parameter.requires_grad = False  # PEFT re-enables LoRA weights and modules_to_save
-    trainer = _sft_trainer(model, processor, conversations, args, peft_config=lora_config(lora_args),
-                           eval_dataset=eval_dataset)
+        eval_dataset = instruction_mix(eval_dataset, tasks, reference, instruction_seed, label_only_share, **evidence)
+    # PEFT re-enables LoRA weights and modules_to_save; full fine-tuning trains the language model and projector
+    _frozen_except(model, () if use_peft else ("model.projector.", "model.language_model.", "lm_head.")
+                   + (("model.eeg_encoder.",) if lora_args.train_encoder else ()))
+    trainer = _sft_trainer(model, processor, conversations, args,
+                           peft_config=lora_config(lora_args) if use_peft else None, eval_dataset=eval_dataset)
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     save_stage3(trainer, processor, args.output_dir, merge=lora_args.merge)
     return trainer
 
 
-def instruction_mix(windows, tasks, reference, seed: int = 0, label_only_share: float = 0.0):
+def instruction_mix(windows, tasks, reference, seed: int = 0, label_only_share: float = 0.0, **evidence):
     """Stage-3 conversations: one per window of `windows` (tasks drawn from `tasks`), plus a ``label`` conversation
-    for a seeded `label_only_share` of the windows; rationales relative to `reference`."""
+    for a seeded `label_only_share` of the windows; rationales relative to `reference`; `evidence`:
+    `evidence_in_prompt` and `evidence_strongest` of `build_instructions`."""
     from datasets import concatenate_datasets
 
     if not 0.0 <= label_only_share <= 1.0:
         raise ValueError(f"label_only_share must be in [0, 1], got {label_only_share}")
     conversations = build_instructions(windows, tasks=tuple(tasks), template_split="train", seed=seed,
-                                       reference=reference)
+                                       reference=reference, **evidence)
     n_label = int(round(label_only_share * len(windows)))
     if n_label == 0:
         return conversations
     rows = np.sort(np.random.default_rng(seed + 1).choice(len(windows), size=n_label, replace=False))
     label_only = build_instructions(windows.select(rows), tasks=("label",), template_split="train", seed=seed + 1,
-                                    reference=reference)
+                                    reference=reference, **evidence)
     return concatenate_datasets([conversations, label_only])
 
 
@@ -289,10 +301,20 @@ def merged_model(peft_model):
 def save_stage3(trainer, processor, output_dir, merge: bool = True, card_kwargs: dict | None = None) -> dict:
     """Write ``adapter/`` (PEFT adapter + processor) and ``merged/`` (model + processor + card) under `output_dir`.
 
-    Returns the paths, and under ``"model"`` the merged model (merging happens in place on the main process).
+    A model trained without PEFT (full fine-tuning) is written to ``merged/`` alone. Returns the paths, and under
+    ``"model"`` the merged model (merging happens in place on the main process).
     """
+    from peft import PeftModel
+
     output_dir = Path(output_dir)
     adapter_dir, merged_dir = output_dir / ADAPTER_DIR, output_dir / MERGED_DIR
+    if not isinstance(trainer.accelerator.unwrap_model(trainer.model), PeftModel):
+        trainer.save_model(str(merged_dir))  # gathers sharded weights; the processor is saved with them
+        if trainer.is_world_process_zero():
+            processor.save_pretrained(merged_dir)
+            write_card(merged_dir, **(card_kwargs or {}))
+        trainer.accelerator.wait_for_everyone()
+        return {"merged": merged_dir, "model": trainer.accelerator.unwrap_model(trainer.model)}
     trainer.save_model(str(adapter_dir))
     paths = {"adapter": adapter_dir}
     if merge:

@@ -35,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="windows per model call")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--evidence-dir", metavar="DIR", help="also save scalp-map evidence PNGs here")
+    parser.add_argument("--baseline", metavar="FILE",
+                        help="a recording of the same person and montage (e.g. at rest) that band power is stated "
+                             "against, in the evidence maps and in the prompts of a model trained with measured "
+                             "evidence (default: each file's own mean over its windows)")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     parser.add_argument("--trust-remote-code", action="store_true")
 
@@ -102,6 +106,10 @@ def run(args: argparse.Namespace) -> int:
                "return_rationale": not args.no_rationale, "apply_filters": not args.no_filters}
     if args.question:
         options["question"] = args.question
+    if args.baseline:
+        if not Path(args.baseline).exists():
+            raise FileNotFoundError(f"no such baseline recording: {args.baseline}")
+        options["baseline"] = recording_input(args.baseline)
     if args.evidence_dir:
         options.update(return_evidence=True, evidence_dir=args.evidence_dir)
 

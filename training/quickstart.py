@@ -65,6 +65,9 @@ class QuickstartRecipe:
     stage3_epochs: float = 14.0
     stage3_lr: float = 3e-3
     stage3_batch_size: int = 8
+    stage3_peft: bool = True
+    evidence_in_prompt: bool = False  # stage 3 and inference: each window's measured evidence ends its prompt
+    evidence_strongest: int | None = None
     lora_r: int = 32
     train_encoder: bool = False
     # patch: e2llm's encoder; eegpt | cbramod | labram: a randomly initialised tiny foundation encoder (no download)
@@ -225,10 +228,13 @@ def train_and_evaluate(dataset, spec, seed: int, recipe: QuickstartRecipe, folde
     lap("stage2")
 
     stage3_args = InstructConfig(**_common_args(folder / "stage3", seed), **sft,
-                                 num_train_epochs=recipe.stage3_epochs, learning_rate=recipe.stage3_lr)
+                                 num_train_epochs=recipe.stage3_epochs, learning_rate=recipe.stage3_lr,
+                                 evidence_in_prompt=recipe.evidence_in_prompt,
+                                 evidence_strongest=recipe.evidence_strongest)
     # the tiny LM is randomly initialised: its final norm trains too, so it can sharpen its near-uniform logits
-    lora = LoraArguments(lora_r=recipe.lora_r, lora_alpha=2 * recipe.lora_r, lora_dropout=0.0,
-                         train_encoder=recipe.train_encoder, extra_modules_to_save=["language_model.norm"])
+    lora = LoraArguments(use_peft=recipe.stage3_peft, lora_r=recipe.lora_r, lora_alpha=2 * recipe.lora_r,
+                         lora_dropout=0.0, train_encoder=recipe.train_encoder,
+                         extra_modules_to_save=["language_model.norm"])
     trainer = run_stage3(model, processor, data, stage3_args, lora, tasks=tasks, instruction_seed=seed,
                          inherits=[folder / "stage2"], label_only_share=recipe.label_only_share)
     del trainer

@@ -154,7 +154,8 @@ def run_stage3(model, processor, data: StageData, training_args, lora_args, task
                            instruction_seed=instruction_seed, resume_from_checkpoint=resume_from_checkpoint,
                            eval_dataset=data.validation, label_only_share=label_only_share)
     output = Path(training_args.output_dir)
-    folders = [output / ADAPTER_DIR] + ([output / MERGED_DIR] if lora_args.merge else [])
+    use_peft = getattr(lora_args, "use_peft", True)
+    folders = ([output / ADAPTER_DIR] if use_peft else []) + ([output / MERGED_DIR] if lora_args.merge else [])
     main = trainer.is_world_process_zero()
     _write_provenance("stage3", data, training_args, inherits, folders, main)
     if main and lora_args.merge:

@@ -119,8 +119,11 @@ class Evaluator:
         from e2llm.training.sharding import sharded_map
 
         outputs = []
+        rows = np.arange(len(self.labels)) if eeg_rows is None else np.asarray(eeg_rows)
         for start, eeg in self.chunks(eeg_rows):
-            items = [{"eeg": w, "question": q} for w, q in zip(eeg, questions[start : start + len(eeg)])]
+            # the subject's baseline: what a model with evidence prompts states each window's band power against
+            items = [{"eeg": w, "question": q, "baseline_power": self.subject_baseline[int(self.subjects[row])]}
+                     for w, q, row in zip(eeg, questions[start : start + len(eeg)], rows[start : start + len(eeg)])]
             # under `accelerate launch` each process answers a shard; every process gets all outputs, in order
             outputs += sharded_map(lambda part: self.pipe(
                 part, batch_size=self.batch_size, apply_filters=False, extra_fields=extra_fields,

@@ -1,0 +1,214 @@
+"""Measured evidence in prompts: the statement, training prompts, the processor's saved spreads, the pipeline's
+per-window lines (relative to which baseline), and the evaluation's subject baselines."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from e2llm import build_tiny_e2llm
+from e2llm.eeg_evidence_features import (
+    EVIDENCE_OPENING,
+    EvidenceFeatures,
+    band_power_db,
+    bucket_of,
+    evidence_features,
+    evidence_statement,
+    feature_keys,
+)
+from e2llm.processing.instructions import build_instructions, evidence_reference, read_evidence_columns
+from e2llm.training.data import synthetic_window_dataset
+
+CHANNELS = ["Fp1", "Fp2", "F3", "F4", "F7", "F8", "C3", "Cz", "C4", "T7", "T8", "P3", "Pz", "P4", "O1", "O2"]
+SFREQ = 200
+
+
+@pytest.fixture(scope="module")
+def windows():
+    return synthetic_window_dataset(n_subjects=2, clips_per_class=1, trial_seconds=8, channel_names=CHANNELS)
+
+
+@pytest.fixture(scope="module")
+def reference(windows):
+    return evidence_reference(windows)
+
+
+def _numbers(text: str) -> np.ndarray:
+    return np.array([float(x) for x in re.findall(r"[+-]\d+\.\d+", text)])
+
+
+def test_statement_lists_every_feature_in_order_with_its_bucket():
+    power = np.arange(25.0).reshape(1, 5, 5) - 12
+    features = EvidenceFeatures(power=power, de=np.array([[0.1, -0.2, 0.0, 0.0, 0.3]]), faa=np.array([0.3]))
+    spread = np.full(31, 2.0)
+    text = evidence_statement(features, spread, 0)
+    assert text.startswith(EVIDENCE_OPENING) and text.endswith(".")
+    items = text[len(EVIDENCE_OPENING) : -1].split("; ")
+    assert len(items) == len(feature_keys())
+    for item, (kind, band, region), value in zip(items, feature_keys(), features.flat()[0]):
+        assert band in item if kind != "faa" else item.startswith("asymmetry")
+        assert region is None or item.startswith(region)
+        assert item.endswith(bucket_of(value / 2.0))
+        np.testing.assert_allclose(_numbers(item), [value], atol=0.006)
+
+
+def test_statement_with_strongest_ranks_the_power_deviations():
+    power = np.zeros((1, 5, 5))
+    power[0, 3, 0], power[0, 1, 4], power[0, 0, 2] = 5.0, -7.0, 1.0  # frontal beta, occipital theta, temporal delta
+    features = EvidenceFeatures(power=power, de=np.array([[0.1, -0.4, 0.0, 0.0, 0.2]]), faa=np.array([np.nan]))
+    text = evidence_statement(features, np.ones(31), 0, strongest=2)
+    assert text == (EVIDENCE_OPENING + "occipital theta -7.0 dB strongly; frontal beta +5.0 dB strongly; theta entropy "
+                    "-0.40 nats slightly; gamma entropy +0.20 nats slightly; delta entropy +0.10 nats slightly; alpha "
+                    "entropy +0.00 nats slightly; beta entropy +0.00 nats slightly.")  # no frontal pair: no asymmetry
+
+
+def test_statement_of_a_one_channel_recording_names_only_what_it_has():
+    eeg = 20 * np.random.default_rng(0).standard_normal((3, 1, 4 * SFREQ))
+    power = band_power_db(eeg, SFREQ)
+    text = evidence_statement(evidence_features(power, ["Fp1"], power.mean(axis=0)), np.ones(31), 0)
+    assert "frontal" in text and not re.search("central|temporal|parietal|occipital|asymmetry", text)
+
+
+def test_training_prompts_end_with_the_window_evidence_but_descriptions_do_not(windows, reference):
+    rows = build_instructions(windows, tasks=("emotion", "describe"), seed=0, reference=reference,
+                              evidence_in_prompt=True, evidence_strongest=3)
+    columns = read_evidence_columns(windows)
+    features = reference.features(columns["power_db"], columns["subjects"])
+    plain = build_instructions(windows, tasks=("emotion", "describe"), seed=0, reference=reference)
+    for i, (task, prompt, before) in enumerate(zip(rows["task"], rows["prompt"], plain["prompt"])):
+        if task == "describe":
+            assert prompt == before
+        else:
+            assert prompt == before + "\n" + evidence_statement(features, reference.spread, i, strongest=3)
+    assert rows["completion"] == plain["completion"]
+
+
+def test_processor_keeps_the_spreads_through_save_and_load(reference, tmp_path):
+    from transformers import AutoProcessor
+
+    _, processor = build_tiny_e2llm()
+    assert processor.evidence_spread is None
+    processor.set_evidence_prompt(reference.spread.tolist(), strongest=4)
+    processor.save_pretrained(tmp_path)
+    loaded = AutoProcessor.from_pretrained(tmp_path)
+    expected = [None if not np.isfinite(v) else float(v) for v in reference.spread]
+    assert loaded.evidence_spread == expected and loaded.evidence_strongest == 4
+    with pytest.raises(ValueError, match="one value per evidence feature"):
+        processor.set_evidence_prompt([1.0, 2.0])
+    with pytest.raises(ValueError, match="must be positive"):
+        processor.set_evidence_prompt([0.0] * len(feature_keys()))
+
+
+@pytest.fixture(scope="module")
+def evidence_pipe(reference):
+    from transformers import pipeline
+
+    model, processor = build_tiny_e2llm()
+    processor.set_evidence_prompt(reference.spread.tolist())
+    return pipeline("eeg-emotion", model=model, processor=processor)
+
+
+def _prompt_texts(pipe, prepared) -> list[str]:
+    return [pipe.processor.tokenizer.decode(row) for row in prepared["prompt_ids"]]
+
+
+def test_pipeline_writes_each_window_evidence_against_the_given_baseline(evidence_pipe, windows, reference):
+    eeg = np.asarray(windows.with_format("numpy")[:2]["eeg"], dtype=np.float32)
+    baseline = reference.baseline_db[int(windows[0]["subject"])]
+    prepared = evidence_pipe.preprocess({"eeg": eeg[0], "baseline_power": baseline}, sampling_rate=SFREQ,
+                                        channel_names=CHANNELS, units="uV", apply_filters=False)
+    (text,) = _prompt_texts(evidence_pipe, prepared)
+    expected = evidence_statement(reference.features(band_power_db(eeg[:1], SFREQ), [windows[0]["subject"]]),
+                                  reference.spread, 0)
+    line = text[text.index(EVIDENCE_OPENING) :].split("<|im_end|>")[0]
+    assert line.split()[::2] == expected.split()[::2]  # the same features and words, numbers to rounding
+    np.testing.assert_allclose(_numbers(line), _numbers(expected), atol=0.011)
+    result = evidence_pipe({"eeg": eeg[1], "baseline_power": baseline}, sampling_rate=SFREQ, channel_names=CHANNELS,
+                           units="uV", apply_filters=False, max_new_tokens=2)
+    assert set(result["scores"]) == set(evidence_pipe.label_names)
+
+
+def test_pipeline_refuses_a_single_window_without_baseline(evidence_pipe, windows):
+    eeg = np.asarray(windows[0]["eeg"], dtype=np.float32)
+    with pytest.raises(ValueError, match="relative to a baseline.*pass baseline="):
+        evidence_pipe(eeg, sampling_rate=SFREQ, channel_names=CHANNELS, units="uV", max_new_tokens=2)
+    with pytest.raises(ValueError, match=r"baseline_power must be \(5 bands, 16 channels\)"):
+        evidence_pipe(eeg, sampling_rate=SFREQ, channel_names=CHANNELS, units="uV", baseline_power=np.zeros((5, 3)))
+
+
+def test_pipeline_uses_the_recording_mean_for_a_long_recording(evidence_pipe, windows):
+    recording = np.concatenate([np.asarray(windows[i]["eeg"]) for i in range(3)], axis=-1)  # 3 windows
+    prepared = evidence_pipe.preprocess(recording, sampling_rate=SFREQ, channel_names=CHANNELS, units="uV",
+                                        apply_filters=False)
+    texts = _prompt_texts(evidence_pipe, prepared)
+    assert len(texts) == 3 and len(set(texts)) == 3
+    power = band_power_db(recording.reshape(16, 3, -1).transpose(1, 0, 2), SFREQ)
+    expected = evidence_pipe.processor.evidence_statements(power, CHANNELS, power.mean(axis=0))
+    for text, line in zip(texts, expected):
+        np.testing.assert_allclose(_numbers(text[text.index(EVIDENCE_OPENING) :]), _numbers(line), atol=0.011)
+
+
+def test_stage3_stores_the_training_spreads_only_when_asked(windows, reference, tmp_path):
+    from trl import SFTConfig
+
+    from e2llm.training.arguments import LoraArguments
+    from e2llm.training.instruct import train_stage3
+
+    model, processor = build_tiny_e2llm()
+    args = SFTConfig(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=4, bf16=False, report_to=[],
+                     save_strategy="no", max_length=None, disable_tqdm=True)
+    args.evidence_in_prompt = True
+    train_stage3(model, processor, windows, args, LoraArguments(lora_r=2), tasks=("emotion",))
+    assert processor.evidence_spread == [None if not np.isfinite(v) else float(v) for v in reference.spread]
+    args.evidence_in_prompt = False
+    train_stage3(model, processor, windows, args, LoraArguments(lora_r=2), tasks=("emotion",))
+    assert processor.evidence_spread is None
+
+
+def test_evaluation_states_each_test_window_against_its_subject_training_baseline(monkeypatch):
+    from e2llm import E2LLMProcessor
+    from e2llm.training.evaluation.evaluate import EvalOptions, evaluate_model
+    from e2llm.training.evaluation.splits import SplitSpec, resolve_split
+
+    dataset = synthetic_window_dataset(n_subjects=2, clips_per_class=2, trial_seconds=4, channel_names=CHANNELS)
+    split = resolve_split(dataset, SplitSpec("trial"))
+    train, test = dataset.select(split.training_side), dataset.select(split.test)
+    reference = evidence_reference(train)
+    model, processor = build_tiny_e2llm(id2label=dict(enumerate(dataset.features["emotion"].names)))
+    processor.set_evidence_prompt(reference.spread.tolist())
+    seen = []
+    original = E2LLMProcessor.evidence_statements
+    monkeypatch.setattr(E2LLMProcessor, "evidence_statements",
+                        lambda self, power, names, ref: seen.append(ref) or original(self, power, names, ref))
+    options = EvalOptions(tasks=("emotion",), baselines=(), max_new_tokens=2, mismatched_eeg=False)
+    evaluate_model(model, processor, dataset, options=options, indices=split, provenance=None)
+    subjects = np.asarray(test["subject"])
+    assert seen and len(seen) % len(subjects) == 0  # one line per test window in each pass over them, in order
+    for ref, subject in zip(seen, np.tile(subjects, len(seen) // len(subjects))):
+        np.testing.assert_allclose(ref, reference.baseline_db[int(subject)], rtol=0, atol=1e-9)
+
+
+def test_predict_cli_states_evidence_against_the_baseline_file(reference, tmp_path, capsys):
+    mne = pytest.importorskip("mne")
+    pytest.importorskip("edfio")
+    from e2llm.training.cli import main as cli_main
+
+    model, processor = build_tiny_e2llm()
+    processor.set_evidence_prompt(reference.spread.tolist())
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    rng = np.random.default_rng(0)
+    paths = []
+    for name, seconds in (("one_window", 4), ("rest", 12)):
+        raw = mne.io.RawArray(20e-6 * rng.standard_normal((len(CHANNELS), seconds * SFREQ)),
+                              mne.create_info(CHANNELS, float(SFREQ), "eeg"), verbose="error")
+        paths.append(tmp_path / f"{name}.edf")
+        mne.export.export_raw(paths[-1], raw, fmt="edf", verbose="error")
+    common = [str(paths[0]), "--model", str(tmp_path / "model"), "--max-new-tokens", "2", "--device", "cpu"]
+    assert cli_main(["predict", *common]) == 2
+    assert "pass baseline=" in capsys.readouterr().err
+    output = tmp_path / "pred.jsonl"
+    assert cli_main(["predict", *common, "--baseline", str(paths[1]), "--output", str(output)]) == 0
+    assert len(output.read_text().splitlines()) == 2  # the window and the aggregate

@@ -133,7 +133,10 @@ def preprocessing_contract(model_dir: str | Path) -> dict:
             "save the processor next to the model (processor.save_pretrained(model_dir))"
         )
     window = float(settings.get("window_seconds", 4.0))
+    processor = _read_json(model_dir / "processor_config.json") if (model_dir / "processor_config.json").is_file() else {}
     return {
+        "evidence_prompt": processor.get("evidence_spread") is not None,
+        "evidence_strongest": processor.get("evidence_strongest"),
         "sampling_rate": settings.get("sampling_rate"),
         "l_freq": settings.get("l_freq"),
         "h_freq": settings.get("h_freq"),

@@ -80,6 +80,18 @@ def test_model_card_states_the_saved_preprocessing_contract(model_dir):
     assert "Not a medical device and not a diagnosis" in text
     for label in ("happiness", "sadness", "surprise"):
         assert label in text
+    assert "measured evidence" not in text  # the tiny model's prompts carry none
+
+
+def test_model_card_states_the_evidence_line_of_the_prompts(model_dir, tmp_path):
+    folder = tmp_path / "with_evidence"
+    shutil.copytree(model_dir, folder)
+    processor_config = json.loads((folder / "processor_config.json").read_text())
+    processor_config.update(evidence_spread=[1.0] * 31, evidence_strongest=4)
+    (folder / "processor_config.json").write_text(json.dumps(processor_config))
+    text = _parse(build_model_card(folder)).text
+    assert "| measured evidence |" in text and "the 4 largest band-power deviations first" in text
+    assert "a single window without one is refused" in text
 
 
 def test_model_card_without_report_claims_no_score(model_dir):

@@ -183,25 +183,47 @@ class EEGEmotionPipeline(Pipeline):
         """One continuous recording (a file, an MNE Raw or a 2-D array) in bounded memory: windows are computed
         `STREAM_WINDOWS` at a time by `E2LLMFeatureExtractor.iter_windows` (equal to the whole-signal chain), run
         through the model and reduced to their per-window results before the next piece is read. None for inputs
-        it does not take (Epochs), which the batch path handles."""
-        if self.processor.evidence_spread is not None:
-            return None  # the evidence line of a window needs the reference (the whole recording's mean) first
-        options = {k: v for k, v in preprocess.items() if k not in ("apply_filters", "return_evidence", "baseline",
-                                                                     "baseline_power")}
-        eeg, signal_args, question, prompt, _ = self._resolve(item, **options)
+        it does not take (Epochs), which the batch path handles.
+
+        A model with evidence prompts needs each window's band power against a reference: the `baseline` recording,
+        `baseline_power`, or else the mean over this recording's windows, taken in a first pass over it."""
+        options = {k: v for k, v in preprocess.items() if k not in ("apply_filters", "return_evidence", "baseline")}
+        eeg, signal_args, question, prompt, baseline_power = self._resolve(item, **options)
         if _is_mne_like(eeg) and hasattr(eeg, "events"):
             return None
-        prompt_ids = self._single_window_prompt(question, prompt)
-        chunks = self.processor.feature_extractor.iter_windows(
-            eeg, **signal_args, apply_filters=preprocess.get("apply_filters", True), windows_per_chunk=STREAM_WINDOWS,
-            return_tensors="pt")
+        apply_filters, baseline = preprocess.get("apply_filters", True), preprocess.get("baseline")
+        evidence = self.processor.evidence_spread is not None
+        extractor = self._evidence_processor().feature_extractor if evidence else self.processor.feature_extractor
+
+        def chunks():
+            return extractor.iter_windows(eeg, **signal_args, apply_filters=apply_filters,
+                                          windows_per_chunk=STREAM_WINDOWS, return_tensors="pt")
+
+        reference = None
+        if evidence and baseline is None and baseline_power is None:
+            powers = [band_power_db(c["eeg_values"].numpy().astype(np.float64), extractor.sampling_rate) for c in chunks()]
+            if sum(len(p) for p in powers) < 2:
+                return None  # a single window: the batch path names what is missing
+            reference = np.concatenate(powers).mean(axis=0)  # (n_bands, n_channels) dB: small even for a day
+        prompt_ids = None if evidence else self._single_window_prompt(question, prompt)
         windows, montage = [], None
-        for chunk in chunks:
+        for chunk in chunks():
             n = len(chunk["eeg_values"])
             inputs = {name: chunk[name] for name in ("eeg_values", "eeg_channel_ids", "eeg_channel_mask")}
             if montage is None:
                 montage = self._montage(inputs["eeg_channel_ids"][0], inputs["eeg_channel_mask"][0])
-            outputs = self.forward({**inputs, "prompt_ids": [prompt_ids] * n}, **forward)
+            rows = [prompt_ids] * n
+            if evidence:
+                raw = inputs["eeg_values"]
+                inputs["eeg_values"] = normalized_like_extractor(raw, inputs["eeg_channel_mask"],
+                                                                 self.processor.feature_extractor.normalization)
+                power, names, given = self._evidence_power(raw, inputs["eeg_channel_ids"], eeg, signal_args,
+                                                           apply_filters, baseline if reference is None else None,
+                                                           baseline_power if reference is None else None)
+                reference = given if reference is None else reference  # the baseline's, computed once
+                rows = [self._single_window_prompt(question, prompt, line)
+                        for line in self.processor.evidence_statements(power, names, reference)]
+            outputs = self.forward({**inputs, "prompt_ids": rows}, **forward)
             check_finite_scores(outputs["scores"])
             windows += self._window_results({**outputs, "starts": chunk["eeg_window_starts"].tolist(),
                                              "montage": montage}, **postprocess)

@@ -212,3 +212,19 @@ def test_predict_cli_states_evidence_against_the_baseline_file(reference, tmp_pa
     output = tmp_path / "pred.jsonl"
     assert cli_main(["predict", *common, "--baseline", str(paths[1]), "--output", str(output)]) == 0
     assert len(output.read_text().splitlines()) == 2  # the window and the aggregate
+
+
+@pytest.mark.parametrize("with_baseline", [False, True])
+def test_streamed_recording_equals_the_batch_path(evidence_pipe, windows, reference, with_baseline, monkeypatch):
+    recording = np.concatenate([np.asarray(windows[i]["eeg"]) for i in range(3)], axis=-1)  # 3 windows
+    kwargs = dict(sampling_rate=SFREQ, channel_names=CHANNELS, units="uV", max_new_tokens=3)
+    if with_baseline:
+        kwargs["baseline_power"] = reference.baseline_db[int(windows[0]["subject"])]
+    with monkeypatch.context() as patch:  # one recording: streamed (never the batch path), the reference first
+        patch.setattr(type(evidence_pipe), "preprocess", lambda *a, **k: pytest.fail("not streamed"))
+        streamed = evidence_pipe(recording, **kwargs)
+    (batched,) = evidence_pipe([recording], **kwargs)
+    assert len(streamed["windows"]) == 3
+    for a, b in zip(streamed["windows"], batched["windows"]):
+        assert a["generated_text"] == b["generated_text"]
+        np.testing.assert_allclose(list(a["scores"].values()), list(b["scores"].values()), rtol=0, atol=1e-5)

@@ -36,10 +36,14 @@ def test_quickstart_writes_model_report_and_table(smoke):
     model = AutoModelForCausalLM.from_pretrained(output / "final")
     assert model.config.label_names == report["label_names"]
     assert AutoProcessor.from_pretrained(output / "final").num_eeg_tokens == model.config.num_eeg_tokens
-    assert (output / "final" / "README.md").is_file() and (output / "stage3" / "adapter").is_dir()
+    assert (output / "final" / "README.md").is_file() and (output / "stage3" / "merged").is_dir()
+    assert not (output / "stage3" / "adapter").exists()  # stage 3 fine-tunes the tiny language model whole
+    assert AutoProcessor.from_pretrained(output / "final").evidence_spread is not None  # measured evidence in prompts
     table = results_table(report)
     assert "stage-1 encoder head" in table and "DE + logistic regression" in table and "95% CI" in table
     assert "synthetic" in table and "mismatched EEG" in table
+    assert "rationales: faithfulness" in table and "shuffled across windows" in table
+    assert "stage 2: description NLL with shuffled minus real EEG" in table
 
 
 def test_quickstart_model_carries_provenance_and_honest_cards(smoke):

@@ -10,7 +10,7 @@ out, every fold) next to the stage-1 head and the baselines trained on the same 
 * ``OUTPUT/report.json`` / ``report.md``: the summary (mean ± std over training seeds, 95% intervals over held-out
   trials, paired comparisons, mismatched-EEG reliance, selective prediction) and the timings;
 * per run (one protocol, fold and seed): ``final`` (the merged stage-3 model with its processor, provenance and
-  model card), ``stage1``, ``stage2``, ``stage3/adapter``. A single run writes them straight into ``OUTPUT``,
+  model card), ``stage1``, ``stage2``, ``stage3/merged``. A single run writes them straight into ``OUTPUT``,
   several into ``OUTPUT/runs/<protocol>-fold<k>-seed<s>``.
 
     e2llm quickstart                                   # synthetic data, protocol trial, training seed 0
@@ -65,9 +65,14 @@ class QuickstartRecipe:
     stage3_epochs: float = 14.0
     stage3_lr: float = 3e-3
     stage3_batch_size: int = 8
-    stage3_peft: bool = True
-    evidence_in_prompt: bool = False  # stage 3 and inference: each window's measured evidence ends its prompt
-    evidence_strongest: int | None = None
+    # Stage 3 trains the whole tiny LM (LoRA adapts a randomly initialised model too little) on prompts that end
+    # with each window's measured evidence, its 4 largest regional band-power deviations first. On validation
+    # trials (carved from the training trials, seed 0) the rationales' faithfulness was 0.98 so (shuffled-rationale
+    # control 0.23); 0.54-0.58 with every feature in a fixed order, 0.45 with all 25 deviations ranked, 0.39 with
+    # LoRA instead (every feature), and 0.22, the control's level, with no evidence in the prompt.
+    stage3_peft: bool = False
+    evidence_in_prompt: bool = True
+    evidence_strongest: int | None = 4
     lora_r: int = 32
     train_encoder: bool = False
     # patch: e2llm's encoder; eegpt | cbramod | labram: a randomly initialised tiny foundation encoder (no download)
@@ -320,7 +325,7 @@ def run_quickstart(output_dir: str | Path = "outputs/quickstart", data: str | Pa
                 logger.info("quickstart run %s fold %d seed %d -> %s", kind, spec.fold, seed, folder)
                 report = train_and_evaluate(dataset, spec, seed, replace(recipe, seed=seed), folder, tasks)
                 runs.append({"protocol": kind, "fold": spec.fold, "seed": seed, "folder": str(folder),
-                             "timings_seconds": report["timings_seconds"]})
+                             "timings_seconds": report["timings_seconds"], "alignment": report.get("alignment")})
                 single = {**summarize([report]), "command": command}
                 write_card(folder / "final", report=_card_report(single))
                 if n_runs > 1:
@@ -364,7 +369,7 @@ def results_table(report: dict) -> str:
     epochs = (report.get("quickstart") or {}).get("recipe", {}).get("eegnet_epochs")
     if epochs:
         names["eegnet_v4"] = f"EEGNet-v4 ({epochs} ep.)"
-    lines = []
+    lines, runs = [], (report.get("quickstart") or {}).get("runs", [])
     for kind, protocol in report.get("protocols", {"trial": report}).items():
         split, summary = protocol["split"], protocol["summary"]
         what = "held-out trials" if kind == "trial" else "held-out subjects (leave one out, all folds)"
@@ -389,11 +394,32 @@ def results_table(report: dict) -> str:
                          f"{reliance['accuracy']['mean']:.3f}, mean confidence "
                          f"{reliance['normal_mean_confidence']['mean']:.3f} -> {reliance['mean_confidence']['mean']:.3f}"
                          + ("  [FLAG: confidence does not drop]" if reliance["flag_confidence_does_not_drop"] else ""))
-        selective = summary.get("e2llm/emotion", {})
-        if "selective_accuracy_50%" in selective:
+        answers = summary.get("e2llm/emotion", {})
+        if "selective_accuracy_50%" in answers:
             lines.append("  E2LLM selective accuracy at 50/80/100% coverage: " + " / ".join(
-                f"{selective[f'selective_accuracy_{c}']['mean']:.3f}" for c in ("50%", "80%", "100%")))
+                f"{answers[f'selective_accuracy_{c}']['mean']:.3f}" for c in ("50%", "80%", "100%")))
+        lines += _rationale_lines(answers, [run["alignment"] for run in runs
+                                            if run["protocol"] == kind and run.get("alignment")])
     return "\n".join(lines).lstrip("\n")
+
+
+def _rationale_lines(answers: dict, alignments: list[dict]) -> list[str]:
+    """The rationale checks (means over training seeds) and the stage-2 gap (mean over runs) of one protocol."""
+    lines = []
+    if "faithfulness" in answers:
+        mean = {k: answers[k]["mean"] for k in ("faithfulness", "shuffled_faithfulness", "most_frequent_faithfulness",
+                                                "distinct_share", "duplicate_or_contradictory_share") if k in answers}
+        lines.append(f"  rationales: faithfulness {mean['faithfulness']:.3f} (shuffled across windows "
+                     f"{mean.get('shuffled_faithfulness', float('nan')):.3f}, most frequent "
+                     f"{mean.get('most_frequent_faithfulness', float('nan')):.3f}); distinct "
+                     f"{mean.get('distinct_share', float('nan')):.0%}, with duplicate or contradictory claims "
+                     f"{mean.get('duplicate_or_contradictory_share', float('nan')):.0%}")
+    if alignments:
+        per_description = np.mean([a["description_gap_shuffled_minus_real"] for a in alignments])
+        per_token = np.mean([a["gap_shuffled_minus_real"] for a in alignments])
+        lines.append(f"  stage 2: description NLL with shuffled minus real EEG {per_description:+.3f} nats per "
+                     f"description ({per_token:+.2e} per token)")
+    return lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

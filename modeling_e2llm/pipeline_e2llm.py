@@ -201,7 +201,9 @@ class EEGEmotionPipeline(Pipeline):
 
         reference = None
         if evidence and baseline is None and baseline_power is None:
-            powers = [band_power_db(c["eeg_values"].numpy().astype(np.float64), extractor.sampling_rate) for c in chunks()]
+            to_uv = extractor.output_unit_uv or 1.0
+            powers = [band_power_db(c["eeg_values"].numpy().astype(np.float64) * to_uv, extractor.sampling_rate)
+                      for c in chunks()]
             if sum(len(p) for p in powers) < 2:
                 return None  # a single window: the batch path names what is missing
             reference = np.concatenate(powers).mean(axis=0)  # (n_bands, n_channels) dB: small even for a day
@@ -399,7 +401,8 @@ class EEGEmotionPipeline(Pipeline):
         if baseline is not None and baseline_power is not None:
             raise ValueError("pass either baseline (a recording) or baseline_power (its band power), not both")
         extractor = self._evidence_processor().feature_extractor
-        power = band_power_db(raw.numpy().astype(np.float64), extractor.sampling_rate)
+        to_uv = extractor.output_unit_uv or 1.0  # an encoder taking millivolts (EEGPT) gets windows in mV
+        power = band_power_db(raw.numpy().astype(np.float64) * to_uv, extractor.sampling_rate)
         names = [extractor.electrode_names[i] for i in channel_ids[0].tolist()]
         reference = power.mean(axis=0) if len(power) > 1 else None
         if baseline is not None:
@@ -408,7 +411,7 @@ class EEGEmotionPipeline(Pipeline):
             base = extractor(baseline, **signal_args, apply_filters=apply_filters, return_tensors="np")
             if not np.array_equal(base["eeg_channel_ids"][0], channel_ids[0].numpy()):
                 raise ValueError("the baseline recording must have the same channels as the input")
-            reference = band_power_db(base["eeg_values"].astype(np.float64), extractor.sampling_rate).mean(axis=0)
+            reference = band_power_db(base["eeg_values"].astype(np.float64) * to_uv, extractor.sampling_rate).mean(0)
         elif baseline_power is not None:
             input_names = signal_args.get("channel_names") or getattr(item, "ch_names", None)
             reference = baseline_on_channels(baseline_power, input_names, names)

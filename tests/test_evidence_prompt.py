@@ -228,3 +228,34 @@ def test_streamed_recording_equals_the_batch_path(evidence_pipe, windows, refere
     for a, b in zip(streamed["windows"], batched["windows"]):
         assert a["generated_text"] == b["generated_text"]
         np.testing.assert_allclose(list(a["scores"].values()), list(b["scores"].values()), rtol=0, atol=1e-5)
+
+
+def test_evidence_is_stated_in_microvolts_for_an_encoder_taking_millivolts(evidence_pipe, windows):
+    import copy
+
+    import torch
+
+    eeg = np.asarray(windows[0]["eeg"], dtype=np.float32)[None]
+    pipe = copy.copy(evidence_pipe)
+    pipe._unnormalized_processor = copy.copy(evidence_pipe._evidence_processor())
+    extractor = copy.deepcopy(pipe._unnormalized_processor.feature_extractor)
+    extractor.output_unit_uv = 1000.0  # EEGPT's contract: windows in mV
+    pipe._unnormalized_processor.feature_extractor = extractor
+    ids = torch.arange(len(CHANNELS))[None]
+    power, _, _ = pipe._evidence_power(torch.from_numpy(eeg / 1000.0), ids, eeg[0], {"channel_names": CHANNELS},
+                                       False, None, None)
+    np.testing.assert_allclose(power, band_power_db(eeg, SFREQ), atol=1e-4)
+
+
+def test_stage3_refuses_evidence_prompts_for_a_re_referencing_encoder(windows, tmp_path):
+    from trl import SFTConfig
+
+    from e2llm.training.arguments import LoraArguments
+    from e2llm.training.instruct import train_stage3
+
+    model, processor = build_tiny_e2llm()
+    processor.feature_extractor.reference = "average"
+    args = SFTConfig(output_dir=str(tmp_path), max_steps=1, bf16=False, report_to=[], max_length=None)
+    args.evidence_in_prompt = True
+    with pytest.raises(ValueError, match="re-references them"):
+        train_stage3(model, processor, windows, args, LoraArguments(lora_r=2))

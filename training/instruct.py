@@ -254,9 +254,14 @@ def train_stage3(model, processor, train_dataset, args, lora_args, tasks=("emoti
     if not use_peft and not lora_args.merge:
         raise ValueError("use_peft=False writes the fine-tuned model to OUTPUT/merged only: merge=False would save "
                          "nothing; leave merge on")
-    reference = evidence_reference(train_dataset)
     evidence = {"evidence_in_prompt": bool(getattr(args, "evidence_in_prompt", False)),
                 "evidence_strongest": getattr(args, "evidence_strongest", None)}
+    rereference = getattr(processor.feature_extractor, "reference", None)
+    if evidence["evidence_in_prompt"] and rereference is not None:
+        raise ValueError(f"evidence_in_prompt states band power as the prepared windows have it, but this encoder's "
+                         f"feature extractor re-references them ({rereference!r}), so the stated evidence would not "
+                         f"be that of the signal the model reads: train without --evidence_in_prompt")
+    reference = evidence_reference(train_dataset)
     # the saved processor writes the same evidence line at inference (or none)
     processor.set_evidence_prompt(reference.spread.tolist() if evidence["evidence_in_prompt"] else None,
                                   evidence["evidence_strongest"])

@@ -232,10 +232,15 @@ def train_and_evaluate(dataset, spec, seed: int, recipe: QuickstartRecipe, folde
     alignment = _alignment_on(model, processor, data.train, dataset.select(test_rows(data.split, 256)), seed)
     lap("stage2")
 
+    evidence_in_prompt = recipe.evidence_in_prompt
+    if evidence_in_prompt and processor.feature_extractor.reference is not None:
+        logger.warning("no measured evidence in the prompts: the %s encoder re-references the windows (%s), so the "
+                       "stated band power would not be that of the signal it reads", recipe.eeg_encoder,
+                       processor.feature_extractor.reference)
+        evidence_in_prompt = False
     stage3_args = InstructConfig(**_common_args(folder / "stage3", seed), **sft,
                                  num_train_epochs=recipe.stage3_epochs, learning_rate=recipe.stage3_lr,
-                                 evidence_in_prompt=recipe.evidence_in_prompt,
-                                 evidence_strongest=recipe.evidence_strongest)
+                                 evidence_in_prompt=evidence_in_prompt, evidence_strongest=recipe.evidence_strongest)
     # the tiny LM is randomly initialised: its final norm trains too, so it can sharpen its near-uniform logits
     lora = LoraArguments(use_peft=recipe.stage3_peft, lora_r=recipe.lora_r, lora_alpha=2 * recipe.lora_r,
                          lora_dropout=0.0, train_encoder=recipe.train_encoder,

@@ -146,9 +146,9 @@ def train_stage2(model, processor, train_dataset, args, instruction_seed: int = 
     with the projector and are merged into the saved model. ``"full"``: the whole language model learns with the
     projector. The last two are for a language model that has never seen text (the randomly initialised tiny one),
     whose frozen weights cannot turn projected EEG into words, so a projector alone learns nothing (its loss with
-    real and with shuffled EEG is the same). On the quickstart's validation trials, "full" taught the tiny model the
-    descriptions (0.32-0.43 nats per token; LoRA 5.15, near ln(vocab)) but lowered the accuracy of its later
-    answers, so the quickstart keeps LoRA. `eval_dataset`: validation windows (training side, never the test split)
+    real and with shuffled EEG is the same). On the quickstart's validation trials "full" taught the tiny model the
+    descriptions (0.32-0.43 nats per token; LoRA 5.15, near ln(vocab)); with the encoder's region tokens and a
+    fully fine-tuned stage 3 it is the quickstart's choice (see `QuickstartRecipe`). `eval_dataset`: validation windows (training side, never the test split)
     for the Trainer's evaluation and for `alignment_gap`, written to ``OUTPUT/alignment.json``. Descriptions of both
     are relative to the training windows' `EvidenceReference`.
     """

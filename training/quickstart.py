@@ -70,7 +70,7 @@ class QuickstartRecipe:
     stage3_batch_size: int = 8
     # Stage 3 trains the whole tiny LM (LoRA adapts a randomly initialised model too little) on prompts that end
     # with each window's measured evidence, its 4 largest regional band-power deviations first. On validation
-    # trials (carved from the training trials, seed 0) the rationales' faithfulness was 0.98 so (shuffled-rationale
+    # trials (carved from the training trials, seed 0) the rationales' faithfulness was 0.98 (shuffled-rationale
     # control 0.23); 0.54-0.58 with every feature in a fixed order, 0.45 with all 25 deviations ranked, 0.39 with
     # LoRA instead (every feature), and 0.22, the control's level, with no evidence in the prompt.
     stage3_peft: bool = False

@@ -259,3 +259,14 @@ def test_stage3_refuses_evidence_prompts_for_a_re_referencing_encoder(windows, t
     args.evidence_in_prompt = True
     with pytest.raises(ValueError, match="re-references them"):
         train_stage3(model, processor, windows, args, LoraArguments(lora_r=2))
+
+
+def test_stage_arguments_refuse_a_strongest_without_the_evidence_line(tmp_path):
+    from e2llm.training.arguments import InstructConfig
+
+    with pytest.raises(ValueError, match="set without it"):
+        InstructConfig(output_dir=str(tmp_path), evidence_strongest=4)
+    with pytest.raises(ValueError, match="at least 1"):
+        InstructConfig(output_dir=str(tmp_path), evidence_in_prompt=True, evidence_strongest=0)
+    config = InstructConfig(output_dir=str(tmp_path), evidence_in_prompt=True, evidence_strongest=4, bf16=False)
+    assert config.evidence_strongest == 4

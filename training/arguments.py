@@ -135,6 +135,9 @@ class InstructConfig(SFTConfig):
             raise ValueError(f"align_language_model must be one of {ALIGN_MODES}, got {self.align_language_model!r}")
         if self.evidence_strongest is not None and self.evidence_strongest < 1:
             raise ValueError(f"evidence_strongest must be at least 1, got {self.evidence_strongest}")
+        if self.evidence_strongest is not None and not self.evidence_in_prompt:
+            raise ValueError("evidence_strongest shapes the evidence line of --evidence_in_prompt true; it is set "
+                             "without it")
         if self.lm_head_loss not in LM_HEAD_LOSSES:
             raise ValueError(f"lm_head_loss must be one of {LM_HEAD_LOSSES}, got {self.lm_head_loss!r}")
         super().__post_init__()

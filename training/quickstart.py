@@ -246,7 +246,8 @@ def train_and_evaluate(dataset, spec, seed: int, recipe: QuickstartRecipe, folde
         evidence_in_prompt = False
     stage3_args = InstructConfig(**_common_args(folder / "stage3", seed), **sft,
                                  num_train_epochs=recipe.stage3_epochs, learning_rate=recipe.stage3_lr,
-                                 evidence_in_prompt=evidence_in_prompt, evidence_strongest=recipe.evidence_strongest)
+                                 evidence_in_prompt=evidence_in_prompt,
+                                 evidence_strongest=recipe.evidence_strongest if evidence_in_prompt else None)
     # the tiny LM is randomly initialised: its final norm trains too, so it can sharpen its near-uniform logits
     lora = LoraArguments(use_peft=recipe.stage3_peft, lora_r=recipe.lora_r, lora_alpha=2 * recipe.lora_r,
                          lora_dropout=0.0, train_encoder=recipe.train_encoder,

@@ -199,7 +199,7 @@ class EEGEmotionPipeline(Pipeline):
             return extractor.iter_windows(eeg, **signal_args, apply_filters=apply_filters,
                                           windows_per_chunk=STREAM_WINDOWS, return_tensors="pt")
 
-        reference = None
+        reference, powers = None, None
         if evidence and baseline is None and baseline_power is None:
             to_uv = extractor.output_unit_uv or 1.0
             powers = [band_power_db(c["eeg_values"].numpy().astype(np.float64) * to_uv, extractor.sampling_rate)
@@ -209,7 +209,7 @@ class EEGEmotionPipeline(Pipeline):
             reference = np.concatenate(powers).mean(axis=0)  # (n_bands, n_channels) dB: small even for a day
         prompt_ids = None if evidence else self._single_window_prompt(question, prompt)
         windows, montage = [], None
-        for chunk in chunks():
+        for k, chunk in enumerate(chunks()):
             n = len(chunk["eeg_values"])
             inputs = {name: chunk[name] for name in ("eeg_values", "eeg_channel_ids", "eeg_channel_mask")}
             if montage is None:
@@ -219,10 +219,14 @@ class EEGEmotionPipeline(Pipeline):
                 raw = inputs["eeg_values"]
                 inputs["eeg_values"] = normalized_like_extractor(raw, inputs["eeg_channel_mask"],
                                                                  self.processor.feature_extractor.normalization)
-                power, names, given = self._evidence_power(raw, inputs["eeg_channel_ids"], eeg, signal_args,
-                                                           apply_filters, baseline if reference is None else None,
-                                                           baseline_power if reference is None else None)
-                reference = given if reference is None else reference  # the baseline's, computed once
+                if powers is not None:  # band power and reference from the first pass
+                    power = powers[k]
+                    names = [extractor.electrode_names[i] for i in inputs["eeg_channel_ids"][0].tolist()]
+                else:  # the baseline's reference, computed with the first chunk
+                    power, names, given = self._evidence_power(raw, inputs["eeg_channel_ids"], eeg, signal_args,
+                                                               apply_filters, baseline if reference is None else None,
+                                                               baseline_power if reference is None else None)
+                    reference = given if reference is None else reference
                 rows = [self._single_window_prompt(question, prompt, line)
                         for line in self.processor.evidence_statements(power, names, reference)]
             outputs = self.forward({**inputs, "prompt_ids": rows}, **forward)

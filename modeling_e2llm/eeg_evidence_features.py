@@ -196,7 +196,8 @@ def evidence_items(features: EvidenceFeatures, spread, index: int) -> list[tuple
     Regions without channels, and the asymmetry without a frontal pair, are left out."""
     spread = np.asarray(spread, dtype=np.float64)
     items = []
-    for (kind, band, region), value, scale in zip(feature_keys(), features.flat()[index], spread):
+    values = np.concatenate([features.power[index].reshape(-1), features.de[index], [features.faa[index]]])
+    for (kind, band, region), value, scale in zip(feature_keys(), values, spread):  # the order of `flat()`
         if not (np.isfinite(value) and np.isfinite(scale)):
             continue
         bucket = bucket_of(value / scale)

@@ -9,7 +9,8 @@ import pytest
 
 from e2llm.training.quickstart import QuickstartRecipe, results_table, run_quickstart
 
-SMOKE = QuickstartRecipe(n_subjects=1, trial_seconds=8.0, stage1_epochs=1, stage2_epochs=0.25, stage3_epochs=0.5,
+SMOKE = QuickstartRecipe(n_subjects=1, trial_seconds=8.0, stage1_linear_probe_epochs=1, stage1_epochs=1,
+                         stage2_epochs=0.25, stage3_epochs=0.5,
                          stage3_batch_size=8, max_test_windows=6, eval_batch_size=6, max_new_tokens=24,
                          baselines=("de_logreg",), eeg_encoder="eegpt")
 pytestmark = pytest.mark.filterwarnings("ignore:The filter kernel:RuntimeWarning")

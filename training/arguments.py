@@ -93,7 +93,23 @@ class Stage1Config(TrainingArguments):
         metadata={"help": "keep the encoder's pretrained backbone (EEGPT / CBraMod / LaBraM; all of the patch encoder but its "
                           "pooler) frozen: only the pooler and the emotion head train."},
     )
+    linear_probe_epochs: float = field(
+        default=0.0,
+        metadata={"help": "epochs of a linear-probe phase before the main one (LP-FT, Kumar et al., 2022): only the "
+                          "encoder's band-power readout, its region tokens and the emotion head train, the rest of the "
+                          "encoder frozen; 0 skips it. Needs `band_power_readout` in the encoder config."},
+    )
+    linear_probe_learning_rate: float | None = field(
+        default=None, metadata={"help": "learning rate of the linear-probe phase (default: --learning_rate)."}
+    )
     remove_unused_columns: bool = field(default=False)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.linear_probe_epochs < 0:
+            raise ValueError(f"linear_probe_epochs must be >= 0, got {self.linear_probe_epochs}")
+        if self.linear_probe_learning_rate is not None and self.linear_probe_learning_rate <= 0:
+            raise ValueError(f"linear_probe_learning_rate must be > 0, got {self.linear_probe_learning_rate}")
 
 
 @dataclass

@@ -52,6 +52,13 @@ class QuickstartRecipe:
     split_seed: int = 0
     baselines: tuple[str, ...] = ("de_logreg", "eegnet_v4")
     eegnet_epochs: int = 10  # EEGNet costs ~10 s an epoch here on 2 cores: 10 epochs keep a run to a few minutes
+    # Stage 1 is LP-FT (`Stage1Config.linear_probe_epochs`): the encoder's band-power readout, region tokens and head
+    # first train alone (20 epochs at 1e-2), then the whole encoder. On validation trials (carved from the training
+    # trials, seed 0) the head's balanced accuracy was 0.702 (0.707 with the second phase at 1e-3 for 10 epochs,
+    # whose stage-2 gap fell to 0.28 nats; 0.695 with the probe alone; 0.614-0.638 without the region tokens in
+    # the probe) against 0.567 with the whole encoder trained at once, as before; DE + LR 0.610.
+    stage1_linear_probe_epochs: float = 20.0
+    stage1_linear_probe_lr: float = 1e-2
     stage1_epochs: float = 20.0
     stage1_lr: float = 3e-3
     stage1_batch_size: int = 32
@@ -221,6 +228,8 @@ def train_and_evaluate(dataset, spec, seed: int, recipe: QuickstartRecipe, folde
         **_common_args(folder / "stage1", seed), num_train_epochs=recipe.stage1_epochs,
         learning_rate=recipe.stage1_lr, per_device_train_batch_size=recipe.stage1_batch_size,
         per_device_eval_batch_size=64, weight_decay=0.05, evidence_weight=recipe.stage1_evidence_weight,
+        linear_probe_epochs=recipe.stage1_linear_probe_epochs if recipe.eeg_encoder == "patch" else 0.0,
+        linear_probe_learning_rate=recipe.stage1_linear_probe_lr,
     )
     stage1 = run_stage1(classifier, processor.feature_extractor, data, stage1_args)
     rows = test_rows(data.split, recipe.max_test_windows)

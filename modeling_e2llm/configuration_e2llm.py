@@ -53,6 +53,9 @@ class E2LLMEEGConfig(PreTrainedConfig):
         region_tokens (`bool`): make the last `len(REGIONS) + 1` of the `num_output_tokens` tokens region tokens
             (`E2LLMEEGRegionTokens`): per scalp region, and scalp-wide, a linear embedding of the readout's
             standardised band powers (needs `band_power_readout`); the other tokens are the pooler's queries.
+        emotion_token (`bool`): make the last of the `num_output_tokens` tokens the encoder's emotion reading
+            (`E2LLMEEGEmotionToken`): the stage-1 emotion head lives in the encoder, and its class probabilities,
+            times learned per-class embeddings, are one more token for the language model.
         backbone (`str`): `"patch"` (the patch transformer above, trained from scratch) or a pretrained foundation
             encoder: `"eegpt"`, `"cbramod"`, `"labram"` (see `e2llm.backbones_e2llm`). With a foundation backbone,
             `hidden_size` is its output width and the patch-transformer fields (`num_hidden_layers`, embeddings...) are
@@ -99,6 +102,7 @@ class E2LLMEEGConfig(PreTrainedConfig):
     electrode_band_rank: int = 8
     band_power_readout: bool = False
     region_tokens: bool = False
+    emotion_token: bool = False
     classifier_dropout: float | int = 0.1
     initializer_range: float = 0.02
     backbone: str = "patch"
@@ -148,8 +152,8 @@ class E2LLMEEGConfig(PreTrainedConfig):
 
     @property
     def num_query_tokens(self) -> int:
-        """Tokens the attention pooler's queries give: `num_output_tokens` less the region tokens."""
-        return self.num_output_tokens - self.num_region_tokens
+        """Tokens the attention pooler's queries give: `num_output_tokens` less the region and emotion tokens."""
+        return self.num_output_tokens - self.num_region_tokens - int(self.emotion_token)
 
     def validate_architecture(self):
         super().validate_architecture()
@@ -162,9 +166,12 @@ class E2LLMEEGConfig(PreTrainedConfig):
             if 8.0 not in [float(edge) for edge in self.band_edges[:-1]]:
                 raise ValueError(f"region_tokens needs a band starting at 8 Hz (alpha, for the frontal asymmetry) in "
                                  f"band_edges, got {list(self.band_edges)}")
-            if self.num_query_tokens < 1:
-                raise ValueError(f"num_output_tokens={self.num_output_tokens} leaves no pooled token next to the "
-                                 f"{self.num_region_tokens} region tokens; use at least {self.num_region_tokens + 1}")
+        if self.num_query_tokens < 1:
+            special = [f"{self.num_region_tokens} region tokens"] if self.region_tokens else []
+            special += ["the emotion token"] if self.emotion_token else []
+            raise ValueError(f"num_output_tokens={self.num_output_tokens} leaves no pooled token next to "
+                             f"{'the ' if self.region_tokens else ''}{' and '.join(special)}; use at least "
+                             f"{self.num_output_tokens - self.num_query_tokens + 1}")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size={self.hidden_size} is not divisible by num_attention_heads={self.num_attention_heads}"

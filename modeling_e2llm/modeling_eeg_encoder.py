@@ -329,6 +329,28 @@ class E2LLMEEGRegionTokens(nn.Module):
         return torch.einsum("btn,tnh->bth", values, self.weight.float()) + self.embedding.float()
 
 
+class E2LLMEEGEmotionToken(nn.Module):
+    """The stage-1 emotion head inside the encoder, and its reading as one more token for the language model.
+
+    `classifier` reads the mean of the other output tokens `(batch, n_tokens, hidden)` -> `(batch, num_labels)`
+    logits (what stage 1 trains); the token is the head's class probabilities times learned per-class embeddings
+    `(num_labels, hidden)`, a point in the simplex of the classes. The language model thus gets the encoder's
+    emotion-discriminative reading of the window directly, rather than having to relearn it from the pooled tokens
+    with a few hundred training windows."""
+
+    def __init__(self, config: E2LLMEEGConfig):
+        super().__init__()
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.label_embeddings = nn.Parameter(torch.empty(config.num_labels, config.hidden_size))
+
+    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(batch, n_tokens, hidden)` -> `(logits (batch, num_labels), token (batch, 1, hidden))`."""
+        logits = self.classifier(self.dropout(tokens.mean(1)))
+        token = logits.float().softmax(-1) @ self.label_embeddings.float()
+        return logits, token[:, None].to(tokens.dtype)
+
+
 @dataclass
 class E2LLMEEGEncoderOutput(BaseModelOutputWithPooling):
     r"""
@@ -338,6 +360,8 @@ class E2LLMEEGEncoderOutput(BaseModelOutputWithPooling):
         the input of the first layer and the output of each layer (the last one after the final norm).
     attentions (`tuple` of `(batch_size, num_heads, n_tokens, n_tokens)`, with `output_attentions=True`, eager
         attention): each layer's attention weights.
+    emotion_logits (`(batch_size, num_labels)`, with `config.emotion_token`): the encoder's emotion head, whose class
+        probabilities make the last pooled token (`E2LLMEEGEmotionToken`).
     pooler_attentions (`tuple` of one `(batch_size, num_heads, num_output_tokens, n_tokens)`, with
         `output_pooler_attentions=True`, eager attention): how much each pooled token reads from each
         (channel, patch) token, channel-major.
@@ -346,6 +370,7 @@ class E2LLMEEGEncoderOutput(BaseModelOutputWithPooling):
         `(batch_size, n_channels, n_patches, output_size)` in table order, LaBraM `(batch_size, 1 + n_tokens, width)`).
     """
 
+    emotion_logits: torch.Tensor | None = None
     pooler_attentions: tuple[torch.Tensor, ...] | None = None
     backbone_hidden_states: torch.Tensor | None = None
 
@@ -389,6 +414,8 @@ class E2LLMEEGPreTrainedModel(PreTrainedModel):
             region, side = module.electrode_tables(module.config.num_electrodes)
             init.copy_(module.electrode_region, region)
             init.copy_(module.electrode_side, side)
+        elif isinstance(module, E2LLMEEGEmotionToken):
+            init.normal_(module.label_embeddings, mean=0.0, std=1.0)  # at the scale of the layer-normed tokens
 
 
 class E2LLMEEGEncoder(E2LLMEEGPreTrainedModel):
@@ -420,6 +447,7 @@ class E2LLMEEGEncoder(E2LLMEEGPreTrainedModel):
         self.readout = (E2LLMEEGBandPowerReadout(config) if config.band_power_readout and config.backbone == "patch"
                         else None)
         self.region_tokens = E2LLMEEGRegionTokens(config) if config.region_tokens else None
+        self.emotion_token = E2LLMEEGEmotionToken(config) if config.emotion_token else None
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
@@ -465,30 +493,37 @@ class E2LLMEEGEncoder(E2LLMEEGPreTrainedModel):
         # a tensor check, not `if`: no graph break under torch.compile / torch.export
         torch_compilable_check(channel_mask.any(-1).all(), "every EEG window needs at least one unmasked channel")
 
+        backbone_output = None
         if self.config.backbone != "patch":
-            hidden_states, token_mask, output = backbone_tokens(
+            hidden_states, token_mask, backbone_output = backbone_tokens(
                 self.backbone, self.config, eeg_values.to(self.dtype), eeg_channel_ids, channel_mask
             )
-            return E2LLMEEGEncoderOutput(
-                last_hidden_state=hidden_states,
-                pooler_output=self.pooler(hidden_states, token_mask),
-                backbone_hidden_states=output if output_backbone_hidden_states else None,
-            )
-        hidden_states = self.embeddings(eeg_values.to(self.dtype), eeg_channel_ids, channel_mask)
-        batch, n_channels, n_patches, hidden = hidden_states.shape
-        hidden_states = hidden_states.reshape(batch, n_channels * n_patches, hidden)
-        token_mask = channel_mask[:, :, None].expand(-1, -1, n_patches).reshape(batch, -1)
-        for layer in self.layers:
-            hidden_states = layer(hidden_states, token_mask)
-        hidden_states = self.norm(hidden_states)
-        pooled = self.pooler(hidden_states, token_mask)
+            pooled = self.pooler(hidden_states, token_mask)
+        else:
+            hidden_states = self.embeddings(eeg_values.to(self.dtype), eeg_channel_ids, channel_mask)
+            batch, n_channels, n_patches, hidden = hidden_states.shape
+            hidden_states = hidden_states.reshape(batch, n_channels * n_patches, hidden)
+            token_mask = channel_mask[:, :, None].expand(-1, -1, n_patches).reshape(batch, -1)
+            for layer in self.layers:
+                hidden_states = layer(hidden_states, token_mask)
+            hidden_states = self.norm(hidden_states)
+            pooled = self.pooler(hidden_states, token_mask)
         if self.readout is not None:  # (batch, hidden) added to every pooled token
             standard = self.readout.standardised_log_power(eeg_values, eeg_channel_ids, channel_mask)
             pooled = pooled + self.readout(eeg_values, eeg_channel_ids, channel_mask, standard)[:, None].to(self.dtype)
             if self.region_tokens is not None:
                 region_tokens = self.region_tokens(standard, eeg_channel_ids, channel_mask).to(pooled.dtype)
                 pooled = torch.cat([pooled, region_tokens], 1)
-        return E2LLMEEGEncoderOutput(last_hidden_state=hidden_states, pooler_output=pooled)
+        emotion_logits = None
+        if self.emotion_token is not None:
+            emotion_logits, token = self.emotion_token(pooled)
+            pooled = torch.cat([pooled, token], 1)
+        return E2LLMEEGEncoderOutput(
+            last_hidden_state=hidden_states,
+            pooler_output=pooled,
+            emotion_logits=emotion_logits,
+            backbone_hidden_states=backbone_output if output_backbone_hidden_states else None,
+        )
 
 
 @dataclass
@@ -505,13 +540,17 @@ class E2LLMEEGClassifierOutput(ModelOutput):
 
 
 class E2LLMEEGForEmotionClassification(E2LLMEEGPreTrainedModel):
-    """The encoder with the stage-1 emotion head (labels from `config.id2label`)."""
+    """The encoder with the stage-1 emotion head (labels from `config.id2label`).
+
+    With `config.emotion_token` the head is the encoder's own (`encoder.emotion_token.classifier`, reading the same
+    mean of the pooled tokens), so the E2LLM that takes this encoder keeps it; otherwise it is `classifier` here."""
 
     def __init__(self, config: E2LLMEEGConfig):
         super().__init__(config)
         self.encoder = E2LLMEEGEncoder(config)
-        self.dropout = nn.Dropout(config.classifier_dropout)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        if not config.emotion_token:
+            self.dropout = nn.Dropout(config.classifier_dropout)
+            self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
@@ -531,8 +570,11 @@ class E2LLMEEGForEmotionClassification(E2LLMEEGPreTrainedModel):
         `output_hidden_states` / `output_attentions` in `kwargs` reach the encoder; `return_dict=False` gives a tuple."""
         encoded = self.encoder(eeg_values, eeg_channel_ids, eeg_channel_mask, return_dict=True, **kwargs)
         pooled = encoded.pooler_output
-        embeddings = pooled.mean(dim=1)
-        logits = self.classifier(self.dropout(embeddings))
+        if self.config.emotion_token:  # the head read the other tokens; the last one is its own reading
+            embeddings, logits = pooled[:, :-1].mean(dim=1), encoded.emotion_logits
+        else:
+            embeddings = pooled.mean(dim=1)
+            logits = self.classifier(self.dropout(embeddings))
         loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
         return E2LLMEEGClassifierOutput(
             loss=loss,

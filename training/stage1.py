@@ -147,7 +147,13 @@ def classifier_from_e2llm(e2llm, label_names, seed: int = 0) -> E2LLMEEGForEmoti
     eeg_config = E2LLMEEGConfig(**{**e2llm.config.eeg_config.to_dict(), "id2label": dict(enumerate(label_names))})
     torch.manual_seed(seed)
     model = E2LLMEEGForEmotionClassification(eeg_config)
-    model.encoder.load_state_dict(e2llm.model.eeg_encoder.state_dict())
+    state = e2llm.model.eeg_encoder.state_dict()
+    if eeg_config.emotion_token and eeg_config.num_labels != e2llm.config.eeg_config.num_labels:
+        # the encoder's emotion head is sized for the E2LLM's labels: a new one for these
+        state = {name: value for name, value in state.items() if not name.startswith("emotion_token.")}
+        state.update({name: value for name, value in model.encoder.state_dict().items()
+                      if name.startswith("emotion_token.")})
+    model.encoder.load_state_dict(state)
     return model
 
 
@@ -182,8 +188,8 @@ def build_stage1_model(model_args, label_names, seed: int = 0) -> E2LLMEEGForEmo
 
 # What the linear-probe phase trains: the encoder's linear band-power paths, the emotion head and the training-only
 # devices (subject adversary, evidence readout); everything else in the encoder stays as it is.
-LINEAR_PROBE_MODULES = ("encoder.readout.", "encoder.region_tokens.", "classifier.", "subject_adversary.",
-                        "evidence_readout.")
+LINEAR_PROBE_MODULES = ("encoder.readout.", "encoder.region_tokens.", "encoder.emotion_token.", "classifier.",
+                        "subject_adversary.", "evidence_readout.")
 
 
 def linear_probe(model: E2LLMEEGForEmotionClassification, train_dataset, args, collator) -> EncoderPretrainingTrainer:

@@ -94,6 +94,17 @@ def test_model_card_states_the_evidence_line_of_the_prompts(model_dir, tmp_path)
     assert "a single window without one is refused" in text
 
 
+def test_model_card_states_the_emotion_token(model_dir, tmp_path):
+    assert "emotion reading" not in _parse(build_model_card(model_dir)).text  # the tiny model has none
+    folder = tmp_path / "with_emotion_token"
+    shutil.copytree(model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["eeg_config"]["emotion_token"] = True
+    (folder / "config.json").write_text(json.dumps(config))
+    text = " ".join(_parse(build_model_card(folder)).text.split())
+    assert f"The last of the {config['num_eeg_tokens']} EEG tokens of a window is the encoder's emotion reading" in text
+
+
 def test_model_card_without_report_claims_no_score(model_dir):
     card = _parse(build_model_card(model_dir))
     assert "model-index" not in card.data.to_dict()

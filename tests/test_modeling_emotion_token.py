@@ -10,7 +10,7 @@ from e2llm import E2LLMEEGConfig, E2LLMEEGEncoder, assemble_e2llm, build_offline
 from e2llm.assembly import TINY_TEXT_CONFIG
 from e2llm.electrodes import ELECTRODE_NAMES
 from e2llm.modeling_eeg_encoder import E2LLMEEGForEmotionClassification
-from e2llm.training.instruct import load_encoder_weights
+from e2llm.training.instruct import load_encoder_weights, set_label_names
 from e2llm.training.stage1 import LINEAR_PROBE_MODULES, classifier_from_e2llm
 
 CONFIG = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64, patch_size=400,
@@ -70,6 +70,25 @@ def test_the_stage1_head_reaches_the_e2llm(tmp_path):
     other = classifier_from_e2llm(model, ["a", "b", "c", "d", "e"])  # a new head for another label set
     assert other.encoder.emotion_token.classifier.out_features == 5
     torch.testing.assert_close(other.encoder.readout.weight.weight, model.model.eeg_encoder.readout.weight.weight)
+
+
+def test_a_new_label_set_gets_a_new_head_that_takes_stage1_weights(tmp_path):
+    torch.manual_seed(0)
+    model, processor = assemble_e2llm(build_offline_tokenizer(), text_config=TINY_TEXT_CONFIG, eeg_config=CONFIG)
+    assert model.model.eeg_encoder.emotion_token.classifier.out_features == 7
+    names = ["negative", "neutral", "positive"]
+    stage1 = classifier_from_e2llm(model, names)
+    stage1.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="same labels"):
+        load_encoder_weights(model, str(tmp_path))  # a 3-class head into the 7-class one
+    set_label_names(model, processor, names)
+    head = model.model.eeg_encoder.emotion_token
+    assert head.classifier.out_features == 3 and head.label_embeddings.shape == (3, 32)
+    assert head.label_embeddings.std() > 0.5  # initialised, not left empty
+    load_encoder_weights(model, str(tmp_path))
+    eeg, ids = _batch()
+    model.eval(), stage1.eval()
+    torch.testing.assert_close(model.model.eeg_encoder(eeg, ids).emotion_logits, stage1(eeg, ids).logits)
 
 
 @pytest.mark.parametrize("change, message", [

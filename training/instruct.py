@@ -108,6 +108,15 @@ def set_label_names(model, processor, label_names) -> None:
     model.config.label2id = {name: i for i, name in id2label.items()}
     model.config.eeg_config.id2label = id2label
     model.config.eeg_config.label2id = model.config.label2id
+    encoder = model.model.eeg_encoder
+    if encoder.emotion_token is not None and encoder.emotion_token.classifier.out_features != len(label_names):
+        # the encoder's emotion head was sized for the old labels: a new one, which stage 1 trains
+        from e2llm.modeling_eeg_encoder import E2LLMEEGEmotionToken
+
+        parameter = next(encoder.emotion_token.parameters())
+        head = E2LLMEEGEmotionToken(model.config.eeg_config).to(parameter.device, parameter.dtype)
+        head.apply(encoder._init_weights)
+        encoder.emotion_token = head
 
 
 def load_encoder_weights(model, encoder_path: str) -> None:
@@ -115,10 +124,15 @@ def load_encoder_weights(model, encoder_path: str) -> None:
     from e2llm.modeling_eeg_encoder import E2LLMEEGForEmotionClassification
 
     classifier = E2LLMEEGForEmotionClassification.from_pretrained(encoder_path, dtype=torch.float32)
-    missing, unexpected = model.model.eeg_encoder.load_state_dict(classifier.encoder.state_dict(), strict=False)
+    hint = "was it trained from this model's eeg_config, on the same labels?"
+    try:
+        missing, unexpected = model.model.eeg_encoder.load_state_dict(classifier.encoder.state_dict(), strict=False)
+    except RuntimeError as error:  # misshapen tensors
+        raise ValueError(f"the stage-1 encoder at {encoder_path} does not fit this E2LLM's encoder ({hint}): "
+                         f"{error}") from None
     if missing or unexpected:
         raise ValueError(f"the stage-1 encoder at {encoder_path} does not fit this E2LLM's encoder: missing "
-                         f"{missing[:5]}, unexpected {unexpected[:5]} (was it trained from this model's eeg_config?)")
+                         f"{missing[:5]}, unexpected {unexpected[:5]} ({hint})")
 
 
 def _frozen_except(model, prefixes: tuple[str, ...]) -> None:

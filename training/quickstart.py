@@ -1,4 +1,4 @@
-"""`e2llm quickstart`: the whole method end to end on a laptop CPU, offline, in a few minutes.
+"""`e2llm quickstart`: the whole method end to end on a laptop CPU, offline (16 min on a 2-core CPU).
 
 Writes synthetic EEG in SEED-VII's on-disk layout (or takes a folder from `e2llm prepare` with ``--data``),
 prepares it (marked synthetic in its metadata), and for each protocol, fold and training seed runs the three
@@ -38,7 +38,7 @@ PROTOCOLS = ("trial", "subject", "both")
 
 @dataclass
 class QuickstartRecipe:
-    """Sizes and hyper-parameters of the quickstart (one run: a few minutes on a 2-core CPU).
+    """Sizes and hyper-parameters of the quickstart (one run: 16 min on a 2-core CPU).
 
     `seed` is the training seed (initialisation, data order, instruction draws); the synthetic data (`data_seed`)
     and the trial split (`split_seed`) stay fixed across training seeds.
@@ -51,7 +51,7 @@ class QuickstartRecipe:
     data_seed: int = 0
     split_seed: int = 0
     baselines: tuple[str, ...] = ("de_logreg", "eegnet_v4")
-    eegnet_epochs: int = 10  # EEGNet costs ~10 s an epoch here on 2 cores: 10 epochs keep a run to a few minutes
+    eegnet_epochs: int = 10  # EEGNet costs ~10 s an epoch here on 2 cores: 10 epochs keep its share of a run to ~100 s
     # Stage 1 is LP-FT (`Stage1Config.linear_probe_epochs`): the encoder's band-power readout, region tokens and head
     # first train alone (20 epochs at 1e-2), then the whole encoder. On validation trials (carved from the training
     # trials, seed 0) the head's balanced accuracy was 0.702 (0.707 with the second phase at 1e-3 for 10 epochs,

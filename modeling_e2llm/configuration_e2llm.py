@@ -167,11 +167,11 @@ class E2LLMEEGConfig(PreTrainedConfig):
                 raise ValueError(f"region_tokens needs a band starting at 8 Hz (alpha, for the frontal asymmetry) in "
                                  f"band_edges, got {list(self.band_edges)}")
         if self.num_query_tokens < 1:
-            special = [f"{self.num_region_tokens} region tokens"] if self.region_tokens else []
-            special += ["the emotion token"] if self.emotion_token else []
+            special = [f"the {self.num_region_tokens} region tokens"] * self.region_tokens
+            special += ["the emotion token"] * self.emotion_token
+            needed = self.num_region_tokens + self.emotion_token + 1
             raise ValueError(f"num_output_tokens={self.num_output_tokens} leaves no pooled token next to "
-                             f"{'the ' if self.region_tokens else ''}{' and '.join(special)}; use at least "
-                             f"{self.num_output_tokens - self.num_query_tokens + 1}")
+                             f"{' and '.join(special)}; use at least {needed}")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size={self.hidden_size} is not divisible by num_attention_heads={self.num_attention_heads}"

@@ -102,15 +102,15 @@ def _sft_trainer(model, processor, train_dataset, args, peft_config=None, eval_d
 
 
 def set_label_names(model, processor, label_names) -> None:
-    """Make the E2LLM's `id2label` the dataset's label set (answers, parsing and scoring read it from the config)."""
+    """Make the E2LLM's `id2label` the dataset's label set (answers, parsing and scoring read it from the config);
+    an encoder with an emotion token gets a new head for these labels."""
     id2label = dict(enumerate(label_names))
     model.config.id2label = id2label
     model.config.label2id = {name: i for i, name in id2label.items()}
     model.config.eeg_config.id2label = id2label
     model.config.eeg_config.label2id = model.config.label2id
     encoder = model.model.eeg_encoder
-    if encoder.emotion_token is not None and encoder.emotion_token.classifier.out_features != len(label_names):
-        # the encoder's emotion head was sized for the old labels: a new one, which stage 1 trains
+    if encoder.emotion_token is not None:  # its head read the old labels: a new one, which stage 1 trains
         from e2llm.modeling_eeg_encoder import E2LLMEEGEmotionToken
 
         parameter = next(encoder.emotion_token.parameters())

@@ -198,6 +198,18 @@ def test_stage3_without_peft_fine_tunes_the_language_model_and_saves_merged_only
     assert AutoProcessor.from_pretrained(tmp_path / "merged").num_eeg_tokens == reloaded.config.num_eeg_tokens
 
 
+def test_stage3_without_peft_trains_the_encoder_only_when_asked(stage2_dir, windows, tmp_path):
+    from transformers import AutoProcessor
+
+    model = E2LLMForConditionalGeneration.from_pretrained(stage2_dir)
+    before = _snapshot(model)
+    trainer = train_stage3(model, AutoProcessor.from_pretrained(stage2_dir), windows, _sft_args(tmp_path, max_steps=2),
+                           LoraArguments(use_peft=False, train_encoder=True), tasks=("emotion",))
+    changed = _changed(before, trainer.model)
+    assert any(did for name, did in changed.items() if name.startswith("model.eeg_encoder.layers."))
+    assert changed["model.language_model.layers.0.self_attn.q_proj.weight"]
+
+
 def test_stage3_without_peft_refuses_to_save_nothing(stage2_dir, windows, tmp_path):
     model = E2LLMForConditionalGeneration.from_pretrained(stage2_dir)
     with pytest.raises(ValueError, match="merge=False would save nothing"):

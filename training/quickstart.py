@@ -1,4 +1,4 @@
-"""`e2llm quickstart`: the whole method end to end on a laptop CPU, offline (16 min on a 2-core CPU).
+"""`e2llm quickstart`: the whole method end to end on a laptop CPU, offline (18 min on a 2-core CPU).
 
 Writes synthetic EEG in SEED-VII's on-disk layout (or takes a folder from `e2llm prepare` with ``--data``),
 prepares it (marked synthetic in its metadata), and for each protocol, fold and training seed runs the three
@@ -38,7 +38,7 @@ PROTOCOLS = ("trial", "subject", "both")
 
 @dataclass
 class QuickstartRecipe:
-    """Sizes and hyper-parameters of the quickstart (one run: 16 min on a 2-core CPU).
+    """Sizes and hyper-parameters of the quickstart (one run: 18 min on a 2-core CPU).
 
     `seed` is the training seed (initialisation, data order, instruction draws); the synthetic data (`data_seed`)
     and the trial split (`split_seed`) stay fixed across training seeds.

@@ -91,7 +91,7 @@ def test_braindecode_hub_folder(fixture, tmp_path, tag, weights):
     folder = braindecode_hub_folder(tmp_path / "hub", state, meta, weights)
     config, converted = eeg_config_from_checkpoint(tag, folder, window_samples=meta["n_times"], num_attention_heads=4)
     out = output_of(config, converted, x, meta.get("channels"))
-    assert (out - expected).abs().max() <= TOLERANCE
+    assert ref.max_error(out, expected) <= TOLERANCE
 
 
 def test_eegpt_lightning_checkpoint(fixture, tmp_path):
@@ -101,7 +101,7 @@ def test_eegpt_lightning_checkpoint(fixture, tmp_path):
     config, converted = eeg_config_from_checkpoint("eegpt", path, window_samples=meta["n_times"], num_attention_heads=4,
                                                    backbone_config={"num_heads": 4, "patch_stride": 32})
     assert config.backbone_config["num_summary_tokens"] == 2 and config.backbone_config["num_layers"] == 2
-    assert (output_of(config, converted, x, meta["channels"]) - expected).abs().max() <= TOLERANCE
+    assert ref.max_error(output_of(config, converted, x, meta["channels"]), expected) <= TOLERANCE
 
 
 def test_labram_pretraining_checkpoint(fixture, tmp_path):
@@ -110,7 +110,7 @@ def test_labram_pretraining_checkpoint(fixture, tmp_path):
     config, converted = eeg_config_from_checkpoint("labram", path, window_samples=meta["n_times"],
                                                    num_attention_heads=4)
     assert config.backbone_config["num_heads"] == 4  # from the q-norm width
-    assert (output_of(config, converted, x, meta["channels"]) - expected).abs().max() <= TOLERANCE
+    assert ref.max_error(output_of(config, converted, x, meta["channels"]), expected) <= TOLERANCE
 
 
 def test_cbramod_authors_state_dict(fixture, tmp_path):
@@ -121,7 +121,7 @@ def test_cbramod_authors_state_dict(fixture, tmp_path):
                 "conv_stack": [[c, k, s, p, g[0]] for c, k, s, p, g in meta["settings"]["channels_kernel_stride_padding_norm"]]}
     config, converted = eeg_config_from_checkpoint("cbramod", path, window_samples=meta["n_times"],
                                                    num_attention_heads=4, backbone_config=settings)
-    assert (output_of(config, converted, x) - expected).abs().max() <= TOLERANCE
+    assert ref.max_error(output_of(config, converted, x), expected) <= TOLERANCE
 
 
 def test_missing_tensor_is_an_error(fixture, tmp_path):

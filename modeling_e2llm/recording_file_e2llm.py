@@ -20,24 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .channels_e2llm import channel_kind
 from .electrodes import canonical_channel_name, find_duplicates
 
-# Non-EEG channels recognised by name (upper case, after stripping), whatever type the file gives them.
-_EOG_NAMES = {"VEO", "HEO", "VEOG", "HEOG", "HEOL", "HEOR", "VEOU", "VEOL", "EOG", "LOC", "ROC"}
-_ECG_NAMES = {"ECG", "EKG"}
-_EMG_NAMES = {"EMG"}
-_REF_NAMES = {"M1", "M2", "A1", "A2", "REF", "GND", "GROUND"}
-_STIM_NAMES = {"STATUS", "TRIGGER", "TRIG", "STIM", "EVENT", "EVENTS", "MARKER", "MARKERS", "STI 014", "STI014"}
-_MISC_NAMES = {
-    "GSR", "EDA", "RESP", "RESPIRATION", "PLETHYSMOGRAPH", "PPG", "BVP", "TEMP", "TEMPERATURE",
-    "SPO2", "PULSE", "HR", "ACCX", "ACCY", "ACCZ", "PHOTIC", "LIGHT",
-}
-_NAME_PATTERNS = (
-    ("eog", re.compile(r"^[HV]?EOG|EOG[HVLR]?$|^[HV]EO[LRUD]?$")),
-    ("ecg", re.compile(r"^(ECG|EKG)|(ECG|EKG)$")),
-    ("emg", re.compile(r"^EMG|EMG$")),
-    ("stim", re.compile(r"^STI\s?\d+$|^(STATUS|TRIGGER)")),
-)
 # MNE warnings that mean the samples on disk are not what the header promises: reading on would give wrong data.
 _INTEGRITY_WARNINGS = re.compile(
     r"does not match the file size|file size|truncat|corrupt|incomplete|unexpected end|premature|"
@@ -48,25 +33,6 @@ FORMATS = "EDF/BDF, FIF, BrainVision (.vhdr), EEGLAB (.set), Neuroscan (.cnt), G
 _RECORDING_SUFFIXES = {".edf", ".bdf", ".gdf", ".fif", ".fiff", ".gz", ".vhdr", ".ahdr", ".set", ".cnt", ".mff",
                        ".ds", ".nxe", ".lay", ".eeg", ".data", ".sqd", ".con", ".snirf", ".nedf", ".xdf", ".cdt",
                        ".bin", ".e", ".egi", ".raw", ".dat", ".hdr", ".nwb", ".mef"}
-
-
-def channel_kind(name: str, mne_type: str = "eeg") -> str:
-    """What a channel records: "eeg", "eog", "ecg", "emg", "ref", "stim" or "misc".
-
-    The name decides first (Neuroscan files call VEO/HEO/ECG "eeg"), then MNE's channel type.
-    """
-    key = str(name).strip().upper()
-    key = re.sub(r"[\s_-]*(REF|LE|AVG)$", "", key) or key
-    for kind, names in (("eog", _EOG_NAMES), ("ecg", _ECG_NAMES), ("emg", _EMG_NAMES), ("ref", _REF_NAMES),
-                        ("stim", _STIM_NAMES), ("misc", _MISC_NAMES)):
-        if key in names:
-            return kind
-    for kind, pattern in _NAME_PATTERNS:
-        if pattern.search(key):
-            return kind
-    if mne_type == "eeg":
-        return "eeg"
-    return {"eog": "eog", "ecg": "ecg", "emg": "emg", "stim": "stim"}.get(mne_type, "misc")
 
 
 def select_eeg_channels(names, types, source: str, on_unknown: str = "keep"):

@@ -106,11 +106,27 @@ def unusable_channels(data_uv, sfreq: float, rails_uv=None) -> dict[int, str]:
         raise ValueError(f"sampling rate must be a positive number of Hz, got {sfreq!r}")
     rails = None if rails_uv is None else np.asarray(rails_uv, dtype=np.float64).reshape(len(data), 2)
     problems = {}
-    for index, row in enumerate(data):
-        reason = _channel_problem(row, float(sfreq), None if rails is None else rails[index])
+    for index in _suspects(data, float(sfreq), rails):
+        reason = _channel_problem(data[index], float(sfreq), None if rails is None else rails[index])
         if reason is not None:
-            problems[index] = reason
+            problems[int(index)] = reason
     return problems
+
+
+def _suspects(data: np.ndarray, sfreq: float, rails: np.ndarray | None) -> np.ndarray:
+    """Channels that may fail a check (vectorised screen; `_channel_problem` decides): clean EEG costs one pass."""
+    if data.shape[1] < 2:
+        return np.arange(len(data))
+    finite = np.isfinite(data).all(axis=1)
+    high, low = data.max(axis=1), data.min(axis=1)
+    repeats = (np.diff(data, axis=1) == 0).sum(axis=1)  # a flat segment needs this many equal neighbours
+    at_extremes = ((data == high[:, None]) | (data == low[:, None])).sum(axis=1)
+    suspect = ~finite | (high - low < FLAT_PTP_UV) | (repeats >= FLAT_SEGMENT_SECONDS * sfreq - 1)
+    suspect |= at_extremes >= CLIP_SHARE * data.shape[1]
+    if rails is not None:
+        margin = 1e-6 * (rails.max(axis=1) - rails.min(axis=1))
+        suspect |= (low <= rails.min(axis=1) + margin) | (high >= rails.max(axis=1) - margin)
+    return np.flatnonzero(suspect)
 
 
 __all__ = ["CLIP_RUN", "CLIP_SHARE", "FLAT_PTP_UV", "FLAT_SEGMENT_SECONDS", "RAIL_SHARE", "unusable_channels"]

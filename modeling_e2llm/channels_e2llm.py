@@ -103,8 +103,9 @@ class ChannelSelection:
             return self
         keep = [k for k in range(len(self.picks)) if k not in reasons]
         if not keep:
-            listing = "; ".join(f"{self.names[k]}: {r}" for k, r in sorted(reasons.items()))
-            raise ValueError(f"{source}: no usable EEG channel is left ({listing})")
+            listing = "; ".join(f"{self.names[k]}: {r}" for k, r in sorted(reasons.items())[:6])
+            more = f"; and {len(reasons) - 6} more" if len(reasons) > 6 else ""
+            raise ValueError(f"{source}: no EEG channel left to use ({listing}{more})")
         dropped = dict(self.dropped)
         dropped.update({self.names[k]: reason for k, reason in reasons.items()})
         return replace(self, picks=[self.picks[k] for k in keep], names=[self.names[k] for k in keep],
@@ -316,7 +317,7 @@ def _finish(names, resolved, dropped, methods, renamed, source, interface) -> Ch
         option = "--channel-map" if interface == "cli" else "channel_map"
         hint = (f"; if some are EEG electrodes, name them with {option} (or place them with "
                 f"{'--montage' if interface == 'cli' else 'montage='})" if UNKNOWN_REASON in dropped.values() else "")
-        raise ValueError(f"{source}: no usable EEG channel among {len(names)} channels ({listing}{more}){hint}")
+        raise ValueError(f"{source}: no EEG channel left to use among {len(names)} channels ({listing}{more}){hint}")
     picks = sorted(resolved)
     chosen = [resolved[i] for i in picks]
     duplicates = find_duplicates(chosen)

@@ -134,7 +134,7 @@ def test_unknown_montage_and_duplicates_and_nothing_left():
     with pytest.raises(ValueError, match=r"channels \{'Fp1': \['Fp1', 'FP1'\]\} all resolve to the same 10-05 "
                                          r"electrode; rename or drop all but one with channel_map"):
         select_channels(["Fp1", "FP1", "Cz"])
-    with pytest.raises(ValueError, match=r"x.fif: no usable EEG channel among 2 channels \(ECG: name says ECG; "
+    with pytest.raises(ValueError, match=r"x.fif: no EEG channel left to use among 2 channels \(ECG: name says ECG; "
                                          r"Box: not a 10-05 name\); if some are EEG electrodes, name them with "
                                          r"channel_map"):
         select_channels(["ECG", "Box"], source="x.fif")
@@ -145,5 +145,5 @@ def test_without_removes_used_channels_with_reasons():
     fewer = sel.without({1: "flat"})
     assert isinstance(fewer, ChannelSelection) and fewer.names == ["Fp1", "Cz"] and fewer.picks == [0, 2]
     assert fewer.dropped == {"Fz": "flat"}
-    with pytest.raises(ValueError, match=r"rec: no usable EEG channel is left \(Fp1: flat; Fz: flat; Cz: flat\)"):
+    with pytest.raises(ValueError, match=r"rec: no EEG channel left to use \(Fp1: flat; Fz: flat; Cz: flat\)"):
         sel.without({0: "flat", 1: "flat", 2: "flat"}, source="rec")

@@ -13,7 +13,9 @@ so. The checks, per channel:
 - clipped: `CLIP_SHARE` or more of the samples sit at the channel's own maximum or minimum in runs of `CLIP_RUN` or
   more equal samples (an amplifier or an export clipping at, e.g., +-3000 uV: real EEG reaches its extreme once, not
   on plateaus);
-- saturated: `RAIL_SHARE` or more of the samples at the header's physical range limits (`rails_uv`).
+- saturated: `RAIL_SHARE` or more of the samples on plateaus of `CLIP_RUN` or more samples at the header's physical
+  range limits (`rails_uv`). Isolated samples at the limits are no evidence: exporters (MNE's EDF export among
+  them) set each channel's range to its own minimum and maximum, so one sample sits at each limit.
 
 The thresholds were checked on the real fixtures (tests/fixtures/real): none of their EEG channels is flagged.
 """
@@ -75,9 +77,10 @@ def _channel_problem(row: np.ndarray, sfreq: float, rails: np.ndarray | None) ->
         return f"{where} ({value:.4g} uV) for {length / sfreq:.2g} s"
     if rails is not None:
         low_rail, high_rail = float(np.min(rails)), float(np.max(rails))
-        share = float(np.mean((row <= low_rail + tolerance) | (row >= high_rail - tolerance)))
+        _, lengths = _runs((row <= low_rail + tolerance) | (row >= high_rail - tolerance))
+        share = float(lengths[lengths >= CLIP_RUN].sum()) / row.size
         if share >= RAIL_SHARE:
-            return (f"saturated: {share:.1%} of samples at the amplifier's limits "
+            return (f"saturated: {share:.1%} of samples on plateaus at the amplifier's limits "
                     f"({_limits_text(low_rail, high_rail)})")
     share = _clipped_share(row)
     if share >= CLIP_SHARE:
@@ -92,7 +95,7 @@ def unusable_channels(data_uv, sfreq: float, rails_uv=None) -> dict[int, str]:
         data_uv: `(n_channels, n_times)` raw (unfiltered) samples in microvolts: a recording or one window.
         sfreq: sampling rate in Hz.
         rails_uv: `(n_channels, 2)` lower and upper limits of each channel's range from the file header (EDF/BDF
-            physical minimum and maximum) in microvolts, or None when unknown.
+            physical minimum and maximum) in microvolts, or None when unknown (NaN rows: unknown for that channel).
 
     >>> t = np.arange(800) / 200.0
     >>> eeg = np.stack([20 * np.sin(2 * np.pi * 10 * t), np.zeros(800), np.clip(80 * np.sin(2 * np.pi * t), -50, 50)])
@@ -107,7 +110,8 @@ def unusable_channels(data_uv, sfreq: float, rails_uv=None) -> dict[int, str]:
     rails = None if rails_uv is None else np.asarray(rails_uv, dtype=np.float64).reshape(len(data), 2)
     problems = {}
     for index in _suspects(data, float(sfreq), rails):
-        reason = _channel_problem(data[index], float(sfreq), None if rails is None else rails[index])
+        limits = None if rails is None or not np.all(np.isfinite(rails[index])) else rails[index]
+        reason = _channel_problem(data[index], float(sfreq), limits)
         if reason is not None:
             problems[int(index)] = reason
     return problems

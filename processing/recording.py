@@ -86,6 +86,7 @@ def recording_from_raw(raw, source: str | None = None, channel_map=None, montage
         "source": source,
         "reader": "mne",
         "original_channel_names": list(raw.ch_names),
+        "channel_picks": list(selection.picks),
         "channels": selection.as_dict(),
         "dropped_channels": dict(selection.dropped),
         "warnings": list(warnings),
@@ -125,6 +126,10 @@ def recording_from_file(raw_file: RawFile, source: str, channel_map=None, montag
     recording = recording_from_raw(raw_file.raw, source=source, selection=selection, warnings=raw_file.warnings)
     recording.provenance["format"] = "".join(Path(source).suffixes[-1:]).lower()
     recording.provenance["mne_version"] = mne_version
+    ranges = raw_file.header.ranges_uv if raw_file.header is not None else {}
+    labels = [raw_file.raw.ch_names[p].strip() for p in recording.provenance["channel_picks"]]
+    if ranges and all(label in ranges for label in labels):  # amplifier limits, for saturation checks
+        recording.provenance["ranges_uv"] = [list(ranges[label]) for label in labels]
     return recording
 
 

@@ -55,10 +55,13 @@ def test_clipping_at_3000_uv():
 
 def test_saturation_at_the_header_range():
     data = _eeg()
+    data = np.round(data / np.abs(data).max() * 80, 1)
     rails = np.tile([-100.0, 100.0], (4, 1))
-    data[0, ::50] = 100.0  # isolated samples at the rail: 2 % of samples
-    assert unusable_channels(data, SFREQ, rails_uv=rails)[0].startswith(
-        "saturated: 2.0% of samples at the amplifier's limits (+-100 uV)")
+    data[1, ::97] = 100.0  # isolated samples at the rail: no evidence (exporters put one sample at each limit)
+    for start in range(0, 1600, 100):
+        data[0, start:start + 4] = 100.0  # plateaus of 4 samples at the rail: 4 % of samples
+    assert unusable_channels(data, SFREQ, rails_uv=rails) == {
+        0: "saturated: 4.0% of samples on plateaus at the amplifier's limits (+-100 uV)"}
 
 
 def test_bad_arguments():

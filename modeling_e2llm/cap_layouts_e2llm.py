@@ -136,8 +136,10 @@ def template_positions() -> dict[str, np.ndarray]:
     return positions
 
 
+@lru_cache(maxsize=1)
 def template_montage():
-    """`(montage, name)`: MNE's 10-05 template montage under its current name (a fresh object each call)."""
+    """`(montage, name)`: MNE's 10-05 template montage under its current name (cached, shared: read its positions
+    with ``get_positions()``, which copies, and never modify it)."""
     mne = _import_mne("placing electrodes by position")
     available = set(mne.channels.get_builtin_montages())
     for name in TEMPLATE_NAMES:

@@ -10,9 +10,9 @@ so. The checks, per channel:
 - a flat segment: `FLAT_SEGMENT_SECONDS` or more of identical consecutive samples (a channel stuck at a value, e.g. an
   int16 channel stuck at the rail); said "stuck at the amplifier's limit" when the value is the channel's range
   limit from the file header (`rails_uv`);
-- clipped: `CLIP_SHARE` or more of the samples sit at the channel's own maximum or minimum in runs of `CLIP_RUN` or
-  more equal samples (an amplifier or an export clipping at, e.g., +-3000 uV: real EEG reaches its extreme once, not
-  on plateaus);
+- clipped: `CLIP_SHARE` or more of the samples sit at the channel's own maximum or minimum on `CLIP_PLATEAUS` or
+  more plateaus (runs of `CLIP_RUN` or more equal samples): an amplifier or an export clipping at, e.g., +-3000 uV.
+  Real EEG reaches its extreme once, not on plateaus; one long plateau is a flat segment, not clipping;
 - saturated: `RAIL_SHARE` or more of the samples on plateaus of `CLIP_RUN` or more samples at the header's physical
   range limits (`rails_uv`). Isolated samples at the limits are no evidence: exporters (MNE's EDF export among
   them) set each channel's range to its own minimum and maximum, so one sample sits at each limit.
@@ -28,6 +28,7 @@ FLAT_PTP_UV = 0.5
 FLAT_SEGMENT_SECONDS = 1.0
 CLIP_SHARE = 0.01
 CLIP_RUN = 3
+CLIP_PLATEAUS = 3
 RAIL_SHARE = 0.001
 
 
@@ -47,11 +48,17 @@ def _longest_constant_run(row: np.ndarray) -> tuple[int, float]:
     return int(lengths[k]) + 1, float(row[starts[k]])
 
 
-def _clipped_share(row: np.ndarray) -> float:
-    """Share of samples at `row`'s maximum or minimum in runs of at least `CLIP_RUN` equal samples."""
-    at_extreme = (row == row.max()) | (row == row.min())
-    _, lengths = _runs(at_extreme)
-    return float(lengths[lengths >= CLIP_RUN].sum()) / row.size
+def _plateaus_at_extremes(row: np.ndarray) -> tuple[float, int, bool]:
+    """`(share of samples, number of plateaus, both sides)` of the plateaus (runs of at least `CLIP_RUN` equal
+    samples) at `row`'s maximum or minimum."""
+    shares, runs, sides = 0.0, 0, 0
+    for extreme in (row.max(), row.min()):
+        _, lengths = _runs(row == extreme)
+        plateaus = lengths[lengths >= CLIP_RUN]
+        shares += float(plateaus.sum()) / row.size
+        runs += len(plateaus)
+        sides += bool(len(plateaus))
+    return shares, runs, sides == 2
 
 
 def _limits_text(low: float, high: float) -> str:
@@ -68,13 +75,13 @@ def _channel_problem(row: np.ndarray, sfreq: float, rails: np.ndarray | None) ->
     if not np.all(np.isfinite(row)):
         return f"{int((~np.isfinite(row)).sum())} NaN/Inf samples"
     low, high = float(row.min()), float(row.max())
-    if high - low < FLAT_PTP_UV:
-        return f"flat (peak-to-peak {high - low:.2g} uV)"
     tolerance = max(1e-6 * (high - low), 1e-9)
     length, value = _longest_constant_run(row)
-    if length >= FLAT_SEGMENT_SECONDS * sfreq:
-        where = "stuck at the amplifier's limit" if _at_rail(value, rails, tolerance) else "flat"
-        return f"{where} ({value:.4g} uV) for {length / sfreq:.2g} s"
+    flat = high - low < FLAT_PTP_UV
+    if (flat or length >= FLAT_SEGMENT_SECONDS * sfreq) and _at_rail(value, rails, 1e-6 * abs(value) + 1e-9):
+        return f"stuck at the amplifier's limit ({value:.4g} uV) for {length / sfreq:.2g} s"
+    if flat:
+        return f"flat (peak-to-peak {high - low:.2g} uV)"
     if rails is not None:
         low_rail, high_rail = float(np.min(rails)), float(np.max(rails))
         _, lengths = _runs((row <= low_rail + tolerance) | (row >= high_rail - tolerance))
@@ -82,9 +89,12 @@ def _channel_problem(row: np.ndarray, sfreq: float, rails: np.ndarray | None) ->
         if share >= RAIL_SHARE:
             return (f"saturated: {share:.1%} of samples on plateaus at the amplifier's limits "
                     f"({_limits_text(low_rail, high_rail)})")
-    share = _clipped_share(row)
-    if share >= CLIP_SHARE:
-        return f"clipped at {_limits_text(low, high)} ({share:.1%} of samples on plateaus at the extremes)"
+    share, plateaus, both = _plateaus_at_extremes(row)
+    if share >= CLIP_SHARE and plateaus >= CLIP_PLATEAUS:
+        limits = _limits_text(low, high) if both else f"{value if value in (low, high) else high:.4g} uV"
+        return f"clipped at {limits} ({share:.1%} of samples on {plateaus} plateaus at the extremes)"
+    if length >= FLAT_SEGMENT_SECONDS * sfreq:
+        return f"flat ({value:.4g} uV) for {length / sfreq:.2g} s"
     return None
 
 
@@ -100,7 +110,7 @@ def unusable_channels(data_uv, sfreq: float, rails_uv=None) -> dict[int, str]:
     >>> t = np.arange(800) / 200.0
     >>> eeg = np.stack([20 * np.sin(2 * np.pi * 10 * t), np.zeros(800), np.clip(80 * np.sin(2 * np.pi * t), -50, 50)])
     >>> unusable_channels(eeg, 200.0)
-    {1: 'flat (peak-to-peak 0 uV)', 2: 'clipped at +-50 uV (57.0% of samples on plateaus at the extremes)'}
+    {1: 'flat (peak-to-peak 0 uV)', 2: 'clipped at +-50 uV (57.0% of samples on 8 plateaus at the extremes)'}
     """
     data = np.asarray(data_uv, dtype=np.float64)
     if data.ndim != 2:
@@ -133,4 +143,4 @@ def _suspects(data: np.ndarray, sfreq: float, rails: np.ndarray | None) -> np.nd
     return np.flatnonzero(suspect)
 
 
-__all__ = ["CLIP_RUN", "CLIP_SHARE", "FLAT_PTP_UV", "FLAT_SEGMENT_SECONDS", "RAIL_SHARE", "unusable_channels"]
+__all__ = ["CLIP_PLATEAUS", "CLIP_RUN", "CLIP_SHARE", "FLAT_PTP_UV", "FLAT_SEGMENT_SECONDS", "RAIL_SHARE", "unusable_channels"]

@@ -80,6 +80,7 @@ class ChannelSelection:
             "digitised positions", joined with " + " when several apply).
         renamed: input name -> 10-05 name for the used channels whose label changed (placed, mapped or respelled),
             with the angle to the site for placements by position, e.g. ``{"A1": "Fp1", "E36": "C3 (3.1 deg)"}``.
+        labels: the input name of each used channel (same order as `picks`).
     """
 
     picks: list[int]
@@ -87,6 +88,7 @@ class ChannelSelection:
     dropped: dict[str, str]
     placement: str
     renamed: dict[str, str] = field(default_factory=dict)
+    labels: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         """The ``"channels"`` entry of a result: ``{"used", "dropped", "placement"}`` (+ ``"renamed"``)."""
@@ -96,20 +98,24 @@ class ChannelSelection:
         return out
 
     def without(self, reasons: dict[int, str], source: str = "the input") -> ChannelSelection:
-        """This selection less the used channels `reasons` names (`{position in picks: reason}`), reasons added.
+        """This selection less the used channels `reasons` names (`{position in picks: reason}`), reasons added
+        under the channels' input names.
 
         ValueError when no channel would be left."""
         if not reasons:
             return self
         keep = [k for k in range(len(self.picks)) if k not in reasons]
+        labels = self.labels or self.names
         if not keep:
-            listing = "; ".join(f"{self.names[k]}: {r}" for k, r in sorted(reasons.items())[:6])
+            listing = "; ".join(f"{labels[k]}: {r}" for k, r in sorted(reasons.items())[:6])
             more = f"; and {len(reasons) - 6} more" if len(reasons) > 6 else ""
             raise ValueError(f"{source}: no EEG channel left to use ({listing}{more})")
         dropped = dict(self.dropped)
-        dropped.update({self.names[k]: reason for k, reason in reasons.items()})
+        dropped.update({labels[k]: reason for k, reason in reasons.items()})
+        kept_labels = [labels[k] for k in keep]
         return replace(self, picks=[self.picks[k] for k in keep], names=[self.names[k] for k in keep],
-                       dropped=dropped)
+                       dropped=dropped, labels=kept_labels,
+                       renamed={k: v for k, v in self.renamed.items() if k in kept_labels})
 
 
 def channel_kind(name: str, mne_type: str = "eeg") -> str:
@@ -327,7 +333,8 @@ def _finish(names, resolved, dropped, methods, renamed, source, interface) -> Ch
         raise ValueError(f"{source}: channels {given} all resolve to the same 10-05 electrode; rename or drop all "
                          f"but one with {option}, or mark the others bad")
     return ChannelSelection(picks=picks, names=chosen, dropped=dropped, placement=" + ".join(methods),
-                            renamed={k: v for k, v in renamed.items() if k in {names[i] for i in picks}})
+                            renamed={k: v for k, v in renamed.items() if k in {names[i] for i in picks}},
+                            labels=[names[i] for i in picks])
 
 
 __all__ = [

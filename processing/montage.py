@@ -10,28 +10,12 @@ from O1 through I1 (and O2 through I2): ``CB1 = I1 + (I1 - O1)``, ``CB2 = I2 + (
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 
+# One template for placing electrodes (e2llm.cap_layouts_e2llm) and for montages here: new name first.
+from e2llm.cap_layouts_e2llm import CEREBELLAR_PLACEMENT, TEMPLATE_NAMES, template_montage
 from e2llm.electrodes import ALIASES
-
-# New template name first; the old one for MNE versions that do not know the new one.
-TEMPLATE_NAMES: tuple[str, ...] = ("colin27_1005", "standard_1005")
-# Each cerebellar electrode continues the line from an occipital site through the inion-row site below it.
-CEREBELLAR_PLACEMENT: dict[str, tuple[str, str]] = {"CB1": ("O1", "I1"), "CB2": ("O2", "I2")}
-
-
-@lru_cache(maxsize=1)
-def _template():
-    """The template montage and its name (cached: building it takes about half a second)."""
-    import mne
-
-    available = set(mne.channels.get_builtin_montages())
-    for name in TEMPLATE_NAMES:
-        if name in available:
-            return mne.channels.make_standard_montage(name), name
-    raise ValueError(f"MNE {mne.__version__} has none of the 10-05 templates {TEMPLATE_NAMES}")
 
 
 def cerebellar_positions(ch_pos: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -54,7 +38,7 @@ def make_montage(ch_names: Sequence[str] | None = None):
     """
     import mne
 
-    template, template_name = _template()
+    template, template_name = template_montage()
     positions = template.get_positions()  # a fresh copy each call: montages are mutable
     ch_pos = {name: np.asarray(pos, dtype=np.float64) for name, pos in positions["ch_pos"].items()}
     ch_pos.update(cerebellar_positions(ch_pos))

@@ -105,64 +105,74 @@ def prepare_dataset(
         l_freq=l_freq, h_freq=h_freq, notch_freqs=notch, reference=reference,
         target_sfreq=target_sfreq, window_seconds=window_seconds, stride_seconds=stride_seconds,
     )
-    items = reader.items()
-    channel_names = list(reader.channel_names)
-    metadata = {
-        "dataset": reader.name,
-        "sampling_rate": float(params.target_sfreq),
-        "channel_names": channel_names,
-        "units": DATASET_UNITS,
-        "label_column": "emotion",
-        "label_names": list(reader.label_names),
-        "window_seconds": float(params.window_seconds),
-        "stride_seconds": float(params.stride_seconds),
-        "preprocessing": _preprocessing_summary(params, None, False, notch_source),
-        "source": reader.describe(),
-        "rating_columns": list(reader.rating_columns),
-    }
-    generated = read_synthetic_marker(root)
-    if generated is not None:  # files from e2llm's generator in a real dataset's layout: never call them that dataset
-        metadata.update(dataset="synthetic", synthetic=True, source={**metadata["source"], **generated})
-    counts = {"trials": 0, "trials_without_window": [], "files": {}}
-    quality = WindowQuality()
-
-    def chunks():
-        from tqdm.auto import tqdm
-
-        steps, filtered = None, False
-        bar = tqdm(items, desc=f"prepare {reader.name}", unit="file", disable=not progress)
-        for item in bar:
-            for trial in reader.read_item(item):
-                counts["trials"] += 1
-                _note_file(counts["files"], trial.recording.provenance)
-                chunk = _trial_chunk(trial, params, channel_names, getattr(reader, "partial_channels", False),
-                                     quality)
-                if chunk is None:
-                    counts["trials_without_window"].append([trial.subject, trial.session, trial.trial])
-                    continue
-                provenance = chunk.pop("provenance")
-                filtered = filtered or bool(provenance.get("steps", [{}])[-1].get("filter_applied"))
-                steps = steps or provenance.get("steps")
-                yield chunk
-        metadata["preprocessing"] = _preprocessing_summary(params, steps, filtered, notch_source)
-
-    dataset = windows_to_dataset(chunks(), metadata, cache_dir=cache_dir)
+    run = _Preparation(reader, params, notch_source, root)
+    dataset = windows_to_dataset(run.chunks(progress), run.metadata, cache_dir=cache_dir)
     if output_dir is None:
         return dataset
-    channels = getattr(reader, "channel_report", None) or {"files": counts["files"]}
-    extra = {"n_trials_read": counts["trials"], "trials_without_window": counts["trials_without_window"],
-             "channels": channels, "window_quality": quality.as_dict()}
     import datasets
 
     bars_were_on = not datasets.are_progress_bars_disabled()
     if not progress:
         datasets.disable_progress_bars()
     try:
-        save_prepared(dataset, output_dir, summary=extra, overwrite=overwrite)
+        save_prepared(dataset, output_dir, summary=run.summary(), overwrite=overwrite)
     finally:
         if bars_were_on:
             datasets.enable_progress_bars()
     return load_prepared(output_dir)
+
+
+class _Preparation:
+    """One `prepare_dataset` run: the metadata, the window chunks of every trial, and what the run reports."""
+
+    def __init__(self, reader, params: PreprocessingParams, notch_source: str, root):
+        self.reader, self.params, self.notch_source = reader, params, notch_source
+        self.channel_names = list(reader.channel_names)
+        self.counts = {"trials": 0, "trials_without_window": [], "files": {}}
+        self.quality = WindowQuality()
+        self.metadata = {
+            "dataset": reader.name,
+            "sampling_rate": float(params.target_sfreq),
+            "channel_names": self.channel_names,
+            "units": DATASET_UNITS,
+            "label_column": "emotion",
+            "label_names": list(reader.label_names),
+            "window_seconds": float(params.window_seconds),
+            "stride_seconds": float(params.stride_seconds),
+            "preprocessing": _preprocessing_summary(params, None, False, notch_source),
+            "source": reader.describe(),
+            "rating_columns": list(reader.rating_columns),
+        }
+        generated = read_synthetic_marker(root)
+        if generated is not None:  # files from e2llm's generator in a real dataset's layout: never that dataset
+            self.metadata.update(dataset="synthetic", synthetic=True, source={**self.metadata["source"], **generated})
+
+    def chunks(self, progress: bool):
+        """Window chunks of every trial, read one file at a time (the metadata's steps are completed at the end)."""
+        from tqdm.auto import tqdm
+
+        steps, filtered = None, False
+        partial = getattr(self.reader, "partial_channels", False)
+        bar = tqdm(self.reader.items(), desc=f"prepare {self.reader.name}", unit="file", disable=not progress)
+        for item in bar:
+            for trial in self.reader.read_item(item):
+                self.counts["trials"] += 1
+                _note_file(self.counts["files"], trial.recording.provenance)
+                chunk = _trial_chunk(trial, self.params, self.channel_names, partial, self.quality)
+                if chunk is None:
+                    self.counts["trials_without_window"].append([trial.subject, trial.session, trial.trial])
+                    continue
+                provenance = chunk.pop("provenance")
+                filtered = filtered or bool(provenance.get("steps", [{}])[-1].get("filter_applied"))
+                steps = steps or provenance.get("steps")
+                yield chunk
+        self.metadata["preprocessing"] = _preprocessing_summary(self.params, steps, filtered, self.notch_source)
+
+    def summary(self) -> dict:
+        """Entries of ``summary.json`` beyond the counts: trials read, channels per file, window quality."""
+        channels = getattr(self.reader, "channel_report", None) or {"files": self.counts["files"]}
+        return {"n_trials_read": self.counts["trials"], "trials_without_window": self.counts["trials_without_window"],
+                "channels": channels, "window_quality": self.quality.as_dict()}
 
 
 def _notch(notch_freqs, line_freq, reader) -> tuple[tuple[float, ...], str]:

@@ -86,9 +86,8 @@ def prepare_dataset(
             `PreprocessingParams`; raw sources are band-passed and notched, already-preprocessed ones
             only resampled / re-referenced. `notch_freqs` None: the line frequency (below).
         line_freq: the power-line frequency to notch when `notch_freqs` is None (default: the one every file
-            states, else 50 Hz); where it came from is in the metadata (``preprocessing.notch_source``).
-        overwrite: replace an existing non-empty `output_dir`, only if e2llm wrote it (its marker file); an
-            `output_dir` that is or contains `root`, or a plain file, is always refused.
+            states, else 50 Hz; the metadata's ``preprocessing.notch_source`` says which).
+        overwrite: replace a non-empty `output_dir` only if e2llm wrote it; `root` or a plain file, never.
         progress: show a tqdm bar over the reader's files.
         cache_dir: where the Arrow file is written before saving (default: a temporary folder).
         **reader_kwargs: passed to the reader (e.g. ``subjects=[1, 2]``, ``source="raw"``).

@@ -28,6 +28,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+
 from .cap_layouts_e2llm import (
     ABC_ORDERED_MONTAGES,
     PLACEMENT_TOLERANCE_DEG,
@@ -249,8 +251,6 @@ def _by_position(names, unresolved, taken, positions, montage, renamed, context)
 
 
 def _clean_positions(positions) -> dict[str, object]:
-    import numpy as np
-
     if not positions:
         return {}
     out = {str(k): np.asarray(v, dtype=np.float64).reshape(-1)[:3] for k, v in dict(positions).items()}
@@ -316,6 +316,32 @@ def select_channels(names, types=None, bads=(), positions=None, channel_map=None
     return _finish(names, resolved, dropped, methods, renamed, source, interface)
 
 
+def digitised_positions(inst) -> dict:
+    """`{channel: (3,) metres}` of the channels of an MNE Raw, Epochs, Evoked or Info whose positions it holds."""
+    montage = inst.get_montage() if hasattr(inst, "get_montage") else None
+    if montage is None:
+        return {}
+    return {name: np.asarray(xyz, dtype=np.float64) for name, xyz in montage.get_positions()["ch_pos"].items()
+            if np.all(np.isfinite(xyz))}
+
+
+def select_mne_channels(inst, channel_map=None, montage=None, source: str = "raw_eeg",
+                        interface: str = "python") -> ChannelSelection:
+    """`select_channels` on an MNE Raw, Epochs, Evoked or Info: its channel types, ``info["bads"]`` and digitised
+    positions count, so an object and the same data saved to a file and read back give the same channels.
+
+    >>> import mne
+    >>> raw = mne.io.RawArray(np.zeros((3, 10)), mne.create_info(["Fp1", "Fz", "Cz"], 100.0, ["eog", "eeg", "eeg"]),
+    ...                       verbose="error")
+    >>> select_mne_channels(raw).as_dict()
+    {'used': ['Fz', 'Cz'], 'dropped': {'Fp1': 'MNE type eog'}, 'placement': '10-05 names'}
+    """
+    info = inst if not hasattr(inst, "info") else inst.info
+    return select_channels(list(info["ch_names"]), info.get_channel_types(), info.get("bads", []),
+                           positions=digitised_positions(inst), channel_map=channel_map, montage=montage,
+                           source=source, interface=interface)
+
+
 def _finish(names, resolved, dropped, methods, renamed, source, interface) -> ChannelSelection:
     if not resolved:
         listing = "; ".join(f"{n}: {r}" for n, r in list(dropped.items())[:12])
@@ -344,6 +370,8 @@ __all__ = [
     "UNKNOWN_REASON",
     "ChannelSelection",
     "channel_kind",
+    "digitised_positions",
     "select_channels",
+    "select_mne_channels",
     "unusable_channels",
 ]

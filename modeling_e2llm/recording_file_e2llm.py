@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .channels_e2llm import ChannelSelection, channel_kind, select_channels
+from .channels_e2llm import ChannelSelection, channel_kind, digitised_positions, select_mne_channels
 from .recording_checks_e2llm import EDFHeaderReport, check_referenced_files, edf_header_report
 
 # MNE warnings that mean the samples on disk are not what the header promises: reading on would give wrong data.
@@ -156,22 +156,12 @@ def read_raw_checked(path, preload: bool = False, **kwargs):
     return read_raw_file(path, preload=preload, **kwargs).raw
 
 
-def digitised_positions(raw) -> dict[str, np.ndarray]:
-    """`{channel: (3,) metres}` of the EEG channels whose positions the file holds (empty when none)."""
-    montage = raw.get_montage()
-    if montage is None:
-        return {}
-    return {name: np.asarray(xyz, dtype=np.float64) for name, xyz in montage.get_positions()["ch_pos"].items()
-            if np.all(np.isfinite(xyz))}
-
-
 def select_file_channels(raw_file: RawFile, source: str, channel_map=None, montage=None,
                          interface: str = "python") -> ChannelSelection:
     """The channel rule on a file: MNE types, bads and digitised positions, then the header's channel problems."""
     raw = raw_file.raw
-    selection = select_channels(raw.ch_names, raw.get_channel_types(), raw.info.get("bads", []),
-                                positions=digitised_positions(raw), channel_map=channel_map, montage=montage,
-                                source=source, interface=interface)
+    selection = select_mne_channels(raw, channel_map=channel_map, montage=montage, source=source,
+                                    interface=interface)
     problems = raw_file.header.channel_problems if raw_file.header is not None else {}
     by_label = {label.strip(): reason for label, reason in problems.items()}
     return selection.without({k: by_label[raw.ch_names[p].strip()] for k, p in enumerate(selection.picks)

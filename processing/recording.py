@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from e2llm.channel_quality_e2llm import FLAT_PTP_UV
-from e2llm.channels_e2llm import ChannelSelection, channel_kind, select_channels
-from e2llm.recording_file_e2llm import RawFile, digitised_positions, read_raw_file, select_file_channels
+from e2llm.channels_e2llm import ChannelSelection, channel_kind, select_mne_channels
+from e2llm.recording_file_e2llm import RawFile, read_raw_file, select_file_channels
 
 
 @dataclass
@@ -76,9 +76,8 @@ def recording_from_raw(raw, source: str | None = None, channel_map=None, montage
     filenames = [f for f in getattr(raw, "filenames", ()) if f]
     source = source or (str(filenames[0]) if filenames else "<mne.io.Raw>")
     if selection is None:
-        selection = select_channels(raw.ch_names, raw.get_channel_types(), raw.info.get("bads", []),
-                                    positions=digitised_positions(raw), channel_map=channel_map, montage=montage,
-                                    source=source, interface=interface)
+        selection = select_mne_channels(raw, channel_map=channel_map, montage=montage, source=source,
+                                        interface=interface)
     data = np.asarray(raw.get_data(picks=selection.picks, verbose="error"), dtype=np.float64)
     selection, data = _without_flat(selection, data, source)
     line_freq = raw.info.get("line_freq")

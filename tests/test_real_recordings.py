@@ -186,3 +186,20 @@ def test_bad_channels_of_a_real_file_are_dropped_with_the_reason(tmp_path):
     raw.save(tmp_path / "bads_raw.fif", verbose="error")
     rec = open_recording(tmp_path / "bads_raw.fif")
     assert "Cz" not in rec.ch_names and rec.dropped["Cz"] == "marked bad (info['bads'])"
+
+
+def test_raw_epochs_and_file_give_the_same_channels(tmp_path):
+    from e2llm.channels_e2llm import select_mne_channels
+
+    raw = mne.io.read_raw(REAL / "brainvision" / "test.vhdr", preload=True, verbose="error")
+    raw.set_channel_types({"FP1": "eog", "FP2": "eog"}, verbose="error")
+    raw.info["bads"] = ["Pz"]
+    epochs = mne.make_fixed_length_epochs(raw, duration=2.0, verbose="error")
+    raw.save(tmp_path / "rec_raw.fif", verbose="error")
+    selections = [select_mne_channels(raw), select_mne_channels(epochs), select_mne_channels(epochs.info),
+                  open_recording(tmp_path / "rec_raw.fif").selection]
+    for selection in selections:
+        assert selection.names == selections[0].names and selection.dropped == selections[0].dropped
+    assert selections[0].dropped["FP1"] == "MNE type eog" and selections[0].dropped["Pz"] == (
+        "marked bad (info['bads'])")
+    assert len(selections[0].names) == 23

@@ -8,13 +8,16 @@ name; `place_by_position` puts each electrode at the nearest free 10-05 site, fr
 (``montage="biosemi128"``) or from positions digitised in the file.
 
 How the nearest site is found: a sphere is fitted (least squares) to the electrode positions and another to the
-10-05 template (MNE's ``colin27_1005``, ``standard_1005`` before MNE 1.13, plus SEED's CB1/CB2), and each
-electrode's direction from its sphere's centre is compared with each site's: the angle between them is the
-distance. Sites are given out nearest pair first, each to one electrode; an electrode whose free sites all lie
-farther than `PLACEMENT_TOLERANCE_DEG` is left out, with the reason. On MNE's standard caps whose labels are 10-05
-names (biosemi64, easycap-M1, brainproducts-RNP-BA-128) and on two digitised real heads, 75 % of the electrodes land
-on the site of their own name and the rest on a neighbouring 10-05 site (median 4 degrees, at most 12.5 degrees
-from their own site): placement by position is as good as the head models agree, not exact.
+10-05 template (MNE's ``colin27_1005``, ``standard_1005`` before MNE 1.13, plus SEED's CB1/CB2); each electrode's
+direction from its sphere's centre is compared with each site's, and the angle between them is the distance. The
+cap is first turned onto the sites by the small rotation that best aligns its directions with them (iterative
+closest point, at most `MAX_ALIGNMENT_DEG`): head models differ by a few degrees of rotation. Sites are then given
+out nearest pair first, each to one electrode; an electrode whose free sites all lie farther than
+`PLACEMENT_TOLERANCE_DEG` is left out, with the reason. Measured with ``bench/bench_channel_placement.py`` on caps
+whose labels are 10-05 names, relabelled with numbers and placed by position: 90-97 % of the electrodes land on the
+site of their own name on MNE's biosemi64, easycap-M1 and brainproducts-RNP-BA-128 caps, 83 % and 97 % on two
+digitised real heads, the others on a neighbouring site. Placement by position is as good as head models agree,
+not exact.
 
 BioSemi's 16-, 32- and 64-channel ABC layouts map one to one onto the 10-20 names of MNE's ``biosemi16``,
 ``biosemi32`` and ``biosemi64`` montages (BioSemi's documented order: A1 = Fp1, A2 = AF7, ... for 64 channels), so
@@ -38,6 +41,9 @@ from .electrodes import ELECTRODE_NAMES, canonical_channel_name
 # electrodes beyond it (cheeks, neck, below the ears on 256-channel nets) are left out. 8 degrees is 13 mm on a
 # head of 9.5 cm radius.
 PLACEMENT_TOLERANCE_DEG = 8.0
+# Head models (MNE's spherical caps, real digitised heads, the colin27 template) differ by a small rotation; the
+# cap is turned onto the 10-05 sites by at most this much (measured: 1.3-5.6 degrees on the caps of the benchmark).
+MAX_ALIGNMENT_DEG = 10.0
 TEMPLATE_NAMES: tuple[str, ...] = ("colin27_1005", "standard_1005")
 CEREBELLAR_PLACEMENT: dict[str, tuple[str, str]] = {"CB1": ("O1", "I1"), "CB2": ("O2", "I2")}
 # Ear and mastoid sites are references, not cap sites: no cap electrode is placed there.
@@ -123,6 +129,27 @@ def _fit_sphere(points: np.ndarray) -> tuple[np.ndarray, float]:
 def _directions(points: np.ndarray, centre: np.ndarray) -> np.ndarray:
     offsets = points - centre
     return offsets / np.linalg.norm(offsets, axis=1, keepdims=True)
+
+
+def _rotation_onto(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The rotation `R` (3, 3) that best maps unit vectors `source` onto `target` (Kabsch, no reflection)."""
+    u, _, vt = np.linalg.svd(source.T @ target)
+    flip = np.sign(np.linalg.det(vt.T @ u.T))
+    return vt.T @ np.diag([1.0, 1.0, flip]) @ u.T
+
+
+def _align(cap: np.ndarray, sites: np.ndarray, iterations: int = 30) -> np.ndarray:
+    """Rotation aligning the cap's electrode directions `cap` (n, 3) with the 10-05 site directions (iterative
+    closest point, rotation only; the identity when it would turn the cap by more than `MAX_ALIGNMENT_DEG`)."""
+    rotation = np.eye(3)
+    for _ in range(iterations):
+        nearest = np.argmax(cap @ rotation.T @ sites.T, axis=1)
+        updated = _rotation_onto(cap, sites[nearest])
+        if np.allclose(updated, rotation, atol=1e-9):
+            break
+        rotation = updated
+    angle = np.degrees(np.arccos(np.clip((np.trace(rotation) - 1) / 2, -1.0, 1.0)))
+    return rotation if angle <= MAX_ALIGNMENT_DEG else np.eye(3)
 
 
 @lru_cache(maxsize=1)
@@ -212,7 +239,8 @@ def place_by_position(positions: dict[str, np.ndarray], fit_points: np.ndarray, 
     if len(fit_points) < 8:
         raise ValueError(f"only {len(fit_points)} electrode positions: at least 8 are needed to place electrodes "
                          "by position")
-    centre, radius = _fit_sphere(np.asarray(fit_points, dtype=np.float64))
+    fit_points = np.asarray(fit_points, dtype=np.float64)
+    centre, radius = _fit_sphere(fit_points)
     if not 0.04 <= radius <= 0.2:
         raise ValueError(f"the electrode positions fit a sphere of radius {radius:.3g}, not a head (0.04-0.2 m): "
                          "positions must be in metres, on the scalp")
@@ -220,8 +248,9 @@ def place_by_position(positions: dict[str, np.ndarray], fit_points: np.ndarray, 
     labels = list(positions)
     if not labels:
         return {}, {}
-    angles = np.degrees(np.arccos(np.clip(
-        _directions(np.array([positions[k] for k in labels]), centre) @ site_dirs.T, -1.0, 1.0)))
+    rotation = _align(_directions(fit_points, centre), site_dirs)
+    directions = _directions(np.array([positions[k] for k in labels]), centre) @ rotation.T
+    angles = np.degrees(np.arccos(np.clip(directions @ site_dirs.T, -1.0, 1.0)))
     taken = set(taken)
     owner = {col: "a channel placed by name" for col, name in enumerate(site_names) if name in taken}
     placed: dict[str, tuple[str, float]] = {}
@@ -249,6 +278,7 @@ def is_10_05_name(name) -> bool:
 
 __all__ = [
     "ABC_ORDERED_MONTAGES",
+    "MAX_ALIGNMENT_DEG",
     "PLACEMENT_TOLERANCE_DEG",
     "TEMPLATE_NAMES",
     "CapLayout",

@@ -120,7 +120,7 @@ def test_digitised_positions_place_unknown_labels_and_refuse_wrong_units():
     sel = select_channels(list(numbered.values()), positions={numbered[n]: positions[n] for n in names})
     assert sel.placement == "digitised positions"
     own = np.mean([sel.names[k] == names[p] for k, p in enumerate(sel.picks)])
-    assert own >= 0.6 and len(sel.names) >= 38
+    assert own >= 0.7 and len(sel.names) == 40  # measured: 78 % of this partial cap (40 of its 72 electrodes)
     # the others land on a neighbouring 10-05 site: within 12 degrees of the site of their own name
     assert max(_site_angle(sel.names[k], names[p]) for k, p in enumerate(sel.picks)) <= 12.0
     in_cm = {numbered[n]: np.asarray(positions[n]) * 100 for n in names}

@@ -63,12 +63,20 @@ def _brainvision_references(header: Path) -> dict[str, str]:
     return found
 
 
+# An old-style .set (one EEG struct) whose samples live in a .fdt holds only metadata (channel locations, events, ICA
+# weights): a few MB. A larger one holds its samples itself, and loading its struct here and again in MNE would double
+# the cost of reading it. (Newer .set files keep `data` as a top-level variable, read alone.)
+_EEGLAB_METADATA_BYTES = 64 * 2**20
+
+
 def _eeglab_data_file(path: Path) -> str | None:
     """The data file name an EEGLAB ``.set`` refers to (None when the samples are inside the ``.set``)."""
     from scipy.io import loadmat, whosmat
 
     try:
         variables = {name: cls for name, _, cls in whosmat(path)}
+        if "EEG" in variables and path.stat().st_size > _EEGLAB_METADATA_BYTES:
+            return None  # an old-style .set this large holds its samples in its EEG struct
         if "EEG" in variables:
             data = getattr(loadmat(path, variable_names=["EEG"], squeeze_me=True, struct_as_record=False)["EEG"],
                            "data", None)

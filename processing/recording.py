@@ -3,9 +3,10 @@
 `read_recording` reads any file MNE reads (EDF/EDF+, BDF, FIF, BrainVision ``.vhdr``, EEGLAB ``.set``, Neuroscan
 ``.cnt``, GDF, Nihon Kohden, EGI) through the same path as inference (`e2llm.recording_file_e2llm`): the one channel
 rule (`e2llm.channels_e2llm.select_channels`: MNE types, bad channels, non-EEG names, cap layouts placed by position
-or refused), the header checks, MNE's warnings kept instead of printed. Channels that are flat over the whole
-recording are left out too. What was used, left out (with the reason) and how names were placed is in
-``provenance["channels"]``; MNE's warnings in ``provenance["warnings"]``. Samples stay in volts (``units="V"``).
+or refused), the header checks, MNE's warnings kept instead of printed. What was used, left out (with the reason)
+and how names were placed is in ``provenance["channels"]``; MNE's warnings in ``provenance["warnings"]``. Samples
+stay in volts (``units="V"``). Flat, stuck or clipped samples are judged per window (`e2llm prepare`'s window check,
+the pipeline's), not here: a channel dead in one clip is not taken out of the whole recording.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from e2llm.channel_quality_e2llm import FLAT_PTP_UV
 from e2llm.channels_e2llm import ChannelSelection, channel_kind, select_mne_channels
 from e2llm.recording_file_e2llm import RawFile, read_raw_file, select_file_channels
 
@@ -51,16 +51,6 @@ def _annotations(raw) -> list[tuple[float, float, str]]:
             zip(raw.annotations.onset, raw.annotations.duration, raw.annotations.description)]
 
 
-def _without_flat(selection: ChannelSelection, data: np.ndarray, source: str):
-    """`(selection, data)` less the channels flat over the whole recording (peak-to-peak below `FLAT_PTP_UV`)."""
-    flat = {k: f"flat over the whole recording (peak-to-peak {np.ptp(row) * 1e6:.2g} uV)"
-            for k, row in enumerate(data) if np.ptp(row) * 1e6 < FLAT_PTP_UV}
-    if not flat:
-        return selection, data
-    selection = selection.without(flat, source=source)
-    return selection, data[[k for k in range(len(data)) if k not in flat]]
-
-
 def recording_from_raw(raw, source: str | None = None, channel_map=None, montage=None, interface: str = "python",
                        selection: ChannelSelection | None = None, warnings=()) -> Recording:
     """A `Recording` of the EEG channels of an `mne.io.Raw` (data in volts, annotations kept).
@@ -79,7 +69,6 @@ def recording_from_raw(raw, source: str | None = None, channel_map=None, montage
         selection = select_mne_channels(raw, channel_map=channel_map, montage=montage, source=source,
                                         interface=interface)
     data = np.asarray(raw.get_data(picks=selection.picks, verbose="error"), dtype=np.float64)
-    selection, data = _without_flat(selection, data, source)
     line_freq = raw.info.get("line_freq")
     provenance = {
         "source": source,

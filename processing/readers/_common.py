@@ -67,25 +67,31 @@ def uv_recording(data: np.ndarray, sfreq: float, ch_names, source: str, **proven
 
 
 def open_raw(path: str | Path):
-    """An `mne.io.Raw` of `path` opened without loading its samples (clips are read one by one); damaged files
-    and unreadable formats are refused with a clear ValueError (`e2llm.recording_file_e2llm.read_raw_checked`)."""
-    from e2llm.recording_file_e2llm import read_raw_checked
+    """The file opened without loading its samples (clips are read one by one), as a
+    `e2llm.recording_file_e2llm.RawFile` (``.raw``, MNE's ``.warnings``, the EDF ``.header`` checks); damaged files and
+    unreadable formats are refused with a clear ValueError."""
+    from e2llm.recording_file_e2llm import read_raw_file
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"EEG recording not found: {path}")
-    return read_raw_checked(path, preload=False)
+    return read_raw_file(path, preload=False)
 
 
-def raw_clip(raw, start: float, stop: float, source: str) -> Recording:
-    """The EEG channels of `raw` from `start` to `stop` seconds as a `Recording` in volts (reads only that part)."""
+def raw_clip(raw_file, start: float, stop: float, source: str) -> Recording:
+    """The EEG channels of `raw_file` (from `open_raw`) from `start` to `stop` seconds as a `Recording` in volts
+    (reads only that part); the channels by the one channel rule, MNE's warnings in the provenance."""
     from e2llm.processing.recording import recording_from_raw
+    from e2llm.recording_file_e2llm import select_file_channels
 
+    raw = raw_file.raw
     duration = raw.n_times / raw.info["sfreq"]
     if not 0 <= start < stop <= duration:
         raise ValueError(f"{source}: clip {start}-{stop} s lies outside the {duration:.1f}-s recording")
+    selection = select_file_channels(raw_file, source)
     clip = raw.copy().crop(tmin=start, tmax=stop, include_tmax=False)
-    recording = recording_from_raw(clip, source=f"{source} [{start:g}-{stop:g} s]")
+    recording = recording_from_raw(clip, source=f"{source} [{start:g}-{stop:g} s]", selection=selection,
+                                   warnings=raw_file.warnings)
     recording.provenance["clip_seconds"] = [float(start), float(stop)]
     return recording
 

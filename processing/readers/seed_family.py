@@ -238,13 +238,13 @@ class SEEDVReader(EEGDatasetReader):
 
     def read_item(self, item) -> Iterator[Trial]:
         path, subject, session = item
-        raw = open_raw(path)
-        duration = raw.n_times / raw.info["sfreq"]
+        raw_file = open_raw(path)
+        duration = raw_file.raw.n_times / raw_file.raw.info["sfreq"]
         if SEED_V_END_SECONDS[session][-1] > duration:
             raise ValueError(f"{path}: recording of {duration:.1f} s ends before the last clip "
                              f"({SEED_V_END_SECONDS[session][-1]} s)")
         for number, (start, stop) in enumerate(zip(SEED_V_START_SECONDS[session], SEED_V_END_SECONDS[session]), 1):
-            recording = raw_clip(raw, float(start), float(stop), str(path))
+            recording = raw_clip(raw_file, float(start), float(stop), str(path))
             missing = [c for c in SEED_CHANNELS if c not in recording.ch_names]
             if missing:
                 raise ValueError(f"{path}: SEED channels {missing} are missing")

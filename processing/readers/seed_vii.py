@@ -255,11 +255,11 @@ class SEEDVIIReader(EEGDatasetReader):
         subject, _, session = file_number(path, RAW_NAME_PATTERN, "SEED-VII raw")
         if not 1 <= session <= 4:
             raise ValueError(f"{path}: session {session} outside 1..4")
-        raw = open_raw(path)
-        pairs = self.clip_times(path, raw)
+        raw_file = open_raw(path)
+        pairs = self.clip_times(path, raw_file.raw)
         for index, (start, stop) in enumerate(pairs):
             clip = (session - 1) * SEED_VII_CLIPS_PER_SESSION + index + 1
-            recording = raw_clip(raw, start, stop, str(path))
+            recording = raw_clip(raw_file, start, stop, str(path))
             missing = [c for c in SEED_CHANNELS if c not in recording.ch_names]
             if missing:
                 raise ValueError(f"{path}: SEED channels {missing} are missing")

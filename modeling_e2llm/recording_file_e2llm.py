@@ -71,7 +71,10 @@ class _CaptureHandler(logging.Handler):
 def captured_mne_output():
     """Collect MNE's warnings (Python warnings and its logger) instead of printing them: yields a list that holds
     the messages when the block ends. MNE's logger writes to standard output, which `e2llm predict` keeps for JSON."""
-    import mne
+    try:
+        import mne
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError("reading recording files needs MNE-Python: pip install mne") from error
 
     logger = logging.getLogger("mne")
     handler, saved = _CaptureHandler(), logger.handlers[:]

@@ -11,13 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from e2llm import (
-    ELECTRODE_NAMES,
-    SEED_CHANNELS,
-    E2LLMFeatureExtractor,
-    feature_extraction_e2llm,
-    signal_e2llm,
-)
+from e2llm import ELECTRODE_NAMES, SEED_CHANNELS, E2LLMFeatureExtractor, chain_e2llm, signal_e2llm
 from e2llm.signal_e2llm import apply_filter, design_filter, resample
 
 CHANNELS = ["Fp1", "Fp2", "Cz", "O1"]
@@ -227,13 +221,13 @@ def test_recordings_of_equal_shape_go_through_each_kernel_in_one_call(monkeypatc
     """Channels, windows and same-shape recordings are processed by one call per kernel (no loop around them)."""
     shapes: dict[str, list] = {"resample": [], "apply_filter": [], "normalize_windows": []}
     for name in shapes:
-        original = getattr(feature_extraction_e2llm, name)
+        original = getattr(chain_e2llm, name)
 
         def spy(data, *args, _name=name, _original=original, **kwargs):
             shapes[_name].append(np.shape(data))
             return _original(data, *args, **kwargs)
 
-        monkeypatch.setattr(feature_extraction_e2llm, name, spy)
+        monkeypatch.setattr(chain_e2llm, name, spy)
     fe = E2LLMFeatureExtractor()
     batch = [_eeg(seconds=12.0, sfreq=250.0, seed=i) for i in range(3)]
     out = fe(batch, sampling_rate=250, channel_names=CHANNELS, units="uV", return_tensors="np")
@@ -275,7 +269,7 @@ BAD_INPUTS = {
                                                    "channel_names": ["Fp1", "Fp2", "Cz", "O2"]},
                      r"channel_names differ from the MNE object's ch_names"),
     "units_vs_raw": (lambda: _raw(_eeg(), 200.0), {"units": "uV", "sampling_rate": None, "channel_names": None},
-                     r"MNE objects hold volts"),
+                     r"looks like volts given as microvolts \(pass units='V'\)"),
     "units_missing": (lambda: _eeg(), {"units": None}, r"units is required"),
     "units_unknown": (lambda: _eeg(), {"units": "mV"}, r"units must be 'V' or 'uV'"),
     "names_missing": (lambda: _eeg(), {"channel_names": None}, r"channel_names is required"),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
 
 import numpy as np
 from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
@@ -13,6 +12,7 @@ from transformers.utils import TensorType, logging
 
 from .chain_e2llm import ChainSettings, finish_windows, plan_filter, to_model_rate
 from .eeg_inputs_e2llm import Source, is_mne_like
+from .kwargs_e2llm import E2LLMEEGKwargs
 from .electrodes import ELECTRODE_NAMES
 from .signal_e2llm import NORMALIZATION_MODES, count_windows, design_filter, resampled_length, window_params
 from .streaming_e2llm import iter_windows as _iter_windows
@@ -32,20 +32,6 @@ from .validation_e2llm import (
 logger = logging.get_logger(__name__)
 METADATA_KEYS = ("eeg_num_windows", "eeg_window_starts", "eeg_band_power", "eeg_channels", "eeg_filter")
 _NOT_TENSORS = ["eeg_channels", "eeg_filter"]
-
-
-class E2LLMEEGKwargs(TypedDict, total=False):
-    """Keyword arguments of the feature extractor (the processor's `audio_kwargs`, the slot Transformers gives the
-    feature extractor): see `E2LLMFeatureExtractor.__call__`."""
-
-    sampling_rate: int | float | None
-    channel_names: Any
-    units: str | None
-    apply_filters: bool | None
-    channel_map: dict | None
-    line_freq: int | float | None
-    return_band_power: bool | None
-    return_tensors: Any
 
 
 @dataclass
@@ -345,4 +331,4 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
         return BatchFeature(data, tensor_type=return_tensors, skip_tensor_conversion=_NOT_TENSORS)
 
 
-__all__ = ["METADATA_KEYS", "E2LLMEEGKwargs", "E2LLMFeatureExtractor"]
+__all__ = ["METADATA_KEYS", "E2LLMFeatureExtractor"]

@@ -36,12 +36,14 @@ def generation_defaults(device: torch.device, generate_kwargs: dict) -> dict:
 
 @dataclass
 class Answers:
-    """Per row: the generated `texts` (empty without a rationale), label log-likelihoods `scores` `(n, n_labels)`, and
-    whether each row's scores came from the generation's own logits/cache (`from_generation`)."""
+    """Per row: the generated `texts` (empty without a rationale), label log-likelihoods `scores` `(n, n_labels)`,
+    whether each row's scores came from the generation's own logits/cache (`from_generation`), and the token ids after
+    the prompt that label scoring continues (`tails`: the rationale as generated up to its label line, ``Emotion:``)."""
 
     texts: list[str]
     scores: torch.Tensor
     from_generation: list[bool]
+    tails: list[list[int]]
 
 
 def _rows(prompts: Sequence[torch.Tensor], tails: Sequence[Sequence[int]]) -> list[torch.Tensor]:
@@ -53,7 +55,7 @@ def score_without_rationale(model, tokenizer, prompts, features, candidate_ids, 
     _, tail = label_prompt_ids(tokenizer, None)
     input_ids, attention_mask = left_pad(_rows(prompts, [tail] * len(prompts)), pad_id)
     scores = score_candidates(model, input_ids, attention_mask, candidate_ids, eeg_features=features)
-    return Answers([""] * len(prompts), scores, [False] * len(prompts))
+    return Answers([""] * len(prompts), scores, [False] * len(prompts), [list(tail)] * len(prompts))
 
 
 def generate_and_score(model, tokenizer, prompts: Sequence[torch.Tensor], features: torch.Tensor,
@@ -83,7 +85,7 @@ def generate_and_score(model, tokenizer, prompts: Sequence[torch.Tensor], featur
         from_generation = _scores_from_generation(model, out, lengths, attention_mask, candidate_ids)
         kept = [i for i, ok in enumerate(reusable) if ok]
         scores[kept] = from_generation[kept]
-    return Answers(texts, scores, reusable)
+    return Answers(texts, scores, reusable, prefixes)
 
 
 def _cache_continues(cache) -> bool:

@@ -129,6 +129,7 @@ def shipped_reference(statistics: Mapping | None, channel_names: Sequence[str]):
     table = (statistics or {}).get("reference_power_db")
     if not table:
         return None
+    table = {canonical_channel_name(str(name)) or str(name): values for name, values in table.items()}
     known = np.array([canonical_channel_name(n) in table for n in channel_names])
     if not known.any():
         return None

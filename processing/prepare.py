@@ -9,8 +9,14 @@ Command line (the same, saved with ``summary.json``)::
 
     e2llm prepare seed-vii --root /data/SEED-VII --output-dir prepared/seed-vii
     e2llm prepare deap --root /data/DEAP --output-dir prepared/deap --baseline-removal
-    e2llm prepare folder --root my_eeg/ --labels my_eeg/labels.csv --output-dir prepared/mine
+    e2llm prepare folder --root my_eeg/ --labels my_eeg/labels.csv --output-dir prepared/mine --channels each
+    e2llm prepare folder --root biosemi/ --montage biosemi128 --line-freq 60 --output-dir prepared/biosemi
     e2llm prepare synthetic --n-subjects 2 --trial-seconds 12 --output-dir prepared/synthetic
+
+Every window is checked on its raw samples (`e2llm.processing.window_quality`): unusable channels are left out of
+it, a window with more than half unusable is refused. ``summary.json`` says, per file, which channels were used and
+dropped (with the reason), MNE's warnings, and the windows refused or masked; ``e2llm prepare`` prints the same on
+standard error.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import argparse
 import inspect
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from e2llm.processing.dataset_io import (
     DATASET_UNITS,
@@ -29,14 +37,20 @@ from e2llm.processing.dataset_io import (
 )
 from e2llm.processing.preprocess import PreprocessingParams
 from e2llm.processing.readers import READERS, get_reader
+from e2llm.processing.readers._channel_policy import CHANNEL_POLICIES
 from e2llm.processing.safe_output import check_output_dir
+from e2llm.processing.signal_options import add_signal_arguments, parse_line_freq, signal_options
 from e2llm.processing.synthetic import read_synthetic_marker
+from e2llm.processing.window_quality import WindowQuality, window_problems
+
+DEFAULT_LINE_FREQ = 50.0
 
 
-def _preprocessing_summary(params: PreprocessingParams, steps: list | None, filtered: bool) -> dict:
+def _preprocessing_summary(params: PreprocessingParams, steps: list | None, filtered: bool, notch: str) -> dict:
     """The ``preprocessing`` metadata entry: parameters, whether the chain filtered, one trial's steps."""
     return {
         "params": params.to_dict(),
+        "notch_source": notch,
         "filter_applied": bool(filtered),
         "note": ("sources marked as already preprocessed (SEED-family .mat files) are resampled and "
                  "re-referenced as asked but never filtered again"),
@@ -52,7 +66,8 @@ def prepare_dataset(
     stride_seconds: float = 4.0,
     l_freq: float | None = 0.1,
     h_freq: float | None = 70.0,
-    notch_freqs=(50.0,),
+    notch_freqs=None,
+    line_freq: float | None = None,
     reference: str | None = None,
     target_sfreq: float = 200.0,
     overwrite: bool = False,
@@ -69,7 +84,9 @@ def prepare_dataset(
             atomically) and the returned dataset is the saved one.
         window_seconds, stride_seconds, l_freq, h_freq, notch_freqs, reference, target_sfreq: the
             `PreprocessingParams`; raw sources are band-passed and notched, already-preprocessed ones
-            only resampled / re-referenced.
+            only resampled / re-referenced. `notch_freqs` None: the line frequency (below).
+        line_freq: the power-line frequency to notch when `notch_freqs` is None (default: the one every file
+            states, else 50 Hz); where it came from is in the metadata (``preprocessing.notch_source``).
         overwrite: replace an existing non-empty `output_dir`, only if e2llm wrote it (its marker file); an
             `output_dir` that is or contains `root`, or a plain file, is always refused.
         progress: show a tqdm bar over the reader's files.
@@ -80,13 +97,14 @@ def prepare_dataset(
         ValueError / FileNotFoundError: bad parameters or a bad dataset file (the message names it).
         FileExistsError: `output_dir` is not empty and `overwrite` is False.
     """
-    params = PreprocessingParams(
-        l_freq=l_freq, h_freq=h_freq, notch_freqs=tuple(notch_freqs or ()), reference=reference,
-        target_sfreq=target_sfreq, window_seconds=window_seconds, stride_seconds=stride_seconds,
-    )
     if output_dir is not None:  # fail before reading anything; never delete the input or a folder not ours
         output_dir = check_output_dir(output_dir, inputs=[root, *_input_paths(reader_kwargs)], overwrite=overwrite)
     reader = get_reader(name, root, **reader_kwargs)
+    notch, notch_source = _notch(notch_freqs, line_freq, reader)
+    params = PreprocessingParams(
+        l_freq=l_freq, h_freq=h_freq, notch_freqs=notch, reference=reference,
+        target_sfreq=target_sfreq, window_seconds=window_seconds, stride_seconds=stride_seconds,
+    )
     items = reader.items()
     channel_names = list(reader.channel_names)
     metadata = {
@@ -98,14 +116,15 @@ def prepare_dataset(
         "label_names": list(reader.label_names),
         "window_seconds": float(params.window_seconds),
         "stride_seconds": float(params.stride_seconds),
-        "preprocessing": _preprocessing_summary(params, None, False),
+        "preprocessing": _preprocessing_summary(params, None, False, notch_source),
         "source": reader.describe(),
         "rating_columns": list(reader.rating_columns),
     }
     generated = read_synthetic_marker(root)
     if generated is not None:  # files from e2llm's generator in a real dataset's layout: never call them that dataset
         metadata.update(dataset="synthetic", synthetic=True, source={**metadata["source"], **generated})
-    counts = {"trials": 0, "trials_without_window": []}
+    counts = {"trials": 0, "trials_without_window": [], "files": {}}
+    quality = WindowQuality()
 
     def chunks():
         from tqdm.auto import tqdm
@@ -115,7 +134,9 @@ def prepare_dataset(
         for item in bar:
             for trial in reader.read_item(item):
                 counts["trials"] += 1
-                chunk = trial_windows(trial, params, channel_names)
+                _note_file(counts["files"], trial.recording.provenance)
+                chunk = _trial_chunk(trial, params, channel_names, getattr(reader, "partial_channels", False),
+                                     quality)
                 if chunk is None:
                     counts["trials_without_window"].append([trial.subject, trial.session, trial.trial])
                     continue
@@ -123,12 +144,14 @@ def prepare_dataset(
                 filtered = filtered or bool(provenance.get("steps", [{}])[-1].get("filter_applied"))
                 steps = steps or provenance.get("steps")
                 yield chunk
-        metadata["preprocessing"] = _preprocessing_summary(params, steps, filtered)
+        metadata["preprocessing"] = _preprocessing_summary(params, steps, filtered, notch_source)
 
     dataset = windows_to_dataset(chunks(), metadata, cache_dir=cache_dir)
     if output_dir is None:
         return dataset
-    extra = {"n_trials_read": counts["trials"], "trials_without_window": counts["trials_without_window"]}
+    channels = getattr(reader, "channel_report", None) or {"files": counts["files"]}
+    extra = {"n_trials_read": counts["trials"], "trials_without_window": counts["trials_without_window"],
+             "channels": channels, "window_quality": quality.as_dict()}
     import datasets
 
     bars_were_on = not datasets.are_progress_bars_disabled()
@@ -140,6 +163,47 @@ def prepare_dataset(
         if bars_were_on:
             datasets.enable_progress_bars()
     return load_prepared(output_dir)
+
+
+def _notch(notch_freqs, line_freq, reader) -> tuple[tuple[float, ...], str]:
+    """The notch frequencies and where they come from: given, `line_freq`, the files, or the 50 Hz default."""
+    if notch_freqs is not None:
+        return tuple(float(f) for f in notch_freqs), "notch_freqs given"
+    line_freq = parse_line_freq(line_freq)
+    if line_freq is not None:
+        return (line_freq,), "line_freq given"
+    stated = getattr(reader, "line_freq", None)
+    if stated:
+        return (float(stated),), "line frequency stated by the files"
+    return (DEFAULT_LINE_FREQ,), f"default {DEFAULT_LINE_FREQ:g} Hz (no line frequency given or stated)"
+
+
+def _note_file(files: dict, provenance: dict) -> None:
+    """Keep, per source file, the channels used and dropped and MNE's warnings (readers of MNE files say them)."""
+    if "channels" not in provenance:
+        return
+    source = str(provenance.get("source", "")).split(" [")[0]
+    files.setdefault(source, {**provenance["channels"], "warnings": list(provenance.get("warnings", []))})
+
+
+def _trial_chunk(trial, params, channel_names, partial: bool, quality: WindowQuality) -> dict | None:
+    """One trial's windows, checked on its raw samples; with `partial` (channel_policy "each") the trial's own
+    channels are placed in the dataset's, the others zero (masked by the feature extractor)."""
+    own = list(trial.recording.ch_names)
+    chunk = trial_windows(trial, params, own if partial else channel_names)
+    if chunk is None:
+        return None
+    problems = window_problems(trial.recording, chunk["start"], params.window_seconds)
+    if partial:
+        full = np.zeros((chunk["eeg"].shape[0], len(channel_names), chunk["eeg"].shape[2]), dtype=np.float32)
+        full[:, [channel_names.index(n) for n in own]] = chunk["eeg"]
+        chunk["eeg"], chunk["present"] = full, np.isin(channel_names, own)
+    where = {"source": str(trial.recording.provenance.get("source", "")), "subject": int(trial.subject),
+             "session": int(trial.session), "trial": int(trial.trial)}
+    chunk = quality.apply(chunk, problems, channel_names, where)
+    if chunk is not None:
+        chunk.pop("present", None)
+    return chunk
 
 
 def _input_paths(reader_kwargs: dict) -> list:
@@ -162,7 +226,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--stride-seconds", type=float, default=4.0, help="step between window starts (default 4)")
     group.add_argument("--l-freq", type=_optional_float, default=0.1, help="high-pass edge in Hz ('none' to skip)")
     group.add_argument("--h-freq", type=_optional_float, default=70.0, help="low-pass edge in Hz ('none' to skip)")
-    group.add_argument("--notch", type=float, nargs="*", default=[50.0], help="line frequencies (none: no notch)")
+    group.add_argument("--notch", type=float, nargs="*",
+                       help="notch frequencies in Hz (given without a value: no notch; default: --line-freq)")
     group.add_argument("--reference", choices=["none", "average"], default="none")
     group.add_argument("--resample", type=float, default=200.0, help="target sampling rate in Hz")
     group = parser.add_argument_group("dataset options (each applies to the readers that take it)")
@@ -178,6 +243,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--n-subjects", type=int, help="synthetic: number of subjects")
     group.add_argument("--trial-seconds", type=float, help="synthetic: clip length in seconds")
     group.add_argument("--seed", type=int, help="synthetic: random seed")
+    group.add_argument("--channels", choices=list(CHANNEL_POLICIES), dest="channel_policy",
+                       help="folder: when the recordings do not share one channel set, keep the 'common' channels, "
+                            "'each' file's own (absent ones stored as zeros and masked), or 'interpolate' the "
+                            "absent ones; without it such files are refused")
+    add_signal_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -185,24 +255,54 @@ def _reader_kwargs(name: str, args: argparse.Namespace) -> dict:
     """The dataset options given on the command line that the reader's constructor accepts."""
     option_to_kwarg = {"label_column": "label_column", "labels": "label_table"}
     accepted = set(inspect.signature(READERS[name].__init__).parameters)
+    given = {option: getattr(args, option, None) for option in (
+        "subjects", "source", "labels", "label_column", "baseline_removal", "label_threshold", "target",
+        "n_subjects", "trial_seconds", "seed", "channel_policy")}
+    signal = signal_options(args)
+    given.update(channel_map=signal["channel_map"], montage=signal["montage"], units=signal["units"])
     kwargs, refused = {}, []
-    for option in ("subjects", "source", "labels", "label_column", "baseline_removal", "label_threshold", "target",
-                   "n_subjects", "trial_seconds", "seed"):
-        value = getattr(args, option, None)
+    for option, value in given.items():
         if value is None:
             continue
         kwarg = option_to_kwarg.get(option, option)
         if kwarg in accepted:
             kwargs[kwarg] = value
         else:
-            refused.append("--" + option.replace("_", "-"))
+            refused.append("--" + {"channel_policy": "channels"}.get(option, option).replace("_", "-"))
     if refused:
         raise ValueError(f"options {refused} do not apply to dataset {name!r}")
+    if "interface" in accepted:
+        kwargs["interface"] = "cli"
     return kwargs
+
+
+def report_lines(summary: dict) -> list[str]:
+    """What ``summary.json`` says about channels and window quality, one line per file, for standard error."""
+    lines = []
+    channels = summary.get("channels", {})
+    if channels.get("policy") not in (None, "same"):
+        lines.append(f"channels: {channels['policy']} -> {len(channels['channel_names'])} channels")
+    for source, entry in channels.get("files", {}).items():
+        dropped = "; ".join(f"{n} ({r})" for n, r in entry.get("dropped", {}).items()) or "none"
+        text = f"{source}: {len(entry.get('used', []))} channels used ({entry.get('placement')}); dropped: {dropped}"
+        for key, label in (("not_kept", "not kept (not in every file)"), ("absent", "absent (zeros, masked)"),
+                           ("interpolated", "interpolated")):
+            if entry.get(key):
+                text += f"; {label}: {', '.join(entry[key])}"
+        lines.append(text)
+        lines.extend(f"{source}: MNE: {warning}" for warning in entry.get("warnings", []))
+    quality = summary.get("window_quality", {})
+    if quality.get("windows_refused") or quality.get("channel_windows_masked"):
+        masked = ", ".join(f"{n} x{c}" for n, c in quality["channel_windows_masked"].items()) or "none"
+        lines.append(f"windows refused (more than half of the channels unusable): {quality['windows_refused']}; "
+                     f"channels left out of windows: {masked} (details in summary.json)")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``e2llm prepare``; returns 0, or 2 with a message on stderr for bad input."""
+    import json
+
     try:
         dataset = prepare_dataset(
             args.dataset,
@@ -212,7 +312,8 @@ def run(args: argparse.Namespace) -> int:
             stride_seconds=args.stride_seconds,
             l_freq=args.l_freq,
             h_freq=args.h_freq,
-            notch_freqs=tuple(args.notch or ()),
+            notch_freqs=None if args.notch is None else tuple(args.notch),
+            line_freq=signal_options(args)["line_freq"],
             reference=None if args.reference == "none" else args.reference,
             target_sfreq=args.resample,
             overwrite=args.overwrite,
@@ -222,8 +323,11 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         print(f"e2llm prepare: error: {exc}", file=sys.stderr)
         return 2
+    summary = json.loads((Path(args.output_dir) / "summary.json").read_text())
+    for line in report_lines(summary):
+        print(f"e2llm prepare: {line}", file=sys.stderr)
     print(f"Wrote {dataset.num_rows} windows of {args.dataset} to {args.output_dir}")
     return 0
 
 
-__all__ = ["add_arguments", "prepare_dataset", "run"]
+__all__ = ["add_arguments", "prepare_dataset", "report_lines", "run"]

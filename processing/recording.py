@@ -1,10 +1,11 @@
 """One internal form for an EEG recording, whatever file or dataset it came from.
 
-`read_recording` reads any file MNE reads (EDF/EDF+, BDF, FIF, BrainVision ``.vhdr``,
-EEGLAB ``.set``, Neuroscan ``.cnt``, GDF), keeps the EEG channels under their 10-05 names
-(``FP1`` -> ``Fp1``; SEED's CB1/CB2 kept) and drops EOG, ECG, EMG, reference, stimulus and
-other non-EEG channels, recording what it dropped in ``provenance["dropped_channels"]``.
-Samples stay in the units MNE gives (volts, ``units="V"``).
+`read_recording` reads any file MNE reads (EDF/EDF+, BDF, FIF, BrainVision ``.vhdr``, EEGLAB ``.set``, Neuroscan
+``.cnt``, GDF, Nihon Kohden, EGI) through the same path as inference (`e2llm.recording_file_e2llm`): the one channel
+rule (`e2llm.channels_e2llm.select_channels`: MNE types, bad channels, non-EEG names, cap layouts placed by position
+or refused), the header checks, MNE's warnings kept instead of printed. Channels that are flat over the whole
+recording are left out too. What was used, left out (with the reason) and how names were placed is in
+``provenance["channels"]``; MNE's warnings in ``provenance["warnings"]``. Samples stay in volts (``units="V"``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from e2llm.recording_file_e2llm import channel_kind, read_raw_checked, select_eeg_channels
+from e2llm.channel_quality_e2llm import FLAT_PTP_UV
+from e2llm.channels_e2llm import ChannelSelection, channel_kind, select_channels
+from e2llm.recording_file_e2llm import RawFile, digitised_positions, read_raw_file, select_file_channels
 
 
 @dataclass
@@ -27,7 +30,8 @@ class Recording:
         ch_names: EEG channel names in 10-05 spelling (see `e2llm.electrodes`).
         units: "V" (MNE's convention) or "uV" (the SEED .mat files).
         annotations: `(onset_seconds, duration_seconds, description)` triples.
-        provenance: what produced these samples (source file, preprocessing steps and parameters).
+        provenance: what produced these samples (source file, channels used and dropped with reasons, MNE's
+            warnings, preprocessing steps and parameters).
     """
 
     data: np.ndarray
@@ -40,70 +44,92 @@ class Recording:
 
 UNIT_SCALES: dict[str, float] = {"V": 1.0, "mV": 1e-3, "uV": 1e-6}
 
-# Channel kinds and EEG selection are shared with inference (`e2llm.recording_file_e2llm`): one reading path.
-_select_eeg = select_eeg_channels
+
+def _annotations(raw) -> list[tuple[float, float, str]]:
+    first_time = float(raw.first_time)
+    return [(float(onset) - first_time, float(duration), str(description)) for onset, duration, description in
+            zip(raw.annotations.onset, raw.annotations.duration, raw.annotations.description)]
 
 
-def recording_from_raw(raw, source: str | None = None, on_unknown: str = "keep") -> Recording:
+def _without_flat(selection: ChannelSelection, data: np.ndarray, source: str):
+    """`(selection, data)` less the channels flat over the whole recording (peak-to-peak below `FLAT_PTP_UV`)."""
+    flat = {k: f"flat over the whole recording (peak-to-peak {np.ptp(row) * 1e6:.2g} uV)"
+            for k, row in enumerate(data) if np.ptp(row) * 1e6 < FLAT_PTP_UV}
+    if not flat:
+        return selection, data
+    selection = selection.without(flat, source=source)
+    return selection, data[[k for k in range(len(data)) if k not in flat]]
+
+
+def recording_from_raw(raw, source: str | None = None, channel_map=None, montage=None, interface: str = "python",
+                       selection: ChannelSelection | None = None, warnings=()) -> Recording:
     """A `Recording` of the EEG channels of an `mne.io.Raw` (data in volts, annotations kept).
 
     Args:
         raw: an MNE Raw object (preloaded or not).
         source: what to name in messages and provenance (default: the file MNE read, if any).
-        on_unknown: EEG channels whose name is no 10-05 electrode are kept under their own name
-            ("keep", listed in ``provenance["unknown_channels"]``), dropped ("drop") or refused ("raise").
+        channel_map, montage, interface: for `e2llm.channels_e2llm.select_channels`.
+        selection: the channels, already selected (e.g. with a file's header checks); default: selected here from
+            the Raw's types, bads and digitised positions.
+        warnings: what reading said (kept in ``provenance["warnings"]``).
     """
     filenames = [f for f in getattr(raw, "filenames", ()) if f]
     source = source or (str(filenames[0]) if filenames else "<mne.io.Raw>")
-    names = list(raw.ch_names)
-    keep, canonical, dropped, unknown = _select_eeg(names, raw.get_channel_types(), source, on_unknown)
-    data = np.asarray(raw.get_data(picks=keep), dtype=np.float64)
-    first_time = float(raw.first_time)
-    annotations = [
-        (float(onset) - first_time, float(duration), str(description))
-        for onset, duration, description in zip(
-            raw.annotations.onset, raw.annotations.duration, raw.annotations.description
-        )
-    ]
+    if selection is None:
+        selection = select_channels(raw.ch_names, raw.get_channel_types(), raw.info.get("bads", []),
+                                    positions=digitised_positions(raw), channel_map=channel_map, montage=montage,
+                                    source=source, interface=interface)
+    data = np.asarray(raw.get_data(picks=selection.picks, verbose="error"), dtype=np.float64)
+    selection, data = _without_flat(selection, data, source)
+    line_freq = raw.info.get("line_freq")
     provenance = {
         "source": source,
         "reader": "mne",
-        "original_channel_names": names,
-        "dropped_channels": dropped,
+        "original_channel_names": list(raw.ch_names),
+        "channel_picks": list(selection.picks),
+        "channels": selection.as_dict(),
+        "dropped_channels": dict(selection.dropped),
+        "warnings": list(warnings),
+        "line_freq": float(line_freq) if line_freq else None,
     }
-    if unknown and on_unknown == "keep":
-        provenance["unknown_channels"] = unknown
-    return Recording(
-        data=data,
-        sfreq=float(raw.info["sfreq"]),
-        ch_names=canonical,
-        units="V",
-        annotations=annotations,
-        provenance=provenance,
-    )
+    return Recording(data=data, sfreq=float(raw.info["sfreq"]), ch_names=list(selection.names), units="V",
+                     annotations=_annotations(raw), provenance=provenance)
 
 
-def read_recording(path: str | Path, preload: bool = True, on_unknown: str = "keep", **kwargs) -> Recording:
-    """Read an EEG file with `mne.io.read_raw` into a `Recording` in volts.
+def read_recording(path: str | Path, preload: bool = True, channel_map=None, montage=None,
+                   interface: str = "python", **kwargs) -> Recording:
+    """Read an EEG file with MNE into a `Recording` in volts (see the module docstring).
 
     Args:
         path: EDF/EDF+, BDF, FIF, BrainVision ``.vhdr``, EEGLAB ``.set``, Neuroscan ``.cnt``, GDF...
-        preload: load the whole file first; with False only the EEG channels are read from disk.
-        on_unknown: see `recording_from_raw`.
+        preload: load the whole file first; with False only the used channels are read from disk.
+        channel_map, montage, interface: for `e2llm.channels_e2llm.select_channels`.
         **kwargs: passed to the MNE reader (e.g. ``data_format`` for ``.cnt``).
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: MNE cannot read it (the message names the file and MNE's reason), or no EEG
-            channel is left.
+        ValueError: MNE cannot read it, it is damaged or its header implausible, a header points outside its
+            folder, or no EEG channel left to use (the message names the file and the remedy).
     """
     import mne
 
     path = Path(path)
-    raw = read_raw_checked(path, preload=preload, **kwargs)  # clear errors; damaged files refused
-    recording = recording_from_raw(raw, source=str(path), on_unknown=on_unknown)
-    recording.provenance["format"] = "".join(path.suffixes[-1:]).lower()
-    recording.provenance["mne_version"] = mne.__version__
+    raw_file = read_raw_file(path, preload=preload, **kwargs)
+    return recording_from_file(raw_file, str(path), channel_map=channel_map, montage=montage, interface=interface,
+                               mne_version=mne.__version__)
+
+
+def recording_from_file(raw_file: RawFile, source: str, channel_map=None, montage=None, interface: str = "python",
+                        mne_version: str = "") -> Recording:
+    """A `Recording` of a file read by `e2llm.recording_file_e2llm.read_raw_file`, its header checks applied."""
+    selection = select_file_channels(raw_file, source, channel_map=channel_map, montage=montage, interface=interface)
+    recording = recording_from_raw(raw_file.raw, source=source, selection=selection, warnings=raw_file.warnings)
+    recording.provenance["format"] = "".join(Path(source).suffixes[-1:]).lower()
+    recording.provenance["mne_version"] = mne_version
+    ranges = raw_file.header.ranges_uv if raw_file.header is not None else {}
+    labels = [raw_file.raw.ch_names[p].strip() for p in recording.provenance["channel_picks"]]
+    if ranges and all(label in ranges for label in labels):  # amplifier limits, for saturation checks
+        recording.provenance["ranges_uv"] = [list(ranges[label]) for label in labels]
     return recording
 
 
@@ -162,6 +188,7 @@ __all__ = [
     "convert_units",
     "crop_recording",
     "read_recording",
+    "recording_from_file",
     "recording_from_raw",
     "recording_to_raw",
 ]

@@ -8,6 +8,7 @@ import pytest
 from scipy.io import savemat
 
 from e2llm.electrodes import SEED_CHANNELS
+from e2llm.processing.dataset_io import dataset_metadata
 from e2llm.processing.prepare import prepare_dataset
 from e2llm.processing.readers import READERS, get_reader
 from e2llm.processing.readers._ratings import subtract_baseline
@@ -261,19 +262,37 @@ def folder_root(tmp_path):
 
 
 def test_folder_reader(folder_root):
-    reader = get_reader("folder", folder_root)
+    with pytest.raises(ValueError, match=r"do not share one channel set \(a.edf 6, b.edf 5 EEG channels\); only 5 "
+                                         r"are in every file .* would drop 1 of a.edf's\. Choose: "
+                                         r"channel_policy=\"common\""):
+        get_reader("folder", folder_root)
+    reader = get_reader("folder", folder_root, channel_policy="common")
     assert reader.label_names == ("calm", "stress") and reader.rating_columns == ("valence",)
     assert reader.channel_names == ("Fp1", "Fp2", "Fz", "Cz", "O1")  # common EEG channels, VEOG dropped
+    report = reader.channel_report["files"][str(folder_root / "a.edf")]
+    assert report["not_kept"] == ["Pz"] and report["dropped"] == {"VEOG": "name says EOG"}
     trials = list(reader)
     assert [(t.subject, t.trial, t.emotion) for t in trials] == [(1, 1, 0), (1, 2, 1), (2, 1, 0)]
     assert trials[0].recording.data.shape[1] == 12 * 250 and trials[0].recording.units == "V"
-    ds = prepare_dataset("folder", folder_root, progress=False, l_freq=1.0)
+    ds = prepare_dataset("folder", folder_root, progress=False, l_freq=1.0, channel_policy="common")
     assert ds.num_rows == 3 + 4 + 7 and np.asarray(ds[0]["eeg"]).shape == (5, 800)
     assert ds.features["emotion"].names == ["calm", "stress"]
     values = np.asarray(ds[0]["eeg"])
     assert 1.0 < values.std() < 100.0  # microvolts, not volts
 
 
+def test_folder_reader_each_and_interpolate(folder_root):
+    each = prepare_dataset("folder", folder_root, progress=False, l_freq=1.0, channel_policy="each")
+    meta = dataset_metadata(each)
+    assert meta["channel_names"] == ["Fp1", "Fp2", "Fz", "Cz", "Pz", "O1"]
+    rows = each.with_format("numpy")
+    pz = meta["channel_names"].index("Pz")
+    subjects = np.asarray(rows["subject"])
+    eeg = np.asarray(rows["eeg"])
+    assert np.all(eeg[subjects == 2][:, pz] == 0) and np.all(eeg[subjects == 1][:, pz].std(axis=-1) > 1.0)
+    inter = prepare_dataset("folder", folder_root, progress=False, l_freq=1.0, channel_policy="interpolate")
+    eeg = np.asarray(inter.with_format("numpy")["eeg"])
+    assert np.all(eeg[:, pz].std(axis=-1) > 0.1)  # b.edf's Pz interpolated from its neighbours
 def test_folder_reader_bad_tables(folder_root):
     (folder_root / "t.tsv").write_text("file\tmood\nmissing.edf\tcalm\na.edf\tcalm\n")
     with pytest.raises(ValueError, match=r"no 'emotion' column"):

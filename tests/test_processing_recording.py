@@ -12,7 +12,6 @@ from e2llm.processing.montage import make_montage, set_montage
 from e2llm.processing.preprocess import PreprocessingParams, preprocess_recording
 from e2llm.processing.recording import (
     Recording,
-    channel_kind,
     convert_units,
     crop_recording,
     read_recording,
@@ -57,7 +56,10 @@ def test_round_trip(raw_62, tmp_path, fmt, suffix, atol):
     assert rec.ch_names == list(SEED_CHANNELS)  # FP1 -> Fp1, FZ -> Fz, CB1/CB2 kept
     assert rec.sfreq == SFREQ and rec.units == "V" and rec.data.shape == (62, 2000)
     assert set(rec.provenance["dropped_channels"]) == {"VEO", "HEO", "ECG"}
-    assert rec.provenance["dropped_channels"]["VEO"] == "eog" and rec.provenance["dropped_channels"]["ECG"] == "ecg"
+    assert rec.provenance["dropped_channels"]["VEO"] == "name says EOG"
+    assert rec.provenance["channels"] == {"used": list(SEED_CHANNELS), "placement": "10-05 names",
+                                          "dropped": rec.provenance["dropped_channels"],
+                                          "renamed": {n: c for n, c in zip(UPPER, SEED_CHANNELS) if n != c}}
     np.testing.assert_allclose(rec.data, raw_62.get_data()[:62], atol=atol)
     # BrainVision stores descriptions as "Comment/start"
     assert [(round(o, 3), round(d, 3), s.split("/")[-1]) for o, d, s in rec.annotations] == [
@@ -66,25 +68,20 @@ def test_round_trip(raw_62, tmp_path, fmt, suffix, atol):
     np.testing.assert_allclose(uv.data, rec.data * 1e6)
 
 
-def test_channel_kinds():
-    assert channel_kind("VEO") == "eog" and channel_kind("HEOG") == "eog" and channel_kind("EOG-L") == "eog"
-    assert channel_kind("ECG") == "ecg" and channel_kind("M1") == "ref" and channel_kind("STI 014") == "stim"
-    assert channel_kind("GSR") == "misc" and channel_kind("Fp1") == "eeg" and channel_kind("CB2") == "eeg"
-    assert channel_kind("X1", mne_type="misc") == "misc"
-
-
-def test_unknown_and_duplicate_channels(tmp_path):
+def test_unknown_duplicate_flat_and_non_eeg_channels():
     info = mne.create_info(["FP1", "Fp1", "CZ"], SFREQ, "eeg")
     raw = mne.io.RawArray(np.zeros((3, 100)), info, verbose="error")
-    with pytest.raises(ValueError, match="occur more than once"):
+    with pytest.raises(ValueError, match="all resolve to the same 10-05 electrode"):
         recording_from_raw(raw)
-    raw = mne.io.RawArray(np.zeros((2, 100)), mne.create_info(["CZ", "Box1"], SFREQ, "eeg"), verbose="error")
-    assert recording_from_raw(raw).ch_names == ["Cz", "Box1"]
-    assert recording_from_raw(raw, on_unknown="drop").ch_names == ["Cz"]
-    with pytest.raises(ValueError, match="'Box1' is not a 10-05 electrode name"):
-        recording_from_raw(raw, on_unknown="raise")
+    data = np.random.default_rng(0).standard_normal((3, 100)) * 1e-5
+    data[2] = 0.0
+    raw = mne.io.RawArray(data, mne.create_info(["CZ", "Box1", "Pz"], SFREQ, "eeg"), verbose="error")
+    rec = recording_from_raw(raw)
+    assert rec.ch_names == ["Cz"] and rec.data.shape == (1, 100)
+    assert rec.provenance["dropped_channels"] == {"Box1": "not a 10-05 name",
+                                                  "Pz": "flat over the whole recording (peak-to-peak 0 uV)"}
     raw = mne.io.RawArray(np.zeros((1, 100)), mne.create_info(["VEO"], SFREQ, "eeg"), verbose="error")
-    with pytest.raises(ValueError, match="no EEG channel"):
+    with pytest.raises(ValueError, match=r"no EEG channel left to use among 1 channels \(VEO: name says EOG\)"):
         recording_from_raw(raw)
 
 
@@ -138,10 +135,15 @@ def test_real_one_channel_eeg_from_pyedflib():
 
 
 def test_generator_file_is_an_oracle_for_filters_and_band_power():
-    rec = read_recording(_pyedflib_file("data", "test_generator.edf"))
-    assert rec.sfreq == 200.0 and "sine 8 Hz" in rec.ch_names and "pulse" not in rec.ch_names
+    # generator signals carry no electrode names: a channel map names the ones used here
+    mapping = {"sine 8.5 Hz": "Fz", "sine 15 Hz": "Cz", "sine 17 Hz": "Pz", "sine 50 Hz": "Oz"}
+    rec = read_recording(_pyedflib_file("data", "test_generator.edf"), channel_map=mapping)
+    assert rec.sfreq == 200.0 and rec.ch_names == ["Fz", "Cz", "Pz", "Oz"]
+    assert rec.provenance["channels"]["placement"] == "channel_map"
+    assert rec.provenance["dropped_channels"]["pulse"] == "name says non-EEG sensor"
+    assert rec.provenance["dropped_channels"]["sine 8 Hz"] == "not a 10-05 name"
     rec = convert_units(rec, "uV")
-    index = {name: i for i, name in enumerate(rec.ch_names)}
+    index = {name: rec.ch_names.index(new) for name, new in mapping.items()}
     x = rec.data[:, 20 * 200 : 80 * 200]
     power = band_power(x, 200.0, {"theta": (4.0, 8.0), "alpha": (8.0, 14.0), "beta": (14.0, 31.0),
                                   "line": (45.0, 55.0)})

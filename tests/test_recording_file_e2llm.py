@@ -25,7 +25,8 @@ def test_lazy_eeg_channels(edf):
     path, data = edf
     recording = open_recording(path)
     assert isinstance(recording, EEGFile) and recording.ch_names == ["Fp1", "Fz", "Cz", "Pz"]
-    assert recording.dropped == {"VEO": "eog", "ECG": "ecg"} and recording.info["sfreq"] == SFREQ
+    assert recording.dropped == {"VEO": "name says EOG", "ECG": "name says ECG"} and recording.info["sfreq"] == SFREQ
+    assert recording.selection.placement == "10-05 names" and recording.line_freq is None
     np.testing.assert_allclose(recording.get_data(100, 300), data[:4, 100:300], atol=2e-8)
     np.testing.assert_allclose(recording.get_data(), read_recording(path).data)  # prepare reads the same
 
@@ -50,7 +51,8 @@ def test_bad_files_get_one_clear_message(tmp_path):
         "notes.txt": (ValueError, r"cannot read .*notes\.txt as an EEG recording \(\.txt is not a recording file"),
         "noise.edf": (ValueError, r"cannot read .*noise\.edf as an EEG recording"),
         "folder.edf": (ValueError, "is a folder; pass a recording file"),
-        "no_eeg_raw.fif": (ValueError, r"no EEG channel found among \['ECG', 'STI 014'\]"),
+        "no_eeg_raw.fif": (ValueError, r"no EEG channel left to use among 2 channels \(ECG: MNE type ecg; STI 014: MNE "
+                                       r"type stim\)"),
     }
     for name, (kind, message) in cases.items():
         with pytest.raises(kind, match=message):

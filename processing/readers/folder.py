@@ -4,7 +4,11 @@ Datasheet:
     source: any recordings `mne.io.read_raw` reads (EDF/EDF+, BDF, FIF, BrainVision .vhdr, EEGLAB .set,
         Neuroscan .cnt, GDF), in volts as MNE gives them; non-EEG channels (EOG, ECG, reference,
         stimulus...) are dropped and names normalised to 10-05 spelling.
-    channels: the EEG channels present in every listed file (in the first file's order), or `channels`.
+    channels: each file's EEG channels by the one channel rule (`e2llm.channels_e2llm`: MNE types, bad channels,
+        non-EEG names; `channel_map` and `montage` for caps whose labels are not 10-05 names). When the files do not
+        share one channel set, `channel_policy` says what to keep ("common", "each", "interpolate"; see
+        `e2llm.processing.readers._channel_policy`); without it they are refused, never narrowed in silence.
+        `channel_report` lists per file what was used, dropped (with the reason), left out or interpolated.
     rate: each file's own; `e2llm prepare` filters and resamples every trial.
     labels: the values of the table's label column (default ``emotion``); classes are their sorted
         unique values, or `label_names`.
@@ -28,7 +32,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from e2llm.processing.dataset_io import RATING_COLUMNS, EEGDatasetReader, Trial
+from e2llm.processing.readers._channel_policy import inspect_files, interpolate_missing, resolve_channels
 from e2llm.processing.readers._common import require_dir, require_file
+from e2llm.processing.recording import UNIT_SCALES, Recording
 
 DEFAULT_TABLES = ("labels.csv", "labels.tsv")
 
@@ -70,12 +76,17 @@ class FolderReader(EEGDatasetReader):
         label_table: the CSV/TSV table (default ``root/labels.csv`` or ``root/labels.tsv``).
         label_column: the table's label column.
         label_names: the classes, in index order (default: the sorted values found).
-        channels: EEG channels to keep (default: those every file has).
+        channels: EEG channels to keep (10-05 names; default: from the files, see `channel_policy`).
+        channel_policy: "common", "each" or "interpolate" when the files' channel sets differ (module docstring).
+        channel_map, montage: for the channel rule (`e2llm.channels_e2llm.select_channels`).
+        units: what the numbers MNE reads really are ("V", "mV", "uV") when the files' headers are wrong.
+        interface: "python" or "cli": the words of the messages.
         name: the dataset name stored in the metadata.
     """
 
     def __init__(self, root, label_table=None, label_column: str = "emotion", label_names=None, channels=None,
-                 name: str = "folder"):
+                 channel_policy: str | None = None, channel_map=None, montage=None, units: str | None = None,
+                 interface: str = "python", name: str = "folder"):
         self.root = require_dir(root, "Recording")
         self.name = str(name)
         if label_table is None:
@@ -102,7 +113,16 @@ class FolderReader(EEGDatasetReader):
             unknown = sorted(set(values) - set(self.label_names))
             if unknown:
                 raise ValueError(f"{self.table}: labels {unknown} are not in label_names {list(self.label_names)}")
-        self.channel_names = tuple(channels) if channels is not None else self._common_channels()
+        self.channel_map, self.montage, self.units, self.interface = channel_map, montage, units, interface
+        if units is not None and units not in UNIT_SCALES:
+            raise ValueError(f"units must be one of {sorted(UNIT_SCALES)}, got {units!r}")
+        files = inspect_files(self.items(), channel_map=channel_map, montage=montage, interface=interface)
+        self.channel_policy = channel_policy
+        self.channel_names, self.channel_report = resolve_channels(files, channel_policy, channels, str(self.table),
+                                                                   interface)
+        self.partial_channels = channel_policy == "each"
+        stated = {info.line_freq for info in files.values()}
+        self.line_freq = stated.pop() if len(stated) == 1 else None  # when every file states the same one
 
     def _parse_rows(self, rows: list[dict]) -> list[dict]:
         parsed, missing, counters, seen = [], [], {}, {}
@@ -134,30 +154,37 @@ class FolderReader(EEGDatasetReader):
             raise ValueError(f"{self.table} names {len(missing)} file(s) not found under {self.root}: {missing[:10]}")
         return parsed
 
-    def _common_channels(self) -> tuple[str, ...]:
-        """EEG channels present in every listed file, in the first file's order (headers only)."""
-        from e2llm.processing.recording import _select_eeg
-        from e2llm.recording_file_e2llm import read_raw_checked
-
-        common = None
-        for path in dict.fromkeys(r["path"] for r in self.rows):
-            raw = read_raw_checked(path)
-            _, names, _, _ = _select_eeg(list(raw.ch_names), raw.get_channel_types(), str(path), "drop")
-            common = names if common is None else [n for n in common if n in names]
-        if not common:
-            raise ValueError(f"the recordings listed in {self.table} share no EEG channel")
-        return tuple(common)
-
     def describe(self) -> dict:
-        return {**super().describe(), "label_table": str(self.table), "label_column": self.label_column}
+        return {**super().describe(), "label_table": str(self.table), "label_column": self.label_column,
+                "channel_policy": self.channel_report["policy"], "channel_map": self.channel_map,
+                "montage": self.montage, "units": self.units}
 
     def items(self) -> list[Path]:
         return list(dict.fromkeys(r["path"] for r in self.rows))
 
-    def read_item(self, path: Path) -> Iterator[Trial]:
-        from e2llm.processing.recording import crop_recording, read_recording
+    def _recording(self, path: Path) -> Recording:
+        """The file's EEG in volts on the dataset's channels (its own subset with channel_policy="each")."""
+        from e2llm.processing.recording import read_recording
 
-        recording = read_recording(path, on_unknown="drop")
+        recording = read_recording(path, channel_map=self.channel_map, montage=self.montage,
+                                   interface=self.interface)
+        if self.units is not None:  # the header's unit is wrong: MNE's numbers are really in `units`
+            recording.data = recording.data * UNIT_SCALES[self.units]
+            recording.provenance["units_override"] = self.units
+        if self.channel_policy == "interpolate":
+            return interpolate_missing(recording, self.channel_names)
+        missing = [n for n in self.channel_names if n not in recording.ch_names]
+        if missing and self.channel_policy != "each":
+            reasons = {n: recording.provenance["dropped_channels"].get(n, "not in the file") for n in missing}
+            option = "--channels each" if self.interface == "cli" else 'channel_policy="each"'
+            raise ValueError(f"{path}: channels {reasons} cannot be used, so the dataset's channels "
+                             f"{list(self.channel_names)} are not all there; use {option} or \"interpolate\"")
+        return recording
+
+    def read_item(self, path: Path) -> Iterator[Trial]:
+        from e2llm.processing.recording import crop_recording
+
+        recording = self._recording(path)
         for row in (r for r in self.rows if r["path"] == path):
             part = recording
             if row["start"] > 0 or row["stop"] is not None:

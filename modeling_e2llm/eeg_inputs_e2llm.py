@@ -6,9 +6,11 @@ rows, 10-05 names, and every dropped channel with its reason) and reads samples 
 only, so the feature extractor reads it whole and streaming reads it piece by piece, and nothing is checked on a
 channel that is not used (a DC or trigger channel of a file never trips the amplitude checks).
 
-The channel rule: `channel_map` (`{old: new}`) renames first; MNE channel types are respected (a `Raw` with Fp1 typed
-`eog` does not use Fp1); channels in `info["bads"]`, non-EEG names (ECG, EOG, trigger...), names that are no 10-05
-electrode and electrodes outside the encoder's channel table are dropped, each with its reason in `dropped`.
+The channel rule is `e2llm.channels_e2llm.select_channels` (one for arrays, `Raw`, `Epochs` and files): `channel_map`
+renames first; MNE channel types, bad channels and digitised positions are respected (a `Raw` with Fp1 typed `eog`
+does not use Fp1); caps whose labels are not 10-05 names are placed by `montage` or by position, or refused with the
+remedy; non-EEG and unknown channels are dropped with their reason. Electrodes outside the encoder's channel table are
+dropped too.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .backbones_e2llm import channel_table_ids
-from .electrodes import canonical_channel_name, find_duplicates
-from .recording_file_e2llm import EEGFile, channel_kind
+from .channels_e2llm import select_channels
+from .recording_file_e2llm import EEGFile, digitised_positions
 from .validation_e2llm import as_array, check_sampling_rate, check_units
 
-MAPPING_REMEDY = ("pass channel_map={'old': 'new', ...} naming each channel's 10-05 electrode "
-                  "(e2llm predict: --channel-map old=new ...)")
+TABLE_REASON = "not in the encoder's channel table"
+
 
 
 def is_mne_like(obj) -> bool:
@@ -37,102 +39,60 @@ def is_epochs(obj) -> bool:
 @dataclass
 class ChannelChoice:
     """The channels used: `picks` (positions in the input, input order), `ids` (rows of the encoder's channel table),
-    `names` (10-05 spellings), `dropped` (`{input name: reason}`) and how names were resolved (`placement`)."""
+    `names` (10-05 spellings), `dropped` (`{input name: reason}`), how names were resolved (`placement`) and the
+    labels that changed (`renamed`)."""
 
     picks: list[int]
     ids: np.ndarray
     names: list[str]
     dropped: dict[str, str] = field(default_factory=dict)
     placement: str = "10-05 names"
+    renamed: dict[str, str] = field(default_factory=dict)
 
     def report(self) -> dict:
-        """`{"used", "dropped", "placement"}`, as every pipeline result carries it."""
-        return {"used": list(self.names), "dropped": dict(self.dropped), "placement": self.placement}
+        """`{"used", "dropped", "placement"}` (+ `"renamed"`), as every pipeline result carries it."""
+        out = {"used": list(self.names), "dropped": dict(self.dropped), "placement": self.placement}
+        if self.renamed:
+            out["renamed"] = dict(self.renamed)
+        return out
 
 
-def _mapped(names: list[str], channel_map, label: str) -> list[str]:
-    if not channel_map:
-        return list(names)
-    if not isinstance(channel_map, dict):
-        raise TypeError(f"channel_map must be a dict {{old name: 10-05 name}}, got {type(channel_map).__name__}")
-    unknown = sorted(set(channel_map) - set(names))
-    if unknown:
-        raise ValueError(f"{label}: channel_map renames {unknown}, which the input does not have (its channels: "
-                         f"{names})")
-    bad = {old: new for old, new in channel_map.items() if canonical_channel_name(str(new)) is None}
-    if bad:
-        raise ValueError(f"{label}: channel_map must map to 10-05 electrode names; {bad} are not")
-    return [str(channel_map.get(name, name)) for name in names]
-
-
-def choose_channels(names, table, types=None, bads=(), channel_map=None, label: str = "the input",
-                    min_channels: int = 1) -> ChannelChoice:
-    """The `ChannelChoice` of an input with channel `names` (MNE `types`, `bads`) for an encoder whose channel table
-    is `table`; ValueError for duplicates or too few usable channels."""
-    names = [str(n) for n in names]
-    renamed = _mapped(names, channel_map, label)
-    types = list(types) if types is not None else [None] * len(names)
-    bads = set(bads or ())
-    duplicates = find_duplicates([renamed[i] for i in range(len(names)) if names[i] not in bads])
-    if duplicates:
-        given = {key: [n for n in renamed if (canonical_channel_name(n) or n.strip().upper()) == key]
-                 for key in duplicates}
-        listing = "; ".join(f"{key} given as {spellings}" for key, spellings in given.items())
-        raise ValueError(f"{label}: duplicate channel names (case-insensitive, old 10-20 names as aliases): {listing}")
-    rows = channel_table_ids(renamed, table)
-    picks, dropped = [], {}
-    for i, (name, new, kind, row) in enumerate(zip(names, renamed, types, rows)):
-        reason = _drop_reason(name, new, kind, row, bads)
-        if reason is None:
-            picks.append(i)
-        else:
-            dropped[name] = reason
-    _check_enough(picks, names, dropped, label, min_channels)
-    spelled = [canonical_channel_name(renamed[i]) or renamed[i] for i in picks]
-    placement = "channel_map" if channel_map else "10-05 names"
-    return ChannelChoice(picks, rows[picks], spelled, dropped, placement)
-
-
-def _drop_reason(name: str, new: str, mne_type, row: int, bads: set) -> str | None:
-    if name in bads:
-        return "marked bad (info['bads'])"
-    if mne_type is not None and mne_type != "eeg":
-        return f"MNE type {mne_type}"
-    kind = channel_kind(new, "eeg")
-    if kind != "eeg" and canonical_channel_name(new) is None:
-        return f"name says {kind.upper()}"
-    if canonical_channel_name(new) is None:
-        return "not a 10-05 name"
-    if row < 0:
-        return "not in the encoder's channel table"
-    return None
-
-
-def _check_enough(picks: list[int], names: list[str], dropped: dict, label: str, min_channels: int) -> None:
-    if not picks:
-        reasons = "; ".join(f"{n}: {r}" for n, r in list(dropped.items())[:12])
-        raise ValueError(f"{label}: none of the channels {names} is a known 10-05 electrode name the model can use "
-                         f"({reasons}); {MAPPING_REMEDY}")
-    if len(picks) < min_channels:
-        raise ValueError(f"{label}: only {len(picks)} of the channels {names} are in the encoder's channel table; it "
-                         f"needs at least {min_channels} (min_channels).")
+def choose_channels(names, table, types=None, bads=(), positions=None, channel_map=None, montage=None,
+                    label: str = "the input", interface: str = "python", min_channels: int = 1) -> ChannelChoice:
+    """The one channel rule (`e2llm.channels_e2llm.select_channels`) for an encoder whose channel table is `table`:
+    used electrodes outside the table are dropped too, with that reason."""
+    selection = select_channels(names, types, bads, positions=positions, channel_map=channel_map, montage=montage,
+                                source=label, interface=interface)
+    rows = channel_table_ids(selection.names, table)
+    outside = {k: TABLE_REASON for k, row in enumerate(rows) if row < 0}
+    if outside:
+        selection = selection.without(outside, source=label)
+        rows = rows[rows >= 0]
+    if len(selection.picks) < min_channels:
+        raise ValueError(f"{label}: only {len(selection.picks)} of the channels {list(names)} are in the encoder's "
+                         f"channel table; it needs at least {min_channels} (min_channels).")
+    return ChannelChoice(list(selection.picks), rows, list(selection.names), dict(selection.dropped),
+                         selection.placement, dict(selection.renamed))
 
 
 class Source:
     """One input (an array, a batch, a Raw, an Epochs or an EEGFile) whose used channels are read by `read`."""
 
     def __init__(self, obj, table, sampling_rate=None, channel_names=None, units=None, channel_map=None,
-                 label: str = "raw_eeg", allow_batch: bool = False, min_channels: int = 1):
+                 label: str = "raw_eeg", allow_batch: bool = False, min_channels: int = 1, montage=None,
+                 interface: str = "python"):
         self.label = label
+        self.positions = None
         if is_mne_like(obj):
             self._from_mne(obj, sampling_rate, channel_names, units)
         else:
             self._from_array(obj, sampling_rate, channel_names, units, allow_batch)
-        self.choice = choose_channels(self.input_names, table, self.types, self.bads, channel_map, label,
-                                      min_channels)
-        if isinstance(obj, EEGFile) and obj.dropped:  # channels the file reader left out by name and type
-            self.choice.dropped = {**{n: f"name or MNE type says {k}" for n, k in obj.dropped.items()},
-                                   **self.choice.dropped}
+        self.choice = choose_channels(self.input_names, table, self.types, self.bads, self.positions, channel_map,
+                                      montage, label, interface, min_channels)
+        if isinstance(obj, EEGFile):  # the file's reader applied the rule (and its map and montage) already
+            self.choice.dropped = {**obj.selection.dropped, **self.choice.dropped}
+            self.choice.placement = obj.selection.placement
+            self.choice.renamed = {**obj.selection.renamed, **self.choice.renamed}
 
     def _from_array(self, obj, sampling_rate, channel_names, units, allow_batch: bool) -> None:
         array = as_array(obj, self.label)
@@ -168,6 +128,8 @@ class Source:
         get_types = getattr(obj, "get_channel_types", None)
         self.types = None if isinstance(obj, EEGFile) or get_types is None else list(get_types())
         self.bads = tuple(obj.info.get("bads", []) or [])
+        if not isinstance(obj, EEGFile) and hasattr(obj, "get_montage"):
+            self.positions = digitised_positions(obj)
         self._obj, self._array = obj, None
         if is_epochs(obj):
             self._array = np.asarray(obj.get_data(), dtype=np.float64)  # (n_epochs, n_channels, n_times), volts
@@ -191,4 +153,4 @@ class Source:
         return np.asarray(self._obj.get_data(picks=picks, start=start, stop=stop), dtype=np.float64)[None]
 
 
-__all__ = ["MAPPING_REMEDY", "ChannelChoice", "Source", "choose_channels", "is_epochs", "is_mne_like"]
+__all__ = ["TABLE_REASON", "ChannelChoice", "Source", "choose_channels", "is_epochs", "is_mne_like"]

@@ -165,8 +165,8 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
     def __call__(self, raw_eeg, sampling_rate: float | None = None,
                  channel_names: Sequence[str] | Sequence[Sequence[str]] | None = None, units: str | None = None,
                  return_tensors: str | TensorType | None = None, apply_filters: bool = True,
-                 channel_map: dict | None = None, line_freq: float | None = None, return_band_power: bool = False,
-                 **kwargs) -> BatchFeature:
+                 channel_map: dict | None = None, montage=None, line_freq: float | None = None,
+                 return_band_power: bool = False, **kwargs) -> BatchFeature:
         """
         Turn EEG into model inputs.
 
@@ -177,11 +177,13 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
                 bad channels and units (volts).
             sampling_rate: rate of `raw_eeg` in Hz; required for arrays.
             channel_names: one list for all items, or one list per item; required for arrays.
-            units: "V" or "uV" ("µV"); required for arrays. For an MNE object it overrides volts (a file whose
+            units: "V", "mV" or "uV" ("µV"); required for arrays. For an MNE object it overrides volts (a file whose
                 values are stored in microvolts).
             return_tensors: "pt" or "np"; lists of numpy arrays when None.
             apply_filters: band-pass and notch (True) or only resample, reference, window and normalise.
             channel_map: `{input name: 10-05 name}` applied before the channels are chosen.
+            montage: an MNE standard montage name (e.g. "biosemi64") placing the electrodes of a cap whose labels
+                are not 10-05 names by position.
             line_freq: the mains frequency (50 or 60 Hz) to notch, instead of the extractor's `notch_freqs`.
             return_band_power: also return `eeg_band_power`.
 
@@ -199,7 +201,7 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
         check_channel_names(channel_names)
         check_flag("apply_filters", apply_filters)
         settings = self.chain_settings(line_freq)
-        blocks = self._blocks(raw_eeg, sampling_rate, channel_names, units, channel_map)
+        blocks = self._blocks(raw_eeg, sampling_rate, channel_names, units, channel_map, montage)
         items: dict[int, tuple] = {}  # input position -> (windows, source, flat, starts, band power, filter)
         for group in self._group(blocks):
             out, plan = self._process(group, settings, apply_filters, return_band_power)
@@ -209,8 +211,8 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
         return self.assemble([items[p] for p in range(len(items))], return_tensors, return_band_power)
 
     def iter_windows(self, raw_eeg, sampling_rate=None, channel_names=None, units=None, apply_filters: bool = True,
-                     windows_per_chunk: int = 64, return_tensors=None, channel_map=None, line_freq=None,
-                     return_band_power: bool = False):
+                     windows_per_chunk: int = 64, return_tensors=None, channel_map=None, montage=None,
+                     line_freq=None, return_band_power: bool = False):
         """
         `__call__` for one recording of any length in bounded memory: yields a `BatchFeature` per
         `windows_per_chunk` consecutive windows, equal to the matching rows of `__call__` on the whole recording.
@@ -225,16 +227,16 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
         """
         return _iter_windows(self, raw_eeg, sampling_rate=sampling_rate, channel_names=channel_names, units=units,
                              apply_filters=apply_filters, windows_per_chunk=windows_per_chunk,
-                             return_tensors=return_tensors, channel_map=channel_map, line_freq=line_freq,
-                             return_band_power=return_band_power)
+                             return_tensors=return_tensors, channel_map=channel_map, montage=montage,
+                             line_freq=line_freq, return_band_power=return_band_power)
 
     def source(self, raw_eeg, sampling_rate=None, channel_names=None, units=None, channel_map=None,
-               label: str = "raw_eeg", allow_batch: bool = False) -> Source:
+               label: str = "raw_eeg", allow_batch: bool = False, montage=None, interface: str = "python") -> Source:
         """The `Source` of one input, its channels chosen for this extractor's encoder."""
         return Source(raw_eeg, self.electrode_names, sampling_rate, channel_names, units, channel_map, label,
-                      allow_batch, self.min_channels)
+                      allow_batch, self.min_channels, montage, interface)
 
-    def _blocks(self, raw_eeg, sampling_rate, channel_names, units, channel_map) -> list[_Block]:
+    def _blocks(self, raw_eeg, sampling_rate, channel_names, units, channel_map, montage) -> list[_Block]:
         if isinstance(raw_eeg, (list, tuple)):
             if len(raw_eeg) == 0:
                 raise ValueError("raw_eeg is an empty list.")
@@ -242,17 +244,17 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
             if per_item and len(channel_names) != len(raw_eeg):
                 raise ValueError(f"channel_names has {len(channel_names)} lists for {len(raw_eeg)} recordings.")
             return [self.block(self.source(item, sampling_rate, channel_names[i] if per_item else channel_names,
-                                           units, channel_map, f"item {i}", allow_batch=is_mne_like(item)))
+                                           units, channel_map, f"item {i}", is_mne_like(item), montage))
                     for i, item in enumerate(raw_eeg)]
         if _is_nested(channel_names):
             data = as_array(raw_eeg, "raw_eeg")
             if data.ndim != 3 or len(channel_names) != data.shape[0]:
                 raise ValueError(f"channel_names has {len(channel_names)} lists; one list per item needs a batch of "
                                  f"{len(channel_names)}, got shape {data.shape}.")
-            return [self.block(self.source(data[i], sampling_rate, names, units, channel_map, f"item {i}"))
-                    for i, names in enumerate(channel_names)]
-        return [self.block(self.source(raw_eeg, sampling_rate, channel_names, units, channel_map, "raw_eeg",
-                                       allow_batch=True))]
+            return [self.block(self.source(data[i], sampling_rate, names, units, channel_map, f"item {i}",
+                                           montage=montage)) for i, names in enumerate(channel_names)]
+        return [self.block(self.source(raw_eeg, sampling_rate, channel_names, units, channel_map, "raw_eeg", True,
+                                       montage))]
 
     def block(self, source: Source) -> _Block:
         """Read and check a whole `Source`: its used channels in µV with their means taken out."""

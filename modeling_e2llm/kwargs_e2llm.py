@@ -18,6 +18,7 @@ class E2LLMEEGKwargs(TypedDict, total=False):
     units: str | None
     apply_filters: bool | None
     channel_map: dict | None
+    montage: Any
     line_freq: int | float | None
     return_band_power: bool | None
     return_tensors: Any

@@ -38,7 +38,7 @@ from .validation_e2llm import check_line_freq
 STREAM_WINDOWS = 64  # windows computed at a time for a streamed recording
 WHOLE_BYTES = 64 * 2**20  # a recording whose used samples (float64) fit this is read once and processed at once
 WINDOW_CACHE_BYTES = 256 * 2**20  # windows kept between the reference pass and the prompts of a streamed recording
-SIGNAL_KEYS = ("sampling_rate", "channel_names", "units", "channel_map", "line_freq")
+SIGNAL_KEYS = ("sampling_rate", "channel_names", "units", "channel_map", "montage", "line_freq")
 DICT_KEYS = {"eeg", *SIGNAL_KEYS, "question", "prompt", "baseline", "baseline_power"}
 
 
@@ -71,8 +71,9 @@ def resolve(item, params: dict) -> tuple:
                              f"{sorted(item)}")
         params.update({k: v for k, v in item.items() if k != "eeg"})
         item = item["eeg"]
-    if isinstance(item, (str, os.PathLike)):
-        item = open_recording(item)
+    if isinstance(item, (str, os.PathLike)):  # opened once; the file's reader applies the channel rule
+        item = open_recording(item, channel_map=params.get("channel_map"), montage=params.get("montage"))
+        params.update(channel_map=None, montage=None)
     if not (is_mne_like(item) or isinstance(item, np.ndarray) or hasattr(item, "detach")):
         raise ValueError(f"unsupported EEG input of type {type(item).__name__}: pass an array, an MNE Raw/Epochs, "
                          "a path to a recording, or a dict with 'eeg'")
@@ -108,7 +109,8 @@ def _given_reference(extractor, baseline, baseline_power, eeg, signal, apply_fil
     if baseline is None:
         return None
     if isinstance(baseline, (str, os.PathLike)):
-        baseline = open_recording(baseline)
+        baseline = open_recording(baseline, channel_map=signal["channel_map"], montage=signal["montage"])
+        signal = {**signal, "channel_map": None, "montage": None}
     out = extractor(baseline, apply_filters=apply_filters, return_band_power=True, return_tensors="np", **signal)
     base_names = out["eeg_channels"][0]["used"]
     missing = sorted(set(names) - set(base_names))

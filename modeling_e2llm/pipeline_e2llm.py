@@ -23,8 +23,8 @@ from .prompts_e2llm import DEFAULT_QUESTION, PromptBuilder
 from .scoring_e2llm import LABEL_LINE, left_pad
 from .validation_e2llm import check_finite_scores, check_pipeline_arguments, check_user_text
 
-_PREPROCESS = ("sampling_rate", "channel_names", "units", "channel_map", "line_freq", "question", "prompt",
-               "apply_filters", "baseline", "baseline_power")
+_PREPROCESS = ("sampling_rate", "channel_names", "units", "channel_map", "montage", "line_freq", "question",
+               "prompt", "apply_filters", "baseline", "baseline_power")
 _FORWARD = ("return_rationale", "return_evidence", "attribution_steps")
 _POSTPROCESS = ("extra_fields", "return_evidence", "evidence_dir")
 
@@ -56,7 +56,8 @@ class EEGEmotionPipeline(ChunkPipeline):
     gives `{"label", "scores", "votes", "n_unparseable", "windows": [...], "channels", "filter"}`.
 
     Call arguments: `sampling_rate`, `channel_names`, `units` (arrays; `units` also corrects a `Raw` whose values are
-    not volts), `channel_map` (`{input name: 10-05 name}`), `line_freq` (mains frequency to notch; a file's own where
+    not volts), `channel_map` (`{input name: 10-05 name}`), `montage` (an MNE standard montage name placing a cap whose
+    labels are not 10-05 names by position), `line_freq` (mains frequency to notch; a file's own where
     MNE knows it, else the extractor's 50 Hz), `question` (or `prompt`, a chat with one `{"type": "eeg"}` part),
     `apply_filters` (False for windows already band-passed), `return_rationale` (False: label scoring only),
     `max_new_tokens` and other generation parameters (or `generate_kwargs`), `extra_fields` (`{"Valence": [...]}`

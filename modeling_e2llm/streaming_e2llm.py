@@ -62,7 +62,7 @@ def _whole(extractor, source: Source, settings, plan: FilterPlan, windows_per_ch
 
 
 def iter_windows(extractor, raw_eeg, sampling_rate=None, channel_names=None, units=None, apply_filters: bool = True,
-                 windows_per_chunk: int = 64, return_tensors=None, channel_map=None, line_freq=None,
+                 windows_per_chunk: int = 64, return_tensors=None, channel_map=None, montage=None, line_freq=None,
                  return_band_power: bool = False) -> Iterator:
     """Yield `BatchFeature`s of at most `windows_per_chunk` consecutive windows of one recording (see the module
     docstring); keys and shapes as `E2LLMFeatureExtractor.__call__` with one item, `eeg_window_starts` in seconds
@@ -72,7 +72,7 @@ def iter_windows(extractor, raw_eeg, sampling_rate=None, channel_names=None, uni
     check_flag("apply_filters", apply_filters)
     if is_epochs(raw_eeg):
         raise ValueError("raw_eeg: iter_windows takes one continuous recording (an array or Raw), not Epochs")
-    source = extractor.source(raw_eeg, sampling_rate, channel_names, units, channel_map)
+    source = extractor.source(raw_eeg, sampling_rate, channel_names, units, channel_map, montage=montage)
     settings = extractor.chain_settings(line_freq)
     model_rate = settings.sampling_rate
     n_out = resampled_length(source.n_times, source.rate, model_rate)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-UNIT_SCALE = {"V": 1e6, "uV": 1.0, "µV": 1.0, "μV": 1.0}  # to microvolts; micro sign and Greek mu
+UNIT_SCALE = {"V": 1e6, "mV": 1e3, "uV": 1.0, "µV": 1.0, "μV": 1.0}  # to microvolts; micro sign and Greek mu
 # Median channel std (µV, after the band-pass when filters are applied) outside which the stated units are
 # taken to be wrong. Scalp EEG band-passed to 0.1-70 Hz has channel stds of ~5-100 µV (a few hundred with
 # heavy artefacts); volts passed as "uV" give ~1e-5 µV and microvolts passed as "V" give ~1e7 µV, so both
@@ -61,9 +61,9 @@ def check_sampling_rate(value, what: str, plausible: bool = True) -> float:
 def check_units(units, what: str = "array input") -> float:
     """Microvolts per unit of `units` ("V" or "uV"/"µV")."""
     if units is None:
-        raise ValueError(f"units is required for {what}: 'V' (volts) or 'uV' (microvolts).")
+        raise ValueError(f"units is required for {what}: 'V' (volts), 'mV' or 'uV' (microvolts).")
     if units not in UNIT_SCALE:
-        raise ValueError(f"units must be 'V' or 'uV' ('µV'), got {units!r}")
+        raise ValueError(f"units must be 'V', 'mV' or 'uV' ('µV'), got {units!r}")
     return UNIT_SCALE[units]
 
 

@@ -108,7 +108,7 @@ def test_mne_types_and_bads_are_respected_and_reported_the_same_for_raw_and_file
     raw.save(tmp_path / "rec_raw.fif", verbose="error")
     from_file = fe(open_recording(tmp_path / "rec_raw.fif"), return_tensors="np")
     assert from_file["eeg_channels"][0]["used"] == report["used"]
-    assert set(from_file["eeg_channels"][0]["dropped"]) == {"Fp1", "Fp2"}  # the file reader drops bads itself
+    assert from_file["eeg_channels"][0]["dropped"] == report["dropped"]  # one rule for objects and files
     np.testing.assert_allclose(from_file["eeg_values"], from_raw["eeg_values"], atol=1e-5)
 
 
@@ -121,11 +121,11 @@ def test_channel_map_renames_and_a_dropped_dc_channel_never_trips_the_checks():
     mapping = {"EEG 000": "Fz", "EEG 001": "Cz", "EEG 002": "Pz", "EEG 003": "Oz"}
     out = E2LLMFeatureExtractor()(data, sampling_rate=SFREQ, channel_names=names, units="uV", channel_map=mapping,
                                   return_tensors="np")
-    assert out["eeg_channels"][0] == {"used": ["Fz", "Cz", "Pz", "Oz"], "dropped": {"DC01": "not a 10-05 name"},
-                                      "placement": "channel_map"}
-    with pytest.raises(ValueError, match="none of the channels .* channel_map="):
+    assert out["eeg_channels"][0] == {"used": ["Fz", "Cz", "Pz", "Oz"], "dropped": {"DC01": "name says DC channel"},
+                                      "placement": "channel_map", "renamed": mapping}
+    with pytest.raises(ValueError, match=r"numbered cap layout.*montage=.*channel_map="):
         E2LLMFeatureExtractor()(data[:4], sampling_rate=SFREQ, channel_names=names[:4], units="uV")
-    with pytest.raises(ValueError, match="must map to 10-05 electrode names"):
+    with pytest.raises(ValueError, match="channel_map: new names must be 10-05 electrode names"):
         E2LLMFeatureExtractor()(data, sampling_rate=SFREQ, channel_names=names, units="uV",
                                 channel_map={"EEG 000": "Frontal"})
 

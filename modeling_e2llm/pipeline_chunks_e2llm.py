@@ -172,6 +172,7 @@ def window_chunks(pipe, item, apply_filters: bool = True, **params) -> Iterator[
                            epochs, source.n_items * extractor.window_count(source.n_times, source.rate),
                            window_seconds=extractor.window_seconds)
     context.baseline = _given_reference(extractor, baseline, baseline_power, eeg, signal, apply_filters, names)
+    context.warnings = list(getattr(eeg, "warnings", None) or [])  # what MNE and the header checks said of a file
     batches = itertools.chain([first], batches)
     if pipe.processor.evidence_in_prompt:
         context.reference, batches = _prompt_reference(pipe, context, batches, make)

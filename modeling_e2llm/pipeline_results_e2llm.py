@@ -126,6 +126,8 @@ def build_results(pipe, windows: list[WindowOutput], extra_fields=None, return_e
         warnings.warn(warning, stacklevel=3)
     for result in out:
         result.update(channels=context.channels, filter=context.filter)
+        if context.warnings:
+            result["file_warnings"] = list(context.warnings)
         if warning is not None:
             result["warning"] = warning
     return out if context.epochs else out[0]

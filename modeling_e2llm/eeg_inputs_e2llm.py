@@ -81,7 +81,7 @@ class Source:
     def __init__(self, obj, table, sampling_rate=None, channel_names=None, units=None, channel_map=None,
                  label: str = "raw_eeg", allow_batch: bool = False, min_channels: int = 1, montage=None,
                  interface: str = "python"):
-        self.label = label
+        self.label = obj.source if isinstance(obj, EEGFile) else label  # a file is named by its path
         self.positions = None
         if is_mne_like(obj):
             self._from_mne(obj, sampling_rate, channel_names, units)

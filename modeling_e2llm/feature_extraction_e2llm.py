@@ -54,6 +54,13 @@ class _Group:
     positions: list[int] = field(default_factory=list)
 
 
+def _check_settings_numbers(**settings) -> None:
+    """ValueError naming a numeric setting that is NaN or infinite."""
+    for name, value in settings.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not np.isfinite(value):
+            raise ValueError(f"{name}={value} must be a finite number")
+
+
 def _is_nested(channel_names) -> bool:
     """Whether `channel_names` is one list per item rather than one list of names."""
     return channel_names is not None and len(channel_names) > 0 and not isinstance(channel_names[0], str)
@@ -116,6 +123,10 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
                  plausible_std_uv: Sequence[float] = DEFAULT_PLAUSIBLE_STD_UV, output_unit_uv: float | None = None,
                  min_channels: int = 1, **kwargs):
         super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
+        _check_settings_numbers(window_seconds=window_seconds, window_stride_seconds=window_stride_seconds,
+                                l_freq=l_freq, h_freq=h_freq, sampling_rate=sampling_rate)
+        if isinstance(notch_freqs, (int, float)):  # one line frequency given as a number
+            notch_freqs = [notch_freqs]
         self.window_seconds = float(window_seconds)
         self.window_stride_seconds = float(window_stride_seconds)
         self.l_freq = None if l_freq is None else float(l_freq)

@@ -16,7 +16,7 @@ from transformers.pipelines.base import ChunkPipeline
 from transformers.pipelines.pt_utils import PipelineChunkIterator, PipelineIterator, PipelinePackIterator
 
 from .evidence_e2llm import integrated_gradients
-from .generation_e2llm import generate_and_score, generation_defaults, score_without_rationale
+from .generation_e2llm import Answers, generate_and_score, generation_defaults, score_without_rationale
 from .pipeline_chunks_e2llm import window_chunks
 from .pipeline_results_e2llm import WindowOutput, build_results
 from .prompts_e2llm import DEFAULT_QUESTION, PromptBuilder
@@ -154,15 +154,9 @@ class EEGEmotionPipeline(ChunkPipeline):
         eeg = self._stack(model_inputs)
         prompts = [torch.as_tensor(c["prompt_ids"], dtype=torch.long, device=self.device) for c in model_inputs]
         features = self.model.get_eeg_features(**eeg)  # the one encoder pass of these windows
-        pad = self.processor.tokenizer.pad_token_id
-        if return_rationale:
-            kwargs = generation_defaults(self.device, self._prepare_generate_kwargs(dict(generate_kwargs or {})))
-            answers = generate_and_score(self.model, self.processor.tokenizer, prompts, features, self.candidate_ids,
-                                         pad, kwargs)
-        else:
-            answers = score_without_rationale(self.model, self.processor.tokenizer, prompts, features,
-                                              self.candidate_ids, pad)
-        probs = answers.scores.float().softmax(-1)
+        answers = self._answer_and_score(prompts, features, generate_kwargs, return_rationale)
+        # temperature-scaled label probabilities when the model ships a fitted temperature (1 otherwise)
+        probs = (answers.scores.float() / float(getattr(self.model.config, "label_temperature", 1.0))).softmax(-1)
         check_finite_scores(probs)  # never a label from NaN/Inf scores
         attribution = self._attribution(prompts, answers.tails, probs, eeg, attribution_steps) if return_evidence \
             else [None] * len(prompts)
@@ -171,6 +165,19 @@ class EEGEmotionPipeline(ChunkPipeline):
                    for c, text, p, a, reused in zip(model_inputs, answers.texts, probs.cpu().numpy(), attribution,
                                                     answers.from_generation)]
         return {"window": windows, "is_last": [c["is_last"] for c in model_inputs]}
+
+    def _answer_and_score(self, prompts: list[torch.Tensor], eeg_features: torch.Tensor, generate_kwargs,
+                          return_rationale: bool) -> Answers:
+        """The language-model step of a batch: prompts (1-D token ids, one window each) and their projected EEG
+        `(n, num_eeg_tokens, hidden)` -> `Answers` (generated texts, label log-likelihoods, the scoring rows' tails).
+        A serving backend overrides only this step."""
+        pad = self.processor.tokenizer.pad_token_id
+        if not return_rationale:
+            return score_without_rationale(self.model, self.processor.tokenizer, prompts, eeg_features,
+                                           self.candidate_ids, pad)
+        kwargs = generation_defaults(self.device, self._prepare_generate_kwargs(dict(generate_kwargs or {})))
+        return generate_and_score(self.model, self.processor.tokenizer, prompts, eeg_features, self.candidate_ids,
+                                  pad, kwargs)
 
     def _stack(self, chunks: list[dict]) -> dict:
         """EEG inputs of a batch of windows, channels padded to the widest (id 0, mask 0)."""

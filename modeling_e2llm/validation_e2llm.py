@@ -237,6 +237,15 @@ def control_tokens_in(text: str, tokenizer) -> list[str]:
     return sorted(token for token in specials if token and token in text)
 
 
+def check_prompt(prompt) -> None:
+    """ValueError unless `prompt` is None, a string, or a chat (a list of message dicts)."""
+    if prompt is None or isinstance(prompt, str):
+        return
+    if not isinstance(prompt, (list, tuple)) or not all(isinstance(m, dict) for m in prompt):
+        raise ValueError(f"prompt= must be a string or a chat (a list of messages with one {{'type': 'eeg'}} part), "
+                         f"got {type(prompt).__name__}")
+
+
 def user_texts(question, prompt) -> list[str]:
     """The texts a user wrote: `question`, and the text parts of the user turns of a `prompt` conversation."""
     texts = [question] if isinstance(question, str) else []
@@ -257,6 +266,7 @@ def check_user_text(question, prompt, tokenizer) -> None:
     """ValueError when user text holds a control token: it would become a real turn or EEG boundary."""
     if question is not None and not isinstance(question, str):
         raise TypeError(f"question must be a string, got {type(question).__name__}")
+    check_prompt(prompt)
     for text in user_texts(question, prompt):
         found = control_tokens_in(text, tokenizer)
         if found:
@@ -287,6 +297,7 @@ __all__ = [
     "check_line_freq",
     "check_memory",
     "check_peak",
+    "check_prompt",
     "check_pipeline_arguments",
     "check_sampling_rate",
     "check_units",

@@ -118,3 +118,14 @@ def test_pipeline_warns_and_never_reports_claims_about_absent_channels():
     full = pipe(20 * np.random.default_rng(1).standard_normal((62, 800)), sampling_rate=200,
                 channel_names=list(SEED_CHANNELS), units="uV", apply_filters=False, max_new_tokens=4)
     assert "warning" not in full
+
+
+def test_band_power_linear_with_any_bands():
+    from e2llm.eeg_evidence_features import band_power
+
+    windows = np.random.default_rng(3).standard_normal((2, 3, 800)) * 10
+    linear = band_power(windows, 200.0)
+    np.testing.assert_allclose(band_power_db(windows, 200.0), 10 * np.log10(linear))
+    custom = band_power(windows, 200.0, bands={"slow": (1.0, 8.0)})
+    np.testing.assert_allclose(custom[:, 0], linear[:, 0] + linear[:, 1], rtol=1e-10)  # delta + theta
+    np.testing.assert_allclose(band_power_db(windows, 200.0, bands={"slow": (1.0, 8.0)}), 10 * np.log10(custom))

@@ -139,3 +139,11 @@ def test_units_remedy_for_a_raw_whose_values_are_microvolts():
     fixed = fe(raw, units="uV", return_tensors="np")
     right = fe(data_uv, sampling_rate=SFREQ, channel_names=NAMES, units="uV", return_tensors="np")
     np.testing.assert_allclose(fixed["eeg_values"], right["eeg_values"], atol=1e-6)
+
+
+def test_settings_take_one_notch_number_and_name_a_nan():
+    assert E2LLMFeatureExtractor(notch_freqs=50).notch_freqs == [50.0]
+    with pytest.raises(ValueError, match="window_seconds=nan must be a finite number"):
+        E2LLMFeatureExtractor(window_seconds=float("nan"))
+    with pytest.raises(ValueError, match="l_freq=inf must be a finite number"):
+        E2LLMFeatureExtractor(l_freq=float("inf"))

@@ -180,3 +180,26 @@ def test_evidence_png(pipe, tmp_path):
     assert set(picture["relative_band_power_db"]) == {"delta", "theta", "alpha", "beta", "gamma"}
     assert set(picture["attribution"]) == set(NAMES)
     assert any(v != 0 for v in picture["attribution"].values())
+
+
+def test_prompt_must_be_text_or_a_chat(pipe):
+    with pytest.raises(ValueError, match=r"prompt= must be a string or a chat .*got dict"):
+        pipe(_recording(4.0), **SIGNAL, prompt={"role": "user"})
+    from e2llm import parse_answer
+
+    with pytest.raises(ValueError, match="extra_fields= must map a field name to its allowed values.*got str"):
+        parse_answer("Emotion: fear", ["fear"], extra_fields="Valence")
+
+
+def test_label_temperature_scales_the_scores():
+    """A model that ships a fitted `label_temperature` gets softmax(log-likelihood / T) (1 when it ships none)."""
+    import torch
+
+    model, processor = build_tiny_e2llm()
+    pipe = pipeline("eeg-emotion", model=model, processor=processor)
+    plain = pipe(_recording(4.0), **SIGNAL, return_rationale=False)
+    model.config.label_temperature = 2.0
+    scaled = pipe(_recording(4.0), **SIGNAL, return_rationale=False)
+    logits = torch.tensor(list(plain["scores"].values())).log()
+    expected = (logits / 2.0).softmax(-1)
+    np.testing.assert_allclose(list(scaled["scores"].values()), expected.numpy(), atol=1e-6)

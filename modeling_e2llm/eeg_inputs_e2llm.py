@@ -15,7 +15,8 @@ dropped too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 import numpy as np
 
@@ -60,7 +61,30 @@ class ChannelChoice:
 def choose_channels(names, table, types=None, bads=(), positions=None, channel_map=None, montage=None,
                     label: str = "the input", interface: str = "python", min_channels: int = 1) -> ChannelChoice:
     """The one channel rule (`e2llm.channels_e2llm.select_channels`) for an encoder whose channel table is `table`:
-    used electrodes outside the table are dropped too, with that reason."""
+    used electrodes outside the table are dropped too, with that reason. Inputs described by names alone (no
+    digitised positions, a montage given by name) are resolved once per process and description."""
+    if positions or not (montage is None or isinstance(montage, str)):
+        return _choose(names, table, types, bads, positions, channel_map, montage, label, interface, min_channels)
+    key = (tuple(map(str, names)), tuple(table), None if types is None else tuple(types), tuple(bads or ()),
+           None if not channel_map else tuple(channel_map.items()), montage, label, interface, min_channels)
+    try:
+        hash(key)
+    except TypeError:  # an unhashable channel map value: resolve without the cache
+        return _choose(names, table, types, bads, positions, channel_map, montage, label, interface, min_channels)
+    choice = _choose_cached(key)
+    return replace(choice, picks=list(choice.picks), ids=choice.ids.copy(), names=list(choice.names),
+                   dropped=dict(choice.dropped), renamed=dict(choice.renamed))
+
+
+@lru_cache(maxsize=256)
+def _choose_cached(key: tuple) -> ChannelChoice:
+    names, table, types, bads, mapping, montage, label, interface, min_channels = key
+    return _choose(list(names), list(table), None if types is None else list(types), bads, None,
+                   None if mapping is None else dict(mapping), montage, label, interface, min_channels)
+
+
+def _choose(names, table, types, bads, positions, channel_map, montage, label, interface,
+            min_channels) -> ChannelChoice:
     selection = select_channels(names, types, bads, positions=positions, channel_map=channel_map, montage=montage,
                                 source=label, interface=interface)
     rows = channel_table_ids(selection.names, table)

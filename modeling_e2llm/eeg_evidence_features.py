@@ -119,11 +119,11 @@ class MontageSupport:
         """A message when fewer than `MIN_CHANNEL_SHARE` of the full montage's electrodes are present."""
         if self.channel_share >= MIN_CHANNEL_SHARE:
             return None
-        absent = [r for r in REGIONS if r not in self.regions]
+        absent = [r for r in REGIONS if r not in self.regions] + ([] if self.faa else ["frontal alpha asymmetry"])
+        removed = f"; claims about {', '.join(absent)} cannot be computed and are removed" if absent else ""
         return (f"only {self.n_channels} EEG channel(s) ({self.channel_share:.0%} of the model's {self.n_full}-"
                 f"electrode montage) are present: the model was trained on full montages, so its answer is less "
-                f"reliable; claims about {', '.join(absent) or 'no'} region(s)"
-                f"{'' if self.faa else ' and frontal alpha asymmetry'} cannot be computed and are removed")
+                f"reliable{removed}")
 
     def supports(self, claim: Claim) -> bool:
         if claim.kind == "faa":

@@ -66,7 +66,8 @@ def window_result(pipe, window: WindowOutput, items: list[dict], reference, n_wi
         label, rationale, fields = parsed.label, parsed.rationale, parsed.fields
     else:  # label scoring only
         label, rationale = pipe.label_names[int(window.scores.argmax())], None
-    grounded = ground_rationale(rationale, items, None if items else _no_items_reason(reference, n_windows))
+    grounded = ground_rationale(rationale, items, None if items else _no_items_reason(reference, n_windows),
+                                None if reference is None else reference.kind)
     end = window.start + window.context.window_seconds
     result = {"label": label, "scores": scores, "rationale": grounded.text, "generated_text": window.text,
               "parseable": label is not None, "start": window.start, "end": end,

@@ -80,15 +80,23 @@ def _strip_numbers(text: str, keep: Sequence[str]) -> tuple[str, list[str]]:
     return re.sub(r"[ \t]{2,}", " ", "".join(pieces)), removed
 
 
-def ground_rationale(rationale: str | None, items: Sequence[dict], missing_reason: str | None = None) -> (
-        GroundedRationale):
+REFERENCE_PHRASES = {"baseline": "the baseline recording", "baseline_power": "the given baseline",
+                     "recording_mean": "this recording's mean", "model_reference": "the model's reference"}
+_OPENING = re.compile(r"^\s*Relative to [^:;.]{1,60}:")
+
+
+def ground_rationale(rationale: str | None, items: Sequence[dict], missing_reason: str | None = None,
+                     reference_kind: str | None = None) -> GroundedRationale:
     """`rationale` with every claim linked to its measured item in `items` and rendered with the measured value;
-    claims without an item removed (`missing_reason` says why when the window has no items at all)."""
+    claims without an item removed (`missing_reason` says why when the window has no items at all). An opening
+    ``Relative to ...:`` names the reference the window was measured against (`reference_kind`)."""
     if not rationale:
         return GroundedRationale(rationale)
     by_id = {item["id"]: item for item in items}
     out = GroundedRationale(rationale)
     text = rationale
+    if reference_kind in REFERENCE_PHRASES:
+        text = _OPENING.sub(f"Relative to {REFERENCE_PHRASES[reference_kind]}:", text, count=1)
     for claim in parse_claims(rationale):
         item = by_id.get(feature_id(claim.kind, claim.band, claim.region))
         if item is None:

@@ -56,6 +56,7 @@ def _check_numbers(result: dict) -> None:
             number = float(items[claim["item"]]["text"].split()[0])
             assert abs(number - items[claim["item"]]["value"]) <= 0.05 + 1e-9  # equal at the printed precision
         assert window["removed_numbers"] == ["12 Hz"]  # a number outside any claim
+        assert window["rationale"].startswith("Relative to the model's reference:")  # what it was measured against
 
 
 @pytest.mark.parametrize("name", sorted(USABLE))

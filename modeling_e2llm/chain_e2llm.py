@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .channel_quality_e2llm import unusable_channels
 from .eeg_evidence_features import band_power_db
 from .signal_e2llm import apply_filter, design_filter, normalize_windows, resample, sliding_windows
 from .validation_e2llm import check_amplitude, check_finite_output
@@ -147,6 +148,54 @@ def rereference(data: np.ndarray, live: np.ndarray, reference: str | None) -> np
     return data - mean.astype(data.dtype)
 
 
+MAX_UNUSABLE_SHARE = 0.5  # a window with more of its channels unusable is refused (as `e2llm prepare` does)
+
+
+@dataclass
+class WindowQuality:
+    """Per window of one recording: the unusable channels `{name: reason}` found on its raw samples, why it is refused
+    (None when it is not), and `usable` `(n_windows, n_channels)` bool for the channel mask."""
+
+    problems: list[dict[str, str]]
+    refused: list[str | None]
+    usable: np.ndarray
+
+
+def window_quality(raw_uv: np.ndarray, rate: float, first_sample: int, n_windows: int, first_window: int,
+                   settings: ChainSettings, names: list[str], live: np.ndarray, rails_uv=None) -> WindowQuality:
+    """Check each window's raw samples before any filter (`e2llm.channel_quality_e2llm.unusable_channels`: flat,
+    stuck, clipped, saturated). `raw_uv` `(n_channels, n)` µV holds input samples from `first_sample`; windows
+    `first_window ...` of the recording; `live` `(n_channels,)` the channels not flat over the whole recording."""
+    length = int(round(settings.window_seconds * rate))
+    usable = np.ones((n_windows, len(names)), dtype=bool)
+    problems, refused = [], []
+    for k in range(n_windows):
+        begin = int(round((first_window + k) * settings.stride_seconds * rate)) - first_sample
+        found = unusable_channels(raw_uv[:, begin : begin + length], rate, rails_uv) if length > 1 else {}
+        found = {c: reason for c, reason in found.items() if live[c]}
+        problems.append({names[c]: reason for c, reason in found.items()})
+        reasons = "; ".join(sorted(set(found.values())))
+        if len(found) > MAX_UNUSABLE_SHARE * live.sum():  # refused: its channels stay as they are (no label is given)
+            refused.append(f"{len(found)} of its {int(live.sum())} channels unusable ({reasons})")
+        else:
+            refused.append(None)
+            usable[k, list(found)] = False
+    return WindowQuality(problems, refused, usable)
+
+
+@dataclass
+class ExtractedItem:
+    """One recording's windows as the chain gave them, for `E2LLMFeatureExtractor.assemble`."""
+
+    windows: np.ndarray  # (n_windows, n_channels, window_samples)
+    source: object  # the `e2llm.eeg_inputs_e2llm.Source`
+    flat: np.ndarray  # (n_channels,)
+    starts: np.ndarray  # (n_windows,) seconds
+    band_power: np.ndarray | None  # (n_windows, n_bands, n_channels) dB
+    filter: str
+    quality: WindowQuality
+
+
 @dataclass
 class ChainOutput:
     """Windows of `n_items` recordings: `windows` `(n_items, n_windows, n_channels, window_samples)` float32 (model
@@ -159,10 +208,11 @@ class ChainOutput:
 
 
 def finish_windows(data: np.ndarray, flat: np.ndarray, settings: ChainSettings, labels: list[str],
-                   band_power: bool = False, n_windows: int | None = None) -> ChainOutput:
+                   band_power: bool = False, n_windows: int | None = None, usable: np.ndarray | None = None) -> (
+        ChainOutput):
     """The chain's last steps on `data` `(n_items, n_channels, n_times)` µV at the model rate, filtered and
-    re-referenced: the units check, windows (the first `n_windows`), band power, normalisation, flat channels
-    zeroed, the output unit."""
+    re-referenced: the units check, windows (the first `n_windows`), band power, normalisation, flat channels (and
+    those `usable` `(n_items, n_windows, n_channels)` marks unusable in a window) zeroed, the output unit."""
     live = ~flat
     if settings.plausible_std_uv is not None:
         check_amplitude(data, flat, labels, settings.plausible_std_uv)
@@ -173,7 +223,7 @@ def finish_windows(data: np.ndarray, flat: np.ndarray, settings: ChainSettings, 
     if band_power:
         shape = windows.shape
         power = band_power_db(windows.reshape(-1, *shape[2:]), settings.sampling_rate).reshape(*shape[:2], -1, shape[2])
-    mask = live[:, None, :]  # broadcast over windows
+    mask = live[:, None, :] if usable is None else live[:, None, :] & usable  # broadcast over windows
     windows = normalize_windows(windows, settings.normalization, channel_mask=mask)
     windows = (windows * mask[..., None]).astype(np.float32, copy=False)  # flat channels carry exact zeros
     check_finite_output(windows, labels)
@@ -183,7 +233,11 @@ def finish_windows(data: np.ndarray, flat: np.ndarray, settings: ChainSettings, 
 
 
 __all__ = [
+    "MAX_UNUSABLE_SHARE",
     "ChainOutput",
+    "ExtractedItem",
+    "WindowQuality",
+    "window_quality",
     "ChainSettings",
     "FilterPlan",
     "apply_plan",

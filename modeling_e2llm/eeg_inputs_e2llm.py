@@ -107,12 +107,14 @@ class Source:
                  interface: str = "python"):
         self.label = obj.source if isinstance(obj, EEGFile) else label  # a file is named by its path
         self.positions = None
+        rails = getattr(obj, "ranges_uv", None) if isinstance(obj, EEGFile) else None  # the header's limits
         if is_mne_like(obj):
             self._from_mne(obj, sampling_rate, channel_names, units)
         else:
             self._from_array(obj, sampling_rate, channel_names, units, allow_batch)
         self.choice = choose_channels(self.input_names, table, self.types, self.bads, self.positions, channel_map,
                                       montage, label, interface, min_channels)
+        self.rails_uv = None if rails is None else np.asarray(rails)[self.choice.picks]  # (n_used, 2) µV
         if isinstance(obj, EEGFile):  # the file's reader applied the rule (and its map and montage) already
             self.choice.dropped = {**obj.selection.dropped, **self.choice.dropped}
             self.choice.placement = obj.selection.placement

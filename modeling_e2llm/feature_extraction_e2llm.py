@@ -10,7 +10,7 @@ from transformers.feature_extraction_sequence_utils import SequenceFeatureExtrac
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.utils import TensorType, logging
 
-from .chain_e2llm import ChainSettings, finish_windows, plan_filter, to_model_rate
+from .chain_e2llm import ChainSettings, ExtractedItem, finish_windows, plan_filter, to_model_rate, window_quality
 from .eeg_inputs_e2llm import Source, is_mne_like
 from .kwargs_e2llm import E2LLMEEGKwargs
 from .electrodes import ELECTRODE_NAMES
@@ -30,8 +30,9 @@ from .validation_e2llm import (
 )
 
 logger = logging.get_logger(__name__)
-METADATA_KEYS = ("eeg_num_windows", "eeg_window_starts", "eeg_band_power", "eeg_channels", "eeg_filter")
-_NOT_TENSORS = ["eeg_channels", "eeg_filter"]
+METADATA_KEYS = ("eeg_num_windows", "eeg_window_starts", "eeg_band_power", "eeg_channels", "eeg_filter",
+                 "eeg_unusable", "eeg_refused")
+_NOT_TENSORS = ["eeg_channels", "eeg_filter", "eeg_unusable", "eeg_refused"]
 
 
 @dataclass
@@ -203,8 +204,10 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
             `eeg_channel_ids` int64 and `eeg_channel_mask` int64 `(total_windows, max_channels)` (ids index
             `electrode_names`; id 0 and mask 0 where padded, mask 0 on flat channels), `eeg_num_windows`
             int64 `(n_items,)`, `eeg_window_starts` float32 `(total_windows,)` seconds from each item's start,
-            `eeg_channels` (per item: `{"used", "dropped", "placement"}`) and `eeg_filter` (per item: the filter it
-            got); with `return_band_power`, `eeg_band_power` float64 `(total_windows, n_bands, max_channels)` dB of
+            `eeg_channels` (per item: `{"used", "dropped", "placement"}`), `eeg_filter` (per item: the filter it
+            got), `eeg_unusable` (per window: `{channel: reason}` for channels flat, stuck, clipped or saturated in
+            that window's raw samples, masked in it) and `eeg_refused` (per window: why it is refused, more than
+            half of its channels being unusable, or None); with `return_band_power`, `eeg_band_power` float64 `(total_windows, n_bands, max_channels)` dB of
             each window before normalisation (NaN where padded).
         """
         if kwargs:
@@ -213,13 +216,20 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
         check_flag("apply_filters", apply_filters)
         settings = self.chain_settings(line_freq)
         blocks = self._blocks(raw_eeg, sampling_rate, channel_names, units, channel_map, montage)
-        items: dict[int, tuple] = {}  # input position -> (windows, source, flat, starts, band power, filter)
+        items = self.extract(blocks, settings, apply_filters, return_band_power)
+        return self.assemble(items, return_tensors, return_band_power)
+
+    def extract(self, blocks: list[_Block], settings: ChainSettings, apply_filters: bool,
+                band_power: bool) -> list[ExtractedItem]:
+        """The chain on checked blocks (`block`), recordings of equal shape together: one item per recording."""
+        items: dict[int, ExtractedItem] = {}  # input position -> its windows
         for group in self._group(blocks):
-            out, plan = self._process(group, settings, apply_filters, return_band_power)
+            out, plan, quality = self._process(group, settings, apply_filters, band_power)
             for i, ((block, row), position) in enumerate(zip(group.rows, group.positions)):
                 power = None if out.band_power is None else out.band_power[i]
-                items[position] = (out.windows[i], block.source, block.flat[row], out.starts, power, plan.description)
-        return self.assemble([items[p] for p in range(len(items))], return_tensors, return_band_power)
+                items[position] = ExtractedItem(out.windows[i], block.source, block.flat[row], out.starts, power,
+                                                plan.description, quality[i])
+        return [items[p] for p in range(len(items))]
 
     def iter_windows(self, raw_eeg, sampling_rate=None, channel_names=None, units=None, apply_filters: bool = True,
                      windows_per_chunk: int = 64, return_tensors=None, channel_map=None, montage=None,
@@ -316,29 +326,39 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
             flat = np.stack([block.flat[row] for block, row in group.rows])  # (n_items, n_channels)
             offset = np.stack([block.offset[row] for block, row in group.rows])
         labels = [block.labels[row] for block, row in group.rows]
-        plan = plan_filter(settings, resampled_length(data.shape[-1], first.sfreq, self.sampling_rate), apply_filters)
+        n_out = resampled_length(data.shape[-1], first.sfreq, self.sampling_rate)
+        n_windows = count_windows(n_out, *window_params(self.sampling_rate, self.window_seconds,
+                                                        self.window_stride_seconds))
+        quality = [window_quality(data[i] + offset[i][:, None], first.sfreq, 0, n_windows, 0, settings,
+                                  block.source.names, ~flat[i], block.source.rails_uv)
+                   for i, (block, _) in enumerate(group.rows)]  # on the raw samples, before any filter
+        plan = plan_filter(settings, n_out, apply_filters)
         data = to_model_rate(data, first.sfreq, settings, plan, offset, ~flat)
-        return finish_windows(data, flat, settings, labels, band_power), plan
+        usable = np.stack([q.usable for q in quality])
+        return finish_windows(data, flat, settings, labels, band_power, usable=usable), plan, quality
 
-    def assemble(self, items: list[tuple], return_tensors, band_power: bool = False) -> BatchFeature:
-        """One `BatchFeature` of items `(windows, source, flat, starts, band_power, filter)`, channels padded."""
-        n_windows = np.array([w.shape[0] for w, *_ in items], dtype=np.int64)
-        max_channels = max(w.shape[1] for w, *_ in items)
+    def assemble(self, items: list[ExtractedItem], return_tensors, band_power: bool = False) -> BatchFeature:
+        """One `BatchFeature` of extracted items, channels padded (id 0, mask 0)."""
+        n_windows = np.array([item.windows.shape[0] for item in items], dtype=np.int64)
+        max_channels = max(item.windows.shape[1] for item in items)
         total = int(n_windows.sum())
         values = np.full((total, max_channels, self.window_samples), self.padding_value, dtype=np.float32)
         ids = np.zeros((total, max_channels), dtype=np.int64)
         mask = np.zeros((total, max_channels), dtype=np.int64)
         power = np.full((total, 5, max_channels), np.nan) if band_power else None
         offsets = np.concatenate([[0], np.cumsum(n_windows)])
-        for i, (w, source, flat, _, item_power, _) in enumerate(items):
-            rows, n_ch = slice(offsets[i], offsets[i + 1]), w.shape[1]
-            values[rows, :n_ch], ids[rows, :n_ch], mask[rows, :n_ch] = w, source.choice.ids, ~flat
+        for i, item in enumerate(items):
+            rows, n_ch = slice(offsets[i], offsets[i + 1]), item.windows.shape[1]
+            values[rows, :n_ch], ids[rows, :n_ch] = item.windows, item.source.choice.ids
+            mask[rows, :n_ch] = ~item.flat[None] & item.quality.usable
             if band_power:
-                power[rows, :, :n_ch] = item_power
+                power[rows, :, :n_ch] = item.band_power
         data = {"eeg_values": values, "eeg_channel_ids": ids, "eeg_channel_mask": mask, "eeg_num_windows": n_windows,
-                "eeg_window_starts": np.concatenate([item[3] for item in items]).astype(np.float32),
-                "eeg_channels": [item[1].choice.report() for item in items],
-                "eeg_filter": [item[5] for item in items]}
+                "eeg_window_starts": np.concatenate([item.starts for item in items]).astype(np.float32),
+                "eeg_channels": [item.source.choice.report() for item in items],
+                "eeg_filter": [item.filter for item in items],
+                "eeg_unusable": [p for item in items for p in item.quality.problems],
+                "eeg_refused": [r for item in items for r in item.quality.refused]}
         if band_power:
             data["eeg_band_power"] = power
         return BatchFeature(data, tensor_type=return_tensors, skip_tensor_conversion=_NOT_TENSORS)

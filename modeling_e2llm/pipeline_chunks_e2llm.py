@@ -192,7 +192,8 @@ def _chunks(pipe, context: InputContext, batches) -> Iterator[dict]:
                      "eeg_channel_mask": batch["eeg_channel_mask"][i],
                      "prompt_ids": pipe.prompts.ids(context.question, context.prompt, lines[i]),
                      "start": float(batch["eeg_window_starts"][i]), "item": int(items[i]) if context.epochs else 0,
-                     "band_power": powers[i], "context": context, "is_last": False}
+                     "band_power": powers[i], "unusable": batch["eeg_unusable"][i],
+                     "refused": batch["eeg_refused"][i], "context": context, "is_last": False}
             if held is not None:
                 yield held
             held = chunk

@@ -1,6 +1,8 @@
 """The `eeg-emotion` pipeline's `postprocess`: window outputs -> results with measured evidence.
 
-Every window's result carries its label (parsed from the answer, never guessed), label probabilities, the returned
+Every window's result carries its label (parsed from the answer, never guessed; None for a window refused because
+more than half of its channels are flat, stuck, clipped or saturated in its raw samples, which says why), label
+probabilities, the returned
 rationale (its numbers rendered from measurement, `e2llm.rationale_e2llm`), the generated text as written, its
 measured evidence (`{"reference", "items"}`, `e2llm.measured_evidence_e2llm`), the claims linked to their items and
 those removed. A recording of several windows (or each epoch of an `Epochs`) gets the aggregate: the most frequent
@@ -36,6 +38,8 @@ class WindowOutput:
     context: object  # the input's `InputContext`
     attribution: np.ndarray | None = None
     from_generation: bool = False
+    unusable: dict | None = None  # {channel: reason} unusable in this window's raw samples (masked)
+    refused: str | None = None  # why the window is refused (too many unusable channels)
 
 
 def _reference(windows: list[WindowOutput], statistics):
@@ -76,6 +80,10 @@ def window_result(pipe, window: WindowOutput, items: list[dict], reference, n_wi
               "removed_numbers": grounded.removed_numbers}
     if extra_fields:
         result["fields"] = fields
+    if window.unusable:
+        result["unusable_channels"] = dict(window.unusable)
+    if window.refused:  # no label from a window most of whose channels are not EEG; its scores stay for reference
+        result.update(label=None, parseable=False, refused=window.refused)
     return result
 
 
@@ -102,8 +110,10 @@ def aggregate(label_names, windows: list[dict]) -> dict:
     if votes:
         top = max(votes.values())
         label = max((name for name, c in votes.items() if c == top), key=lambda name: mean[name])
+    refused = sum("refused" in w for w in windows)
     return {"label": label, "scores": mean, "votes": dict(votes),
-            "n_unparseable": sum(w["label"] is None for w in windows), "windows": windows}
+            "n_unparseable": sum(w["label"] is None and "refused" not in w for w in windows), "n_refused": refused,
+            "windows": windows}
 
 
 def build_results(pipe, windows: list[WindowOutput], extra_fields=None, return_evidence: bool = False,

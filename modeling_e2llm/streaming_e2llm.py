@@ -20,8 +20,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .chain_e2llm import FilterPlan, finish_windows, rereference, to_model_rate
-from .chain_e2llm import plan_filter
+from .chain_e2llm import ExtractedItem, WindowQuality, finish_windows, plan_filter, rereference, window_quality
 from .eeg_inputs_e2llm import Source, is_epochs
 from .signal_e2llm import count_windows, filter_segment, resample, resample_ratio, resampled_length, window_params
 from .validation_e2llm import check_channel_names, check_flag, check_length, check_peak, check_values
@@ -48,17 +47,16 @@ def _scan(source: Source):
     return total / source.n_times, flat
 
 
-def _whole(extractor, source: Source, settings, plan: FilterPlan, windows_per_chunk, return_tensors,
-           band_power) -> Iterator:
+def _whole(extractor, source: Source, settings, apply_filters: bool, windows_per_chunk: int, return_tensors,
+           band_power: bool) -> Iterator:
     """A recording shorter than the band-pass kernel: the whole-signal chain, yielded in chunks."""
-    block = extractor.block(source)
-    data = to_model_rate(block.data, source.rate, settings, plan, block.offset, ~block.flat)
-    out = finish_windows(data, block.flat, settings, block.labels, band_power)
-    for first in range(0, out.windows.shape[1], windows_per_chunk):
+    (item,) = extractor.extract([extractor.block(source)], settings, apply_filters, band_power)
+    for first in range(0, item.windows.shape[0], windows_per_chunk):
         rows = slice(first, first + windows_per_chunk)
-        power = None if out.band_power is None else out.band_power[0, rows]
-        yield extractor.assemble([(out.windows[0, rows], source, block.flat[0], out.starts[rows], power,
-                                   plan.description)], return_tensors, band_power)
+        quality = WindowQuality(item.quality.problems[rows], item.quality.refused[rows], item.quality.usable[rows])
+        part = ExtractedItem(item.windows[rows], source, item.flat, item.starts[rows],
+                             None if item.band_power is None else item.band_power[rows], item.filter, quality)
+        yield extractor.assemble([part], return_tensors, band_power)
 
 
 def iter_windows(extractor, raw_eeg, sampling_rate=None, channel_names=None, units=None, apply_filters: bool = True,
@@ -81,7 +79,8 @@ def iter_windows(extractor, raw_eeg, sampling_rate=None, channel_names=None, uni
     check_length(n_windows, source.n_times, source.rate, settings.window_seconds, source.label)
     plan = plan_filter(settings, n_out, apply_filters)
     if plan.fitted:  # the short-input filter needs the whole (short) signal
-        yield from _whole(extractor, source, settings, plan, windows_per_chunk, return_tensors, return_band_power)
+        yield from _whole(extractor, source, settings, apply_filters, windows_per_chunk, return_tensors,
+                          return_band_power)
         return
     offset, flat = _scan(source)
     kernel = plan.kernel
@@ -99,7 +98,10 @@ def iter_windows(extractor, raw_eeg, sampling_rate=None, channel_names=None, uni
             start = max(0, need_start * down // up - margin)
             start -= start % down  # so the piece's resampled samples fall on the whole signal's sample grid
             stop = min(source.n_times, -(-need_stop * down // up) + margin)
-        data = np.subtract(source.read(start, stop)[0], offset[:, None], dtype=np.float32)
+        raw = source.read(start, stop)[0]
+        quality = window_quality(raw * source.scale, source.rate, start, last - first, first, settings, source.names,
+                                 live, source.rails_uv)  # on the raw samples, before any filter
+        data = np.subtract(raw, offset[:, None], dtype=np.float32)
         if source.scale != 1.0:
             data *= np.float32(source.scale)
         data = resample(data, source.rate, model_rate)
@@ -109,11 +111,11 @@ def iter_windows(extractor, raw_eeg, sampling_rate=None, channel_names=None, uni
         data += (offset * source.scale * gain).astype(data.dtype)[:, None]
         data = rereference(data[None], live[None], settings.reference)
         out = finish_windows(data, flat[None], settings, [f"{source.label} [{out_start / model_rate:g} s]"],
-                             return_band_power, n_windows=last - first)
+                             return_band_power, n_windows=last - first, usable=quality.usable[None])
         power = None if out.band_power is None else out.band_power[0]
         starts = np.arange(first, last) * (stride / model_rate)
-        yield extractor.assemble([(out.windows[0], source, flat, starts, power, plan.description)], return_tensors,
-                                 return_band_power)
+        yield extractor.assemble([ExtractedItem(out.windows[0], source, flat, starts, power, plan.description,
+                                                quality)], return_tensors, return_band_power)
 
 
 __all__ = ["iter_windows"]

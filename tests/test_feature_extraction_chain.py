@@ -147,3 +147,23 @@ def test_settings_take_one_notch_number_and_name_a_nan():
         E2LLMFeatureExtractor(window_seconds=float("nan"))
     with pytest.raises(ValueError, match="l_freq=inf must be a finite number"):
         E2LLMFeatureExtractor(l_freq=float("inf"))
+
+
+def test_each_window_is_checked_on_its_raw_samples():
+    """A channel clipped in one window is masked in that window (reason given); a window where most channels are
+    flat is refused; streaming says the same as the whole-signal path."""
+    data = _eeg(60.0, seed=7)
+    data[2, 800:1600] = np.clip(data[2, 800:1600] * 10, -30, 30)  # F3 clipped in the second window
+    data[:7, 4000:4400] = 1.0  # seven of ten channels stuck for 2 s in the sixth window
+    fe = E2LLMFeatureExtractor()
+    kwargs = dict(sampling_rate=SFREQ, channel_names=NAMES, units="uV", return_tensors="np")
+    out = fe(data, **kwargs)
+    assert out["eeg_unusable"][1] == {"F3": out["eeg_unusable"][1]["F3"]} and "clipped" in out["eeg_unusable"][1]["F3"]
+    assert out["eeg_channel_mask"][1].tolist() == [1, 1, 0, 1, 1, 1, 1, 1, 1, 1]
+    assert out["eeg_channel_mask"][0].all() and out["eeg_refused"][1] is None
+    assert out["eeg_refused"][5].startswith("7 of its 10 channels unusable (flat")
+    assert [r is None for r in out["eeg_refused"]] == [k != 5 for k in range(15)]
+    parts = list(fe.iter_windows(data, windows_per_chunk=4, **kwargs))
+    assert [p for part in parts for p in part["eeg_unusable"]] == out["eeg_unusable"]
+    assert [p for part in parts for p in part["eeg_refused"]] == out["eeg_refused"]
+    np.testing.assert_array_equal(np.concatenate([p["eeg_channel_mask"] for p in parts]), out["eeg_channel_mask"])

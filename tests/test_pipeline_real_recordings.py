@@ -27,14 +27,16 @@ ANSWER = ("Reasoning: Relative to this subject's baseline: alpha power is lower 
           "-1.5 dB); theta power is higher over central channels (slightly); gamma differential entropy is higher "
           "across the scalp (moderately, +9.99 nats); frontal alpha asymmetry is shifted left (slightly, -0.77); beta "
           "power is higher over occipital channels (strongly) near 12 Hz.\nEmotion: sadness")
-# file -> (pipeline arguments, windows, channels used, a dropped channel and its reason)
+# file -> (pipeline arguments, windows, channels used, a dropped channel and its reason, refused windows)
 USABLE = {
-    "edf/test_edf_stim_channel.edf": ({}, 2, 19, ("EOG VEOG_I", "name says EOG")),
-    "edf/chtypes_edf.edf": ({}, 1, 25, ("POL DC01", "name says DC channel")),
-    "bdf/multiple_annotation_chans_20s.bdf": ({}, 5, 10, ("Trigger", "MNE type stim")),
-    "brainvision/test.vhdr": ({}, 1, 26, ("ReRef", "MNE type misc")),
-    "nihon_kohden/MB0400FU.EEG": ({}, 7, 19, ("X1", "MNE type bio")),
-    "eeglab/test_raw_2021.set": ({"channel_map": {"EEG 000": "Fz", "EEG 001": "Cz", "EEG 002": "Pz"}}, 2, 3, None),
+    # the last 4 s are constant on every channel (a padded end): the second window is refused, said why
+    "edf/test_edf_stim_channel.edf": ({}, 2, 19, ("EOG VEOG_I", "name says EOG"), {1}),
+    "edf/chtypes_edf.edf": ({}, 1, 25, ("POL DC01", "name says DC channel"), set()),
+    "bdf/multiple_annotation_chans_20s.bdf": ({}, 5, 10, ("Trigger", "MNE type stim"), set()),
+    "brainvision/test.vhdr": ({}, 1, 26, ("ReRef", "MNE type misc"), set()),
+    "nihon_kohden/MB0400FU.EEG": ({}, 7, 19, ("X1", "MNE type bio"), {0}),  # every channel flat for 1.1 s
+    "eeglab/test_raw_2021.set": ({"channel_map": {"EEG 000": "Fz", "EEG 001": "Cz", "EEG 002": "Pz"}}, 2, 3, None,
+                                 set()),
 }
 
 
@@ -61,14 +63,16 @@ def _check_numbers(result: dict) -> None:
 
 @pytest.mark.parametrize("name", sorted(USABLE))
 def test_real_recording_numbers_come_from_measurement(pipe, name):
-    kwargs, n_windows, n_used, dropped = USABLE[name]
+    kwargs, n_windows, n_used, dropped, refused = USABLE[name]
     result = pipe(str(REAL / name), **kwargs, **helpers.forced(pipe, ANSWER))
     windows = result.get("windows", [result])
     assert len(windows) == n_windows and len(result["channels"]["used"]) == n_used
     if dropped is not None:
         assert result["channels"]["dropped"][dropped[0]] == dropped[1]
     assert {w["evidence"]["reference"]["kind"] for w in windows} == {"model_reference"}  # under 10 windows
-    assert all(w["label"] == "sadness" and w["claims"] for w in windows)
+    assert {i for i, w in enumerate(windows) if "refused" in w} == refused
+    assert all("flat" in windows[i]["refused"] and windows[i]["label"] is None for i in refused)
+    assert all(w["label"] == "sadness" and w["claims"] for i, w in enumerate(windows) if i not in refused)
     _check_numbers(result)
     summary = claim_agreement([result])
     assert summary["claims"] == summary["linked"] + summary["removed"] and summary["linked"] >= n_windows

@@ -10,10 +10,17 @@ from transformers.feature_extraction_sequence_utils import SequenceFeatureExtrac
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.utils import TensorType, logging
 
-from .chain_e2llm import ChainSettings, ExtractedItem, finish_windows, plan_filter, to_model_rate, window_quality
+from .chain_e2llm import (
+    ChainSettings,
+    ExtractedItem,
+    finish_windows,
+    plan_filter,
+    to_model_rate,
+    window_quality,
+)
 from .eeg_inputs_e2llm import Source, is_mne_like
-from .kwargs_e2llm import E2LLMEEGKwargs
 from .electrodes import ELECTRODE_NAMES
+from .kwargs_e2llm import E2LLMEEGKwargs
 from .signal_e2llm import NORMALIZATION_MODES, count_windows, design_filter, resampled_length, window_params
 from .streaming_e2llm import iter_windows as _iter_windows
 from .validation_e2llm import (
@@ -207,7 +214,8 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
             `eeg_channels` (per item: `{"used", "dropped", "placement"}`), `eeg_filter` (per item: the filter it
             got), `eeg_unusable` (per window: `{channel: reason}` for channels flat, stuck, clipped or saturated in
             that window's raw samples, masked in it) and `eeg_refused` (per window: why it is refused, more than
-            half of its channels being unusable, or None); with `return_band_power`, `eeg_band_power` float64 `(total_windows, n_bands, max_channels)` dB of
+            half of its channels being unusable, or None); with `return_band_power`, `eeg_band_power` float64
+            `(total_windows, n_bands, max_channels)` dB of
             each window before normalisation (NaN where padded).
         """
         if kwargs:
@@ -291,9 +299,9 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
         flat = np.ptp(array, axis=-1) == 0  # (n_items, n_channels)
         if flat.all(axis=-1).any():
             raise ValueError(f"{label}: every channel is flat (constant); there is no signal to use.")
-        if flat.any():
-            logger.warning(f"{label}: masking flat (constant) channels "
-                           f"{sorted({source.names[c] for c in np.nonzero(flat)[1]})}")
+        if flat.any():  # once per set of channels and process: prepared data masks channels this way in every batch
+            flat_names = sorted({source.names[c] for c in np.nonzero(flat)[1]})
+            logger.warning_once(f"masking flat (constant) channels {flat_names}")
         if source.choice.dropped:  # once per set of channels and process: a training run meets it in every batch
             logger.warning_once(f"dropping channels the model cannot use: {source.choice.dropped}")
         offset = array.mean(axis=-1, dtype=np.float64)  # (n_items, n_channels)

@@ -20,11 +20,31 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .chain_e2llm import ExtractedItem, WindowQuality, finish_windows, plan_filter, rereference, window_quality
+from .chain_e2llm import (
+    ExtractedItem,
+    WindowQuality,
+    finish_windows,
+    plan_filter,
+    rereference,
+    window_quality,
+)
 from .eeg_inputs_e2llm import Source, is_epochs
-from .signal_e2llm import count_windows, filter_segment, resample, resample_ratio, resampled_length, window_params
-from .validation_e2llm import check_channel_names, check_flag, check_length, check_peak, check_values
-from .validation_e2llm import check_windows_per_chunk
+from .signal_e2llm import (
+    count_windows,
+    filter_segment,
+    resample,
+    resample_ratio,
+    resampled_length,
+    window_params,
+)
+from .validation_e2llm import (
+    check_channel_names,
+    check_flag,
+    check_length,
+    check_peak,
+    check_values,
+    check_windows_per_chunk,
+)
 
 SCAN_SECONDS = 60.0  # samples read per piece in the checking pass
 

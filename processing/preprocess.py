@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass, fields, replace
 import numpy as np
 
 from e2llm import __version__
-from e2llm.processing.recording import Recording
 from e2llm.chain_e2llm import ChainSettings, plan_filter, to_model_rate
+from e2llm.processing.recording import Recording
 from e2llm.signal_e2llm import design_filter, resample_ratio, resampled_length, sliding_windows, window_params
 
 REFERENCES = (None, "average")

@@ -133,13 +133,15 @@ def predict_files(pipe, paths: list[str], options: dict, writer: RowWriter) -> l
     failures = []
     for path in paths:
         try:
-            rows = result_rows(path, pipe(path, **options))
+            result = pipe(path, **options)
         except (ValueError, OSError) as error:  # this file's problem: say so, go on with the others
             reason = str(error) or type(error).__name__
             failures.append((path, reason))
             print(f"e2llm predict: {path}: failed: {reason}", file=sys.stderr, flush=True)
             continue
-        writer.write(rows)
+        for warning in result.get("file_warnings", []):  # what MNE said while reading the file
+            print(f"e2llm predict: {path}: {warning}", file=sys.stderr)
+        writer.write(result_rows(path, result))
     return failures
 
 

@@ -137,15 +137,18 @@ def window_items(power: np.ndarray, names: Sequence[str], live: np.ndarray, refe
     return items
 
 
+_KEYS = [(feature_id(kind, band, region), kind, band, region) for kind, band, region in feature_keys()]
+
+
 def _items(values: np.ndarray, spread: np.ndarray) -> list[dict]:
+    """One window's items (the strings shared between windows: a day of windows holds few copies)."""
     out = []
-    for (kind, band, region), value, scale in zip(feature_keys(), values, spread):
+    for (item_id, kind, band, region), value, scale in zip(_KEYS, values.tolist(), spread.tolist()):
         if not np.isfinite(value):
             continue
-        z = float(value / scale) if np.isfinite(scale) else None
-        out.append({"id": feature_id(kind, band, region), "kind": kind, "band": band, "region": region,
-                    "value": float(value), "unit": UNITS[kind], "z": z,
-                    "bucket": None if z is None else bucket_of(z), "text": format_value(kind, float(value))})
+        z = value / scale if np.isfinite(scale) else None
+        out.append({"id": item_id, "kind": kind, "band": band, "region": region, "value": value, "unit": UNITS[kind],
+                    "z": z, "bucket": None if z is None else bucket_of(z), "text": format_value(kind, value)})
     return out
 
 

@@ -43,7 +43,7 @@ def test_a_failing_file_is_named_and_the_others_finish(tiny_e2llm_dir, tmp_path,
     rows = _rows(output.read_text())
     assert [r["file"] for r in rows if r["window"] == "all"] == [str(good[0]), str(good[1])]
     summary = rows[2]
-    assert summary["channels"]["used"] == CHANNELS and "filter" in summary
+    assert summary["channels"]["used"] == CHANNELS and "filter" in summary and summary["n_refused"] == 0
     assert {"evidence", "claims", "removed_claims", "rationale"} <= set(rows[0])
 
 
@@ -113,3 +113,17 @@ def test_signal_flags_reach_the_pipeline(tiny_e2llm_dir, tmp_path, capsys):
     assert cli_main(["predict", str(copy), *common, "--channel-map", "EEG 000=Fz", "EEG 001=Cz", "EEG 002=Pz",
                      "--units", "uV"]) == 1  # the file holds volts: taken as µV the amplitude is implausible
     assert "volts given as microvolts" in capsys.readouterr().err
+
+
+def test_refused_windows_are_said_in_the_rows(tiny_e2llm_dir, tmp_path, capsys):
+    """A window whose channels are mostly flat in its raw samples gets no label, and its row says why."""
+    path = tmp_path / "padded.edf"
+    rng = np.random.default_rng(5)
+    data = 20e-6 * rng.standard_normal((len(CHANNELS), 1600))
+    data[:, 800:1400] = 3e-6  # 3 s of the second window constant on every channel (a padded end)
+    mne.export.export_raw(path, mne.io.RawArray(data, mne.create_info(CHANNELS, 200.0, "eeg"), verbose="error"),
+                          fmt="edf", verbose="error")
+    assert cli_main(["predict", str(path), "--model", str(tiny_e2llm_dir), "--device", "cpu", "--no-rationale"]) == 0
+    rows = _rows(capsys.readouterr().out)
+    assert "refused" not in rows[0] and rows[1]["label"] is None and "flat" in rows[1]["refused"]
+    assert rows[2]["n_refused"] == 1 and rows[2]["n_unparseable"] == 0

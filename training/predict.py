@@ -36,8 +36,8 @@ from pathlib import Path
 from e2llm.processing.signal_options import add_signal_arguments, signal_options
 
 EXIT_SOME_FAILED = 1
-WINDOW_KEYS = ("start", "end", "label", "parseable", "scores", "rationale", "generated_text", "evidence", "claims",
-               "removed_claims")
+WINDOW_KEYS = ("start", "end", "label", "parseable", "refused", "unusable_channels", "scores", "rationale",
+               "generated_text", "evidence", "claims", "removed_claims")
 SUMMARY_KEYS = ("channels", "filter", "warning", "file_warnings")
 
 
@@ -76,7 +76,8 @@ def result_rows(path: str, result: dict) -> list[dict]:
     votes = result.get("votes", {} if result["label"] is None else {result["label"]: 1})
     rows.append({"file": path, "window": "all", "label": result["label"], "scores": result["scores"],
                  "votes": votes, "n_windows": len(windows),
-                 "n_unparseable": result.get("n_unparseable", int(result["label"] is None)),
+                 "n_unparseable": result.get("n_unparseable", int(result["label"] is None and "refused" not in result)),
+                 "n_refused": result.get("n_refused", int("refused" in result)),
                  **{k: result[k] for k in SUMMARY_KEYS if k in result}})
     return rows
 

@@ -19,6 +19,7 @@ filtered whole than the 7,921-tap kernel run on the short input is. Each result 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -174,7 +175,7 @@ def window_quality(raw_uv: np.ndarray, rate: float, first_sample: int, n_windows
         found = unusable_channels(raw_uv[:, begin : begin + length], rate, rails_uv) if length > 1 else {}
         found = {c: reason for c, reason in found.items() if live[c]}
         problems.append({names[c]: reason for c, reason in found.items()})
-        reasons = "; ".join(sorted(set(found.values())))
+        reasons = "; ".join(sorted({re.sub(r"\s*\([^)]*\)", "", reason) for reason in found.values()}))
         if len(found) > MAX_UNUSABLE_SHARE * live.sum():  # refused: its channels stay as they are (no label is given)
             refused.append(f"{len(found)} of its {int(live.sum())} channels unusable ({reasons})")
         else:

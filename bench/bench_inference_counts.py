@@ -1,11 +1,13 @@
 """Work done by one `pipeline("eeg-emotion")` call, counted with forward hooks, now and at an older commit.
 
-    python bench/bench_inference_counts.py [--windows 3] [--max-new-tokens 8] [--before /tmp/before]
+    python bench/bench_inference_counts.py [--windows 3] [--max-new-tokens 8] [--before /tmp/before] [--label-line]
 
 Counts, for one call on one recording of `--windows` windows (tiny E2LLM, 24 channels): EEG-encoder calls and the
 windows they encoded, language-model calls, rows (batch entries summed over calls) and tokens (rows x sequence
 length), split into the work done inside `model.generate` and the rest (label scoring, integrated gradients), and
-feature-extractor runs; once plain and once with `return_evidence=True` (4 integrated-gradient steps).
+feature-extractor runs; once plain and once with `return_evidence=True` (4 integrated-gradient steps). With
+`--label-line` every answer ends in ``Emotion: fear`` (forced by a logits processor, as a trained model writes it), so
+label scoring can come from the generation itself.
 `--before DIR` (a checkout of an older commit, e.g. `git worktree add /tmp/before c847536`) measures the same
 with that checkout's `modeling_e2llm/` imported as `e2llm`, in a subprocess of the same run. Prints one JSON object.
 """
@@ -27,7 +29,29 @@ import numpy as np
 SFREQ = 200.0
 
 
-def count_call(windows: int, max_new_tokens: int, evidence: bool, evidence_dir: str) -> dict:
+def _label_line(processor, max_new_tokens: int) -> dict:
+    import torch
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    tokenizer = processor.tokenizer
+    tail = tokenizer("\nEmotion: fear", add_special_tokens=False)["input_ids"]
+    body = tokenizer("Reasoning: alpha is low.", add_special_tokens=False)["input_ids"] * max_new_tokens
+    ids = body[: max(1, max_new_tokens - len(tail) - 1)] + tail
+
+    class Force(LogitsProcessor):
+        start = None
+
+        def __call__(self, input_ids, scores):
+            self.start = input_ids.shape[1] if self.start is None else self.start
+            step = input_ids.shape[1] - self.start
+            forced = torch.full_like(scores, -float("inf"))
+            forced[:, ids[step] if step < len(ids) else tokenizer.eos_token_id] = 0.0
+            return forced
+
+    return {"logits_processor": LogitsProcessorList([Force()])}
+
+
+def count_call(windows: int, max_new_tokens: int, evidence: bool, evidence_dir: str, label_line: bool = False) -> dict:
     """Counters of one pipeline call on a recording of `windows` 4-s windows."""
     import torch
     from transformers import pipeline
@@ -83,6 +107,8 @@ def count_call(windows: int, max_new_tokens: int, evidence: bool, evidence_dir: 
                "do_sample": False, "batch_size": windows}
     if evidence:
         options.update(return_evidence=True, evidence_dir=evidence_dir, attribution_steps=4)
+    if label_line:
+        options["generate_kwargs"] = _label_line(processor, max_new_tokens)
     try:
         with torch.no_grad() if not evidence else contextlib.nullcontext(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -96,19 +122,19 @@ def count_call(windows: int, max_new_tokens: int, evidence: bool, evidence_dir: 
     return counts
 
 
-def measure(windows: int, max_new_tokens: int) -> dict:
+def measure(windows: int, max_new_tokens: int, label_line: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as folder:
-        return {"plain": count_call(windows, max_new_tokens, False, folder),
-                "evidence": count_call(windows, max_new_tokens, True, folder)}
+        return {"plain": count_call(windows, max_new_tokens, False, folder, label_line),
+                "evidence": count_call(windows, max_new_tokens, True, folder, label_line)}
 
 
-def measure_checkout(checkout: str, windows: int, max_new_tokens: int) -> dict:
+def measure_checkout(checkout: str, windows: int, max_new_tokens: int, label_line: bool = False) -> dict:
     """`measure` with `checkout/modeling_e2llm` imported as `e2llm`, in a subprocess."""
     with tempfile.TemporaryDirectory() as folder:
         os.symlink(Path(checkout).resolve() / "modeling_e2llm", Path(folder) / "e2llm")
         env = {**os.environ, "PYTHONPATH": folder, "HF_HUB_OFFLINE": "1"}
         command = [sys.executable, __file__, "--windows", str(windows), "--max-new-tokens", str(max_new_tokens),
-                   "--counts-only"]
+                   "--counts-only", *(["--label-line"] if label_line else [])]
         result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=folder, check=True)
     return json.loads(result.stdout)
 
@@ -119,17 +145,19 @@ def main(argv=None) -> dict:
     parser.add_argument("--max-new-tokens", type=int, default=8)
     parser.add_argument("--before", metavar="DIR", help="a checkout of the commit to compare with")
     parser.add_argument("--counts-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--label-line", action="store_true", help="answers end in 'Emotion: fear' (forced)")
     args = parser.parse_args(argv)
-    now = measure(args.windows, args.max_new_tokens)
+    now = measure(args.windows, args.max_new_tokens, args.label_line)
     if args.counts_only:
         print(json.dumps(now))
         return now
     import e2llm
 
     result = {"windows": args.windows, "max_new_tokens": args.max_new_tokens, "attribution_steps": 4,
+              "label_line": args.label_line,
               "e2llm": str(Path(e2llm.__file__).parent), "now": now}
     if args.before:
-        before = measure_checkout(args.before, args.windows, args.max_new_tokens)
+        before = measure_checkout(args.before, args.windows, args.max_new_tokens, args.label_line)
         result["before"] = {"checkout": args.before, **before}
         result["now_over_before"] = {
             mode: {key: (now[mode][key] / before[mode][key] if before[mode][key] else None)

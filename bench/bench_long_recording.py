@@ -2,9 +2,9 @@
 
 Writes a synthetic 62-channel 1 kHz EDF of a given length (SEED channel names, noise plus an alpha rhythm, 16-bit
 samples), then scores every 4-s window of it: `open_recording` (lazy EDF reading) -> `E2LLMFeatureExtractor.
-iter_windows` (chunks of `--windows-per-chunk` windows, equal to the whole-signal chain) -> the eeg-emotion
-pipeline's scoring forward (`_forward` with ``return_rationale=False``: one encoder pass per window, label scoring
-from the prompt) -> per-window scores. Prints the time, the window count, and the process's resident memory after
+iter_windows` (chunks of `--windows-per-chunk` windows, equal to the whole-signal chain), all through the public call
+``pipe(path, return_rationale=False)`` (one encoder pass per window, label scoring from the prompt, measured evidence
+per window) -> per-window scores. Prints the time, the window count, and the process's resident memory after
 loading the model and at its peak (``VmHWM``). Run each length under ``/usr/bin/time -v``::
 
     python bench/bench_long_recording.py write --hours 1 --output /tmp/rec_1h.edf
@@ -54,40 +54,29 @@ def write_edf(path: str, hours: float, seed: int = 0, block_seconds: int = 60) -
 
 
 def score(path: str, model_dir: str, windows_per_chunk: int = 64, batch_size: int = 32) -> dict:
-    """Label scores of every window of the recording at `path`; resident memory and time."""
+    """Label scores of every window of the recording at `path` through the pipeline's public call (streamed: a
+    checking pass, then `windows_per_chunk` windows at a time); resident memory and time."""
     import torch
     from transformers import AutoModelForCausalLM, AutoProcessor, pipeline
 
-    import e2llm  # noqa: F401  (registers the eeg-emotion pipeline)
-    from e2llm.recording_file_e2llm import open_recording
-    from e2llm.scoring_e2llm import label_prompt_ids
+    import e2llm.pipeline_chunks_e2llm as chunks
 
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     processor = AutoProcessor.from_pretrained(model_dir)
     pipe = pipeline("eeg-emotion", model=model, processor=processor, device="cpu")
+    chunks.STREAM_WINDOWS = windows_per_chunk
     rss_model_kib = _status_kib("VmRSS")
-    conversation = [{"role": "user", "content": [{"type": "eeg"}, {"type": "text", "text": "Which emotion?"}]}]
-    text = processor.apply_chat_template(conversation, add_generation_prompt=True)
-    text = text.replace(processor.eeg_token, processor.eeg_token * processor.num_eeg_tokens)
-    prompt = torch.tensor(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
-    label_prompt_ids(processor.tokenizer, None)  # the pipeline appends the label prefix to this prompt
     start = time.perf_counter()
-    recording = open_recording(path)
-    scores = []
     with torch.inference_mode():
-        for chunk in processor.feature_extractor.iter_windows(recording, windows_per_chunk=windows_per_chunk,
-                                                              return_tensors="pt"):
-            inputs = {name: chunk[name] for name in ("eeg_values", "eeg_channel_ids", "eeg_channel_mask")}
-            inputs["prompt_ids"] = [prompt] * len(chunk["eeg_values"])
-            scores.append(pipe._forward(inputs, batch_size=batch_size, return_rationale=False)["scores"])
-    scores = torch.cat(scores)
+        result = pipe(str(path), return_rationale=False, batch_size=batch_size)
     seconds = time.perf_counter() - start
+    scores = np.array([list(w["scores"].values()) for w in result["windows"]])
     return {
         "file": str(path),
-        "hours": recording.n_times / recording.info["sfreq"] / 3600,
-        "channels": len(recording.ch_names),
-        "windows": int(scores.shape[0]),
-        "finite_scores": bool(torch.isfinite(scores).all()),
+        "hours": result["windows"][-1]["end"] / 3600,
+        "channels": len(result["channels"]["used"]),
+        "windows": len(result["windows"]),
+        "finite_scores": bool(np.isfinite(scores).all()),
         "seconds": round(seconds, 1),
         "rss_after_model_mib": round(rss_model_kib / 1024, 1),
         "peak_rss_mib": round(_status_kib("VmHWM") / 1024, 1),

@@ -1,7 +1,7 @@
 """Benchmark of the eeg-emotion pipeline against the same work done by hand, on CPU, with a tiny E2LLM.
 
     python bench/bench_pipeline.py [--recordings 16] [--max-new-tokens 48] [--repeats 5] [--threads N] [--batch1]
-        [--qwen-layers N]
+        [--qwen-layers N] [--label-line]
 
 "By hand" is the naive loop a user would write without the pipeline, on the same recordings, in the same batches
 of 8: `processor(...)` (feature extraction + prompt tokenisation), `model.generate` on the EEG values, decoding, a
@@ -12,7 +12,10 @@ scores all labels from one prefix pass. Encoder calls and language-model rows of
 forward hooks. Pipeline and hand-written runs alternate in a random order each round; the median (and minimum)
 time of each is reported (`--batch1` adds the pipeline at batch 1). The language model is the tiny one (hidden 64,
 2 layers), or with `--qwen-layers N` Qwen2.5-0.5B's layer shape (hidden 896, MLP 4864, 14 heads, 2 KV heads) with N
-layers and the offline tokenizer's small vocabulary, random weights. Prints one JSON object.
+layers and the offline tokenizer's small vocabulary, random weights. An untrained model writes no label line, so its
+labels are scored by a prefix pass after generation; `--label-line` makes every window's answer end in
+``Emotion: <label>`` (a logits processor forcing the tokens; `generate` still returns the model's own logits), as a
+trained model's does, so the pipeline takes the labels from the generation itself. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import pipeline
+from transformers import LogitsProcessor, LogitsProcessorList, pipeline
 
 sys.path.insert(0, str(Path(__file__).parent))
 from reference_scoring import score_labels_per_label_copies  # noqa: E402
@@ -44,7 +47,31 @@ def recordings(n: int, seconds: float = 4.0, seed: int = 0) -> list[np.ndarray]:
     return [20 * rng.standard_normal((len(SEED_CHANNELS), int(seconds * SFREQ))) for _ in range(n)]
 
 
-def by_hand(model, processor, eegs, batch_size: int, max_new_tokens: int) -> list[str | None]:
+class ForceAnswer(LogitsProcessor):
+    """Every row writes `ids` (then EOS); `generate` still returns the model's raw logits."""
+
+    def __init__(self, ids, eos: int):
+        self.ids, self.eos, self.start = list(ids), eos, None
+
+    def __call__(self, input_ids, scores):
+        if self.start is None or input_ids.shape[1] < self.start:
+            self.start = input_ids.shape[1]
+        step = input_ids.shape[1] - self.start
+        forced = torch.full_like(scores, -float("inf"))
+        forced[:, self.ids[step] if step < len(self.ids) else self.eos] = 0.0
+        return forced
+
+
+def label_line_kwargs(processor, max_new_tokens: int) -> dict:
+    """Generation arguments that make every answer `max_new_tokens - 1` tokens of reasoning, then `Emotion: fear`."""
+    tokenizer = processor.tokenizer
+    tail = tokenizer("\nEmotion: fear", add_special_tokens=False)["input_ids"]
+    body = tokenizer("Reasoning: alpha power is lower over frontal channels (strongly).", add_special_tokens=False)
+    ids = (body["input_ids"] * max_new_tokens)[: max(1, max_new_tokens - len(tail) - 1)] + tail
+    return {"logits_processor": LogitsProcessorList([ForceAnswer(ids, tokenizer.eos_token_id)])}
+
+
+def by_hand(model, processor, eegs, batch_size: int, max_new_tokens: int, extra=None) -> list[str | None]:
     """The pipeline's work written out with the processor and the model."""
     labels = model.config.label_names
     candidates = processor.label_candidate_ids(labels)
@@ -59,7 +86,7 @@ def by_hand(model, processor, eegs, batch_size: int, max_new_tokens: int) -> lis
                                channel_names=list(SEED_CHANNELS), units="uV", return_tensors="pt")
             eeg = {k: inputs[k] for k in ("eeg_values", "eeg_channel_ids", "eeg_channel_mask")}
             sequences = model.generate(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], **eeg,
-                                       max_new_tokens=max_new_tokens, do_sample=False)
+                                       max_new_tokens=max_new_tokens, do_sample=False, **(extra or {}))
             answers = processor.batch_decode(sequences[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
             expanded = processor.tokenizer.batch_decode(inputs["input_ids"], skip_special_tokens=False)
             texts = [p.replace(processor.tokenizer.pad_token, "") + EEGEmotionPipeline.scoring_prefix(a)
@@ -119,6 +146,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--batch1", action="store_true", help="also time the pipeline at batch 1")
     parser.add_argument("--qwen-layers", type=int, default=None, help="Qwen2.5-0.5B-shaped layers instead of tiny")
+    parser.add_argument("--label-line", action="store_true", help="answers end in 'Emotion: <label>' (forced)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -128,12 +156,13 @@ def main(argv=None) -> dict:
     eegs = recordings(args.recordings)
     signal = {"sampling_rate": SFREQ, "channel_names": list(SEED_CHANNELS), "units": "uV"}
     tokens = {"max_new_tokens": args.max_new_tokens, "do_sample": False}
+    extra = label_line_kwargs(processor, args.max_new_tokens) if args.label_line else {}
 
     def run_pipe(batch):
-        return lambda: pipe(eegs, batch_size=batch, **signal, **tokens)
+        return lambda: pipe(eegs, batch_size=batch, **signal, **tokens, generate_kwargs=extra)
 
     def run_hand(batch):
-        return lambda: by_hand(model, processor, eegs, batch, args.max_new_tokens)
+        return lambda: by_hand(model, processor, eegs, batch, args.max_new_tokens, extra)
 
     runs = {"pipeline_b8": run_pipe(8), "by_hand_b8": run_hand(8)}
     if args.batch1:
@@ -141,8 +170,9 @@ def main(argv=None) -> dict:
     for fn in runs.values():  # warm-up: filter design, first-call allocations
         fn()
     one_batch = eegs[:8]
-    work = {"pipeline": count_work(model, lambda: pipe(one_batch, batch_size=8, **signal, **tokens)),
-            "by_hand": count_work(model, lambda: by_hand(model, processor, one_batch, 8, args.max_new_tokens))}
+    work = {"pipeline": count_work(model, lambda: pipe(one_batch, batch_size=8, **signal, **tokens,
+                                                       generate_kwargs=extra)),
+            "by_hand": count_work(model, lambda: by_hand(model, processor, one_batch, 8, args.max_new_tokens, extra))}
     times = {name: [] for name in runs}
     order = list(runs)
     rng = np.random.default_rng(0)
@@ -161,6 +191,7 @@ def main(argv=None) -> dict:
         "recordings": n,
         "window_seconds": 4.0,
         "max_new_tokens": args.max_new_tokens,
+        "label_line": args.label_line,
         "repeats": args.repeats,
         "median_seconds": median,
         "min_seconds": best,

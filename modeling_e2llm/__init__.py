@@ -1,13 +1,20 @@
 """e2llm: EEG-to-emotion language models for Hugging Face Transformers.
 
 Importing `e2llm` registers the model with the Auto classes (`AutoConfig`, `AutoModel`, `AutoModelForCausalLM`,
-`AutoFeatureExtractor`, `AutoProcessor`) and marks the classes for remote code, so `save_pretrained` writes the
+`AutoModelForMultimodalLM`, `AutoFeatureExtractor`, `AutoProcessor`) and marks the classes for remote code, so `save_pretrained` writes the
 modeling files and an `auto_map` next to the weights for users without e2llm (`trust_remote_code=True`).
 """
 
 __version__ = "0.1.0"
 
-from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForCausalLM, AutoProcessor
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForMultimodalLM,
+    AutoProcessor,
+)
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .answers import LABEL_PREFIX, ParsedAnswer, format_answer, parse_answer
@@ -19,6 +26,7 @@ from .modeling_e2llm import E2LLMForConditionalGeneration, E2LLMModel, E2LLMPreT
 from .modeling_eeg_encoder import E2LLMEEGEncoder, E2LLMEEGForEmotionClassification
 from .pipeline_e2llm import EEGEmotionPipeline
 from .processing_e2llm import E2LLMProcessor
+from .rationale_e2llm import claim_agreement, numbers_not_measured
 from .tokenization_e2llm import EEG_TOKEN, add_eeg_tokens, build_offline_tokenizer
 
 AutoConfig.register(E2LLMConfig.model_type, E2LLMConfig, exist_ok=True)
@@ -26,6 +34,7 @@ AutoConfig.register(E2LLMEEGConfig.model_type, E2LLMEEGConfig, exist_ok=True)
 AutoModel.register(E2LLMConfig, E2LLMModel, exist_ok=True)
 AutoModel.register(E2LLMEEGConfig, E2LLMEEGEncoder, exist_ok=True)
 AutoModelForCausalLM.register(E2LLMConfig, E2LLMForConditionalGeneration, exist_ok=True)
+AutoModelForMultimodalLM.register(E2LLMConfig, E2LLMForConditionalGeneration, exist_ok=True)
 AutoFeatureExtractor.register(E2LLMConfig, E2LLMFeatureExtractor, exist_ok=True)
 AutoProcessor.register(E2LLMConfig, E2LLMProcessor, exist_ok=True)
 
@@ -63,6 +72,8 @@ __all__ = [
     "build_offline_tokenizer",
     "build_tiny_e2llm",
     "canonical_channel_name",
+    "claim_agreement",
     "format_answer",
+    "numbers_not_measured",
     "parse_answer",
 ]

@@ -62,6 +62,9 @@ def parse_answer(
     When the label line occurs several times with different values, the answer is ambiguous
     and the label is None.
     """
+    if extra_fields is not None and not isinstance(extra_fields, Mapping):
+        raise ValueError(f"extra_fields= must map a field name to its allowed values (e.g. {{'Valence': ['positive', "
+                         f"'negative']}}), got {type(extra_fields).__name__}")
     values = {m.group("value") for m in _field_pattern(LABEL_KEY).finditer(text)}
     labels = {_match_choice(v, label_names) for v in values}
     label = labels.pop() if len(labels) == 1 else None

@@ -48,12 +48,14 @@ BUCKET_EDGES: tuple[float, ...] = (1.0, 2.0)  # |value| / spread: [0, 1) slightl
 _POWER_FLOOR = 1e-12
 
 
-def band_power_db(windows_uv, sfreq: float, batch_size: int = 256) -> np.ndarray:
-    """Welch band power in dB (10 log10 µV²): `(n, n_channels, n_times)` (or one `(n_channels, n_times)` window)
-    -> `(n, n_bands, n_channels)`. Hann segments of 2 s (or the whole window if shorter), 50 % overlap, integrated
-    over ``low <= f < high``; computed `batch_size` windows at a time."""
+def band_power(windows_uv, sfreq: float, bands: dict[str, tuple[float, float]] | None = None,
+               batch_size: int = 256) -> np.ndarray:
+    """Welch band power in µV²: `(n, n_channels, n_times)` (or one `(n_channels, n_times)` window) ->
+    `(n, n_bands, n_channels)`. Hann segments of 2 s (or the whole window if shorter), 50 % overlap, integrated over
+    ``low <= f < high`` for each of `bands` (default `BANDS`); computed `batch_size` windows at a time."""
     from scipy.signal import welch
 
+    bands = BANDS if bands is None else dict(bands)
     windows = np.asarray(windows_uv, dtype=np.float64)
     if windows.ndim == 2:
         windows = windows[None]
@@ -65,12 +67,17 @@ def band_power_db(windows_uv, sfreq: float, batch_size: int = 256) -> np.ndarray
     chunks = []
     for start in range(0, len(windows), batch_size):
         freqs, psd = welch(windows[start : start + batch_size], fs=sfreq, window="hann", nperseg=nperseg, axis=-1)
-        masks = np.stack([(freqs >= lo) & (freqs < hi) for lo, hi in BANDS.values()], axis=-1).astype(np.float64)
+        masks = np.stack([(freqs >= lo) & (freqs < hi) for lo, hi in bands.values()], axis=-1).astype(np.float64)
         if not masks.any(axis=0).all():
             raise ValueError(f"a band holds no frequency bin at {sfreq} Hz with {windows.shape[-1]} samples")
         chunks.append(np.swapaxes(psd @ masks * (freqs[1] - freqs[0]), -1, -2))
-    power = np.concatenate(chunks) if chunks else np.zeros((0, len(BANDS), windows.shape[1]))
-    return 10 * np.log10(np.maximum(power, _POWER_FLOOR))
+    return np.concatenate(chunks) if chunks else np.zeros((0, len(bands), windows.shape[1]))
+
+
+def band_power_db(windows_uv, sfreq: float, batch_size: int = 256,
+                  bands: dict[str, tuple[float, float]] | None = None) -> np.ndarray:
+    """`band_power` in dB (10 log10 µV², floored at -120 dB): `(n, n_bands, n_channels)`."""
+    return 10 * np.log10(np.maximum(band_power(windows_uv, sfreq, bands, batch_size), _POWER_FLOOR))
 
 
 def region_of(channel_name: str) -> str | None:
@@ -112,11 +119,11 @@ class MontageSupport:
         """A message when fewer than `MIN_CHANNEL_SHARE` of the full montage's electrodes are present."""
         if self.channel_share >= MIN_CHANNEL_SHARE:
             return None
-        absent = [r for r in REGIONS if r not in self.regions]
+        absent = [r for r in REGIONS if r not in self.regions] + ([] if self.faa else ["frontal alpha asymmetry"])
+        removed = f"; claims about {', '.join(absent)} cannot be computed and are removed" if absent else ""
         return (f"only {self.n_channels} EEG channel(s) ({self.channel_share:.0%} of the model's {self.n_full}-"
                 f"electrode montage) are present: the model was trained on full montages, so its answer is less "
-                f"reliable; claims about {', '.join(absent) or 'no'} region(s)"
-                f"{'' if self.faa else ' and frontal alpha asymmetry'} cannot be computed and are removed")
+                f"reliable{removed}")
 
     def supports(self, claim: Claim) -> bool:
         if claim.kind == "faa":
@@ -324,6 +331,7 @@ __all__ = [
     "Claim",
     "EvidenceFeatures",
     "MontageSupport",
+    "band_power",
     "band_power_db",
     "bucket_interval",
     "bucket_of",

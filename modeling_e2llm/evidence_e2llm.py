@@ -2,7 +2,8 @@
 encoder input, drawn as scalp maps.
 
 Both reuse what the pipeline already computed: the band power comes from the windows of its one feature-extraction
-run (before normalisation), and the attributions from its label-scoring prompts, targets and channel layout.
+run (measured inside the signal chain, before normalisation; `e2llm.chain_e2llm`), relative to the window's reference
+(`e2llm.measured_evidence_e2llm`), and the attributions from its label-scoring rows, targets and channel layout.
 """
 
 from __future__ import annotations
@@ -17,45 +18,6 @@ import torch
 from .eeg_evidence_features import BANDS as EVIDENCE_BANDS  # the SEED family's five bands, [low, high) Hz
 from .eeg_evidence_features import band_power_db  # one definition for rationales, their checks and these maps
 from .scoring_e2llm import left_pad
-from .signal_e2llm import normalize_windows
-
-
-def normalized_like_extractor(raw_values: torch.Tensor, channel_mask: torch.Tensor, mode: str) -> torch.Tensor:
-    """The model input the feature extractor gives for windows it returned unnormalised (`normalization="none"`):
-    `(n_windows, n_channels, n_times)` float32, masked channels zero."""
-    mask = channel_mask.bool().numpy()
-    values = normalize_windows(raw_values.numpy(), mode, channel_mask=mask) * mask[..., None]
-    return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
-
-
-def relative_band_power(power: np.ndarray, baseline_power: np.ndarray | None) -> np.ndarray:
-    """Band power `(n_windows, n_bands, n_channels)` in dB relative to a reference: the baseline recording's mean
-    over its windows when given, else the recording's own mean over windows, else (one window) the mean over
-    channels."""
-    if baseline_power is not None:
-        reference = baseline_power.mean(axis=0)
-    elif len(power) > 1:
-        reference = power.mean(axis=0)
-    else:
-        reference = power[0].mean(axis=-1, keepdims=True)
-    return power - reference
-
-
-def baseline_on_channels(baseline_power, input_names, channel_names) -> np.ndarray:
-    """A baseline's band power `(n_bands, n_input_channels)` dB, given over the input's channels (`input_names`),
-    on the channels the model receives (`channel_names`, the input's known electrodes): `(n_bands, n_channels)`."""
-    from .electrodes import canonical_channel_name
-
-    power = np.asarray(baseline_power, dtype=np.float64)
-    if input_names is None:
-        raise ValueError("baseline_power needs the input's channel_names (its columns follow them)")
-    if power.shape != (len(EVIDENCE_BANDS), len(input_names)):
-        raise ValueError(f"baseline_power must be ({len(EVIDENCE_BANDS)} bands, {len(input_names)} channels) dB, the "
-                         f"input's channels in order; got shape {power.shape}")
-    if not np.all(np.isfinite(power)):
-        raise ValueError("baseline_power contains NaN or Inf values")
-    column = {canonical_channel_name(name) or str(name): i for i, name in enumerate(input_names)}
-    return power[:, [column[canonical_channel_name(name) or name] for name in channel_names]]
 
 
 def integrated_gradients(
@@ -144,5 +106,4 @@ def evidence_map(relative_db: np.ndarray, attribution: np.ndarray, channel_names
     }
 
 
-__all__ = ["EVIDENCE_BANDS", "band_power_db", "baseline_on_channels", "evidence_map", "integrated_gradients", "normalized_like_extractor",
-           "relative_band_power"]
+__all__ = ["EVIDENCE_BANDS", "band_power_db", "evidence_map", "integrated_gradients"]

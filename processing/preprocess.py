@@ -1,7 +1,7 @@
-"""Dataset preprocessing: filter, re-reference, resample and window a `Recording`, recording every parameter.
+"""Dataset preprocessing: resample, filter, re-reference and window a `Recording`, recording every parameter.
 
-The kernels are those of the model's feature extractor (`e2llm.signal_e2llm`), so prepared datasets and
-inference inputs share one implementation. Each call of :func:`preprocess_recording` appends a step to
+The chain is the model's feature extractor's (`e2llm.chain_e2llm`), so prepared datasets and inference inputs share
+one implementation. Each call of :func:`preprocess_recording` appends a step to
 ``recording.provenance["steps"]`` holding all parameters, the filter actually applied (rate, taps) and the
 resampling ratio, so a dataset says how it was made.
 
@@ -9,7 +9,7 @@ resampling ratio, so a dataset says how it was made.
 >>> from e2llm.processing.recording import Recording
 >>> from e2llm.processing.preprocess import PreprocessingParams, preprocess_recording, window_recording
 >>> rec = Recording(np.random.default_rng(0).standard_normal((2, 10_000)) * 1e-5, 1000.0, ["Fz", "Cz"], "V")
->>> params = PreprocessingParams(l_freq=1.0)  # 0.1 Hz would need a filter longer than these 10 s
+>>> params = PreprocessingParams(l_freq=1.0)
 >>> out = preprocess_recording(rec, params)
 >>> out.sfreq, out.data.shape, out.provenance["steps"][-1]["name"]
 (200.0, (2, 2000), 'preprocess')
@@ -21,21 +21,14 @@ resampling ratio, so a dataset says how it was made.
 from __future__ import annotations
 
 import copy
-import warnings
 from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
 from e2llm import __version__
+from e2llm.chain_e2llm import ChainSettings, plan_filter, to_model_rate
 from e2llm.processing.recording import Recording
-from e2llm.signal_e2llm import (
-    apply_filter,
-    design_filter,
-    resample,
-    resample_ratio,
-    sliding_windows,
-    window_params,
-)
+from e2llm.signal_e2llm import design_filter, resample_ratio, resampled_length, sliding_windows, window_params
 
 REFERENCES = (None, "average")
 
@@ -100,76 +93,44 @@ def _check_recording(rec: Recording) -> np.ndarray:
     return data
 
 
-def _average_reference(data: np.ndarray) -> np.ndarray:
-    """Subtract the mean of the non-flat channels (a dead channel would bias the reference)."""
-    live = np.ptp(data, axis=-1) > 0
-    if not live.any():
-        raise ValueError("Cannot average-reference a recording whose channels are all flat.")
-    return data - data[live].mean(axis=0, keepdims=True)
-
-
 def preprocess_recording(rec: Recording, params: PreprocessingParams, filter: bool = True) -> Recording:
-    """Band-pass + notch (one zero-phase FIR, MNE's design rules), optional average reference, and
-    polyphase resampling to `params.target_sfreq`; returns a new `Recording` (units unchanged).
+    """The model's signal chain up to the windows (`e2llm.chain_e2llm`, shared with the feature extractor and
+    streaming): polyphase resampling to `params.target_sfreq`, then the filter (the zero-phase band-pass + notch of
+    MNE's design rules, or the chain's short-input filter when the recording is shorter than that kernel), then the
+    optional average reference over the non-flat channels; returns a new `Recording` (units unchanged).
 
-    When downsampling, the filter runs before resampling (at the original rate); when upsampling, after
-    it, so the filter always runs at the higher rate and `h_freq` only has to be below the target
-    Nyquist frequency. The order used is recorded in the provenance step.
+    The provenance step records the parameters, the order of the steps, the filter actually applied (rate, taps, its
+    description) and the resampling ratio.
     """
     data = _check_recording(rec)
     orig_sfreq, target = float(rec.sfreq), float(params.target_sfreq)
     up, down = resample_ratio(orig_sfreq, target)
-    filter_first = orig_sfreq >= target
-    order, filter_info = [], None
-
-    def run_filter(x: np.ndarray, sfreq: float) -> np.ndarray:
-        nonlocal filter_info
-        kernel = design_filter(sfreq, params.l_freq, params.h_freq, params.notch_freqs)
-        filter_info = {
-            "sfreq": sfreq,
-            "n_taps": int(kernel.size),
-            "design": "firwin, hamming window, MNE automatic transition bandwidths and length",
-            "phase": "zero",
-            "pad": "reflect_limited",
-        }
-        order.append("filter")
-        if kernel.size > x.shape[-1]:  # MNE warns too; the provenance keeps the fact with the data
-            filter_info["longer_than_data"] = True
-            warnings.warn(
-                f"{rec.provenance.get('source', 'recording')}: filter of {kernel.size} taps is longer than the "
-                f"recording ({x.shape[-1]} samples at {sfreq} Hz); edge effects dominate.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # warned above, with the recording's name
-            return apply_filter(x, kernel)
-
-    if filter and filter_first:
-        data = run_filter(data, orig_sfreq)
-    if params.reference == "average":
-        data = _average_reference(data)
-        order.append("reference")
-    if up != down:
-        data = resample(data, orig_sfreq, target)
-        order.append("resample")
-    if filter and not filter_first:
-        data = run_filter(data, target)
-
+    live = np.ptp(data, axis=-1) > 0
+    if params.reference == "average" and not live.any():
+        raise ValueError("Cannot average-reference a recording whose channels are all flat.")
+    settings = ChainSettings(target, params.l_freq, params.h_freq, tuple(params.notch_freqs), params.reference,
+                             params.window_seconds, params.stride_seconds, normalization="none")
+    plan = plan_filter(settings, resampled_length(data.shape[-1], orig_sfreq, target), filter)
+    offset = data.mean(axis=-1)
+    out = to_model_rate((data - offset[:, None])[None], orig_sfreq, settings, plan, offset[None], live[None])[0]
+    order = (["resample"] if up != down else []) + (["filter"] if filter else [])
+    order += ["reference"] if params.reference == "average" else []
     step = {
         "name": "preprocess",
         "e2llm_version": __version__,
         "params": params.to_dict(),
         "filter_applied": bool(filter),
         "order": order,
-        "filter": filter_info,
+        "filter": None if not filter else {"sfreq": target, "n_taps": int(plan.kernel.size),
+                                           "description": plan.description, "phase": "zero",
+                                           "pad": "reflect_limited", "fitted_to_length": plan.fitted},
         "reference": params.reference,
         "resample": {"orig_sfreq": orig_sfreq, "sfreq": target, "up": up, "down": down, "method": "polyphase"},
         "units": rec.units,
     }
     provenance = copy.deepcopy(rec.provenance)
     provenance.setdefault("steps", []).append(step)
-    return replace(rec, data=data, sfreq=target, ch_names=list(rec.ch_names), provenance=provenance)
+    return replace(rec, data=out, sfreq=target, ch_names=list(rec.ch_names), provenance=provenance)
 
 
 def window_recording(rec: Recording, params: PreprocessingParams) -> tuple[np.ndarray, np.ndarray]:

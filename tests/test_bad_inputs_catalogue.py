@@ -49,7 +49,7 @@ FEATURE_EXTRACTOR = {
     "1e30 µV spike": (_fe(_spike()), ValueError, "beyond any EEG amplifier's range"),
     "µV passed as V": (_fe(units="V"), ValueError, "microvolts given as volts"),
     "volts passed as µV": (_fe(EEG * 1e-6), ValueError, "volts given as microvolts"),
-    "unknown units": (_fe(units="mV"), ValueError, "units must be"),
+    "unknown units": (_fe(units="kV"), ValueError, "units must be"),
     "NaN sample": (_fe(np.where(np.arange(2000) == 7, np.nan, EEG)), ValueError, "NaN/Inf values"),
     "Inf sample": (_fe(np.where(np.arange(2000) == 7, np.inf, EEG)), ValueError, "NaN/Inf values"),
     "torch bool tensor": (_fe(torch.ones(8, 2000, dtype=torch.bool)), ValueError, "real-valued numeric tensor"),
@@ -66,12 +66,12 @@ FEATURE_EXTRACTOR = {
     "channel_names a string": (_fe(channel_names="Fp1"), TypeError, "channel_names must be a list"),
     "channel_names with ints": (_fe(channel_names=list(range(8))), TypeError, "must hold strings"),
     "too few channel names": (_fe(channel_names=NAMES[:7]), ValueError, "7 channel names for 8 channels"),
-    "duplicate channels": (_fe(channel_names=NAMES[:7] + ["fp1"]), ValueError, "duplicate channel names"),
-    "no known channel": (_fe(channel_names=[f"X{i}" for i in range(8)]), ValueError, "none of the channels"),
+    "duplicate channels": (_fe(channel_names=NAMES[:7] + ["fp1"]), ValueError, "all resolve to the same 10-05"),
+    "no known channel": (_fe(channel_names=[f"X{i}" for i in range(8)]), ValueError, "no EEG channel left to use"),
     "all channels flat": (_fe(np.ones((8, 2000))), ValueError, "every channel is flat"),
     "apply_filters='no'": (_fe(apply_filters="no"), TypeError, "apply_filters must be True or False"),
     "stream: zero chunk": (_stream(windows_per_chunk=0), ValueError, "windows_per_chunk"),
-    "stream: batch not one recording": (_stream(EEG[None]), ValueError, "one \\(n_channels, n_times\\)"),
+    "stream: batch not one recording": (_stream(EEG[None]), ValueError, r"expected \(n_channels, n_times\), got"),
 }
 
 

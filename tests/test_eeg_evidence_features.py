@@ -24,12 +24,12 @@ from e2llm.processing import features
 
 
 def test_one_band_power_definition_everywhere():
-    from e2llm import evidence_e2llm, pipeline_e2llm
+    from e2llm import chain_e2llm, evidence_e2llm
     from e2llm.processing import instructions
 
     assert BANDS == features.BANDS and FAA_PAIRS == features.FAA_PAIRS
     assert instructions.band_power_db is band_power_db is evidence_e2llm.band_power_db
-    assert pipeline_e2llm.band_power_db is band_power_db
+    assert chain_e2llm.band_power_db is band_power_db  # the chain measures each window with the same function
     windows = np.random.default_rng(0).standard_normal((3, 4, 800)) * 10
     np.testing.assert_allclose(band_power_db(windows, 200.0), 10 * np.log10(features.band_power(windows, 200.0)))
 
@@ -92,21 +92,40 @@ def test_unsupported_claims_are_removed_from_a_rationale():
 
 
 def test_pipeline_warns_and_never_reports_claims_about_absent_channels():
+    import importlib.util
+    from pathlib import Path
+
     from transformers import pipeline
 
+    spec = importlib.util.spec_from_file_location("pipeline_helpers", Path(__file__).parent / "fixtures" /
+                                                  "pipeline_helpers.py")
+    helpers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helpers)
     model, processor = build_tiny_e2llm()
+    processor.set_evidence_statistics(helpers.statistics(SEED_CHANNELS))
     pipe = pipeline("eeg-emotion", model=model, processor=processor)
     eeg = 20 * np.random.default_rng(0).standard_normal((1, 800))
-    with pytest.warns(UserWarning, match="only 1 EEG channel"):
-        result = pipe(eeg, sampling_rate=200, channel_names=["Fp1"], units="uV", apply_filters=False, max_new_tokens=4)
-    assert "occipital" in result["warning"]
     # what an untrained model writes is noise: check the rationale path with an answer that names absent regions
-    inputs = pipe.preprocess(eeg, sampling_rate=200, channel_names=["Fp1"], units="uV", apply_filters=False)
     answer = ("Reasoning: Relative to this subject's baseline: alpha power is higher over occipital channels "
               "(strongly, +3.0 dB); frontal alpha asymmetry is shifted left (moderately, -0.20).\nEmotion: sadness")
-    with pytest.warns(UserWarning):
-        out = pipe.postprocess({**inputs, "generated_text": [answer], "scores": np.full((1, 7), 1 / 7)})
-    assert out["label"] == "sadness" and not parse_claims(out["rationale"])
+    with pytest.warns(UserWarning, match="only 1 EEG channel"):
+        result = pipe(eeg, sampling_rate=200, channel_names=["Fp1"], units="uV", apply_filters=False,
+                      **helpers.forced(pipe, answer))
+    assert "occipital" in result["warning"]
+    assert result["label"] == "sadness" and not parse_claims(result["rationale"])
+    assert [c["text"].split(" (")[0] for c in result["removed_claims"]] == [
+        "alpha power is higher over occipital channels", "frontal alpha asymmetry is shifted left"]
     full = pipe(20 * np.random.default_rng(1).standard_normal((62, 800)), sampling_rate=200,
                 channel_names=list(SEED_CHANNELS), units="uV", apply_filters=False, max_new_tokens=4)
     assert "warning" not in full
+
+
+def test_band_power_linear_with_any_bands():
+    from e2llm.eeg_evidence_features import band_power
+
+    windows = np.random.default_rng(3).standard_normal((2, 3, 800)) * 10
+    linear = band_power(windows, 200.0)
+    np.testing.assert_allclose(band_power_db(windows, 200.0), 10 * np.log10(linear))
+    custom = band_power(windows, 200.0, bands={"slow": (1.0, 8.0)})
+    np.testing.assert_allclose(custom[:, 0], linear[:, 0] + linear[:, 1], rtol=1e-10)  # delta + theta
+    np.testing.assert_allclose(band_power_db(windows, 200.0, bands={"slow": (1.0, 8.0)}), 10 * np.log10(custom))

@@ -1,5 +1,4 @@
-"""Evidence: integrated gradients batched over windows and steps, the unnormalised feature-extraction path, and
-band power relative to a reference."""
+"""Evidence: integrated gradients batched over windows and steps; references and measured items per window."""
 
 from __future__ import annotations
 
@@ -8,7 +7,17 @@ import pytest
 import torch
 
 from e2llm import LABEL_PREFIX
-from e2llm.evidence_e2llm import integrated_gradients, normalized_like_extractor, relative_band_power
+from e2llm.evidence_e2llm import integrated_gradients
+from e2llm.evidence_statistics_e2llm import FEATURE_IDS, spread_vector
+from e2llm.measured_evidence_e2llm import (
+    MIN_OWN_REFERENCE_WINDOWS,
+    baseline_reference,
+    choose_reference,
+    given_power_reference,
+    model_reference,
+    recording_mean,
+    window_items,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:The filter kernel:RuntimeWarning")
 CHANNELS = ["Fp1", "Fp2", "Cz", "O1"]
@@ -56,25 +65,47 @@ def test_integrated_gradients_complete_and_batched(tiny_e2llm):
         integrated_gradients(model, inputs["input_ids"], inputs["attention_mask"], targets, **eeg, steps=0)
 
 
-def test_unnormalised_windows_normalise_to_the_extractor_output(tiny_e2llm):
-    _, processor = tiny_e2llm
-    extractor = processor.feature_extractor
-    eeg = 20 * np.random.default_rng(1).standard_normal((len(CHANNELS), 1600))
-    eeg[2] = 0.0  # a flat channel stays masked and zero
-    signal = {"sampling_rate": 200, "channel_names": CHANNELS, "units": "uV", "return_tensors": "pt"}
-    normal = extractor(eeg, **signal)
-    raw_extractor = type(extractor)(**{**extractor.to_dict(), "normalization": "none"})
-    raw = raw_extractor(eeg, **signal)
-    assert not torch.allclose(raw["eeg_values"], normal["eeg_values"])
-    rebuilt = normalized_like_extractor(raw["eeg_values"], raw["eeg_channel_mask"], extractor.normalization)
-    torch.testing.assert_close(rebuilt, normal["eeg_values"], atol=1e-5, rtol=1e-5)
-    assert rebuilt[:, 2].abs().max() == 0
+def test_references_in_order_of_preference():
+    names = ["Fp1", "Fp2", "Cz", "O1"]
+    power = np.arange(12 * 5 * 4, dtype=float).reshape(12, 5, 4)
+    own = recording_mean(power, names)
+    assert own.kind == "recording_mean" and own.n_windows == 12 and "12 windows" in own.description
+    np.testing.assert_allclose(own.power_db, power.mean(0))
+    statistics = {"feature_ids": list(FEATURE_IDS), "spread": [1.0] * len(FEATURE_IDS),
+                  "reference_power_db": {"FP1": [1.0] * 5, "O1": [2.0] * 5},
+                  "provenance": {"dataset": "SEED-VII", "synthetic": False, "n_windows": 900}}
+    shipped = model_reference(statistics, names)
+    assert shipped.kind == "model_reference" and shipped.names == ["Fp1", "O1"] and "SEED-VII" in shipped.description
+    given = given_power_reference(np.ones((5, 4)), names, names)
+    assert choose_reference(12, own, given, statistics, names) is given  # what the caller gives wins
+    assert choose_reference(MIN_OWN_REFERENCE_WINDOWS, own, None, statistics, names) is own
+    assert choose_reference(MIN_OWN_REFERENCE_WINDOWS - 1, own, None, statistics, names).kind == "model_reference"
+    assert choose_reference(2, own, None, None, names) is None
+    assert model_reference(statistics, ["Cz"]) is None  # ships no value for this channel
+    with pytest.raises(ValueError, match=r"baseline_power must be \(5 bands, 4 channels\)"):
+        given_power_reference(np.ones((5, 3)), names, names)
+    assert baseline_reference(power, names).kind == "baseline"
 
 
-def test_relative_band_power_references():
-    power = np.arange(2 * 5 * 3, dtype=float).reshape(2, 5, 3)
-    baseline = np.stack([power[0] + 2.0, power[1]])  # its mean over windows is 1 dB above the input's
-    np.testing.assert_allclose(relative_band_power(power, baseline).mean(axis=0), -1.0)
-    np.testing.assert_allclose(relative_band_power(power, None).mean(axis=0), 0.0)  # the recording's own mean
-    one = relative_band_power(power[:1], None)  # one window: against the mean over channels
-    np.testing.assert_allclose(one.mean(axis=-1), 0.0)
+def test_items_per_window_on_live_channels_the_reference_covers():
+    names = ["Fp1", "Fp2", "F3", "F4", "O1", "O2"]
+    power = np.zeros((2, 5, len(names)))
+    power[0, 2, names.index("F4")] = 10.0  # right frontal alpha 10 dB above the reference
+    power[1, :, names.index("O1")] = -6.0
+    live = np.ones((2, len(names)), bool)
+    live[1, names.index("O2")] = False  # flat in the second window
+    reference = recording_mean(np.zeros((3, 5, len(names))), names)
+    items = window_items(power, names, live, reference, spread_vector({"feature_ids": list(FEATURE_IDS),
+                                                                       "spread": [2.0] * len(FEATURE_IDS)}))
+    first = {item["id"]: item for item in items[0]}
+    assert first["power:alpha:frontal"]["value"] == pytest.approx(2.5) and first["power:alpha:frontal"]["unit"] == "dB"
+    assert first["power:alpha:frontal"]["z"] == pytest.approx(1.25) and first["power:alpha:frontal"]["bucket"] == (
+        "moderately")
+    assert first["power:alpha:frontal"]["text"] == "+2.5 dB"
+    assert first["faa:alpha"]["value"] > 0 and first["de:alpha"]["unit"] == "nats"
+    assert "power:alpha:central" not in first  # no central channel
+    second = {item["id"]: item for item in items[1]}
+    assert second["power:delta:occipital"]["value"] == pytest.approx(-6.0)  # O1 alone: O2 is flat
+    no_spread = window_items(power, names, live, reference, spread_vector(None))
+    assert no_spread[0][0]["z"] is None and no_spread[0][0]["bucket"] is None
+    assert window_items(power, names, live, None, spread_vector(None)) == [[], []]

@@ -110,8 +110,8 @@ def evidence_pipe(reference):
     return pipeline("eeg-emotion", model=model, processor=processor)
 
 
-def _prompt_texts(pipe, prepared) -> list[str]:
-    return [pipe.processor.tokenizer.decode(row) for row in prepared["prompt_ids"]]
+def _prompt_texts(pipe, chunks) -> list[str]:
+    return [pipe.processor.tokenizer.decode(chunk["prompt_ids"]) for chunk in chunks]
 
 
 def test_pipeline_writes_each_window_evidence_against_the_given_baseline(evidence_pipe, windows, reference):
@@ -119,7 +119,7 @@ def test_pipeline_writes_each_window_evidence_against_the_given_baseline(evidenc
     baseline = reference.baseline_db[int(windows[0]["subject"])]
     prepared = evidence_pipe.preprocess({"eeg": eeg[0], "baseline_power": baseline}, sampling_rate=SFREQ,
                                         channel_names=CHANNELS, units="uV", apply_filters=False)
-    (text,) = _prompt_texts(evidence_pipe, prepared)
+    (text,) = _prompt_texts(evidence_pipe, list(prepared))
     expected = evidence_statement(reference.features(band_power_db(eeg[:1], SFREQ), [windows[0]["subject"]]),
                                   reference.spread, 0)
     line = text[text.index(EVIDENCE_OPENING) :].split("<|im_end|>")[0]
@@ -132,22 +132,52 @@ def test_pipeline_writes_each_window_evidence_against_the_given_baseline(evidenc
 
 def test_pipeline_refuses_a_single_window_without_baseline(evidence_pipe, windows):
     eeg = np.asarray(windows[0]["eeg"], dtype=np.float32)
-    with pytest.raises(ValueError, match="relative to a baseline.*pass baseline="):
+    with pytest.raises(ValueError, match="relative to a reference.*too few for its own mean.*pass baseline="):
         evidence_pipe(eeg, sampling_rate=SFREQ, channel_names=CHANNELS, units="uV", max_new_tokens=2)
     with pytest.raises(ValueError, match=r"baseline_power must be \(5 bands, 16 channels\)"):
         evidence_pipe(eeg, sampling_rate=SFREQ, channel_names=CHANNELS, units="uV", baseline_power=np.zeros((5, 3)))
 
 
 def test_pipeline_uses_the_recording_mean_for_a_long_recording(evidence_pipe, windows):
-    recording = np.concatenate([np.asarray(windows[i]["eeg"]) for i in range(3)], axis=-1)  # 3 windows
-    prepared = evidence_pipe.preprocess(recording, sampling_rate=SFREQ, channel_names=CHANNELS, units="uV",
-                                        apply_filters=False)
-    texts = _prompt_texts(evidence_pipe, prepared)
-    assert len(texts) == 3 and len(set(texts)) == 3
-    power = band_power_db(recording.reshape(16, 3, -1).transpose(1, 0, 2), SFREQ)
+    """Ten windows or more: each window against the mean of all of them (first pass, then the prompts)."""
+    recording = np.concatenate([np.asarray(windows[i]["eeg"]) for i in range(10)], axis=-1)
+    chunks = list(evidence_pipe.preprocess(recording, sampling_rate=SFREQ, channel_names=CHANNELS, units="uV",
+                                           apply_filters=False))
+    texts = _prompt_texts(evidence_pipe, chunks)
+    assert len(texts) == 10 and len(set(texts)) == 10
+    assert chunks[0]["context"].reference.kind == "recording_mean"
+    power = band_power_db(recording.reshape(16, 10, -1).transpose(1, 0, 2), SFREQ)
     expected = evidence_pipe.processor.evidence_statements(power, CHANNELS, power.mean(axis=0))
     for text, line in zip(texts, expected):
         np.testing.assert_allclose(_numbers(text[text.index(EVIDENCE_OPENING) :]), _numbers(line), atol=0.011)
+
+
+def test_a_short_input_is_measured_against_the_shipped_reference(reference, windows):
+    """Fewer than ten windows: the reference the model ships (never the two-window mean that mirrors itself)."""
+    from transformers import pipeline
+
+    model, processor = build_tiny_e2llm()
+    shipped = {name: [3.0, 2.0, 1.0, 0.0, -1.0] for name in CHANNELS}
+    processor.set_evidence_statistics({"feature_ids": _ids(), "spread": [None if not np.isfinite(v) else float(v)
+                                                                          for v in reference.spread],
+                                       "reference_power_db": shipped,
+                                       "prompt": {"evidence_in_prompt": True, "strongest": None}})
+    pipe = pipeline("eeg-emotion", model=model, processor=processor)
+    two = np.concatenate([np.asarray(windows[i]["eeg"]) for i in range(2)], axis=-1)
+    chunks = list(pipe.preprocess(two, sampling_rate=SFREQ, channel_names=CHANNELS, units="uV", apply_filters=False))
+    assert chunks[0]["context"].reference.kind == "model_reference"
+    power = band_power_db(two.reshape(16, 2, -1).transpose(1, 0, 2), SFREQ)
+    expected = processor.evidence_statements(power, CHANNELS, np.array(list(shipped.values())).T)
+    for text, line in zip(_prompt_texts(pipe, chunks), expected):
+        np.testing.assert_allclose(_numbers(text[text.index(EVIDENCE_OPENING) :]), _numbers(line), atol=0.011)
+    result = pipe(two, sampling_rate=SFREQ, channel_names=CHANNELS, units="uV", apply_filters=False, max_new_tokens=2)
+    assert {w["evidence"]["reference"]["kind"] for w in result["windows"]} == {"model_reference"}
+
+
+def _ids():
+    from e2llm.evidence_statistics_e2llm import FEATURE_IDS
+
+    return list(FEATURE_IDS)
 
 
 def test_stage3_stores_the_training_spreads_only_when_asked(windows, reference, tmp_path):
@@ -207,44 +237,45 @@ def test_predict_cli_states_evidence_against_the_baseline_file(reference, tmp_pa
         paths.append(tmp_path / f"{name}.edf")
         mne.export.export_raw(paths[-1], raw, fmt="edf", verbose="error")
     common = [str(paths[0]), "--model", str(tmp_path / "model"), "--max-new-tokens", "2", "--device", "cpu"]
-    assert cli_main(["predict", *common]) == 2
-    assert "pass baseline=" in capsys.readouterr().err
+    assert cli_main(["predict", *common]) == 1  # the file is refused, named, with what is needed
+    err = capsys.readouterr().err
+    assert f"{paths[0]}: failed:" in err and "pass baseline=" in err
     output = tmp_path / "pred.jsonl"
     assert cli_main(["predict", *common, "--baseline", str(paths[1]), "--output", str(output)]) == 0
     assert len(output.read_text().splitlines()) == 2  # the window and the aggregate
 
 
 @pytest.mark.parametrize("with_baseline", [False, True])
-def test_streamed_recording_equals_the_batch_path(evidence_pipe, windows, reference, with_baseline, monkeypatch):
-    recording = np.concatenate([np.asarray(windows[i]["eeg"]) for i in range(3)], axis=-1)  # 3 windows
+def test_streamed_recording_equals_the_whole_path(evidence_pipe, windows, reference, with_baseline, monkeypatch):
+    import e2llm.pipeline_chunks_e2llm as chunks_module
+
+    recording = np.concatenate([np.asarray(windows[i]["eeg"]) for i in range(10)], axis=-1)  # 10 windows
     kwargs = dict(sampling_rate=SFREQ, channel_names=CHANNELS, units="uV", max_new_tokens=3)
     if with_baseline:
         kwargs["baseline_power"] = reference.baseline_db[int(windows[0]["subject"])]
-    with monkeypatch.context() as patch:  # one recording: streamed (never the batch path), the reference first
-        patch.setattr(type(evidence_pipe), "preprocess", lambda *a, **k: pytest.fail("not streamed"))
+    whole = evidence_pipe(recording, **kwargs)
+    with monkeypatch.context() as patch:  # streamed: the reference pass first, its windows kept or computed again
+        patch.setattr(chunks_module, "WHOLE_BYTES", 0)
+        patch.setattr(chunks_module, "STREAM_WINDOWS", 3)
         streamed = evidence_pipe(recording, **kwargs)
-    (batched,) = evidence_pipe([recording], **kwargs)
-    assert len(streamed["windows"]) == 3
-    for a, b in zip(streamed["windows"], batched["windows"]):
-        assert a["generated_text"] == b["generated_text"]
+        patch.setattr(chunks_module, "WINDOW_CACHE_BYTES", 0)
+        recomputed = evidence_pipe(recording, **kwargs)
+    assert len(streamed["windows"]) == 10
+    for a, b, c in zip(streamed["windows"], whole["windows"], recomputed["windows"]):
+        assert a["generated_text"] == b["generated_text"] == c["generated_text"]
         np.testing.assert_allclose(list(a["scores"].values()), list(b["scores"].values()), rtol=0, atol=1e-5)
+        np.testing.assert_allclose(list(c["scores"].values()), list(b["scores"].values()), rtol=0, atol=1e-5)
 
 
-def test_evidence_is_stated_in_microvolts_for_an_encoder_taking_millivolts(evidence_pipe, windows):
-    import copy
+def test_evidence_is_stated_in_microvolts_for_an_encoder_taking_millivolts(windows):
+    from e2llm import E2LLMFeatureExtractor
 
-    import torch
-
-    eeg = np.asarray(windows[0]["eeg"], dtype=np.float32)[None]
-    pipe = copy.copy(evidence_pipe)
-    pipe._unnormalized_processor = copy.copy(evidence_pipe._evidence_processor())
-    extractor = copy.deepcopy(pipe._unnormalized_processor.feature_extractor)
-    extractor.output_unit_uv = 1000.0  # EEGPT's contract: windows in mV
-    pipe._unnormalized_processor.feature_extractor = extractor
-    ids = torch.arange(len(CHANNELS))[None]
-    power, _, _ = pipe._evidence_power(torch.from_numpy(eeg / 1000.0), ids, eeg[0], {"channel_names": CHANNELS},
-                                       False, None, None)
-    np.testing.assert_allclose(power, band_power_db(eeg, SFREQ), atol=1e-4)
+    eeg = np.asarray(windows[0]["eeg"], dtype=np.float32)
+    extractor = E2LLMFeatureExtractor(normalization="none", output_unit_uv=1000.0)  # EEGPT's contract: windows in mV
+    out = extractor(eeg, sampling_rate=SFREQ, channel_names=CHANNELS, units="uV", apply_filters=False,
+                    return_band_power=True, return_tensors="np")
+    np.testing.assert_allclose(out["eeg_values"][0], eeg / 1000.0, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["eeg_band_power"], band_power_db(eeg[None], SFREQ), atol=1e-4)
 
 
 def test_stage3_refuses_evidence_prompts_for_a_re_referencing_encoder(windows, tmp_path):

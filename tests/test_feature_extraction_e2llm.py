@@ -11,13 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from e2llm import (
-    ELECTRODE_NAMES,
-    SEED_CHANNELS,
-    E2LLMFeatureExtractor,
-    feature_extraction_e2llm,
-    signal_e2llm,
-)
+from e2llm import ELECTRODE_NAMES, SEED_CHANNELS, E2LLMFeatureExtractor, chain_e2llm, signal_e2llm
 from e2llm.signal_e2llm import apply_filter, design_filter, resample
 
 CHANNELS = ["Fp1", "Fp2", "Cz", "O1"]
@@ -227,13 +221,13 @@ def test_recordings_of_equal_shape_go_through_each_kernel_in_one_call(monkeypatc
     """Channels, windows and same-shape recordings are processed by one call per kernel (no loop around them)."""
     shapes: dict[str, list] = {"resample": [], "apply_filter": [], "normalize_windows": []}
     for name in shapes:
-        original = getattr(feature_extraction_e2llm, name)
+        original = getattr(chain_e2llm, name)
 
         def spy(data, *args, _name=name, _original=original, **kwargs):
             shapes[_name].append(np.shape(data))
             return _original(data, *args, **kwargs)
 
-        monkeypatch.setattr(feature_extraction_e2llm, name, spy)
+        monkeypatch.setattr(chain_e2llm, name, spy)
     fe = E2LLMFeatureExtractor()
     batch = [_eeg(seconds=12.0, sfreq=250.0, seed=i) for i in range(3)]
     out = fe(batch, sampling_rate=250, channel_names=CHANNELS, units="uV", return_tensors="np")
@@ -275,16 +269,18 @@ BAD_INPUTS = {
                                                    "channel_names": ["Fp1", "Fp2", "Cz", "O2"]},
                      r"channel_names differ from the MNE object's ch_names"),
     "units_vs_raw": (lambda: _raw(_eeg(), 200.0), {"units": "uV", "sampling_rate": None, "channel_names": None},
-                     r"MNE objects hold volts"),
+                     r"looks like volts given as microvolts \(pass units='V'\)"),
     "units_missing": (lambda: _eeg(), {"units": None}, r"units is required"),
-    "units_unknown": (lambda: _eeg(), {"units": "mV"}, r"units must be 'V' or 'uV'"),
+    "units_unknown": (lambda: _eeg(), {"units": "kV"}, r"units must be 'V', 'mV' or 'uV'"),
     "names_missing": (lambda: _eeg(), {"channel_names": None}, r"channel_names is required"),
     "names_count": (lambda: _eeg(), {"channel_names": CHANNELS[:3]}, r"3 channel names for 4 channels"),
     "names_per_item": (lambda: [_eeg(), _eeg()], {"channel_names": [CHANNELS]}, r"1 lists for 2 recordings"),
-    "duplicates": (lambda: _eeg(), {"channel_names": ["Fp1", "FP1", "Cz", "O1"]}, r"duplicate channel names.*Fp1 given as \['Fp1', 'FP1'\]"),
-    "alias_duplicates": (lambda: _eeg(), {"channel_names": ["T3", "T7", "Cz", "O1"]}, r"duplicate channel names.*T7 given as \['T3', 'T7'\]"),
+    "duplicates": (lambda: _eeg(), {"channel_names": ["Fp1", "FP1", "Cz", "O1"]},
+                   r"\{'Fp1': \['Fp1', 'FP1'\]\} all resolve to the same 10-05 electrode"),
+    "alias_duplicates": (lambda: _eeg(), {"channel_names": ["T3", "T7", "Cz", "O1"]},
+                         r"\{'T7': \['T3', 'T7'\]\} all resolve to the same 10-05 electrode"),
     "no_known_electrode": (lambda: _eeg(), {"channel_names": ["ECG", "EOG", "EMG", "STI"]},
-                           r"none of the channels .* is a known 10-05 electrode"),
+                           r"no EEG channel left to use among 4 channels \(ECG: name says ECG.*channel_map"),
     "flat": (lambda: np.full((4, 1600), 7.0), {}, r"every channel is flat"),
     "volts_as_uv": (lambda: _eeg() * 1e-6, {}, r"looks like volts given as microvolts \(pass units='V'\)"),
     "uv_as_volts": (lambda: _eeg(), {"units": "V"}, r"looks like microvolts given as volts \(pass units='uV'\)"),

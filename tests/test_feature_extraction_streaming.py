@@ -101,7 +101,7 @@ def test_streaming_refusals():
     bad[2, 4000] = np.nan
     cases = [((bad,), kwargs, ValueError, r"1 NaN/Inf values in 1 channel\(s\) \('F3': 1\)"),
              ((data,), {**kwargs, "windows_per_chunk": 0}, ValueError, "windows_per_chunk"),
-             ((data[None],), kwargs, ValueError, r"one \(n_channels, n_times\) recording"),
+             ((data[None],), kwargs, ValueError, r"expected \(n_channels, n_times\), got an array of shape \(1, 11, 5000\)"),
              ((data,), {**kwargs, "sampling_rate": 1.0}, ValueError, "plausible EEG range"),
              ((data * 1e6,), kwargs, ValueError, "beyond any EEG amplifier's range")]
     for args, options, kind, message in cases:

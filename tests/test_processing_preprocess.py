@@ -28,8 +28,8 @@ def test_band_pass_notch_resample_and_provenance():
     assert power[0].mean() == pytest.approx(200.0, rel=0.05)  # 20 µV sine kept
     assert power[1].mean() < 0.01 and power[2].mean() < 1.0  # line noise and drift removed
     step = out.provenance["steps"][-1]
-    assert step["params"] == params.to_dict() and step["order"] == ["filter", "resample"]
-    assert step["filter"]["sfreq"] == 1000.0 and step["filter"]["n_taps"] > 1
+    assert step["params"] == params.to_dict() and step["order"] == ["resample", "filter"]
+    assert step["filter"]["sfreq"] == 200.0 and step["filter"]["n_taps"] > 1  # the feature extractor's chain
     assert step["resample"] == {"orig_sfreq": 1000.0, "sfreq": 200.0, "up": 1, "down": 5, "method": "polyphase"}
     assert out.provenance["source"] == "test"
     json.dumps(out.provenance)  # provenance is JSON-serialisable, to be stored with a dataset
@@ -38,14 +38,14 @@ def test_band_pass_notch_resample_and_provenance():
 def test_upsampling_filters_after_resampling_and_average_reference():
     params = PreprocessingParams(l_freq=None, h_freq=40.0, notch_freqs=(), reference="average")
     out = preprocess_recording(_recording(sfreq=128.0), params)
-    assert out.provenance["steps"][-1]["order"] == ["reference", "resample", "filter"]
+    assert out.provenance["steps"][-1]["order"] == ["resample", "filter", "reference"]
     np.testing.assert_allclose(out.data.mean(axis=0), 0.0, atol=1e-18)
 
 
 def test_no_filter_for_preprocessed_sources():
     rec = _recording(sfreq=200.0)
     out = preprocess_recording(rec, PreprocessingParams(), filter=False)
-    np.testing.assert_array_equal(out.data, rec.data)
+    np.testing.assert_allclose(out.data, rec.data, rtol=1e-12, atol=0)  # the means come out and back: rounding only
     assert out.provenance["steps"][-1]["filter_applied"] is False and out.provenance["steps"][-1]["order"] == []
 
 
@@ -77,5 +77,19 @@ def test_bad_recordings_are_refused():
         preprocess_recording(rec, PreprocessingParams())
     with pytest.raises(ValueError, match="channel names for"):
         preprocess_recording(Recording(np.zeros((2, 100)), 200.0, ["Cz"], "V"), PreprocessingParams())
-    with pytest.warns(RuntimeWarning, match="longer than the recording"):
-        preprocess_recording(Recording(np.ones((1, 400)), 200.0, ["Cz"], "V"), PreprocessingParams())
+
+
+
+def test_a_recording_shorter_than_the_kernel_gets_the_fitted_filter_of_the_feature_extractor():
+    """2 s against a 7,921-tap band-pass: the chain's short-input filter, recorded, and equal to the extractor's."""
+    from e2llm import E2LLMFeatureExtractor
+
+    rng = np.random.default_rng(0)
+    rec = Recording(20e-6 * rng.standard_normal((2, 400)), 200.0, ["Cz", "Pz"], "V")
+    params = PreprocessingParams(window_seconds=2.0, stride_seconds=2.0)
+    out = preprocess_recording(rec, params)
+    step = out.provenance["steps"][-1]["filter"]
+    assert step["fitted_to_length"] and "sinusoid fit" in step["description"] and step["n_taps"] < 400
+    extractor = E2LLMFeatureExtractor(window_seconds=2.0, window_stride_seconds=2.0, normalization="none")
+    windows = extractor(rec.data, sampling_rate=200.0, channel_names=rec.ch_names, units="V", return_tensors="np")
+    np.testing.assert_allclose(windows["eeg_values"][0], out.data * 1e6, atol=1e-3)

@@ -181,13 +181,14 @@ def test_tokenize_true_returns_input_ids_and_return_dict_the_batch(tiny_e2llm):
 
 
 def test_trl_sft_collator_call(tiny_e2llm):
-    """The exact call of TRL 1.16's `DataCollatorForVisionLanguageModeling` (conversational case), EEG given as content
-    parts the way TRL's `prepare_multimodal_messages` gives images."""
+    """The exact call of TRL 1.16's `DataCollatorForVisionLanguageModeling` (conversational case), with the EEG of the
+    `{"type": "eeg"}` parts in `processor_kwargs` (the public route; the processor overrides no private hook of
+    `ProcessorMixin` to read data out of content parts, and says so when a part carries it)."""
     model, processor = tiny_e2llm
     messages = [
-        [{"role": "user", "content": [{"type": "eeg", "eeg": _eeg(8)}, {"type": "text", "text": "Which emotion?"}]},
+        [{"role": "user", "content": [{"type": "eeg"}, {"type": "text", "text": "Which emotion?"}]},
          {"role": "assistant", "content": [{"type": "text", "text": "Emotion: fear"}]}],
-        [{"role": "user", "content": [{"type": "eeg", "eeg": _eeg(4, 1)}, {"type": "text", "text": "And here?"}]},
+        [{"role": "user", "content": [{"type": "eeg"}, {"type": "text", "text": "And here?"}]},
          {"role": "assistant", "content": [{"type": "text", "text": "Reasoning: alpha is low.\nEmotion: sadness"}]}],
     ]
     processor_kwargs = {
@@ -196,7 +197,7 @@ def test_trl_sft_collator_call(tiny_e2llm):
     }
     output = processor.apply_chat_template(
         messages, chat_template=None, tokenize=True, return_dict=True, return_tensors="pt",
-        return_assistant_tokens_mask=True, processor_kwargs=processor_kwargs,
+        return_assistant_tokens_mask=True, processor_kwargs={**processor_kwargs, "eeg": [_eeg(8), _eeg(4, 1)]},
     )
     assert output["input_ids"].shape == output["attention_mask"].shape == output["assistant_masks"].shape
     mask = output["attention_mask"]
@@ -209,6 +210,35 @@ def test_trl_sft_collator_call(tiny_e2llm):
     labels = output["input_ids"].masked_fill(output["assistant_masks"] == 0, -100)
     batch = {k: v for k, v in output.items() if k != "assistant_masks"}
     assert torch.isfinite(model(**batch, labels=labels).loss)
+    in_parts = [[{"role": "user", "content": [{"type": "eeg", "eeg": _eeg(4)}, {"type": "text", "text": "?"}]}]]
+    with pytest.raises(ValueError, match=r"no `eeg` was given: pass the recordings as eeg=.*processor_kwargs"):
+        processor.apply_chat_template(in_parts, tokenize=True, processor_kwargs=KW)
+
+
+def test_processor_imports_no_private_transformers_name():
+    import ast
+    import inspect
+
+    from e2llm import processing_e2llm
+
+    tree = ast.parse(inspect.getsource(processing_e2llm))
+    imported = [alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                and (node.module or "").startswith("transformers") for alias in node.names]
+    assert imported and not [name for name in imported if name.startswith("_")], imported
+    assert "_multimodal_inputs_from_conversations" not in vars(E2LLMProcessor)
+
+
+def test_typed_kwargs_are_validated_and_routed(tiny_e2llm):
+    from e2llm.kwargs_e2llm import E2LLMProcessorKwargs
+
+    _, processor = tiny_e2llm
+    assert processor.valid_processor_kwargs is E2LLMProcessorKwargs
+    prompt = processor.apply_chat_template([_user()], add_generation_prompt=True)
+    nested = processor(text=prompt, eeg=_eeg(8), audio_kwargs={**KW, "line_freq": 60}, text_kwargs={"padding": False},
+                       return_tensors="np", return_metadata=True)
+    assert "notch 60 Hz" in nested["eeg_filter"][0] or "60 Hz removed" in nested["eeg_filter"][0]
+    with pytest.raises(Exception, match="apply_filters"):  # a typed argument of the wrong type
+        processor(text=prompt, eeg=_eeg(8), apply_filters="yes", **KW)
 
 
 def test_continue_final_message_and_template_variables(tiny_e2llm):

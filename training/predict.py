@@ -1,30 +1,50 @@
-"""`e2llm predict`: run the ``eeg-emotion`` pipeline on recordings and print one result per window.
+"""`e2llm predict`: run the ``eeg-emotion`` pipeline on recordings and write one row per window.
 
     e2llm predict sub-01.edf sub-02.vhdr --model runs/stage3 --format table
     e2llm predict rec.fif --model runs/stage3 --output predictions.jsonl --evidence-dir pictures/
+    e2llm predict cap.bdf --model runs/stage3 --montage biosemi64 --line-freq 60
 
-Any file MNE reads works (EDF/BDF, FIF, BrainVision, EEGLAB, ...); its EEG channels are used (read with
-`e2llm.processing.recording.read_recording`, which recognises non-EEG channels by name). JSON lines
-(default) hold one object per window with the file, start/end seconds, label (null when the answer could
-not be parsed), probabilities per label, rationale and the generated text, and one closing object per
-file with the aggregate label (``"window": "all"``).
+Any file MNE reads works (EDF/BDF, FIF, BrainVision, EEGLAB, ...), read by the pipeline's own path (one channel rule;
+`--channel-map`, `--montage`, `--units`, `--line-freq` for files whose labels, units or mains frequency need saying).
+JSON lines (default) hold one object per window (file, start/end seconds, label or null when the answer could not be
+parsed, probabilities per label, the rationale with its numbers from measurement, the generated text, the measured
+evidence, the claims linked to it), then one closing object per file (``"window": "all"``: the aggregate label, the
+channels used and dropped, the filter).
 
-Over many files it runs unchanged on N processes, each taking a contiguous shard of the files; the rows come back
-in the order of the files and only the main process writes them::
+Each file's rows are written (and flushed) as soon as the file is done. A file that fails is reported on standard
+error with its path and the reason, and the other files still run. Standard output carries only the rows: MNE's own
+messages go to standard error.
 
-    accelerate launch --num_processes 4 -m e2llm.training.cli predict recordings/*.edf --model runs/stage3 \
+Exit status: 0 when every file was predicted; 1 when some files failed (the others' rows are written); 2 for an error
+in the arguments or the model, before any file.
+
+Over many files it runs unchanged on N processes, each taking a contiguous shard of the files and writing its rows to
+``OUTPUT.part<rank>`` as each file completes; the main process then joins the parts into ``OUTPUT`` in file order::
+
+    accelerate launch --num_processes 4 -m e2llm.training.cli predict recordings/*.edf --model runs/stage3 \\
         --output predictions.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
 
+from e2llm.processing.signal_options import add_signal_arguments, signal_options
+
+EXIT_SOME_FAILED = 1
+WINDOW_KEYS = ("start", "end", "label", "parseable", "refused", "unusable_channels", "scores", "rationale",
+               "generated_text", "evidence", "claims", "removed_claims")
+SUMMARY_KEYS = ("channels", "filter", "warning", "file_warnings")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = ("exit status: 0 every file predicted; 1 some files failed (each reported on standard error with "
+                     "its path and reason; the other files' rows are written); 2 an error in the arguments or the "
+                     "model, before any file")
     parser.add_argument("files", nargs="+", metavar="FILE", help="recordings MNE can read")
     parser.add_argument("--model", required=True, metavar="DIR", help="a saved E2LLM folder or Hub id")
     parser.add_argument("--output", metavar="FILE", help="write here instead of standard output")
@@ -36,20 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--evidence-dir", metavar="DIR", help="also save scalp-map evidence PNGs here")
     parser.add_argument("--baseline", metavar="FILE",
-                        help="a recording of the same person and montage (e.g. at rest) that band power is stated "
-                             "against, in the evidence maps and in the prompts of a model trained with measured "
-                             "evidence (default: each file's own mean over its windows)")
+                        help="a recording of the same person and montage (e.g. at rest) that band power is measured "
+                             "against (default: each file's own mean when it has at least 10 windows, else the "
+                             "reference the model ships)")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     parser.add_argument("--trust-remote-code", action="store_true")
-
-
-def recording_input(path: str):
-    """A pipeline input for a file: its EEG channels under their 10-05 names (``EEG Fp1-REF`` -> ``Fp1``), opened
-    lazily by `e2llm.recording_file_e2llm.open_recording`, the same reading path as ``pipeline(path)`` (EOG, ECG,
-    EMG, reference and trigger channels dropped by name and type; damaged files refused)."""
-    from e2llm.recording_file_e2llm import open_recording
-
-    return open_recording(path)
+    add_signal_arguments(parser)
 
 
 def result_rows(path: str, result: dict) -> list[dict]:
@@ -57,78 +69,161 @@ def result_rows(path: str, result: dict) -> list[dict]:
     windows = result.get("windows", [result])
     rows = []
     for i, window in enumerate(windows):
-        row = {"file": path, "window": i, **{k: window[k] for k in ("start", "end", "label", "parseable", "scores",
-                                                                       "rationale", "generated_text")}}
-        if "evidence" in window:
-            row["evidence_png"] = window["evidence"]["png"]
+        row = {"file": path, "window": i, **{k: window[k] for k in WINDOW_KEYS if k in window}}
+        if "evidence_map" in window:
+            row["evidence_png"] = window["evidence_map"]["png"]
         rows.append(row)
     votes = result.get("votes", {} if result["label"] is None else {result["label"]: 1})
     rows.append({"file": path, "window": "all", "label": result["label"], "scores": result["scores"],
                  "votes": votes, "n_windows": len(windows),
-                 "n_unparseable": result.get("n_unparseable", int(result["label"] is None))})
+                 "n_unparseable": result.get("n_unparseable", int(result["label"] is None and "refused" not in result)),
+                 "n_refused": result.get("n_refused", int("refused" in result)),
+                 **{k: result[k] for k in SUMMARY_KEYS if k in result}})
     return rows
+
+
+def _table_line(row: dict) -> str:
+    top = max(row["scores"], key=row["scores"].get)
+    label = row["label"] if row["label"] is not None else "UNPARSEABLE"
+    p = f"{row['scores'][row['label']]:.3f}" if row["label"] is not None else "-"
+    start = f"{row['start']:.1f}" if "start" in row else ""
+    end = f"{row['end']:.1f}" if "end" in row else ""
+    name = Path(row["file"]).name[-32:]
+    return (f"{name:<32} {row['window']!s:>6} {start:>8} {end:>8}  {label:<14} {p:>8}  "
+            f"{top} {row['scores'][top]:.3f}")
+
+
+TABLE_HEADER = f"{'file':<32} {'window':>6} {'start':>8} {'end':>8}  {'label':<14} {'p(label)':>8}  top score"
 
 
 def format_table(rows: list[dict]) -> str:
     """Plain-text table: file, window, start-end, label, top probability."""
-    header = f"{'file':<32} {'window':>6} {'start':>8} {'end':>8}  {'label':<14} {'p(label)':>8}  top score"
-    lines = [header, "-" * len(header)]
-    for row in rows:
-        top = max(row["scores"], key=row["scores"].get)
-        label = row["label"] if row["label"] is not None else "UNPARSEABLE"
-        p = f"{row['scores'][row['label']]:.3f}" if row["label"] is not None else "-"
-        start = f"{row['start']:.1f}" if "start" in row else ""
-        end = f"{row['end']:.1f}" if "end" in row else ""
-        name = Path(row["file"]).name[-32:]
-        lines.append(f"{name:<32} {row['window']!s:>6} {start:>8} {end:>8}  {label:<14} {p:>8}  "
-                     f"{top} {row['scores'][top]:.3f}")
-    return "\n".join(lines)
+    return "\n".join([TABLE_HEADER, "-" * len(TABLE_HEADER), *map(_table_line, rows)])
+
+
+class RowWriter:
+    """Writes rows as they come (JSON lines, or table lines under one header) and flushes after each file."""
+
+    def __init__(self, stream, table: bool):
+        self.stream, self.table, self.count = stream, table, 0
+        if table:
+            self.stream.write(TABLE_HEADER + "\n" + "-" * len(TABLE_HEADER) + "\n")
+
+    def write(self, rows: list[dict]) -> None:
+        for row in rows:
+            self.stream.write((_table_line(row) if self.table else json.dumps(row)) + "\n")
+        self.count += len(rows)
+        self.stream.flush()
+
+
+def _options(args: argparse.Namespace) -> dict:
+    options = {"batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
+               "return_rationale": not args.no_rationale, "apply_filters": not args.no_filters,
+               **{k: v for k, v in signal_options(args).items() if v is not None}}
+    if args.question:
+        options["question"] = args.question
+    if args.baseline:
+        options["baseline"] = args.baseline
+    if args.evidence_dir:
+        options.update(return_evidence=True, evidence_dir=args.evidence_dir)
+    return options
+
+
+def predict_files(pipe, paths: list[str], options: dict, writer: RowWriter) -> list[tuple[str, str]]:
+    """Run every file, writing its rows when it completes; `(path, reason)` of the files that failed."""
+    failures = []
+    for path in paths:
+        try:
+            result = pipe(path, **options)
+        except (ValueError, OSError) as error:  # this file's problem: say so, go on with the others
+            reason = str(error) or type(error).__name__
+            failures.append((path, reason))
+            print(f"e2llm predict: {path}: failed: {reason}", file=sys.stderr, flush=True)
+            continue
+        for warning in result.get("file_warnings", []):  # what MNE said while reading the file
+            print(f"e2llm predict: {path}: {warning}", file=sys.stderr)
+        writer.write(result_rows(path, result))
+    return failures
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Everything printed while predicting (MNE's progress messages, a library's print) goes to standard error;
+    yields the real standard output for the rows."""
+    import mne
+
+    real = sys.stdout
+    handlers = list(mne.utils.logger.handlers)
+    for handler in handlers:
+        if getattr(handler, "stream", None) is real:
+            handler.setStream(sys.stderr)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield real
+    finally:
+        for handler in handlers:
+            if getattr(handler, "stream", None) is sys.stderr:
+                handler.setStream(real)
 
 
 def run(args: argparse.Namespace) -> int:
     from transformers import pipeline
 
     from e2llm.training.evaluate import load_model
-    from e2llm.training.sharding import (
-        inference_device,
-        is_main_process,
-        process_count,
-        process_index,
-        sharded_map,
-    )
+    from e2llm.training.sharding import inference_device, process_count, process_index, shard_bounds
 
-    missing = [f for f in args.files if not Path(f).exists()]
-    if missing:
-        raise FileNotFoundError(f"no such recording(s): {missing}")
     model, processor = load_model(args.model, inference_device(args.device), args.trust_remote_code)
     pipe = pipeline("eeg-emotion", model=model, processor=processor, device=model.device)
-    options = {"batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
-               "return_rationale": not args.no_rationale, "apply_filters": not args.no_filters}
-    if args.question:
-        options["question"] = args.question
-    if args.baseline:
-        if not Path(args.baseline).exists():
-            raise FileNotFoundError(f"no such baseline recording: {args.baseline}")
-        options["baseline"] = recording_input(args.baseline)
-    if args.evidence_dir:
-        options.update(return_evidence=True, evidence_dir=args.evidence_dir)
-
-    def predict_files(paths: list[str]) -> list[list[dict]]:
-        if process_count() > 1:
-            print(f"process {process_index()}/{process_count()}: {len(paths)} of {len(args.files)} files",
-                  file=sys.stderr)
-        return [result_rows(path, pipe(recording_input(path), **options)) for path in paths]
-
-    rows = [row for file_rows in sharded_map(predict_files, args.files) for row in file_rows]
-    if not is_main_process():
-        return 0
-    text = format_table(rows) if args.format == "table" else "\n".join(json.dumps(row) for row in rows)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
-        print(f"{len(rows)} rows written to {args.output}", file=sys.stderr)
-    else:
-        print(text)
+    options = _options(args)
+    files = list(args.files)
+    n_processes = process_count()
+    with _quiet_stdout() as stdout:
+        if n_processes == 1:
+            failures = _run_one(pipe, files, options, args, stdout)
+        else:
+            start, end = shard_bounds(len(files), n_processes, process_index())
+            print(f"process {process_index()}/{n_processes}: {end - start} of {len(files)} files", file=sys.stderr)
+            failures = _run_shard(pipe, files[start:end], options, args, stdout)
+    if failures:
+        print(f"e2llm predict: {len(failures)} of {len(files)} files failed: "
+              f"{', '.join(path for path, _ in failures)}", file=sys.stderr)
+        return EXIT_SOME_FAILED
     return 0
 
 
-__all__ = ["add_arguments", "format_table", "recording_input", "result_rows", "run"]
+def _run_one(pipe, files, options, args, stdout) -> list[tuple[str, str]]:
+    if not args.output:
+        return predict_files(pipe, files, options, RowWriter(stdout, args.format == "table"))
+    with open(args.output, "w", encoding="utf-8") as handle:
+        writer = RowWriter(handle, args.format == "table")
+        failures = predict_files(pipe, files, options, writer)
+    print(f"{writer.count} rows written to {args.output}", file=sys.stderr)
+    return failures
+
+
+def _run_shard(pipe, files, options, args, stdout) -> list[tuple[str, str]]:
+    """One process of several: rows to `OUTPUT.part<rank>` as files complete; the main process joins the parts."""
+    from accelerate.utils import gather_object
+
+    from e2llm.training.sharding import is_main_process, process_index
+
+    target = Path(args.output) if args.output else None
+    part = (target.with_name(f"{target.name}.part{process_index()}") if target
+            else Path(f".e2llm-predict.part{process_index()}"))
+    with open(part, "w", encoding="utf-8") as handle:
+        failures = predict_files(pipe, files, options, RowWriter(handle, False))
+    parts = gather_object([str(part)])  # one per process, in rank order: the files' order
+    failures = [f for group in gather_object([failures]) for f in group]
+    if is_main_process():
+        rows = [json.loads(line) for name in parts for line in Path(name).read_text().splitlines()]
+        out = open(target, "w", encoding="utf-8") if target else contextlib.nullcontext(stdout)
+        with out as handle:
+            RowWriter(handle, args.format == "table").write(rows)
+        for name in parts:
+            Path(name).unlink()
+        if target:
+            print(f"{len(rows)} rows written to {target}", file=sys.stderr)
+    return failures
+
+
+__all__ = ["EXIT_SOME_FAILED", "RowWriter", "add_arguments", "format_table", "predict_files", "result_rows", "run"]

@@ -1,0 +1,147 @@
+"""The `eeg-emotion` pipeline's `postprocess`: window outputs -> results with measured evidence.
+
+Every window's result carries its label (parsed from the answer, never guessed; None for a window refused because
+more than half of its channels are flat, stuck, clipped or saturated in its raw samples, which says why), label
+probabilities, the returned
+rationale (its numbers rendered from measurement, `e2llm.rationale_e2llm`), the generated text as written, its
+measured evidence (`{"reference", "items"}`, `e2llm.measured_evidence_e2llm`), the claims linked to their items and
+those removed. A recording of several windows (or each epoch of an `Epochs`) gets the aggregate: the most frequent
+parsed label (ties broken by the mean scores), the mean scores, the votes, the count of unparseable answers, and its
+windows. Each result names the channels used and dropped and the filter the input got.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from .answers import parse_answer
+from .evidence_e2llm import evidence_map
+from .evidence_statistics_e2llm import spread_vector
+from .measured_evidence_e2llm import MIN_OWN_REFERENCE_WINDOWS, choose_reference, recording_mean, window_items
+from .rationale_e2llm import ground_rationale
+
+
+@dataclass
+class WindowOutput:
+    """What `_forward` returns per window (kept as one object so Transformers' batch unpacking leaves it whole)."""
+
+    text: str
+    scores: np.ndarray  # (n_labels,) probabilities
+    start: float
+    item: int
+    band_power: np.ndarray  # (n_bands, n_channels) dB, NaN on flat channels
+    live: np.ndarray  # (n_channels,) bool
+    context: object  # the input's `InputContext`
+    attribution: np.ndarray | None = None
+    from_generation: bool = False
+    unusable: dict | None = None  # {channel: reason} unusable in this window's raw samples (masked)
+    refused: str | None = None  # why the window is refused (too many unusable channels)
+
+
+def _reference(windows: list[WindowOutput], statistics):
+    context = windows[0].context
+    if context.reference is not None or context.baseline is not None:
+        return context.reference or context.baseline
+    own = None
+    if len(windows) >= MIN_OWN_REFERENCE_WINDOWS:
+        own = recording_mean(np.stack([w.band_power for w in windows]), context.names)
+    return choose_reference(len(windows), own, None, statistics, context.names)
+
+
+def _no_items_reason(reference, n_windows: int) -> str:
+    if reference is None:
+        return (f"no reference to measure this window against: the input has {n_windows} window(s), fewer than "
+                f"{MIN_OWN_REFERENCE_WINDOWS} for its own mean, and the model ships no reference (pass baseline= or "
+                "baseline_power=)")
+    return "no channel of the window supports this claim"
+
+
+def window_result(pipe, window: WindowOutput, items: list[dict], reference, n_windows: int,
+                  extra_fields=None) -> dict:
+    """One window's result (see the module docstring)."""
+    scores = dict(zip(pipe.label_names, window.scores.tolist()))
+    fields: dict = {}
+    if window.text:
+        parsed = parse_answer(window.text, pipe.label_names, extra_fields)
+        label, rationale, fields = parsed.label, parsed.rationale, parsed.fields
+    else:  # label scoring only
+        label, rationale = pipe.label_names[int(window.scores.argmax())], None
+    grounded = ground_rationale(rationale, items, None if items else _no_items_reason(reference, n_windows),
+                                None if reference is None else reference.kind)
+    end = window.start + window.context.window_seconds
+    result = {"label": label, "scores": scores, "rationale": grounded.text, "generated_text": window.text,
+              "parseable": label is not None, "start": window.start, "end": end,
+              "evidence": {"reference": None if reference is None else reference.report(), "items": items},
+              "claims": grounded.claims, "removed_claims": grounded.removed_claims,
+              "removed_numbers": grounded.removed_numbers}
+    if extra_fields:
+        result["fields"] = fields
+    if window.unusable:
+        result["unusable_channels"] = dict(window.unusable)
+    if window.refused:  # no label from a window most of whose channels are not EEG; its scores stay for reference
+        result.update(label=None, parseable=False, refused=window.refused)
+    return result
+
+
+def _evidence_map(pipe, window: WindowOutput, reference, evidence_dir, index: int) -> dict:
+    """Scalp maps of one window: band power relative to its reference (or to its channel mean without one)."""
+    names = window.context.names
+    if reference is not None:
+        ref, known = reference.on(names)
+        relative = np.full_like(window.band_power, np.nan)
+        relative[:, known] = window.band_power[:, known] - ref
+    else:
+        relative = window.band_power - np.nanmean(window.band_power, axis=-1, keepdims=True)
+    relative = np.nan_to_num(relative)
+    return evidence_map(relative, window.attribution[: len(names)], names,
+                        pipe.processor.feature_extractor.sampling_rate, window.start, evidence_dir,
+                        stem=f"evidence_{id(window.context)}_{index:05d}")
+
+
+def aggregate(label_names, windows: list[dict]) -> dict:
+    """The result of several windows: majority parsed label (ties by mean score), mean scores, votes."""
+    mean = {name: float(np.mean([w["scores"][name] for w in windows])) for name in label_names}
+    votes = Counter(w["label"] for w in windows if w["label"] is not None)
+    label = None
+    if votes:
+        top = max(votes.values())
+        label = max((name for name, c in votes.items() if c == top), key=lambda name: mean[name])
+    refused = sum("refused" in w for w in windows)
+    return {"label": label, "scores": mean, "votes": dict(votes),
+            "n_unparseable": sum(w["label"] is None and "refused" not in w for w in windows), "n_refused": refused,
+            "windows": windows}
+
+
+def build_results(pipe, windows: list[WindowOutput], extra_fields=None, return_evidence: bool = False,
+                  evidence_dir=None):
+    """The result of one input: one dict, or one per epoch of an `Epochs`."""
+    context = windows[0].context
+    reference = _reference(windows, pipe.processor.evidence_statistics)
+    power = np.stack([w.band_power for w in windows])
+    live = np.stack([w.live for w in windows]) & np.isfinite(power).all(axis=1)
+    items = window_items(power, context.names, live, reference, spread_vector(pipe.processor.evidence_statistics))
+    results = [window_result(pipe, w, i, reference, len(windows), extra_fields) for w, i in zip(windows, items)]
+    if return_evidence:
+        for k, (window, result) in enumerate(zip(windows, results)):
+            result["evidence_map"] = _evidence_map(pipe, window, reference, evidence_dir, k)
+    groups: dict[int, list[dict]] = {}
+    for window, result in zip(windows, results):
+        groups.setdefault(window.item, []).append(result)
+    out = [group[0] if len(group) == 1 else aggregate(pipe.label_names, group) for group in groups.values()]
+    warning = context.montage.warning
+    if warning is not None:
+        warnings.warn(warning, stacklevel=3)
+    for result in out:
+        result.update(channels=context.channels, filter=context.filter)
+        if context.warnings:
+            result["file_warnings"] = list(context.warnings)
+        if warning is not None:
+            result["warning"] = warning
+    return out if context.epochs else out[0]
+
+
+__all__ = ["WindowOutput", "aggregate", "build_results", "window_result"]

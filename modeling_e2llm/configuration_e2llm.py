@@ -64,6 +64,7 @@ class E2LLMEEGConfig(PreTrainedConfig):
         sampling_rate, window_samples: default to the backbone's pretraining contract (EEGPT 256 Hz x 1024,
             CBraMod and LaBraM 200 Hz x 800; the patch encoder 200 Hz x 800).
         channel_names (`list[str]`): the backbone's channel table (embedding rows / channel order); defaults to its own.
+            With an EEGPT `channel_projection`, the projection's input channels in order.
         input_unit_uv (`float`): microvolts per unit of the backbone's input (EEGPT 1000: mV; CBraMod and LaBraM
             100); None for the patch encoder, which takes normalised windows.
         reference (`str`): "average" to re-reference before the backbone (EEGPT's pretraining did), "none" to keep it.
@@ -182,7 +183,8 @@ class E2LLMEEGConfig(PreTrainedConfig):
                 raise ValueError(f"reference must be 'average' or 'none', got {self.reference!r}")
             if not self.input_unit_uv or self.input_unit_uv <= 0:
                 raise ValueError(f"input_unit_uv must be a positive number of microvolts, got {self.input_unit_uv}")
-            if self.backbone == "eegpt" and len(self.channel_names) > self.backbone_config["num_channel_embeddings"]:
+            if (self.backbone == "eegpt" and self.backbone_config["channel_projection"] == "none"
+                    and len(self.channel_names) > self.backbone_config["num_channel_embeddings"]):
                 raise ValueError(f"channel_names has {len(self.channel_names)} names for "
                                  f"{self.backbone_config['num_channel_embeddings']} EEGPT channel embeddings")
             return

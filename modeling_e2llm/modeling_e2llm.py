@@ -20,6 +20,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_e2llm import E2LLMConfig
+from .model_folder_e2llm import ModelFolderMixin
 from .modeling_eeg_encoder import E2LLMEEGAttentionPooler, E2LLMEEGEncoder
 from .scoring_e2llm import score_candidates
 
@@ -71,7 +72,12 @@ class E2LLMProjector(nn.Module):
         return self.linear_2(self.act(self.linear_1(eeg_features)))
 
 
-class E2LLMPreTrainedModel(PreTrainedModel):
+class E2LLMPreTrainedModel(ModelFolderMixin, PreTrainedModel):
+    """Base of the E2LLM models. `from_pretrained` is strict (`e2llm.model_folder_e2llm`): a folder whose weights lack a
+    tensor, hold one the model has no place for, or disagree in shape with config.json is refused, as are a damaged
+    JSON or safetensors file, a label map that disagrees with the emotion head and a tokenizer without the model's
+    `<|eeg|>` token; `strict=False` loads anyway and reports what was not loaded in `model.loading_report`."""
+
     config: E2LLMConfig
     config_class = E2LLMConfig
     base_model_prefix = "model"
@@ -104,6 +110,8 @@ class E2LLMPreTrainedModel(PreTrainedModel):
 
 class E2LLMModel(E2LLMPreTrainedModel):
     """EEG encoder + projector + the bare language model; returns `last_hidden_state`."""
+
+    _keys_to_ignore_on_load_unexpected = [r"^lm_head\."]  # loading the base model from a folder with the LM head
 
     def __init__(self, config: E2LLMConfig):
         super().__init__(config)

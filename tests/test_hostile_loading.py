@@ -216,3 +216,17 @@ def test_a_disk_full_during_the_save_is_one_clear_error(tmp_path):
     assert "the file-size limit is full" in result.stdout and "MB needed" in result.stdout
     assert "the saved folder is incomplete: do not load it" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_a_tokenizer_object_that_does_not_fit_the_model(tiny_e2llm):
+    from e2llm import build_offline_tokenizer
+    from e2llm.tokenization_e2llm import check_tokenizer_fits
+
+    model, processor = tiny_e2llm
+    check_tokenizer_fits(processor.tokenizer, model.config)
+    with pytest.raises(ValueError, match=r"has no <\|eeg\|> token"):
+        check_tokenizer_fits(build_offline_tokenizer(eeg_tokens=False), model.config)
+    bigger = build_offline_tokenizer()
+    bigger.add_tokens([f"<extra_{i}>" for i in range(model.config.text_config.vocab_size)])
+    with pytest.raises(ValueError, match=r"token ids up to \d+ but the model's embeddings have \d+ rows"):
+        check_tokenizer_fits(bigger, model.config)

@@ -125,7 +125,7 @@ def test_temporaries_without_a_lock_are_left_to_the_caller_and_swept_later(tmp_p
 
 def test_the_lock_records_what_to_clean(tmp_path):
     folder = tmp_path / "out"
-    with output_lock(folder, command="e2llm evaluate") as lock:
+    with output_lock(folder, command="e2llm evaluate"):
         scratch = temporary_directory("e2llm-test-record-")
         with staged_dir(folder) as staging:
             info = json.loads(lock_path(folder).read_text())

@@ -189,3 +189,18 @@ def test_predict_records_its_output_and_takes_overwrite(tiny_e2llm_dir, tmp_path
     assert cli(args) == 2 and out.read_text() == "somebody's notes\n"  # not ours: refused
     assert cli([*args, "--overwrite"]) == 0 and made_by_e2llm(out)
     assert cli(args) == 0  # ours now: replaced without --overwrite
+
+
+def test_output_folders_inside_an_input_are_refused(tiny_e2llm_dir, recording, tmp_path, capsys):
+    maps = tiny_e2llm_dir / "maps"
+    assert cli(["predict", str(recording), "--model", str(tiny_e2llm_dir), "--evidence-dir", str(maps)]) == 2
+    assert "--evidence-dir" in (err := capsys.readouterr().err) and "inside the input folder" in err
+    assert not maps.exists()
+    data = tmp_path / "prepared"
+    data.mkdir()
+    assert cli(["train", "stage1", "--tiny", "true", "--dataset_path", str(data), "--output_dir", str(data)]) == 2
+    assert "--output_dir" in (err := capsys.readouterr().err) and "is the input" in err
+    # a folder that merely holds an input is fine: pictures next to the recordings
+    from e2llm.training.cli_checks import check_output_folder
+
+    assert check_output_folder(recording.parent, "--evidence-dir", [recording]) == recording.parent

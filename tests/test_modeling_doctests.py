@@ -23,6 +23,10 @@ MODULES = [
     "e2llm.electrodes",
     "e2llm.answers",
     "e2llm.assembly",
+    "e2llm.safe_output",
+    "e2llm.output_lock",
+    "e2llm.hub_cards.own_files",
+    "e2llm.training.cli_errors",
 ]
 
 

@@ -3,8 +3,8 @@ to `e2llm.safe_output`; `e2llm.processing.safe_output` keeps the old name workin
 
 import pytest
 
-from e2llm.processing.prepare import prepare_dataset
 from e2llm.processing import safe_output as old_name
+from e2llm.processing.prepare import prepare_dataset
 from e2llm.safe_output import MARKER_FILE, check_output_dir, is_e2llm_output, staged_dir
 
 SMALL = dict(n_subjects=1, trial_seconds=8.0, progress=False)

@@ -104,7 +104,8 @@ def check_output_file(path, option: str, inputs=(), overwrite: bool = False) -> 
 
 
 def check_output_folder(path, option: str, inputs=()) -> Path:
-    """A folder path that can be written: not a file, not below a file, neither an input nor holding or inside one."""
+    """A folder path that can be written: not a file, not below a file, neither an input folder nor inside one (a
+    folder that merely holds an input is fine: files are checked one by one where they are written)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"{option}: {path} is an existing file; pass a folder path")
@@ -116,9 +117,9 @@ def check_output_folder(path, option: str, inputs=()) -> Path:
         if source is None or not Path(source).expanduser().exists():
             continue
         other = Path(source).expanduser().resolve()
-        if resolved == other or resolved in other.parents or (other.is_dir() and other in resolved.parents):
-            raise ValueError(f"{option} {path} and the input {source} contain one another: writing there would "
-                             "change or delete an input; choose a folder outside it")
+        if resolved == other or (other.is_dir() and other in resolved.parents):
+            raise ValueError(f"{option} {path} is {'the input' if resolved == other else 'inside the input folder'} "
+                             f"{source}: writing there would change an input; choose a folder outside it")
     return path
 
 

@@ -30,20 +30,27 @@ them into its flags (`e2llm.training.cli_errors`).
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
-import re
 import shutil
-import socket
-import stat
-import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .output_lock import pid_alive, track_temporary
+from . import atomic_files
+from .atomic_files import (
+    DISK_FULL_ERRNOS,
+    DiskFullError,
+    disk_full_error,
+    fsync_folder,
+    is_stream,
+    replace_atomically,
+    size_text,
+    sweep_leftovers,
+    temporary_name,
+)
+from .output_lock import track_temporary
 
 MARKER_FILE = ".e2llm-output"
 MANIFEST_FILE = ".e2llm-files.json"
@@ -53,7 +60,6 @@ MODEL_FOLDER_FILES = ("adapter_config.json", "model.safetensors", "model.safeten
                       "preprocessor_config.json", "generation_config.json", "trainer_state.json")
 _CONFIG_KEYS = ("model_type", "architectures", "auto_map", "chs_info")  # config.json keys of a model's config
 _HASHED_BYTES = 1 << 30  # files up to 1 GiB are recognised by content when their modification time changed
-_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 def named(option: str, value) -> str:
@@ -158,16 +164,7 @@ def record_output(path) -> None:
              if name != path.name and made_by_e2llm(folder / name)}
     files[path.name] = _fingerprint(path)
     text = json.dumps({"written_by": "e2llm", "files": files}, indent=1, sort_keys=True) + "\n"
-    _replace_atomically(folder / MANIFEST_FILE, text.encode("utf-8"))
-
-
-def _is_stream(path: Path) -> bool:
-    """A character device or a FIFO (the null device, a terminal, a named pipe): written in place, never replaced."""
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return False
-    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
+    replace_atomically(folder / MANIFEST_FILE, text.encode("utf-8"))
 
 
 # ---------------------------------------------------------------- checks before any work
@@ -202,7 +199,7 @@ def check_output_file(path, inputs: Iterable = (), overwrite: bool = False, opti
     blocking = next((p for p in path.parents if p.exists()), None)
     if blocking is not None and not blocking.is_dir():
         raise ValueError(f"{what} cannot be created: {blocking} is a file, not a folder")
-    if _is_stream(path):
+    if is_stream(path):
         return path
     folder = protecting_folder(path)
     if folder is not None and not overwrite:
@@ -245,128 +242,27 @@ def check_output_dir(output_dir, inputs: Iterable = (), overwrite: bool = False,
     return output_dir
 
 
-# ---------------------------------------------------------------- atomic writes
-
-
-def _temporary_name(path: Path, kind: str = "tmp") -> Path:
-    host = re.sub(r"[^A-Za-z0-9-]", "", socket.gethostname())[:32] or "host"
-    return path.parent / f".{path.name}.{kind}-{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-
-def sweep_leftovers(path, kinds: tuple[str, ...] = ("tmp", "partial", "old")) -> list[Path]:
-    """Remove the hidden temporary siblings of `path` (``.NAME.tmp-HOST-PID-*``, ``.partial-``, ``.old-``) left by
-    processes of this host that are no longer running; returns what was removed."""
-    path = Path(path)
-    host = re.sub(r"[^A-Za-z0-9-]", "", socket.gethostname())[:32] or "host"
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.({'|'.join(kinds)})-(.+)-(\d+)-[0-9a-f]{{8}}$")
-    removed = []
-    if not path.parent.is_dir():
-        return removed
-    for candidate in path.parent.iterdir():
-        match = pattern.match(candidate.name)
-        if match is None or match.group(2) != host or pid_alive(int(match.group(3))):
-            continue
-        if candidate.is_dir() and not candidate.is_symlink():
-            shutil.rmtree(candidate, ignore_errors=True)
-        else:
-            candidate.unlink(missing_ok=True)
-        removed.append(candidate)
-    return removed
-
-
-class DiskFullError(OSError):
-    """A write failed because the disk, a quota or the file-size limit is full; its text is the whole message."""
-
-    def __str__(self) -> str:
-        return str(self.strerror)
-
-
-def size_text(n_bytes: float) -> str:
-    """``1.20 GB``, ``3.4 MB``, ``512 kB``."""
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n_bytes >= scale:
-            return f"{n_bytes / scale:.{2 if unit == 'GB' else 1}f} {unit}"
-    return f"{int(n_bytes)} bytes"
-
-
-def disk_full_error(error: OSError, target, needed: int | None = None,
-                    outcome: str = "nothing was replaced") -> DiskFullError:
-    """A clear error for a write to `target` that failed because its disk (or quota, or file-size limit) is full;
-    `outcome` says what state the write left."""
-    target = Path(target)
-    folder = target if target.is_dir() else target.parent
-    try:
-        free = f"{size_text(shutil.disk_usage(next(p for p in [folder, *folder.parents] if p.exists())).free)} free"
-    except (OSError, StopIteration):
-        free = "free space unknown"
-    need = f", about {size_text(needed)} needed" if needed else ""
-    return DiskFullError(error.errno, f"no room left to write {target}: the disk, a quota or the file-size limit is "
-                                      f"full ({free}{need}); {outcome}. Free some space or choose another location")
+# ---------------------------------------------------------------- atomic writes (`e2llm.atomic_files`), recorded
 
 
 @contextmanager
 def atomic_open(path, mode: str = "w", encoding: str | None = "utf-8", newline: str | None = None,
                 record: bool = False) -> Iterator:
-    """Open a hidden temporary sibling of `path` for writing; when the block ends without error it is flushed to
-    disk and renamed over `path` (then, with `record`, noted as written by e2llm). On error it is removed and `path`
-    is unchanged. A character device or FIFO (the null device, a named pipe) is written in place."""
-    path = Path(path)
-    if mode not in ("w", "wb"):
-        raise ValueError(f"atomic_open writes whole files: mode must be 'w' or 'wb', got {mode!r}")
-    text = {"encoding": encoding, "newline": newline} if mode == "w" else {}
-    if _is_stream(path):
-        with open(path, mode, **text) as handle:
-            yield handle
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sweep_leftovers(path, ("tmp",))
-    temporary = _temporary_name(path)
-    try:
-        with open(temporary, mode.replace("w", "x"), **text) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-        _fsync_folder(path.parent)
-    except OSError as error:
-        if error.errno in _DISK_FULL:
-            raise disk_full_error(error, path) from error
-        raise
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-    if record:
+    """`e2llm.atomic_files.atomic_open` (a hidden temporary renamed over `path` when the block succeeds); with
+    `record`, the file is then noted as written by e2llm."""
+    with atomic_files.atomic_open(path, mode, encoding, newline) as handle:
+        yield handle
+    if record and not is_stream(Path(path)):
         record_output(path)
-
-
-def _replace_atomically(path: Path, data: bytes) -> None:
-    with atomic_open(path, "wb") as handle:
-        handle.write(data)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename in `folder` durable (where the platform allows opening folders)."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def atomic_write(path, data: str | bytes, encoding: str = "utf-8", record: bool = False) -> Path:
     """Write `data` (text or bytes) to `path` atomically (see `atomic_open`); returns `path`."""
     path = Path(path)
-    if isinstance(data, str):
-        with atomic_open(path, "w", encoding=encoding, newline="", record=record) as handle:
-            handle.write(data)
-    else:
-        with atomic_open(path, "wb", record=record) as handle:
-            handle.write(data)
+    text = isinstance(data, str)
+    with atomic_open(path, "w" if text else "wb", encoding=encoding if text else None, newline="" if text else None,
+                     record=record) as handle:
+        handle.write(data)
     return path
 
 
@@ -396,13 +292,13 @@ def replace_dir(staging: Path, output_dir: Path) -> None:
         if not is_e2llm_output(output_dir) and any(output_dir.iterdir()):
             raise ValueError(f"{output_dir} appeared during the run and was not written by e2llm; left untouched, "
                              f"the result is in {staging}")
-        retired = _temporary_name(output_dir, "old")
+        retired = temporary_name(output_dir, "old")
         os.replace(output_dir, retired)
         os.replace(staging, output_dir)
         shutil.rmtree(retired, ignore_errors=True)
     else:
         os.replace(staging, output_dir)
-    _fsync_folder(output_dir.parent)
+    fsync_folder(output_dir.parent)
 
 
 @contextmanager
@@ -413,7 +309,7 @@ def staged_dir(output_dir, kind: str = "output") -> Iterator[Path]:
     output_dir = Path(output_dir)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     sweep_leftovers(output_dir, ("partial", "old"))
-    staging = _temporary_name(output_dir, "partial")
+    staging = temporary_name(output_dir, "partial")
     staging.mkdir()
     track_temporary(staging)
     try:
@@ -421,7 +317,7 @@ def staged_dir(output_dir, kind: str = "output") -> Iterator[Path]:
         write_marker(staging, kind)
         replace_dir(staging, output_dir)
     except OSError as error:
-        if error.errno in _DISK_FULL:
+        if error.errno in DISK_FULL_ERRNOS:
             raise disk_full_error(error, output_dir) from error
         raise
     finally:

@@ -163,12 +163,13 @@ def check_label_map(config: dict, where: str, shapes: dict[str, list[int]] | Non
                          f"{head[0]} labels), or re-head the model by training it on the new labels")
 
 
-def tokenizer_problem(folder: Path, config: dict) -> str | None:
-    """Why the folder's `tokenizer.json` cannot serve the model of `config` (None when it can or is absent)."""
+def tokenizer_problem(folder: Path, config: dict, content=None) -> str | None:
+    """Why the folder's `tokenizer.json` (its parsed `content`, read here when not given) cannot serve the model of
+    `config` (None when it can or is absent)."""
     path = folder / "tokenizer.json"
     if not path.is_file():
         return None
-    content = read_json_file(path)
+    content = read_json_file(path) if content is None else content
     if not isinstance(content, dict):
         return f"{path} is not a tokenizer (not a JSON object)"
     ids = {t.get("content"): t.get("id") for t in content.get("added_tokens") or [] if isinstance(t, dict)}
@@ -211,9 +212,10 @@ _LARGE_JSON = ("tokenizer.json", "vocab.json")  # vocabularies: parsed, not walk
 def check_model_folder(folder, model_type: str | None = None) -> dict:
     """Check a saved model folder before loading it (module docstring); returns its `config.json` content."""
     folder = Path(folder)
+    parsed = {}
     for name in JSON_FILES:
         if (folder / name).is_file():
-            content = read_json_file(folder / name)
+            content = parsed[name] = read_json_file(folder / name)
             bad = None if name in _LARGE_JSON else non_finite_value(content)
             if bad is not None:
                 raise ValueError(f"{folder / name}: {bad[0]} is {bad[1]}, not a finite number; restore the value the "
@@ -222,7 +224,7 @@ def check_model_folder(folder, model_type: str | None = None) -> dict:
     if not config_path.is_file():
         raise ValueError(f"{folder} holds no config.json: not a saved model folder (pass the folder save_pretrained "
                          "wrote)")
-    config = read_json_file(config_path)
+    config = parsed["config.json"]
     if not isinstance(config, dict):
         raise ValueError(f"{config_path} is not a model configuration (not a JSON object); {_RESAVE}")
     if model_type is not None and config.get("model_type") != model_type:
@@ -232,7 +234,8 @@ def check_model_folder(folder, model_type: str | None = None) -> dict:
     if not shapes and not any(folder.glob("*.bin")):
         raise ValueError(f"{folder} holds no weights (model.safetensors or its shards); {_RESAVE}")
     check_label_map(config, str(config_path), shapes)
-    problem = tokenizer_problem(folder, config) if config.get("model_type") == "e2llm" else None
+    problem = (tokenizer_problem(folder, config, parsed.get("tokenizer.json")) if config.get("model_type") == "e2llm"
+               else None)
     if problem is not None:
         raise ValueError(problem)
     return config

@@ -163,3 +163,36 @@ def test_projection_settings_are_checked():
     with pytest.raises(ValueError, match=r"projected_channels \['Xx9'\] are not in the EEGPT channel table"):
         E2LLMEEGConfig(backbone="eegpt", backbone_config={**base, "channel_projection": "linear",
                                                           "projected_channels": ["Xx9"]})
+
+
+def test_e2llm_init_with_braindecode_default_weights(tmp_path):
+    """The issue's command: `e2llm init --eeg-encoder eegpt --eeg-encoder-weights <braindecode folder>`; the saved
+    E2LLM's encoder reproduces braindecode, and the model reads recordings through its processor."""
+    import numpy as np
+    from transformers import AutoModelForCausalLM, AutoProcessor
+
+    from e2llm.training.cli import main
+
+    state, x, expected, config_text = _load("conv1d_constraint")
+    saved = json.loads(config_text)
+    channels = [c["ch_name"] for c in saved["chs_info"]]
+    folder = braindecode_folder(tmp_path / "eegpt-pretrained", "conv1d_constraint")
+    eeg_config = tmp_path / "eeg.json"
+    eeg_config.write_text(json.dumps({"window_samples": saved["n_times"], "num_attention_heads": 4, "min_channels": 4}))
+    out = tmp_path / "e2llm"
+    assert main(["init", "--tiny", "--eeg-encoder", "eegpt", "--eeg-encoder-weights", str(folder),
+                 "--eeg-config", str(eeg_config), "--output-dir", str(out)]) == 0
+    model = AutoModelForCausalLM.from_pretrained(out).eval()
+    encoder = model.model.eeg_encoder
+    ids = torch.as_tensor(channel_table_ids(channels, encoder.config.channel_names)).expand(x.shape[0], -1)
+    with torch.no_grad():
+        got = encoder(x, ids, output_backbone_hidden_states=True).backbone_hidden_states
+    assert _error(got.flatten(2), expected) <= TOLERANCE
+    processor = AutoProcessor.from_pretrained(out)
+    conversation = [{"role": "user", "content": [{"type": "eeg"}, {"type": "text", "text": "Which emotion?"}]}]
+    prompt = processor.apply_chat_template(conversation, add_generation_prompt=True)
+    eeg = 20 * np.random.default_rng(0).standard_normal((len(channels), 2 * 256))
+    inputs = processor(text=prompt, eeg=eeg, sampling_rate=256, channel_names=channels, units="uV",
+                       return_tensors="pt")
+    generated = model.generate(**inputs, max_new_tokens=2, do_sample=False)
+    assert generated.shape[1] == inputs["input_ids"].shape[1] + 2

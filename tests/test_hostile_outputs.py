@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -204,3 +205,22 @@ def test_output_folders_inside_an_input_are_refused(tiny_e2llm_dir, recording, t
     from e2llm.training.cli_checks import check_output_folder
 
     assert check_output_folder(recording.parent, "--evidence-dir", [recording]) == recording.parent
+
+
+def test_a_model_card_replaces_only_generated_cards(tiny_e2llm_dir, tmp_path):
+    from e2llm.hub_cards import write_model_card
+
+    folder = tmp_path / "stage3"
+    shutil.copytree(tiny_e2llm_dir, folder)
+    readme = folder / "README.md"
+    readme.write_text("---\nlibrary_name: transformers\ntags:\n- trl\n- sft\n---\n# Model Card\nTrained with TRL.\n")
+    write_model_card(folder)  # a Trainer's card: replaced
+    assert "e2llm" in readme.read_text() and made_by_e2llm(readme)
+    write_model_card(folder)  # e2llm's own card: replaced again
+    readme.write_text(readme.read_text() + "\n## My notes\nDo not use on children.\n")  # the user edits it
+    with pytest.raises(FileExistsError, match=r"README\.md is a card e2llm did not write \(or one edited since\).*"
+                                              r"overwrite=True"):
+        write_model_card(folder)
+    assert "My notes" in readme.read_text()
+    write_model_card(folder, overwrite=True)
+    assert "My notes" not in readme.read_text()

@@ -145,7 +145,8 @@ class OutputLock:
             previous = _read_info(self.path)
             if previous.get("host") == _host() and previous.get("pid") != os.getpid() and pid_alive(
                     int(previous.get("pid") or 0), previous.get("process_start")):
-                self.release(clean=False)  # alive but not holding the OS lock: a file system without flock
+                os.close(descriptor)  # alive but not holding the OS lock (a file system without flock): its file stays
+                self._descriptor = None
                 self._refuse(previous)
             return previous
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+import e2llm.output_lock as lock_module
 from e2llm.output_lock import (
     OutputFolderLocked,
     lock_path,
@@ -26,9 +27,17 @@ from e2llm.output_lock import (
 )
 from e2llm.safe_output import staged_dir
 
+# The output modules are standard library only: a second process imports them without e2llm's package __init__
+# (which imports transformers), in a fraction of the time.
+LIGHT_IMPORT = textwrap.dedent(f"""
+    import sys, types
+    package = types.ModuleType("e2llm")
+    package.__path__ = [{str(Path(lock_module.__file__).parent)!r}]
+    sys.modules["e2llm"] = package
+""")
 # A second process that takes the lock of argv[1], makes a temporary folder and a staged (partial) output, says
 # "ready", then waits to be ended.
-_HOLDER = textwrap.dedent("""
+_HOLDER = LIGHT_IMPORT + textwrap.dedent("""
     import sys, time
     from e2llm.output_lock import output_lock, temporary_directory
     from e2llm.safe_output import staged_dir
@@ -100,6 +109,24 @@ def test_a_lock_file_of_a_dead_process_without_os_lock_is_stale(tmp_path, monkey
     assert "no longer running" in caplog.text and not lock_path(folder).exists()
 
 
+def test_a_live_holder_is_respected_where_the_file_system_ignores_flock(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from e2llm import output_lock as module
+
+    folder = tmp_path / "prepared"
+    process, _, _ = _start_holder(folder)
+    try:
+        monkeypatch.setattr(module, "fcntl", SimpleNamespace(LOCK_EX=2, LOCK_NB=4, flock=lambda fd, op: None))
+        with pytest.raises(OutputFolderLocked, match=f"pid {process.pid}"):
+            with output_lock(folder):
+                pass
+        assert json.loads(lock_path(folder).read_text())["pid"] == process.pid  # its lock file left alone
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
 def test_locks_are_per_folder_and_given_back(tmp_path):
     with output_lock(tmp_path / "a"), output_lock(tmp_path / "b"):
         pass
@@ -115,8 +142,8 @@ def test_other_ranks_of_a_launch_do_not_lock(tmp_path, monkeypatch):
 
 def test_temporaries_without_a_lock_are_left_to_the_caller_and_swept_later(tmp_path):
     assert track_temporary(tmp_path / "x") is False
-    code = ("from e2llm.output_lock import temporary_directory; import os; "
-            "p = temporary_directory('e2llm-test-sweep-'); print(p, flush=True); os._exit(0)")
+    code = LIGHT_IMPORT + ("from e2llm.output_lock import temporary_directory; import os; "
+                           "p = temporary_directory('e2llm-test-sweep-'); print(p, flush=True); os._exit(0)")
     left = Path(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip())
     assert left.is_dir()  # os._exit: not even atexit ran
     fresh = temporary_directory("e2llm-test-sweep-")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+import e2llm.safe_output as safe_output
 from e2llm.safe_output import (
     MANIFEST_FILE,
     atomic_open,
@@ -29,6 +30,14 @@ from e2llm.safe_output import (
     write_output_file,
 )
 from e2llm.training.cli import main as cli
+
+# e2llm.safe_output is standard library only: subprocesses import it without the package __init__ (transformers).
+LIGHT_IMPORT = textwrap.dedent(f"""
+    import sys, types
+    package = types.ModuleType("e2llm")
+    package.__path__ = [{str(Path(safe_output.__file__).parent)!r}]
+    sys.modules["e2llm"] = package
+""")
 
 
 @pytest.fixture
@@ -141,8 +150,8 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
 
 def test_temporaries_of_dead_processes_are_swept(tmp_path):
     out = tmp_path / "report.json"
-    code = (f"from e2llm.safe_output import atomic_open\nimport os\n"
-            f"with atomic_open({str(out)!r}) as h:\n    h.write('x'); h.flush(); os._exit(9)\n")
+    code = LIGHT_IMPORT + (f"from e2llm.safe_output import atomic_open\nimport os\n"
+                           f"with atomic_open({str(out)!r}) as h:\n    h.write('x'); h.flush(); os._exit(9)\n")
     subprocess.run([sys.executable, "-c", code], check=False)
     left = [p for p in tmp_path.iterdir() if p.name.startswith(".report.json.tmp-")]
     assert len(left) == 1 and not out.exists()
@@ -164,7 +173,8 @@ _FULL_DISK = textwrap.dedent("""
 def test_a_full_disk_leaves_the_old_file(tmp_path):
     out = tmp_path / "predictions.jsonl"
     out.write_text("old\n")
-    result = subprocess.run([sys.executable, "-c", _FULL_DISK, str(out)], capture_output=True, text=True, check=True)
+    result = subprocess.run([sys.executable, "-c", LIGHT_IMPORT + _FULL_DISK, str(out)], capture_output=True,
+                            text=True, check=True)
     assert "ERROR" in result.stdout and "no room left to write" in result.stdout, result.stdout + result.stderr
     assert "nothing was replaced" in result.stdout
     assert out.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["predictions.jsonl"]

@@ -308,10 +308,15 @@ def is_disk_full(error: BaseException) -> bool:
     return any(marker in text for marker in _DISK_FULL_TEXTS)
 
 
-def weights_bytes(model) -> int:
-    """Bytes the weights of `model` take on disk (tied tensors counted once)."""
+def weights_bytes(model, state_dict: dict | None = None) -> int:
+    """Bytes the weights take on disk (shared tensors counted once): of `state_dict` when given (what
+    `save_pretrained` writes), else of the model's parameters and buffers, read without calling `state_dict()`
+    (whose hooks gather sharded weights across processes under FSDP)."""
+    tensors = list(state_dict.values()) if state_dict is not None else [*model.parameters(), *model.buffers()]
     seen, total = set(), 0
-    for tensor in model.state_dict().values():
+    for tensor in tensors:
+        if not hasattr(tensor, "numel"):
+            continue
         key = (tensor.data_ptr(), tensor.numel()) if tensor.device.type != "meta" else id(tensor)
         if key not in seen:
             seen.add(key)
@@ -342,8 +347,9 @@ class ModelFolderMixin:
     loading_report: dict | None = None
 
     def save_pretrained(self, save_directory, *args, is_main_process: bool = True, **kwargs):
-        needed = weights_bytes(self) + (1 << 20)  # weights + configs and tokenizer files
+        needed = 0
         if is_main_process:
+            needed = weights_bytes(self, kwargs.get("state_dict")) + (1 << 20)  # weights + configs, tokenizer
             check_free_space(save_directory, needed)
         try:
             return super().save_pretrained(save_directory, *args, is_main_process=is_main_process, **kwargs)

@@ -155,12 +155,14 @@ def test_a_config_that_names_a_projection_the_weights_lack_is_refused(tmp_path):
 
 
 def test_projection_settings_are_checked():
+    from huggingface_hub.errors import StrictDataclassClassValidationError as Invalid
+
     base = {"embed_dim": 32, "num_layers": 1, "num_heads": 4}
-    with pytest.raises(ValueError, match="channel_projection must be 'none', 'conv1d_constraint' or 'linear'"):
+    with pytest.raises(Invalid, match="channel_projection must be 'none', 'conv1d_constraint' or 'linear'"):
         E2LLMEEGConfig(backbone="eegpt", backbone_config={**base, "channel_projection": "conv2d"})
-    with pytest.raises(ValueError, match="needs projected_channels"):
+    with pytest.raises(Invalid, match="needs projected_channels"):
         E2LLMEEGConfig(backbone="eegpt", backbone_config={**base, "channel_projection": "linear"})
-    with pytest.raises(ValueError, match=r"projected_channels \['Xx9'\] are not in the EEGPT channel table"):
+    with pytest.raises(Invalid, match=r"projected_channels \['Xx9'\] are not in the EEGPT channel table"):
         E2LLMEEGConfig(backbone="eegpt", backbone_config={**base, "channel_projection": "linear",
                                                           "projected_channels": ["Xx9"]})
 

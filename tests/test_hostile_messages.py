@@ -71,6 +71,26 @@ def test_which_errors_are_the_user_s(error, expected):
     assert (text is None) if expected is None else expected in text
 
 
+def test_an_invalid_configuration_is_the_user_s():
+    from e2llm import E2LLMEEGConfig
+
+    with pytest.raises(Exception) as caught:
+        E2LLMEEGConfig(hidden_size=30, num_attention_heads=4)
+    assert type(caught.value).__name__ == "StrictDataclassClassValidationError"
+    assert user_error_text(caught.value) == ("invalid configuration: hidden_size=30 is not divisible by "
+                                             "num_attention_heads=4")
+
+
+@pytest.mark.xfail(strict=True, reason="needs training: training/cli.py calls e2llm.training.cli_errors.handle_error "
+                                       "(/work/coord/requests/training.md)")
+def test_an_invalid_configuration_through_the_cli(tmp_path, capsys):
+    eeg_config = tmp_path / "eeg.json"
+    eeg_config.write_text(json.dumps({"hidden_size": 30, "num_attention_heads": 4}))
+    assert cli(["init", "--tiny", "--eeg-config", str(eeg_config), "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "invalid configuration: hidden_size=30 is not divisible by num_attention_heads=4" in err, err
+
+
 def test_yaml_and_safetensors_errors_are_the_user_s():
     import yaml
     from safetensors import SafetensorError

@@ -165,6 +165,9 @@ def user_error_text(error: BaseException) -> str | None:
         return text if not filename or str(filename) in text else f"{text}: {filename}"
     if isinstance(error, ValueError):
         return text
+    if type(error).__name__.startswith("StrictDataclass"):  # a configuration's validator refused a value
+        cause = error.__cause__
+        return f"invalid configuration: {cause if cause is not None else text}"
     if _module_error(error, "yaml"):
         return f"malformed YAML: {text}"
     if _module_error(error, "safetensors"):

@@ -157,7 +157,8 @@ def made_by_e2llm(path) -> bool:
 
 def record_output(path) -> None:
     """Note in the folder's `MANIFEST_FILE` that e2llm wrote the file `path` (entries of vanished or changed files
-    are dropped at the same time)."""
+    are dropped at the same time). Two processes recording into one folder at the same instant may lose one entry:
+    that file then counts as not e2llm's (a later run asks for overwrite=True), never the reverse."""
     path = Path(path)
     folder = path.parent
     files = {name: entry for name, entry in _read_manifest(folder).items()

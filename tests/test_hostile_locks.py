@@ -52,7 +52,8 @@ _HOLDER = LIGHT_IMPORT + textwrap.dedent("""
 
 
 def _start_holder(folder: Path) -> tuple[subprocess.Popen, Path, Path]:
-    process = subprocess.Popen([sys.executable, "-c", _HOLDER, str(folder)], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-c", _HOLDER, str(folder)], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
     line = process.stdout.readline().split()
     assert line and line[0] == "ready", line
     return process, Path(line[1]), Path(line[2])
@@ -78,6 +79,14 @@ def test_sigterm_removes_the_temporaries_and_the_partial_folder(tmp_path):
     process.send_signal(signal.SIGTERM)
     assert process.wait(10) == 128 + signal.SIGTERM
     assert not cache.exists() and not staging.exists() and not lock_path(folder).exists() and not folder.exists()
+
+
+def test_ctrl_c_removes_the_temporaries_and_the_partial_folder(tmp_path):
+    folder = tmp_path / "prepared"
+    process, cache, staging = _start_holder(folder)
+    process.send_signal(signal.SIGINT)  # KeyboardInterrupt: every `finally` runs
+    process.wait(10)
+    assert not cache.exists() and not staging.exists() and not lock_path(folder).exists()
 
 
 def test_after_a_kill_the_next_run_takes_over_and_cleans_up(tmp_path, caplog):

@@ -83,9 +83,20 @@ def safetensors_header(path) -> dict:
         raise ValueError(f"{path} is damaged: its header is not valid JSON ({error}); {_RESAVE}") from None
     if not isinstance(header, dict):
         raise ValueError(f"{path} is damaged: its header is not a mapping of tensors; {_RESAVE}")
+    data_bytes, spans = size - 8 - length, []
     for name, entry in header.items():
         if name != "__metadata__":
-            _check_entry(path, name, entry, size - 8 - length)
+            _check_entry(path, name, entry, data_bytes)
+            spans.append((*entry["data_offsets"], name))
+    end = 0
+    for begin, stop, name in sorted(spans):
+        if begin != end:
+            raise ValueError(f"{path} is damaged: tensor {name!r} starts at byte {begin} of the data, where the one "
+                             f"before it ended at {end} (overlapping or missing bytes); {_RESAVE}")
+        end = stop
+    if end != data_bytes:
+        raise ValueError(f"{path} is damaged: its tensors take {end} bytes but the file holds {data_bytes} bytes of "
+                         f"data; {_RESAVE}")
     return header
 
 
@@ -115,6 +126,10 @@ def weight_files(folder) -> list[Path]:
         if not isinstance(weight_map, dict) or not weight_map:
             raise ValueError(f"{index} has no weight_map; {_RESAVE}")
         shards = sorted(set(weight_map.values()))
+        outside = [s for s in shards if not isinstance(s, str) or Path(s).name != s or s in (".", "..")]
+        if outside:
+            raise ValueError(f"{index} names weight shards outside the folder: {outside}; a shard is a file of "
+                             f"{folder}. {_RESAVE}")
         missing = [s for s in shards if not (folder / s).is_file()]
         if missing:
             raise ValueError(f"{index} names weight shards that are missing from {folder}: {missing}; {_RESAVE}")
@@ -209,6 +224,31 @@ def non_finite_value(content, path: str = "") -> tuple[str, float] | None:
 _LARGE_JSON = ("tokenizer.json", "vocab.json")  # vocabularies: parsed, not walked value by value
 
 
+def check_processor_contract(parsed: dict[str, object], folder: Path) -> None:
+    """ValueError when the saved processor disagrees with the model's config.json: `num_eeg_tokens` (the processor
+    would write another number of `<|eeg|>` tokens per window than the encoder gives), or the feature extractor's
+    rate and window against the encoder's `sampling_rate` and `window_samples`."""
+    config = parsed.get("config.json") or {}
+    processor = parsed.get("processor_config.json") if isinstance(parsed.get("processor_config.json"), dict) else {}
+    eeg = config.get("eeg_config") if isinstance(config.get("eeg_config"), dict) else {}
+    tokens, expected = processor.get("num_eeg_tokens"), config.get("num_eeg_tokens")
+    if tokens is not None and expected is not None and tokens != expected:
+        raise ValueError(f"{folder / 'processor_config.json'} writes num_eeg_tokens={tokens} <|eeg|> tokens per window "
+                         f"but config.json's encoder gives num_eeg_tokens={expected}: the processor belongs to another "
+                         "model; save the model's own processor into the folder")
+    extractor = processor.get("feature_extractor") or parsed.get("preprocessor_config.json") or {}
+    rate, window = extractor.get("sampling_rate"), extractor.get("window_seconds")
+    if not (isinstance(rate, (int, float)) and isinstance(window, (int, float))):
+        return
+    if eeg.get("sampling_rate") is not None and abs(rate - eeg["sampling_rate"]) > 1e-6:
+        raise ValueError(f"{folder}: the saved feature extractor resamples to {rate} Hz but the EEG encoder in "
+                         f"config.json takes {eeg['sampling_rate']} Hz; save the model's own processor into the folder")
+    if eeg.get("window_samples") is not None and abs(rate * window - eeg["window_samples"]) > 1e-6:
+        raise ValueError(f"{folder}: the saved feature extractor cuts windows of {window} s x {rate} Hz = "
+                         f"{rate * window:g} samples but the EEG encoder in config.json takes window_samples="
+                         f"{eeg['window_samples']}; save the model's own processor into the folder")
+
+
 def check_model_folder(folder, model_type: str | None = None) -> dict:
     """Check a saved model folder before loading it (module docstring); returns its `config.json` content."""
     folder = Path(folder)
@@ -238,7 +278,21 @@ def check_model_folder(folder, model_type: str | None = None) -> dict:
                else None)
     if problem is not None:
         raise ValueError(problem)
+    check_processor_contract(parsed, folder)
     return config
+
+
+def non_finite_tensors(model, chunk: int = 1 << 24) -> list[str]:
+    """Names of the model's parameters and buffers holding NaN or infinite values (checked in chunks of `chunk`
+    elements, so the check never needs more than `chunk` bytes of extra memory)."""
+    found = []
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if not tensor.is_floating_point() or tensor.device.type == "meta":
+            continue
+        flat = tensor.detach().reshape(-1)
+        if not all(bool(flat[i:i + chunk].isfinite().all()) for i in range(0, flat.numel(), chunk)):
+            found.append(name)
+    return found
 
 
 def looks_local(reference: str) -> bool:
@@ -286,7 +340,10 @@ def describe_problems(problems: dict[str, list], source: str) -> str:
     if problems.get("mismatched"):
         parts.append(f"{len(problems['mismatched'])} tensor(s) have another shape than config.json implies: "
                      f"{_some(problems['mismatched'])}")
-    return f"the weights of {source} do not fit its config.json: " + "; ".join(parts)
+    if problems.get("non_finite"):
+        parts.append(f"{len(problems['non_finite'])} tensor(s) hold NaN or infinite values: "
+                     f"{_some(problems['non_finite'])}")
+    return f"the weights of {source} cannot be used as they are: " + "; ".join(parts)
 
 
 def _some(items: list, n: int = 6) -> str:
@@ -371,6 +428,10 @@ class ModelFolderMixin:
         model, info = super().from_pretrained(pretrained_model_name_or_path, *model_args, output_loading_info=True,
                                               **kwargs)
         problems = loading_problems(info, allowed_mismatch)
+        if strict:
+            random = set(problems.get("missing", []))  # re-initialised: finite, and already reported
+            problems.update({"non_finite": [n for n in non_finite_tensors(model) if n not in random]})
+            problems = {k: v for k, v in problems.items() if v}
         source = str(folder) if folder is not None else str(pretrained_model_name_or_path)
         if problems and strict:
             raise ValueError(describe_problems(problems, source) + ". The weights are incomplete or belong to another "
@@ -383,5 +444,6 @@ class ModelFolderMixin:
 
 
 __all__ = ["JSON_FILES", "ModelFolderMixin", "check_free_space", "check_label_map", "check_model_folder",
+           "check_processor_contract", "non_finite_tensors",
            "is_disk_full", "local_folder", "looks_local", "non_finite_value", "read_json_file", "safetensors_header", "tokenizer_problem",
            "weight_files", "weight_shapes", "weights_bytes"]

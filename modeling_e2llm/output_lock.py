@@ -82,8 +82,9 @@ def pid_alive(pid: int, start: str | None = None) -> bool:
 
 
 def lock_path(folder) -> Path:
-    """The lock file of output `folder`: ``.NAME.e2llm-lock`` in its parent."""
-    folder = Path(folder).expanduser()
+    """The lock file of output `folder`: ``.NAME.e2llm-lock`` in its parent, links resolved (two spellings of one
+    folder share one lock)."""
+    folder = Path(folder).expanduser().resolve()
     return folder.parent / f".{folder.name}{LOCK_SUFFIX}"
 
 

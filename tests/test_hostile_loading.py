@@ -54,7 +54,7 @@ def test_the_intact_folder_loads_bit_identically(tiny_e2llm, folder):
 
 def test_a_missing_tensor_is_an_error_naming_it(folder):
     _edit_weights(folder, lambda state: state.pop("model.projector.linear_2.weight"))
-    with pytest.raises(ValueError, match=r"weights of .*model do not fit .*1 tensor\(s\) the model needs are missing "
+    with pytest.raises(ValueError, match=r"weights of .*model cannot be used as they are: 1 tensor\(s\) the model needs are missing "
                                          r"\(they would be initialised at random\): model\.projector\.linear_2\.weight"
                                          r".*strict=False"):
         E2LLMForConditionalGeneration.from_pretrained(folder)
@@ -230,3 +230,58 @@ def test_a_tokenizer_object_that_does_not_fit_the_model(tiny_e2llm):
     bigger.add_tokens([f"<extra_{i}>" for i in range(model.config.text_config.vocab_size)])
     with pytest.raises(ValueError, match=r"token ids up to \d+ but the model's embeddings have \d+ rows"):
         check_tokenizer_fits(bigger, model.config)
+
+
+def test_weights_holding_nan_are_refused(folder):
+    def poison(state):
+        state["model.projector.linear_1.weight"][0, 0] = float("nan")
+
+    _edit_weights(folder, poison)
+    with pytest.raises(ValueError, match=r"1 tensor\(s\) hold NaN or infinite values: model\.projector\.linear_1"):
+        E2LLMForConditionalGeneration.from_pretrained(folder)
+    model = E2LLMForConditionalGeneration.from_pretrained(folder, strict=False)
+    assert model.loading_report == {"source": str(folder), "strict": False}  # not checked when not strict
+
+
+def _safetensors_with_header(path: Path, header: dict, data: bytes) -> None:
+    text = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data)
+
+
+def test_overlapping_tensors_in_a_safetensors_file_are_named(tmp_path):
+    from e2llm.model_folder_e2llm import safetensors_header
+
+    path = tmp_path / "model.safetensors"
+    entry = {"dtype": "F32", "shape": [2]}
+    _safetensors_with_header(path, {"a": {**entry, "data_offsets": [0, 8]}, "b": {**entry, "data_offsets": [4, 12]}},
+                             bytes(12))
+    with pytest.raises(ValueError, match=r"tensor 'b' starts at byte 4 of the data, where the one before it ended at "
+                                         r"8"):
+        safetensors_header(path)
+    _safetensors_with_header(path, {"a": {**entry, "data_offsets": [0, 8]}}, bytes(16))
+    with pytest.raises(ValueError, match=r"its tensors take 8 bytes but the file holds 16"):
+        safetensors_header(path)
+
+
+def test_a_shard_index_pointing_outside_the_folder_is_refused(folder):
+    weights = load_file(str(folder / "model.safetensors"))
+    (folder / "model.safetensors").rename(folder / "model-00001-of-00001.safetensors")
+    index = {"metadata": {}, "weight_map": {name: "model-00001-of-00001.safetensors" for name in weights}}
+    index["weight_map"]["model.projector.linear_1.weight"] = "../../outside.safetensors"
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(ValueError, match=r"names weight shards outside the folder: \['\.\./\.\./outside"):
+        E2LLMForConditionalGeneration.from_pretrained(folder)
+
+
+def test_a_processor_of_another_model_is_refused(folder):
+    _edit_json(folder / "processor_config.json", lambda c: c.update(num_eeg_tokens=c["num_eeg_tokens"] + 2))
+    with pytest.raises(ValueError, match=r"processor_config\.json writes num_eeg_tokens=6 .* but config\.json's "
+                                         r"encoder gives num_eeg_tokens=4"):
+        E2LLMForConditionalGeneration.from_pretrained(folder)
+
+
+def test_a_feature_extractor_with_another_window_is_refused(folder):
+    _edit_json(folder / "processor_config.json", lambda c: c["feature_extractor"].update(window_seconds=2.0))
+    with pytest.raises(ValueError, match=r"cuts windows of 2\.0 s x 200 Hz = 400 samples but the EEG encoder in "
+                                         r"config\.json takes window_samples=800"):
+        E2LLMForConditionalGeneration.from_pretrained(folder)

@@ -207,3 +207,12 @@ def test_each_writing_command_takes_the_lock(command, tmp_path, capsys, request,
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_two_spellings_of_one_folder_share_one_lock(tmp_path):
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "alias").symlink_to(tmp_path / "runs", target_is_directory=True)
+    with output_lock(tmp_path / "runs" / "stage1"):
+        with pytest.raises(OutputFolderLocked):
+            with output_lock(tmp_path / "alias" / "stage1"):
+                pass

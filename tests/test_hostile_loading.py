@@ -285,3 +285,15 @@ def test_a_feature_extractor_with_another_window_is_refused(folder):
     with pytest.raises(ValueError, match=r"cuts windows of 2\.0 s x 200 Hz = 400 samples but the EEG encoder in "
                                          r"config\.json takes window_samples=800"):
         E2LLMForConditionalGeneration.from_pretrained(folder)
+
+
+def test_the_finiteness_check_is_exact_where_a_half_precision_sum_overflows():
+    from e2llm.model_folder_e2llm import non_finite_tensors
+
+    layer = torch.nn.Linear(100, 100).half()
+    with torch.no_grad():
+        layer.weight.fill_(60000.0)  # finite, but its float16 sum overflows
+    assert non_finite_tensors(layer) == []
+    with torch.no_grad():
+        layer.bias[7] = float("inf")
+    assert non_finite_tensors(layer, chunk=16) == ["bias"]

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from e2llm import E2LLMForConditionalGeneration, build_tiny_e2llm
-from e2llm.model_folder_e2llm import check_model_folder
+from e2llm.folder_checks_e2llm import check_model_folder
 
 
 def best_ms(function, repeats: int) -> float:

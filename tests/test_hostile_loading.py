@@ -249,7 +249,7 @@ def _safetensors_with_header(path: Path, header: dict, data: bytes) -> None:
 
 
 def test_overlapping_tensors_in_a_safetensors_file_are_named(tmp_path):
-    from e2llm.model_folder_e2llm import safetensors_header
+    from e2llm.folder_checks_e2llm import safetensors_header
 
     path = tmp_path / "model.safetensors"
     entry = {"dtype": "F32", "shape": [2]}

@@ -18,7 +18,7 @@ import math
 import re
 from pathlib import Path
 
-from e2llm.model_folder_e2llm import check_model_folder, non_finite_value
+from e2llm.folder_checks_e2llm import check_model_folder, non_finite_value
 from e2llm.safe_output import check_output_file as check_output_path
 
 # A Hub repo id: "name" or "owner/name" of letters, digits, "-", "_", "." (no "--" or ".." inside).

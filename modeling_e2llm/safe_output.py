@@ -2,8 +2,8 @@
 and replaced only when e2llm wrote it. Standard library only (the pipeline ships it as remote code).
 
 **Folders** e2llm writes as a whole (prepared datasets, exports, final stage folders) hold a marker file,
-`MARKER_FILE`. `check_output_dir` refuses, before anything is read or computed, an output folder that is or holds
-an input, a plain file at the output path, a non-empty folder without ``overwrite``, and (even with ``overwrite``) a
+`MARKER_FILE`. `check_output_dir` refuses, before anything is read or computed, an output folder that is, holds or
+lies inside an input, a plain file at the output path, a non-empty folder without ``overwrite``, and (even with ``overwrite``) a
 folder without the marker. `staged_dir` writes into a hidden sibling and renames it into place when complete.
 
 **Files** (predictions, reports, cards, evidence pictures): `check_output_file` refuses an output file that is an
@@ -229,6 +229,9 @@ def check_output_dir(output_dir, inputs: Iterable = (), overwrite: bool = False,
         source_resolved = _resolved(source)
         if resolved == source_resolved or resolved in source_resolved.parents:
             raise ValueError(f"{what} is or contains the input {source}: writing there could delete the input; "
+                             "choose a folder outside it")
+        if source_resolved.is_dir() and source_resolved in resolved.parents:
+            raise ValueError(f"{what} lies inside the input folder {source}: writing there would change an input; "
                              "choose a folder outside it")
     if output_dir.exists() and not output_dir.is_dir():
         raise FileExistsError(f"{what} is an existing file; e2llm never replaces a file with a folder. Choose a "

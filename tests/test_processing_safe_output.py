@@ -69,3 +69,10 @@ def test_failed_write_leaves_nothing_under_the_real_name(tmp_path):
 
 def test_old_module_name_still_works():
     assert old_name.check_output_dir is check_output_dir and old_name.staged_dir is staged_dir
+
+
+def test_output_inside_the_input_is_refused(tmp_path):
+    root = _user_folder(tmp_path / "SEED-VII")
+    with pytest.raises(ValueError, match="lies inside the input folder"):
+        check_output_dir(root / "prepared", inputs=[root], overwrite=True)
+    assert _untouched(root) and not (root / "prepared").exists()

@@ -234,3 +234,30 @@ def test_a_model_card_replaces_only_generated_cards(tiny_e2llm_dir, tmp_path):
     assert "My notes" in readme.read_text()
     write_model_card(folder, overwrite=True)
     assert "My notes" not in readme.read_text()
+
+
+@pytest.mark.xfail(strict=True, reason="needs training: `e2llm init` writes its folder with check_output_dir + staged_dir "
+                                       "(/work/coord/requests/training.md)")
+def test_init_does_not_write_into_a_folder_it_did_not_create(tmp_path, capsys):
+    mine = tmp_path / "project"
+    mine.mkdir()
+    (mine / "config.json").write_text('{"theme": "dark"}')
+    assert cli(["init", "--tiny", "--output-dir", str(mine)]) == 2
+    assert (mine / "config.json").read_text() == '{"theme": "dark"}' and not (mine / "model.safetensors").exists()
+    assert "--output-dir" in capsys.readouterr().err
+
+
+@pytest.mark.xfail(strict=True, reason="needs training: `e2llm train` refuses an --output_dir e2llm did not write "
+                                       "(/work/coord/requests/training.md)")
+def test_train_does_not_write_into_a_folder_it_did_not_create(tmp_path, capsys):
+    from e2llm.processing.prepare import prepare_dataset
+
+    data = tmp_path / "prepared"
+    prepare_dataset("synthetic", None, output_dir=data, n_subjects=2, trial_seconds=8.0, progress=False)
+    mine = tmp_path / "project"
+    mine.mkdir()
+    (mine / "config.json").write_text('{"theme": "dark"}')
+    code = cli(["train", "stage1", "--tiny", "true", "--dataset_path", str(data), "--max_steps", "1",
+                "--report_to", "none", "--output_dir", str(mine)])
+    assert code == 2 and (mine / "config.json").read_text() == '{"theme": "dark"}'
+    assert "--output_dir" in capsys.readouterr().err

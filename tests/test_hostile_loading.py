@@ -297,3 +297,17 @@ def test_the_finiteness_check_is_exact_where_a_half_precision_sum_overflows():
     with torch.no_grad():
         layer.bias[7] = float("inf")
     assert non_finite_tensors(layer, chunk=16) == ["bias"]
+
+
+def test_a_disk_full_at_the_final_save_through_the_cli(tmp_path):
+    code = textwrap.dedent("""
+        import resource, signal, sys
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+        from e2llm.training.cli import main
+        sys.exit(main(["init", "--tiny", "--output-dir", sys.argv[1]]))
+    """)
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "e2llm init: error: no room left to write" in result.stderr and "Traceback" not in result.stderr

@@ -102,7 +102,8 @@ def disk_full_error(error: OSError, target, needed: int | None = None,
 @contextmanager
 def atomic_open(path, mode: str = "w", encoding: str | None = "utf-8", newline: str | None = None) -> Iterator:
     """Open a hidden temporary sibling of `path` for writing; when the block ends without error it is flushed to
-    disk and renamed over `path`. On error it is removed and `path` is unchanged. A character device or FIFO (the null device, a named pipe) is written in place."""
+    disk and renamed over `path`. On error it is removed and `path` is unchanged. A character device or FIFO (the
+    null device, a named pipe) is written in place."""
     path = Path(path)
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open writes whole files: mode must be 'w' or 'wb', got {mode!r}")
@@ -111,11 +112,16 @@ def atomic_open(path, mode: str = "w", encoding: str | None = "utf-8", newline: 
         with open(path, mode, **text) as handle:
             yield handle
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sweep_leftovers(path, ("tmp",))
     temporary = temporary_name(path)
     try:
-        with open(temporary, mode.replace("w", "x"), **text) as handle:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sweep_leftovers(path, ("tmp",))
+        handle = open(temporary, mode.replace("w", "x"), **text)
+    except PermissionError as error:
+        raise PermissionError(error.errno, f"cannot write {path}: no permission to create files in {path.parent}; "
+                                           "choose another location") from None
+    try:
+        with handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

@@ -176,8 +176,12 @@ def check_label_map(config: dict, where: str, shapes: dict[str, list[int]] | Non
 
 def tokenizer_problem(folder: Path, config: dict, content=None) -> str | None:
     """Why the folder's `tokenizer.json` (its parsed `content`, read here when not given) cannot serve the model of
-    `config` (None when it can or is absent)."""
+    `config`, or why `config.json`'s `eeg_token_id` cannot (None when all is well)."""
     path = folder / "tokenizer.json"
+    expected, rows = config.get("eeg_token_id"), (config.get("text_config") or {}).get("vocab_size")
+    if isinstance(expected, int) and isinstance(rows, int) and not 0 <= expected < rows:
+        return (f"{folder / 'config.json'} gives eeg_token_id={expected}, outside the {rows} rows of the model's "
+                "embeddings (text_config.vocab_size): the file is damaged or from another model; " + RESAVE)
     if not path.is_file():
         return None
     content = read_json_file(path) if content is None else content
@@ -187,9 +191,6 @@ def tokenizer_problem(folder: Path, config: dict, content=None) -> str | None:
     vocab = (content.get("model") or {}).get("vocab")
     if isinstance(vocab, dict):
         ids = {**vocab, **ids}
-    expected = config.get("eeg_token_id")
-    text_config = config.get("text_config") or {}
-    rows = text_config.get("vocab_size")
     if EEG_TOKEN not in ids:
         return (f"{path} has no {EEG_TOKEN} token, so no prompt can carry EEG: it is not this model's tokenizer. Save "
                 "the processor the model was trained with into the folder (processor.save_pretrained), or add the "

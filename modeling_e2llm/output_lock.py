@@ -120,8 +120,12 @@ class OutputLock:
 
     # ------------------------------------------------------------ taking and giving back
     def acquire(self) -> OutputLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        previous = self._acquire_flock() if fcntl is not None else self._acquire_exclusive()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            previous = self._acquire_flock() if fcntl is not None else self._acquire_exclusive()
+        except PermissionError as error:
+            raise PermissionError(error.errno, f"cannot write {self.folder}: no permission to create files in "
+                                               f"{self.path.parent}; choose another output folder") from None
         if previous:
             self._clean_after(previous)
         self._write()

@@ -311,3 +311,10 @@ def test_a_disk_full_at_the_final_save_through_the_cli(tmp_path):
                             timeout=300)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "e2llm init: error: no room left to write" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_eeg_token_id_past_the_embeddings_is_refused(folder):
+    (folder / "tokenizer.json").unlink()
+    _edit_json(folder / "config.json", lambda c: c.update(eeg_token_id=10**6))
+    with pytest.raises(ValueError, match=r"config\.json gives eeg_token_id=1000000, outside the \d+ rows"):
+        E2LLMForConditionalGeneration.from_pretrained(folder)

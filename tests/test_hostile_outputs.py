@@ -261,3 +261,16 @@ def test_train_does_not_write_into_a_folder_it_did_not_create(tmp_path, capsys):
                 "--report_to", "none", "--output_dir", str(mine)])
     assert code == 2 and (mine / "config.json").read_text() == '{"theme": "dark"}'
     assert "--output_dir" in capsys.readouterr().err
+
+
+def test_a_folder_without_write_permission_is_named(tmp_path, monkeypatch):
+    """(Simulated: the tests run as root, who may write anywhere.)"""
+    from e2llm import atomic_files
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(atomic_files, "open", refuse, raising=False)
+    with pytest.raises(PermissionError, match=r"cannot write .*report\.json: no permission to create files in"):
+        atomic_write(tmp_path / "report.json", "{}")
+    assert list(tmp_path.iterdir()) == []

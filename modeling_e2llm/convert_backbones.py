@@ -15,7 +15,6 @@ its `config.json` names (`chs_info`), never skipped.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 from transformers.utils import logging
 
 from .backbones_e2llm import EEGPT_PROJECTED_CHANNELS
+from .folder_checks_e2llm import read_json_file, safetensors_header
 
 logger = logging.get_logger(__name__)
 
@@ -183,7 +183,9 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict | None]:
     config = None
     if path.is_dir():
         config_file = path / "config.json"
-        config = json.loads(config_file.read_text()) if config_file.exists() else None
+        config = read_json_file(config_file) if config_file.exists() else None
+        if config is not None and not isinstance(config, dict):
+            raise ValueError(f"{config_file} is not braindecode's model configuration (not a JSON object)")
         for name in ("model.safetensors", "pytorch_model.bin"):
             if (path / name).exists():
                 path = path / name
@@ -195,6 +197,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict | None]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
+        safetensors_header(path)  # a damaged or truncated file is named before safetensors reads it
         return load_file(str(path)), config
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)

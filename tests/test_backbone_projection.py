@@ -198,3 +198,14 @@ def test_e2llm_init_with_braindecode_default_weights(tmp_path):
                        return_tensors="pt")
     generated = model.generate(**inputs, max_new_tokens=2, do_sample=False)
     assert generated.shape[1] == inputs["input_ids"].shape[1] + 2
+
+
+def test_damaged_braindecode_files_are_named(tmp_path):
+    folder = braindecode_folder(tmp_path / "hub", "conv1d_constraint")
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ValueError, match=r"model\.safetensors is damaged"):
+        eeg_config_from_checkpoint("eegpt", folder)
+    (folder / "config.json").write_text('{"chs_info": [')
+    with pytest.raises(ValueError, match=r"config\.json is not valid JSON"):
+        eeg_config_from_checkpoint("eegpt", folder)

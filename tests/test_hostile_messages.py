@@ -138,6 +138,19 @@ def test_malformed_yaml_is_named(tmp_path, capsys, text, message):
     assert re.search(message, capsys.readouterr().err)
 
 
+@pytest.mark.parametrize("text, message", [
+    ('{"hidden_size": 64,', r"--eeg-config: .*eeg\.json is not valid JSON \(.* at line 1, column \d+ of 1 lines\) "
+                           r"\(it ends early: truncated\)"),
+    ('{"hidden_size": NaN}', r"--eeg-config .*eeg\.json: hidden_size is nan; give a finite number"),
+])
+def test_a_damaged_json_option_file_is_named(tmp_path, capsys, text, message):
+    import re
+
+    (tmp_path / "eeg.json").write_text(text)
+    assert cli(["init", "--tiny", "--eeg-config", str(tmp_path / "eeg.json"), "--output-dir", str(tmp_path / "o")]) == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
 def test_a_missing_local_model_path(tmp_path, capsys):
     assert cli(["train", "stage2", "--model_name_or_path", "runs/stage1/merged", "--tiny", "false"]) == 2
     err = capsys.readouterr().err

@@ -18,7 +18,7 @@ import math
 import re
 from pathlib import Path
 
-from e2llm.folder_checks_e2llm import check_model_folder, non_finite_value
+from e2llm.folder_checks_e2llm import check_model_folder, non_finite_value, read_json_file
 from e2llm.safe_output import check_output_file as check_output_path
 
 # A Hub repo id: "name" or "owner/name" of letters, digits, "-", "_", "." (no "--" or ".." inside).
@@ -153,6 +153,24 @@ def input_paths(values: dict) -> list[str]:
     return paths
 
 
+# Options naming a JSON file the command reads.
+JSON_OPTIONS = ("eeg_config", "report")
+
+
+def check_json_file(path, option: str) -> object:
+    """The parsed JSON file of an option; FileNotFoundError / ValueError naming the option and the file (and the line
+    and column of the damage, or the key holding NaN / infinity)."""
+    path = check_input_file(path, option)
+    try:
+        content = read_json_file(path)
+    except ValueError as error:
+        raise ValueError(f"{option}: {error}") from None
+    bad = non_finite_value(content)
+    if bad is not None:
+        raise ValueError(f"{option} {path}: {bad[0]} is {bad[1]}; give a finite number")
+    return content
+
+
 def check_device(device, option: str = "--device") -> None:
     """ValueError for a `--device` this machine does not have (CUDA without a GPU or without a CUDA build of torch,
     an index past the last GPU, MPS off a Mac), or one torch does not know."""
@@ -196,6 +214,9 @@ def check_arguments(args: argparse.Namespace) -> None:
             check_input_dir(values[dest], _option(dest))
     if values.get("labels") is not None and not isinstance(values["labels"], list):
         check_input_file(values["labels"], "--labels")
+    for dest in JSON_OPTIONS:
+        if values.get(dest) is not None:
+            check_json_file(values[dest], _option(dest))
     if values.get("device") is not None:
         check_device(values["device"])
     inputs = input_paths(values)
@@ -332,7 +353,7 @@ def check_training_arguments(training_args) -> None:
         raise ValueError(f"--save_total_limit must be >= 1 (or unset), got {training_args.save_total_limit}")
 
 
-__all__ = ["INPUT_OPTIONS", "RANGES", "check_arguments", "check_device", "check_input_dir", "check_input_file",
-           "check_model_reference", "check_number", "check_output_file", "check_output_folder", "check_resume",
+__all__ = ["INPUT_OPTIONS", "JSON_OPTIONS", "RANGES", "check_arguments", "check_device", "check_input_dir", "check_input_file",
+           "check_json_file", "check_model_reference", "check_number", "check_output_file", "check_output_folder", "check_resume",
            "check_train_options", "check_training_arguments", "input_paths", "looks_like_local_path",
            "read_yaml_config", "train_option"]

@@ -224,7 +224,7 @@ def check_output_dir(output_dir, inputs: Iterable = (), overwrite: bool = False,
     what = named(option, output_dir)
     resolved = _resolved(output_dir)
     for source in inputs:
-        if source is None:
+        if source is None or not Path(source).expanduser().exists():  # a Hub id, or nothing there: no local input
             continue
         source_resolved = _resolved(source)
         if resolved == source_resolved or resolved in source_resolved.parents:

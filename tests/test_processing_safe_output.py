@@ -76,3 +76,8 @@ def test_output_inside_the_input_is_refused(tmp_path):
     with pytest.raises(ValueError, match="lies inside the input folder"):
         check_output_dir(root / "prepared", inputs=[root], overwrite=True)
     assert _untouched(root) and not (root / "prepared").exists()
+
+
+def test_a_hub_id_among_the_inputs_is_not_a_local_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert check_output_dir(tmp_path, inputs=["Qwen/Qwen2.5-0.5B-Instruct"]) == tmp_path

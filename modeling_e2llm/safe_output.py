@@ -213,6 +213,24 @@ def check_output_file(path, inputs: Iterable = (), overwrite: bool = False, opti
     return path
 
 
+def check_files_dir(folder, inputs: Iterable = (), overwrite: bool = False, option: str = "output_dir") -> Path:
+    """`folder` as a Path, for a command that adds files to it (evidence pictures, reports; each file then goes
+    through `check_output_file`): refused when it is a file, an input or inside one (always), or (unless `overwrite`)
+    a model folder, a folder e2llm wrote as a whole, or inside one."""
+    folder = Path(folder).expanduser()
+    what = named(option, folder)
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"{what} is an existing file; give a folder")
+    _check_not_input(folder, inputs, what)
+    protecting = folder.resolve() if is_model_folder(folder) or is_e2llm_output(folder) else protecting_folder(folder)
+    if protecting is not None and not overwrite:
+        kind = "model folder" if is_model_folder(protecting) else "folder e2llm wrote as a whole"
+        where = "is" if protecting == folder.resolve() else "lies inside"
+        raise ValueError(f"{what} {where} the {kind} {protecting}: writing there could break it; choose another "
+                         "folder, or pass overwrite=True to write there anyway")
+    return folder
+
+
 def check_output_dir(output_dir, inputs: Iterable = (), overwrite: bool = False, option: str = "output_dir") -> Path:
     """`output_dir` as a Path, after refusing every case that could delete user data (module docstring).
 
@@ -337,6 +355,7 @@ __all__ = [
     "atomic_open",
     "atomic_write",
     "atomic_write_json",
+    "check_files_dir",
     "check_output_dir",
     "check_output_file",
     "disk_full_error",

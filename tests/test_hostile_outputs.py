@@ -274,3 +274,18 @@ def test_a_folder_without_write_permission_is_named(tmp_path, monkeypatch):
     with pytest.raises(PermissionError, match=r"cannot write .*report\.json: no permission to create files in"):
         atomic_write(tmp_path / "report.json", "{}")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_that_receives_files(tiny_e2llm_dir, recording, tmp_path):
+    from e2llm.safe_output import check_files_dir
+
+    assert check_files_dir(tmp_path / "maps", inputs=[recording], option="evidence_dir") == tmp_path / "maps"
+    assert check_files_dir(recording.parent, inputs=[recording]) == recording.parent  # beside an input: fine
+    with pytest.raises(ValueError, match=r"evidence_dir='.*' is the model folder .*overwrite=True"):
+        check_files_dir(tiny_e2llm_dir, option="evidence_dir")
+    with pytest.raises(ValueError, match=r"lies inside the model folder"):
+        check_files_dir(tiny_e2llm_dir / "maps", option="evidence_dir")
+    with pytest.raises(ValueError, match=r"lies inside the input folder"):
+        check_files_dir(tiny_e2llm_dir / "maps", inputs=[tiny_e2llm_dir], overwrite=True)
+    with pytest.raises(FileExistsError, match="is an existing file"):
+        check_files_dir(recording)

@@ -136,9 +136,13 @@ def preprocessing_contract(model_dir: str | Path) -> dict:
         )
     window = float(settings.get("window_seconds", 4.0))
     processor = _read_json(model_dir / "processor_config.json") if (model_dir / "processor_config.json").is_file() else {}
+    stats = processor.get("evidence_statistics") or {}  # interface 3; older folders: evidence_spread / _strongest
+    prompt = stats.get("prompt") or {}
     return {
-        "evidence_prompt": processor.get("evidence_spread") is not None,
-        "evidence_strongest": processor.get("evidence_strongest"),
+        "evidence_prompt": bool(prompt.get("evidence_in_prompt")) or processor.get("evidence_spread") is not None,
+        "evidence_strongest": prompt.get("strongest", processor.get("evidence_strongest")),
+        "evidence_reference": stats.get("reference_power_db") is not None,
+        "evidence_provenance": stats.get("provenance"),
         "sampling_rate": settings.get("sampling_rate"),
         "l_freq": settings.get("l_freq"),
         "h_freq": settings.get("h_freq"),
@@ -230,7 +234,8 @@ def evaluation_rows(report: Mapping | None, dataset: str | None = None) -> list[
     rows = []
     for path, metrics in _metric_rows(
         {k: v for k, v in report.items() if k not in ("runs", "examples", "files", "protocols", "intervals",
-                                                       "paired", "folds", "reliance", "provenance")}
+                                                       "paired", "folds", "reliance", "provenance",
+                                                       "explanations")}
     ):
         parts = [p for p in path if p.lower() not in ("metrics", "model", "baselines", "baseline", "summary")]
         label = " / ".join(parts) or "E2LLM"
@@ -435,12 +440,37 @@ def build_model_card(
     )
 
 
+# What each conflict test swaps in from a window of another class (e2llm evaluate's `explanations.conflicts`).
+CONFLICT_INPUTS = {"eeg_tokens": "its EEG tokens (emotion token kept)", "emotion_token": "its emotion token",
+                   "evidence_text": "its evidence line", "all": "every input"}
+
+
+def _mean(value) -> float | None:
+    """A number, or the mean of a ``{"mean", "std"}`` summary over runs (None otherwise)."""
+    value = value.get("mean") if isinstance(value, Mapping) else value
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _explanations_context(report: Mapping) -> dict | None:
+    """What drives the answer (the conflict tests: how often the answer changed when one input came from a window of
+    another class) and the rationales' label consistency next to its shuffled control."""
+    checks = report.get("explanations") or {}
+    conflicts = [{"inputs": CONFLICT_INPUTS.get(name, name), "changed_answer": _mean(stats.get("changed_answer")),
+                  "accuracy": _mean(stats.get("accuracy"))}
+                 for name, stats in (checks.get("conflicts") or {}).items()
+                 if name not in ("none", "partners") and isinstance(stats, Mapping)]
+    rationale = checks.get("rationale") or {}
+    context = {"conflicts": [row for row in conflicts if row["changed_answer"] is not None],
+               "label_consistency": _mean(rationale.get("label_consistency")),
+               "shuffled_label_consistency": _mean(rationale.get("shuffled_label_consistency"))}
+    return context if context["conflicts"] or context["label_consistency"] is not None else None
+
+
 def _evaluation_context(report: Mapping | None) -> dict:
-    """The report's command, synthetic flag, provenance warning, paired comparisons and reliance for the card."""
+    """The report's command, synthetic flag, provenance warning, paired comparisons and explanation checks for the
+    card."""
     if not report:
         return {}
-    reliance = report.get("reliance") or {}
-    mean = lambda key: (reliance.get(key) or {}).get("mean")  # noqa: E731
     warning = (report.get("provenance") or {}).get("warning") if (report.get("provenance") or {}).get(
         "status") == "missing" else None
     return {
@@ -448,9 +478,7 @@ def _evaluation_context(report: Mapping | None) -> dict:
         "synthetic": _is_synthetic(report),
         "provenance_warning": warning,
         "paired": report.get("paired") or {},
-        "reliance": {"normal_accuracy": mean("normal_accuracy"), "accuracy": mean("accuracy"),
-                     "normal_confidence": mean("normal_mean_confidence"), "confidence": mean("mean_confidence"),
-                     "flag": bool(reliance.get("flag_confidence_does_not_drop"))} if reliance else None,
+        "explanations": _explanations_context(report),
     }
 
 
@@ -587,6 +615,7 @@ def build_adapter_card(
 
 __all__ = [
     "CARD_INPUTS_FILE",
+    "CONFLICT_INPUTS",
     "GENERATED_CARD_TAGS",
     "HUB_PIPELINE_TAG",
     "KNOWN_DATASETS",

@@ -3,8 +3,8 @@
 The exported folder is exactly what `e2llm push` uploads:
 
 - weights as safetensors only (a folder holding only pickled weights is refused);
-- `config.json` with the complete `auto_map` (AutoConfig, AutoModel, AutoModelForCausalLM, AutoFeatureExtractor,
-  AutoProcessor) and, when `e2llm` registers it, the `eeg-emotion` pipeline in `custom_pipelines`;
+- `config.json` with the complete `auto_map` (AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMultimodalLM,
+  AutoFeatureExtractor, AutoProcessor) and, when `e2llm` registers it, the `eeg-emotion` pipeline in `custom_pipelines`;
 - the remote code: `e2llm`'s modeling, feature-extraction, processing and pipeline files with every file they
   import relatively, copied from the installed package;
 - the processor (`processor_config.json`, tokenizer files, chat template) and `generation_config.json`;

@@ -230,6 +230,9 @@ class E2LLMConfig(PreTrainedConfig):
         projector_hidden_act (`str`): activation between the projector's two linear layers.
         id2label (`dict[int, str]`): the label set (SEED-VII's seven emotions by default); scoring, parsing and the
             pipeline read it from here.
+        label_temperature (`float`): temperature of the label probabilities (`score_emotions`: softmax of the labels'
+            log-likelihoods divided by it; Guo et al. 2017), fitted on validation windows at the end of stage 3
+            (`e2llm.training.evaluation.calibration.fit_temperature`); 1.0 leaves them as they are.
 
     Example:
 
@@ -254,6 +257,7 @@ class E2LLMConfig(PreTrainedConfig):
     projector_bias: bool = True
     tie_word_embeddings: bool = False
     initializer_range: float = 0.02
+    label_temperature: float | int = 1.0
 
     def __post_init__(self, **kwargs):
         if self.id2label is None and kwargs.get("num_labels") is None:
@@ -266,6 +270,11 @@ class E2LLMConfig(PreTrainedConfig):
             self.eeg_config.num_output_tokens = self.num_eeg_tokens
         if not self.tie_word_embeddings and getattr(self.text_config, "tie_word_embeddings", False):
             self.tie_word_embeddings = True
+
+    def validate_architecture(self):
+        super().validate_architecture()
+        if not (math.isfinite(self.label_temperature) and self.label_temperature > 0):
+            raise ValueError(f"label_temperature must be a finite number > 0, got {self.label_temperature}")
 
     @property
     def label_names(self) -> list[str]:

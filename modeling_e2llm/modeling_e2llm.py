@@ -31,6 +31,7 @@ REMOTE_CODE_AUTO_MAP = {
     "AutoConfig": "configuration_e2llm.E2LLMConfig",
     "AutoModel": "modeling_e2llm.E2LLMModel",
     "AutoModelForCausalLM": "modeling_e2llm.E2LLMForConditionalGeneration",
+    "AutoModelForMultimodalLM": "modeling_e2llm.E2LLMForConditionalGeneration",
     "AutoFeatureExtractor": "feature_extraction_e2llm.E2LLMFeatureExtractor",
     "AutoProcessor": "processing_e2llm.E2LLMProcessor",
 }
@@ -436,7 +437,9 @@ class E2LLMForConditionalGeneration(E2LLMPreTrainedModel, GenerationMixin):
         )
 
     def score_emotions(self, input_ids, attention_mask, candidate_ids, **eeg_inputs) -> torch.Tensor:
-        """Probability of each label `(batch, n_labels)` (softmax over the labels' log-likelihoods).
+        """Probability of each label `(batch, n_labels)`: softmax over the labels' log-likelihoods, temperature-scaled
+        (Guo et al. 2017): `config.label_temperature` is fitted on validation windows at the end of stage 3
+        (`e2llm.training.evaluation.calibration.fit_temperature`).
 
         `candidate_ids` are the token ids of the label strings in `config.id2label` order (see
         `E2LLMProcessor.label_candidate_ids`); the prompts end where the label is written (after `Emotion:`).
@@ -445,7 +448,8 @@ class E2LLMForConditionalGeneration(E2LLMPreTrainedModel, GenerationMixin):
             raise ValueError(
                 f"got {len(candidate_ids)} label candidates but the model has {len(self.config.id2label)} labels"
             )
-        return self.score_labels(input_ids, attention_mask, candidate_ids, **eeg_inputs).softmax(-1)
+        scores = self.score_labels(input_ids, attention_mask, candidate_ids, **eeg_inputs)
+        return (scores / self.config.label_temperature).softmax(-1)
 
 
 __all__ = ["E2LLMForConditionalGeneration", "E2LLMModel", "E2LLMPreTrainedModel", "E2LLMProjector"]

@@ -231,7 +231,8 @@ def test_parse_answer_extra_fields_must_be_a_mapping():
 
 
 @pytest.mark.xfail(strict=True, reason="needs inference: apply_chat_template([]) refuses an empty conversation with a "
-                                       "ValueError (/work/coord/requests/inference.md)")
+                                       "ValueError, e.g. from E2LLMProcessor._normalize_conversations "
+                                       "(/work/coord/requests/inference.md 4 and 6)")
 def test_an_empty_conversation_is_refused(tiny_e2llm):
     _, processor = tiny_e2llm
     with pytest.raises(ValueError, match=r"conversation"):

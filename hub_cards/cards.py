@@ -20,6 +20,8 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+from e2llm.safe_output import atomic_write, made_by_e2llm
+
 from .paths import redact_paths
 from .quickstart import quickstart_code
 
@@ -134,9 +136,13 @@ def preprocessing_contract(model_dir: str | Path) -> dict:
         )
     window = float(settings.get("window_seconds", 4.0))
     processor = _read_json(model_dir / "processor_config.json") if (model_dir / "processor_config.json").is_file() else {}
+    stats = processor.get("evidence_statistics") or {}  # interface 3; older folders: evidence_spread / _strongest
+    prompt = stats.get("prompt") or {}
     return {
-        "evidence_prompt": processor.get("evidence_spread") is not None,
-        "evidence_strongest": processor.get("evidence_strongest"),
+        "evidence_prompt": bool(prompt.get("evidence_in_prompt")) or processor.get("evidence_spread") is not None,
+        "evidence_strongest": prompt.get("strongest", processor.get("evidence_strongest")),
+        "evidence_reference": stats.get("reference_power_db") is not None,
+        "evidence_provenance": stats.get("provenance"),
         "sampling_rate": settings.get("sampling_rate"),
         "l_freq": settings.get("l_freq"),
         "h_freq": settings.get("h_freq"),
@@ -228,7 +234,8 @@ def evaluation_rows(report: Mapping | None, dataset: str | None = None) -> list[
     rows = []
     for path, metrics in _metric_rows(
         {k: v for k, v in report.items() if k not in ("runs", "examples", "files", "protocols", "intervals",
-                                                       "paired", "folds", "reliance", "provenance")}
+                                                       "paired", "folds", "reliance", "provenance",
+                                                       "explanations")}
     ):
         parts = [p for p in path if p.lower() not in ("metrics", "model", "baselines", "baseline", "summary")]
         label = " / ".join(parts) or "E2LLM"
@@ -433,12 +440,37 @@ def build_model_card(
     )
 
 
+# What each conflict test swaps in from a window of another class (e2llm evaluate's `explanations.conflicts`).
+CONFLICT_INPUTS = {"eeg_tokens": "its EEG tokens (emotion token kept)", "emotion_token": "its emotion token",
+                   "evidence_text": "its evidence line", "all": "every input"}
+
+
+def _mean(value) -> float | None:
+    """A number, or the mean of a ``{"mean", "std"}`` summary over runs (None otherwise)."""
+    value = value.get("mean") if isinstance(value, Mapping) else value
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _explanations_context(report: Mapping) -> dict | None:
+    """What drives the answer (the conflict tests: how often the answer changed when one input came from a window of
+    another class) and the rationales' label consistency next to its shuffled control."""
+    checks = report.get("explanations") or {}
+    conflicts = [{"inputs": CONFLICT_INPUTS.get(name, name), "changed_answer": _mean(stats.get("changed_answer")),
+                  "accuracy": _mean(stats.get("accuracy"))}
+                 for name, stats in (checks.get("conflicts") or {}).items()
+                 if name not in ("none", "partners") and isinstance(stats, Mapping)]
+    rationale = checks.get("rationale") or {}
+    context = {"conflicts": [row for row in conflicts if row["changed_answer"] is not None],
+               "label_consistency": _mean(rationale.get("label_consistency")),
+               "shuffled_label_consistency": _mean(rationale.get("shuffled_label_consistency"))}
+    return context if context["conflicts"] or context["label_consistency"] is not None else None
+
+
 def _evaluation_context(report: Mapping | None) -> dict:
-    """The report's command, synthetic flag, provenance warning, paired comparisons and reliance for the card."""
+    """The report's command, synthetic flag, provenance warning, paired comparisons and explanation checks for the
+    card."""
     if not report:
         return {}
-    reliance = report.get("reliance") or {}
-    mean = lambda key: (reliance.get(key) or {}).get("mean")  # noqa: E731
     warning = (report.get("provenance") or {}).get("warning") if (report.get("provenance") or {}).get(
         "status") == "missing" else None
     return {
@@ -446,10 +478,47 @@ def _evaluation_context(report: Mapping | None) -> dict:
         "synthetic": _is_synthetic(report),
         "provenance_warning": warning,
         "paired": report.get("paired") or {},
-        "reliance": {"normal_accuracy": mean("normal_accuracy"), "accuracy": mean("accuracy"),
-                     "normal_confidence": mean("normal_mean_confidence"), "confidence": mean("mean_confidence"),
-                     "flag": bool(reliance.get("flag_confidence_does_not_drop"))} if reliance else None,
+        "explanations": _explanations_context(report),
     }
+
+
+# Tags a Trainer (Transformers, TRL) puts into the README it generates: such a card may be replaced by ours.
+GENERATED_CARD_TAGS = ("generated_from_trainer", "trl")
+
+
+def replaceable_card(path: Path) -> bool:
+    """Whether the card `path` may be replaced without ``overwrite``: absent, written by e2llm (unchanged since), or
+    generated by a Trainer (its metadata tags include one of `GENERATED_CARD_TAGS`)."""
+    if not (path.exists() or path.is_symlink()):
+        return True
+    if made_by_e2llm(path):
+        return True
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        tags = ModelCard.load(path).data.to_dict().get("tags") or []
+    except Exception:  # unreadable front matter: not a card we can vouch for
+        return False
+    return any(tag in GENERATED_CARD_TAGS for tag in ([tags] if isinstance(tags, str) else tags))
+
+
+def save_card(card, path: Path, overwrite: bool = False) -> Path:
+    """Write `card` (a `ModelCard` / `DatasetCard`) to `path` atomically, recorded as written by e2llm; an existing
+    README that is neither e2llm's nor a Trainer's (a card the user wrote or edited) is replaced only with
+    `overwrite`."""
+    path = check_card_path(path, overwrite)
+    return atomic_write(path, str(card), record=True)
+
+
+def check_card_path(path, overwrite: bool = False) -> Path:
+    """`path` as a Path; FileExistsError if it holds a card that is not `replaceable_card` and `overwrite` is False."""
+    path = Path(path)
+    if not overwrite and not replaceable_card(path):
+        raise FileExistsError(
+            f"{path} is a card e2llm did not write (or one edited since): e2llm does not replace it unless you pass "
+            "overwrite=True; move your card away or pass overwrite=True"
+        )
+    return path
 
 
 def write_model_card(
@@ -460,12 +529,15 @@ def write_model_card(
     datasets: Sequence | None = None,
     repo_id: str | None = None,
     license: str | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Render the model card into `model_dir/README.md` (replacing TRL's) and keep its inputs for `e2llm push`.
+    """Render the model card into `model_dir/README.md` (replacing a Trainer's or e2llm's earlier one; a card the
+    user wrote only with `overwrite`) and keep its inputs for `e2llm push`. Both files are written atomically.
 
     Arguments as in `build_model_card`; returns the README's path.
     """
     model_dir = Path(model_dir)
+    readme = check_card_path(model_dir / "README.md", overwrite)  # before any work
     card = build_model_card(model_dir, report, training, base_model, datasets, repo_id, license)
     inputs = {
         "report": load_report(report),
@@ -478,10 +550,9 @@ def write_model_card(
         ],
         "license": license,
     }
-    (model_dir / CARD_INPUTS_FILE).write_text(json.dumps(redact_paths(inputs), indent=2, default=str) + "\n")
-    path = model_dir / "README.md"
-    card.save(path)
-    return path
+    atomic_write(model_dir / CARD_INPUTS_FILE, json.dumps(redact_paths(inputs), indent=2, default=str) + "\n",
+                 record=True)
+    return save_card(card, readme, overwrite=overwrite)
 
 
 def _read_yaml(path) -> dict:
@@ -544,6 +615,8 @@ def build_adapter_card(
 
 __all__ = [
     "CARD_INPUTS_FILE",
+    "CONFLICT_INPUTS",
+    "GENERATED_CARD_TAGS",
     "HUB_PIPELINE_TAG",
     "KNOWN_DATASETS",
     "METRICS",
@@ -552,6 +625,7 @@ __all__ = [
     "build_adapter_card",
     "build_model_card",
     "card_inputs",
+    "check_card_path",
     "describe_dataset",
     "eval_results",
     "evaluation_rows",
@@ -559,5 +633,7 @@ __all__ = [
     "load_report",
     "model_config",
     "preprocessing_contract",
+    "replaceable_card",
+    "save_card",
     "write_model_card",
 ]

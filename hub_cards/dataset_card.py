@@ -11,7 +11,7 @@ from pathlib import Path
 
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from .cards import DATASET_TAGS, TEMPLATES, _read_json, describe_dataset
+from .cards import DATASET_TAGS, TEMPLATES, _read_json, describe_dataset, save_card
 from .paths import redact_paths
 
 
@@ -45,11 +45,10 @@ def build_dataset_card(prepared_dir: str | Path, repo_id: str | None = None) -> 
     )
 
 
-def write_dataset_card(prepared_dir: str | Path, repo_id: str | None = None) -> Path:
-    """Render the dataset card into `prepared_dir/README.md`; returns its path."""
-    path = Path(prepared_dir) / "README.md"
-    build_dataset_card(prepared_dir, repo_id).save(path)
-    return path
+def write_dataset_card(prepared_dir: str | Path, repo_id: str | None = None, overwrite: bool = False) -> Path:
+    """Render the dataset card into `prepared_dir/README.md` (atomically; a README e2llm did not write is replaced
+    only with `overwrite`); returns its path."""
+    return save_card(build_dataset_card(prepared_dir, repo_id), Path(prepared_dir) / "README.md", overwrite=overwrite)
 
 
 def _size_category(n: int) -> str:

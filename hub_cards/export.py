@@ -3,15 +3,17 @@
 The exported folder is exactly what `e2llm push` uploads:
 
 - weights as safetensors only (a folder holding only pickled weights is refused);
-- `config.json` with the complete `auto_map` (AutoConfig, AutoModel, AutoModelForCausalLM, AutoFeatureExtractor,
-  AutoProcessor) and, when `e2llm` registers it, the `eeg-emotion` pipeline in `custom_pipelines`;
+- `config.json` with the complete `auto_map` (AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMultimodalLM,
+  AutoFeatureExtractor, AutoProcessor) and, when `e2llm` registers it, the `eeg-emotion` pipeline in `custom_pipelines`;
 - the remote code: `e2llm`'s modeling, feature-extraction, processing and pipeline files with every file they
   import relatively, copied from the installed package;
 - the processor (`processor_config.json`, tokenizer files, chat template) and `generation_config.json`;
 - the model card (`README.md`).
 
-Nothing else is copied (no optimizer or trainer state, no `training_args.bin`). Local paths of the build machine are
-removed from the JSON files, and the folder is checked afterwards: no pickle anywhere, no local path in any text file.
+Nothing else is copied (no optimizer or trainer state, no `training_args.bin`), and only the folder's own files: a
+symbolic link out of the folder (other than into the Hugging Face cache's blob store) is refused and named before
+anything is read (`e2llm.hub_cards.own_files`). Local paths of the build machine are removed from the JSON files, and
+the folder is checked afterwards: no pickle anywhere, no local path in any text file.
 
 >>> from e2llm.hub_cards.export import export_model
 >>> export_model("runs/stage3", "export/e2llm-qwen05b", repo_id="me/e2llm-qwen05b")  # doctest: +SKIP
@@ -26,9 +28,10 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from e2llm.processing.safe_output import check_output_dir, staged_dir
+from e2llm.safe_output import check_output_dir, staged_dir
 
 from .cards import (
+    CARD_INPUTS_FILE,
     PIPELINE_TASK,
     build_adapter_card,
     build_model_card,
@@ -36,6 +39,7 @@ from .cards import (
     hub_id_or_none,
     model_config,
 )
+from .own_files import own_files
 from .paths import find_absolute_paths, find_local_paths, machine_paths, redact_paths, scrub_text
 
 logger = logging.getLogger(__name__)
@@ -147,7 +151,7 @@ def _write_json(path: Path, content: dict) -> None:
 
 def _prepare_output(output_dir: Path, overwrite: bool, sources: Sequence[Path]) -> None:
     """Refuse, before any work, an output folder inside a source, one that holds a source, a plain file, or (with
-    `overwrite`) a folder e2llm did not write (`e2llm.processing.safe_output.check_output_dir`)."""
+    `overwrite`) a folder e2llm did not write (`e2llm.safe_output.check_output_dir`)."""
     resolved = output_dir.resolve()
     for source in (Path(s).resolve() for s in sources):
         if source in resolved.parents:
@@ -163,10 +167,17 @@ def _staging(output_dir: Path):
     return staged_dir(output_dir, kind="export")
 
 
+def _exported_files(source: Path, patterns: Sequence[str], extra: Sequence[str] = ()) -> list[Path]:
+    """The files of `source` an export reads or copies (names matching `patterns`, and `extra`), each checked to be
+    the folder's own (`own_files`: no link out of the folder), before anything is read."""
+    names = sorted(p.name for p in source.iterdir() if any(fnmatch.fnmatch(p.name, pattern) for pattern in patterns))
+    return own_files(source, [*names, *(n for n in extra if n not in names)], what=f"the export of {source}")
+
+
 def _copy_matching(source: Path, target: Path, patterns: Sequence[str]) -> list[str]:
     copied = []
-    for path in sorted(source.iterdir()):
-        if path.is_file() and any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns):
+    for path in _exported_files(source, patterns):
+        if any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns):
             shutil.copyfile(path, target / path.name)
             copied.append(path.name)
     left = sorted(p.name for p in source.iterdir() if p.name not in copied)
@@ -251,6 +262,7 @@ def export_model(
     recorded in `model_dir`; see `e2llm.hub_cards.build_model_card`. Returns `output_dir`.
     """
     model_dir, output_dir = Path(model_dir), Path(output_dir).resolve()
+    _exported_files(model_dir, MODEL_FILES, extra=[CARD_INPUTS_FILE])  # no link out of the folder, before any read
     model_config(model_dir)  # a readable E2LLM config.json, or a ValueError
     names = {p.name for p in model_dir.iterdir()}
     if not any(fnmatch.fnmatch(n, "model*.safetensors") for n in names):
@@ -336,6 +348,7 @@ def export_adapter(
     `base_model_name_or_path` when that is a Hub id. It is written into `adapter_config.json`.
     """
     adapter_dir, output_dir = Path(adapter_dir), Path(output_dir).resolve()
+    _exported_files(adapter_dir, ADAPTER_FILES)  # no link out of the folder, before any read
     config_path = adapter_dir / "adapter_config.json"
     if not config_path.is_file():
         raise ValueError(f"{adapter_dir} holds no adapter_config.json: not a PEFT adapter folder")

@@ -20,9 +20,10 @@ from pathlib import Path
 from huggingface_hub import HfApi
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from e2llm.processing.safe_output import MARKER_FILE
+from e2llm.safe_output import MANIFEST_FILE, MARKER_FILE
 
 from .export import export_folder
+from .own_files import check_folder_tree
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,12 @@ def push_folder(
     commit_message: str | None = None,
     api: HfApi | None = None,
 ) -> str:
-    """Create `repo_id` (a model repo; kept if it exists) and upload `folder` as one commit; returns the commit URL."""
+    """Create `repo_id` (a model repo; kept if it exists) and upload `folder` as one commit; returns the commit URL.
+
+    Only the folder's own files go up: a link out of the folder (other than into the Hugging Face cache's blob
+    store), or anything that is not a plain file, is refused before anything is sent (`own_files.check_folder_tree`).
+    """
+    check_folder_tree(folder, what=f"the upload of {folder}")
     api = api if api is not None else HfApi()
     api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
     commit = api.upload_folder(
@@ -42,7 +48,7 @@ def push_folder(
         folder_path=str(folder),
         repo_type="model",
         commit_message=commit_message or "Upload E2LLM (e2llm push)",
-        ignore_patterns=[MARKER_FILE],  # e2llm's own "written by e2llm" marker stays local
+        ignore_patterns=[MARKER_FILE, MANIFEST_FILE],  # e2llm's own "written by e2llm" records stay local
     )
     return str(getattr(commit, "commit_url", commit))
 
@@ -124,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         kwargs["training"] = training
     with tempfile.TemporaryDirectory(prefix="e2llm-push-") as scratch:
         folder = export_folder(args.model, args.output_dir or Path(scratch) / "export", **kwargs)
-        files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != MARKER_FILE)
+        files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name not in (MARKER_FILE, MANIFEST_FILE))
         if args.dry_run:
             print(f"dry run: {len(files)} files written to {folder} (nothing uploaded): {', '.join(files)}")
             return 0

@@ -9,7 +9,7 @@ from transformers import AutoConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from .backbones_e2llm import feature_extractor_settings
 from .configuration_e2llm import DEFAULT_ID2LABEL, E2LLMConfig, E2LLMEEGConfig
-from .convert_backbones import convert_checkpoint, load_backbone_state
+from .convert_backbones import convert_checkpoint, input_channel_names, load_backbone_state
 from .feature_extraction_e2llm import E2LLMFeatureExtractor
 from .modeling_e2llm import E2LLMForConditionalGeneration
 from .processing_e2llm import E2LLMProcessor
@@ -47,9 +47,20 @@ def eeg_config_from_checkpoint(backbone: str, path: str | Path, **overrides) -> 
 
     `path` is braindecode's Hub folder (`config.json` + weights) or an authors' checkpoint file; the backbone's sizes
     come from the tensors (and braindecode's `config.json`), anything else from `overrides` (e.g. `backbone_config=
-    {"num_heads": 8}`, which an authors' checkpoint cannot tell) or the published defaults."""
-    state, settings, _ = convert_checkpoint(path, backbone)
+    {"num_heads": 8}`, which an authors' checkpoint cannot tell) or the published defaults. An EEGPT saved with
+    braindecode's channel projection (its default) takes the input channels of its `chs_info` as `channel_names`
+    (override with `channel_names=[...]`, in the order the model was built with)."""
+    state, settings, braindecode_config = convert_checkpoint(path, backbone)
     backbone_config = {**settings, **dict(overrides.pop("backbone_config", None) or {})}
+    if "channel_projection.proj.weight" in state:
+        inputs = state["channel_projection.proj.weight"].shape[1]
+        names = overrides.pop("channel_names", None)
+        if names is None:
+            names = input_channel_names(backbone, state, braindecode_config)
+        elif len(names) != inputs:
+            raise ValueError(f"{path}: its channel projection takes {inputs} input channels, channel_names gives "
+                             f"{len(names)}")
+        overrides["channel_names"] = list(names)
     return E2LLMEEGConfig(backbone=backbone, backbone_config=backbone_config, **overrides), state
 
 

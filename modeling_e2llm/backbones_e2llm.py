@@ -39,6 +39,12 @@ EEGPT_CHANNELS: tuple[str, ...] = (
     "PO5", "PO3", "POz", "PO4", "PO6", "PO8", "O1", "Oz", "O2",
 )
 
+# braindecode 1.8.1 `EEGPT_19_CHANNELS`: what its default channel projection (`chan_proj_type="conv1d_constraint"`)
+# writes, in this order, in 10-05 spelling.
+EEGPT_PROJECTED_CHANNELS: tuple[str, ...] = (
+    "Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8", "T7", "C3", "Cz", "C4", "T8", "P7", "P3", "Pz", "P4", "P8", "O1", "O2",
+)
+
 # braindecode 1.8.1 `LABRAM_CHANNEL_ORDER` (row i + 1 of the position embedding), 10-05 spelling where one exists.
 LABRAM_CHANNELS: tuple[str, ...] = (
     "Fp1", "Fpz", "Fp2", "AF9", "AF7", "AF5", "AF3", "AF1", "AFz", "AF2", "AF4", "AF6", "AF8", "AF10", "F9", "F7", "F5",
@@ -57,6 +63,9 @@ BACKBONE_DEFAULTS: dict[str, dict] = {
         "patch_size": 64, "patch_stride": 32, "embed_dim": 512, "num_layers": 8, "num_heads": 8, "mlp_ratio": 4.0,
         "num_summary_tokens": 4, "qkv_bias": True, "layer_norm_eps": 1e-6, "num_channel_embeddings": 62,
         "dropout": 0.0, "attention_dropout": 0.0,
+        # braindecode's `chan_proj_type` ("none", "conv1d_constraint", "linear"): input channels mixed into
+        # `projected_channels` (its 19 standard ones) before the encoder; see e2llm.modeling_eegpt
+        "channel_projection": "none", "projection_max_norm": 1.0, "projected_channels": [],
     },
     "cbramod": {
         "patch_size": 200, "num_layers": 12, "num_heads": 8, "intermediate_size": 800, "output_size": 200,
@@ -108,8 +117,8 @@ def resolve_backbone_config(backbone: str, given: dict | None) -> dict:
             allowed = (type(None),)
         if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
             raise ValueError(f"{backbone} setting {key}={value!r} must be a {type(default).__name__}")
-        resolved[key] = [list(v) for v in value] if key == "conv_stack" else (list(value) if isinstance(value, tuple)
-                                                                               else value)
+        resolved[key] = [list(v) for v in value] if key == "conv_stack" else (
+            list(value) if isinstance(value, (list, tuple)) else value)
     return resolved
 
 
@@ -126,6 +135,7 @@ def validate_backbone(backbone: str, settings: dict, sampling_rate: int, window_
         stride = settings["patch_stride"]
         if stride is not None and stride <= 0:
             raise ValueError(f"eegpt patch_stride must be positive or None, got {stride}")
+        validate_channel_projection(settings)
     elif backbone == "cbramod":
         if patch != 200:
             raise ValueError(f"cbramod's spectral embedding is built for 200-sample patches (101 FFT bins), got "
@@ -150,6 +160,30 @@ def validate_backbone(backbone: str, settings: dict, sampling_rate: int, window_
         if labram_hidden_size(settings) % settings["num_heads"]:
             raise ValueError(f"labram width {labram_hidden_size(settings)} is not divisible by num_heads="
                              f"{settings['num_heads']}")
+
+
+def validate_channel_projection(settings: dict) -> None:
+    """Checks of an EEGPT `channel_projection` and the `projected_channels` it writes."""
+    kind, outputs = settings["channel_projection"], settings["projected_channels"]
+    if kind not in ("none", "conv1d_constraint", "linear"):
+        raise ValueError(f"eegpt channel_projection must be 'none', 'conv1d_constraint' or 'linear' (braindecode's "
+                         f"chan_proj_type), got {kind!r}")
+    if kind == "none":
+        if outputs:
+            raise ValueError(f"eegpt projected_channels {outputs} needs a channel_projection; it is 'none'")
+        return
+    if not outputs:
+        raise ValueError(f"eegpt channel_projection={kind!r} needs projected_channels: the channels it writes "
+                         "(braindecode's 19 standard ones)")
+    ids = channel_table_ids(outputs, EEGPT_CHANNELS)
+    unknown = [name for name, row in zip(outputs, ids) if row < 0]
+    if unknown:
+        raise ValueError(f"eegpt projected_channels {unknown} are not in the EEGPT channel table")
+    if ids.max() >= settings["num_channel_embeddings"] or len(set(ids.tolist())) != len(ids):
+        raise ValueError(f"eegpt projected_channels must be distinct rows of the {settings['num_channel_embeddings']} "
+                         f"channel embeddings, got {outputs}")
+    if kind == "conv1d_constraint" and not settings["projection_max_norm"] > 0:
+        raise ValueError(f"eegpt projection_max_norm must be > 0, got {settings['projection_max_norm']}")
 
 
 def cbramod_hidden_size(settings: dict) -> int:
@@ -239,6 +273,7 @@ __all__ = [
     "BACKBONE_DEFAULTS",
     "CONTRACTS",
     "EEGPT_CHANNELS",
+    "EEGPT_PROJECTED_CHANNELS",
     "LABRAM_CHANNELS",
     "backbone_num_patches",
     "backbone_output_size",
@@ -249,4 +284,5 @@ __all__ = [
     "labram_hidden_size",
     "resolve_backbone_config",
     "validate_backbone",
+    "validate_channel_projection",
 ]

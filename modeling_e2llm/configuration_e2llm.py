@@ -64,6 +64,7 @@ class E2LLMEEGConfig(PreTrainedConfig):
         sampling_rate, window_samples: default to the backbone's pretraining contract (EEGPT 256 Hz x 1024,
             CBraMod and LaBraM 200 Hz x 800; the patch encoder 200 Hz x 800).
         channel_names (`list[str]`): the backbone's channel table (embedding rows / channel order); defaults to its own.
+            With an EEGPT `channel_projection`, the projection's input channels in order.
         input_unit_uv (`float`): microvolts per unit of the backbone's input (EEGPT 1000: mV; CBraMod and LaBraM
             100); None for the patch encoder, which takes normalised windows.
         reference (`str`): "average" to re-reference before the backbone (EEGPT's pretraining did), "none" to keep it.
@@ -182,7 +183,8 @@ class E2LLMEEGConfig(PreTrainedConfig):
                 raise ValueError(f"reference must be 'average' or 'none', got {self.reference!r}")
             if not self.input_unit_uv or self.input_unit_uv <= 0:
                 raise ValueError(f"input_unit_uv must be a positive number of microvolts, got {self.input_unit_uv}")
-            if self.backbone == "eegpt" and len(self.channel_names) > self.backbone_config["num_channel_embeddings"]:
+            if (self.backbone == "eegpt" and self.backbone_config["channel_projection"] == "none"
+                    and len(self.channel_names) > self.backbone_config["num_channel_embeddings"]):
                 raise ValueError(f"channel_names has {len(self.channel_names)} names for "
                                  f"{self.backbone_config['num_channel_embeddings']} EEGPT channel embeddings")
             return
@@ -228,6 +230,9 @@ class E2LLMConfig(PreTrainedConfig):
         projector_hidden_act (`str`): activation between the projector's two linear layers.
         id2label (`dict[int, str]`): the label set (SEED-VII's seven emotions by default); scoring, parsing and the
             pipeline read it from here.
+        label_temperature (`float`): temperature of the label probabilities (`score_emotions`: softmax of the labels'
+            log-likelihoods divided by it; Guo et al. 2017), fitted on validation windows at the end of stage 3
+            (`e2llm.training.evaluation.calibration.fit_temperature`); 1.0 leaves them as they are.
 
     Example:
 
@@ -252,6 +257,7 @@ class E2LLMConfig(PreTrainedConfig):
     projector_bias: bool = True
     tie_word_embeddings: bool = False
     initializer_range: float = 0.02
+    label_temperature: float | int = 1.0
 
     def __post_init__(self, **kwargs):
         if self.id2label is None and kwargs.get("num_labels") is None:
@@ -264,6 +270,11 @@ class E2LLMConfig(PreTrainedConfig):
             self.eeg_config.num_output_tokens = self.num_eeg_tokens
         if not self.tie_word_embeddings and getattr(self.text_config, "tie_word_embeddings", False):
             self.tie_word_embeddings = True
+
+    def validate_architecture(self):
+        super().validate_architecture()
+        if not (math.isfinite(self.label_temperature) and self.label_temperature > 0):
+            raise ValueError(f"label_temperature must be a finite number > 0, got {self.label_temperature}")
 
     @property
     def label_names(self) -> list[str]:

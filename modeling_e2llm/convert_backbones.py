@@ -8,24 +8,27 @@ files are read with `torch.load(weights_only=True)`, which refuses anything but 
 
 Every tensor the backbone needs must come from the file and every tensor of the file must be used or be a known
 task head / pretraining part (listed in a log line): a wrong file is an error naming the missing and unexpected keys,
-never a silently random encoder.
+never a silently random encoder. braindecode's EEGPT channel projection (`chan_proj.*`, its default
+`chan_proj_type="conv1d_constraint"`, and `"linear"`) is part of the encoder: it is converted, with the input channels
+its `config.json` names (`chs_info`), never skipped.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import torch
 from transformers.utils import logging
 
+from .backbones_e2llm import EEGPT_PROJECTED_CHANNELS
+from .folder_checks_e2llm import read_json_file, safetensors_header
+
 logger = logging.get_logger(__name__)
 
 # Keys that belong to a task head or to pretraining, not to the encoder: skipped and listed.
 _SKIPPED = {
-    "eegpt": (r"encoder\..*", r"predictor\..*", r"reconstructor\..*", r"chans_id", r"final_layer\..*",
-              r"chan_proj\..*"),
+    "eegpt": (r"encoder\..*", r"predictor\..*", r"reconstructor\..*", r"chans_id", r"final_layer\..*"),
     "cbramod": (r"final_layer\..*", r"classifier\..*", r"patch_embedding\.mask_encoding"),
     "labram": (r"final_layer\..*", r"fc_norm\..*", r"head\..*", r"lm_head\..*", r"mask_token", r"teacher\..*",
                r"projection_head\..*"),
@@ -34,6 +37,8 @@ _SKIPPED = {
 # braindecode key -> ours, per backbone (regex, replacement); the fused q/k/v tensors are split separately.
 _RULES = {
     "eegpt": (
+        (r"chan_proj\.proj\.parametrizations\.weight\.original", "channel_projection.proj.weight"),
+        (r"chan_proj\.proj\.(weight|bias)", r"channel_projection.proj.\1"),
         (r"summary_token", "embeddings.summary_tokens.weight"),
         (r"patch_embed\.proj\.(weight|bias)", r"embeddings.patch_projection.\1"),
         (r"chan_embed\.weight", "embeddings.channel_embedding.weight"),
@@ -85,6 +90,7 @@ _RESHAPE = {
     "embeddings.cls_token.weight": lambda t: t.reshape(1, -1),
     "embeddings.position_embedding.weight": lambda t: t.reshape(t.shape[-2], t.shape[-1]),
     "embeddings.time_embedding.weight": lambda t: t.reshape(t.shape[-2], t.shape[-1]),
+    "channel_projection.proj.weight": lambda t: t.reshape(t.shape[0], t.shape[1]),  # the 1x1 convolution's (out, in, 1)
 }
 # the authors' LaBraM names -> braindecode's
 _LABRAM_ORIGINAL = (
@@ -177,7 +183,9 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict | None]:
     config = None
     if path.is_dir():
         config_file = path / "config.json"
-        config = json.loads(config_file.read_text()) if config_file.exists() else None
+        config = read_json_file(config_file) if config_file.exists() else None
+        if config is not None and not isinstance(config, dict):
+            raise ValueError(f"{config_file} is not braindecode's model configuration (not a JSON object)")
         for name in ("model.safetensors", "pytorch_model.bin"):
             if (path / name).exists():
                 path = path / name
@@ -189,6 +197,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict | None]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
+        safetensors_header(path)  # a damaged or truncated file is named before safetensors reads it
         return load_file(str(path)), config
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -207,6 +216,7 @@ def settings_from_checkpoint(backbone: str, state: dict, config: dict | None) ->
     layers = {int(m.group(1)) for k in state if (m := re.match(r"layers\.(\d+)\.", k))}
     settings = {"num_layers": len(layers)}
     if backbone == "eegpt":
+        settings.update(eegpt_projection_settings(state, config))
         width = state["embeddings.channel_embedding.weight"].shape[1]
         settings.update(embed_dim=width, patch_size=state["embeddings.patch_projection.weight"].shape[1],
                         num_summary_tokens=state["embeddings.summary_tokens.weight"].shape[0],
@@ -252,6 +262,42 @@ def settings_from_checkpoint(backbone: str, state: dict, config: dict | None) ->
     return settings
 
 
+def eegpt_projection_settings(state: dict, config: dict) -> dict:
+    """The `channel_projection` settings of a converted EEGPT state dict (empty without one), from braindecode's
+    `chan_proj_type` / `n_chans_target` / `chan_conv_max_norm` (or, without a config, the tensors' layout)."""
+    weight = state.get("channel_projection.proj.weight")
+    if weight is None:
+        if config.get("chan_proj_type", "none") != "none":
+            raise ValueError(f"config.json says chan_proj_type={config['chan_proj_type']!r} but the weights hold no "
+                             "chan_proj tensors: the folder is incomplete")
+        return {}
+    kind = config.get("chan_proj_type")
+    if kind not in ("conv1d_constraint", "linear"):
+        raise ValueError(f"the weights hold a channel projection (chan_proj) but config.json gives chan_proj_type="
+                         f"{config.get('chan_proj_type')!r}; e2llm implements braindecode's 'conv1d_constraint' and "
+                         "'linear'")
+    if weight.shape[0] != len(EEGPT_PROJECTED_CHANNELS):
+        raise ValueError(f"the channel projection writes {weight.shape[0]} channels, but braindecode's EEGPT feeds its "
+                         f"encoder {len(EEGPT_PROJECTED_CHANNELS)} (n_chans_target=19, {list(EEGPT_PROJECTED_CHANNELS)}); "
+                         "e2llm cannot tell which channel embeddings the others take")
+    return {"channel_projection": kind, "projection_max_norm": float(config.get("chan_conv_max_norm", 1.0)),
+            "projected_channels": list(EEGPT_PROJECTED_CHANNELS)}
+
+
+def input_channel_names(backbone: str, state: dict, config: dict | None) -> list[str] | None:
+    """The names of the input channels a converted backbone's channel projection takes, in order (from braindecode's
+    `chs_info`), or None when it has no projection. ValueError when the file does not name them all."""
+    weight = state.get("channel_projection.proj.weight") if backbone == "eegpt" else None
+    if weight is None:
+        return None
+    names = [info.get("ch_name") for info in (config or {}).get("chs_info") or [] if isinstance(info, dict)]
+    if len(names) != weight.shape[1] or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"the channel projection takes {weight.shape[1]} input channels but config.json names "
+                         f"{len(names)} (chs_info): e2llm cannot tell which recording channel feeds which input; pass "
+                         f"channel_names=[...] (the {weight.shape[1]} names, in the order the model was built with)")
+    return names
+
+
 def load_backbone_state(module: torch.nn.Module, backbone: str, state: dict, source: str = "the checkpoint") -> None:
     """Copy a converted state dict into `module` (a backbone); any missing, unexpected or misshapen key is an error."""
     expected = module.state_dict()
@@ -267,6 +313,19 @@ def load_backbone_state(module: torch.nn.Module, backbone: str, state: dict, sou
     module.load_state_dict(state, strict=True)
 
 
+def _with_projection_type(backbone: str, state: dict, config: dict | None) -> dict | None:
+    """`config`, completed with the `chan_proj_type` an EEGPT checkpoint without braindecode's config.json implies:
+    a weight-norm parametrised or 3-d (1x1 convolution) weight is "conv1d_constraint", a 2-d one "linear"."""
+    if backbone != "eegpt" or (config or {}).get("chan_proj_type") is not None:
+        return config
+    raw = next((k for k in state if re.fullmatch(r"(target_encoder\.)?chan_proj\.proj\.(weight|parametrizations\."
+                                                 r"weight\.original)", k)), None)
+    if raw is None:
+        return config
+    kind = "conv1d_constraint" if "parametrizations" in raw or state[raw].ndim == 3 else "linear"
+    return {**(config or {}), "chan_proj_type": kind}
+
+
 def convert_checkpoint(path: str | Path, backbone: str) -> tuple[dict, dict, dict | None]:
     """`(our_state_dict, settings, braindecode_config)` of the `backbone` weights at `path` (folder or file)."""
     state, config = read_checkpoint(path)
@@ -275,6 +334,7 @@ def convert_checkpoint(path: str | Path, backbone: str) -> tuple[dict, dict, dic
         raise ValueError(f"{path} holds no EEGPT, CBraMod or LaBraM weights (first keys: {sorted(state)[:8]})")
     if found != backbone:
         raise ValueError(f"{path} holds {found} weights, not {backbone}: pass --eeg-encoder {found}")
+    config = _with_projection_type(backbone, state, config)
     ours, skipped, unknown = to_e2llm_state_dict(backbone, state)
     if unknown:
         raise ValueError(f"{path}: keys that are not part of a {backbone} encoder: {sorted(unknown)[:20]}"
@@ -285,5 +345,6 @@ def convert_checkpoint(path: str | Path, backbone: str) -> tuple[dict, dict, dic
     return ours, settings_from_checkpoint(backbone, ours, config), config
 
 
-__all__ = ["convert_checkpoint", "detect_backbone", "load_backbone_state", "read_checkpoint",
-           "settings_from_checkpoint", "to_e2llm_state_dict", "unwrap_checkpoint"]
+__all__ = ["convert_checkpoint", "detect_backbone", "eegpt_projection_settings", "input_channel_names",
+           "load_backbone_state", "read_checkpoint", "settings_from_checkpoint", "to_e2llm_state_dict",
+           "unwrap_checkpoint"]

@@ -20,6 +20,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_e2llm import E2LLMConfig
+from .model_folder_e2llm import ModelFolderMixin
 from .modeling_eeg_encoder import E2LLMEEGAttentionPooler, E2LLMEEGEncoder
 from .scoring_e2llm import score_candidates
 
@@ -30,6 +31,7 @@ REMOTE_CODE_AUTO_MAP = {
     "AutoConfig": "configuration_e2llm.E2LLMConfig",
     "AutoModel": "modeling_e2llm.E2LLMModel",
     "AutoModelForCausalLM": "modeling_e2llm.E2LLMForConditionalGeneration",
+    "AutoModelForMultimodalLM": "modeling_e2llm.E2LLMForConditionalGeneration",
     "AutoFeatureExtractor": "feature_extraction_e2llm.E2LLMFeatureExtractor",
     "AutoProcessor": "processing_e2llm.E2LLMProcessor",
 }
@@ -71,7 +73,12 @@ class E2LLMProjector(nn.Module):
         return self.linear_2(self.act(self.linear_1(eeg_features)))
 
 
-class E2LLMPreTrainedModel(PreTrainedModel):
+class E2LLMPreTrainedModel(ModelFolderMixin, PreTrainedModel):
+    """Base of the E2LLM models. `from_pretrained` is strict (`e2llm.model_folder_e2llm`): a folder whose weights lack a
+    tensor, hold one the model has no place for, or disagree in shape with config.json is refused, as are a damaged
+    JSON or safetensors file, a label map that disagrees with the emotion head and a tokenizer without the model's
+    `<|eeg|>` token; `strict=False` loads anyway and reports what was not loaded in `model.loading_report`."""
+
     config: E2LLMConfig
     config_class = E2LLMConfig
     base_model_prefix = "model"
@@ -104,6 +111,8 @@ class E2LLMPreTrainedModel(PreTrainedModel):
 
 class E2LLMModel(E2LLMPreTrainedModel):
     """EEG encoder + projector + the bare language model; returns `last_hidden_state`."""
+
+    _keys_to_ignore_on_load_unexpected = [r"^lm_head\."]  # loading the base model from a folder with the LM head
 
     def __init__(self, config: E2LLMConfig):
         super().__init__(config)
@@ -428,7 +437,9 @@ class E2LLMForConditionalGeneration(E2LLMPreTrainedModel, GenerationMixin):
         )
 
     def score_emotions(self, input_ids, attention_mask, candidate_ids, **eeg_inputs) -> torch.Tensor:
-        """Probability of each label `(batch, n_labels)` (softmax over the labels' log-likelihoods).
+        """Probability of each label `(batch, n_labels)`: softmax over the labels' log-likelihoods, temperature-scaled
+        (Guo et al. 2017): `config.label_temperature` is fitted on validation windows at the end of stage 3
+        (`e2llm.training.evaluation.calibration.fit_temperature`).
 
         `candidate_ids` are the token ids of the label strings in `config.id2label` order (see
         `E2LLMProcessor.label_candidate_ids`); the prompts end where the label is written (after `Emotion:`).
@@ -437,7 +448,8 @@ class E2LLMForConditionalGeneration(E2LLMPreTrainedModel, GenerationMixin):
             raise ValueError(
                 f"got {len(candidate_ids)} label candidates but the model has {len(self.config.id2label)} labels"
             )
-        return self.score_labels(input_ids, attention_mask, candidate_ids, **eeg_inputs).softmax(-1)
+        scores = self.score_labels(input_ids, attention_mask, candidate_ids, **eeg_inputs)
+        return (scores / self.config.label_temperature).softmax(-1)
 
 
 __all__ = ["E2LLMForConditionalGeneration", "E2LLMModel", "E2LLMPreTrainedModel", "E2LLMProjector"]

@@ -20,7 +20,9 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 from .configuration_e2llm import E2LLMEEGConfig
 from .eeg_evidence_features import FAA_PAIRS, REGIONS, region_of
 from .electrodes import ELECTRODE_NAMES
+from .model_folder_e2llm import ModelFolderMixin
 from .modeling_eeg_backbones import backbone_tokens, build_backbone
+from .modeling_eegpt import E2LLMEEGPTBackbone, projected_channel_ids
 
 
 def eager_attention_forward(
@@ -375,7 +377,9 @@ class E2LLMEEGEncoderOutput(BaseModelOutputWithPooling):
     backbone_hidden_states: torch.Tensor | None = None
 
 
-class E2LLMEEGPreTrainedModel(PreTrainedModel):
+class E2LLMEEGPreTrainedModel(ModelFolderMixin, PreTrainedModel):
+    """Base of the EEG encoder models; `from_pretrained` is strict (`e2llm.model_folder_e2llm`; `strict=False` opts out)."""
+
     config: E2LLMEEGConfig
     config_class = E2LLMEEGConfig
     base_model_prefix = "encoder"
@@ -416,6 +420,8 @@ class E2LLMEEGPreTrainedModel(PreTrainedModel):
             init.copy_(module.electrode_side, side)
         elif isinstance(module, E2LLMEEGEmotionToken):
             init.normal_(module.label_embeddings, mean=0.0, std=1.0)  # at the scale of the layer-normed tokens
+        elif isinstance(module, E2LLMEEGPTBackbone) and module.channel_projection is not None:
+            init.copy_(module.projected_ids, projected_channel_ids(module.config.backbone_config))
 
 
 class E2LLMEEGEncoder(E2LLMEEGPreTrainedModel):
@@ -434,6 +440,8 @@ class E2LLMEEGEncoder(E2LLMEEGPreTrainedModel):
     >>> tuple(out.pooler_output.shape)
     (2, 4, 32)
     ```"""
+
+    _keys_to_ignore_on_load_unexpected = [r"^classifier\."]  # loading the encoder from a stage-1 classifier folder
 
     def __init__(self, config: E2LLMEEGConfig):
         super().__init__(config)

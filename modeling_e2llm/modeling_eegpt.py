@@ -1,11 +1,17 @@
 """EEGPT (Wang et al., NeurIPS 2024) as an E2LLM backbone: the pretrained "target encoder".
 
-Same math as braindecode 1.8.1 `EEGPT(..., chan_proj_type="none", return_encoder_output=True)`: each channel's window
-is cut into patches of `patch_size` samples every `patch_stride` (the end zero-padded so the last patch fits), a patch
-becomes a token through a linear map plus its channel's embedding, and for every time patch the channel tokens and
-`num_summary_tokens` learned summary tokens go through pre-norm transformer layers; the normalised summary tokens are
-the output, `(batch, n_patches, num_summary_tokens, embed_dim)`. Channels a window does not have (mask 0) are never
-attended to; with every channel present this equals the reference exactly.
+Same math as braindecode 1.8.1 `EEGPT(..., return_encoder_output=True)`: each channel's window is cut into patches of
+`patch_size` samples every `patch_stride` (the end zero-padded so the last patch fits), a patch becomes a token through
+a linear map plus its channel's embedding, and for every time patch the channel tokens and `num_summary_tokens`
+learned summary tokens go through pre-norm transformer layers; the normalised summary tokens are the output,
+`(batch, n_patches, num_summary_tokens, embed_dim)`. Channels a window does not have (mask 0) are never attended to;
+with every channel present this equals the reference exactly.
+
+braindecode's default `chan_proj_type="conv1d_constraint"` (and `"linear"`) first mixes the model's input channels
+(`config.channel_names`, the `chs_info` it was built with) into the channels `backbone_config["projected_channels"]`
+(its 19 standard ones), through a 1x1 convolution whose weight rows are renormalised to an L2 norm of at most
+`projection_max_norm` at every call (braindecode's `MaxNormParametrize`), or a linear map over the channel axis:
+`E2LLMEEGPTChannelProjection`. Input channels a window does not have enter it as zeros.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from torch import nn
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from .backbones_e2llm import backbone_num_patches
+from .backbones_e2llm import EEGPT_CHANNELS, backbone_num_patches, channel_table_ids
 
 
 def key_padding_bias(key_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
@@ -120,22 +126,71 @@ class E2LLMEEGPTEmbeddings(nn.Module):
         return self.patch_projection(patches) + self.channel_embedding(channel_ids)[:, None, :, :]
 
 
+class E2LLMEEGPTChannelProjection(nn.Module):
+    """braindecode's `_ChannelProjection`: `(batch, n_inputs, n_times)` -> `(batch, n_outputs, n_times)`.
+
+    `"conv1d_constraint"`: a 1x1 convolution whose weight rows are renormalised to L2 norm <= `max_norm` at every call
+    (`Conv1dWithConstraint`); `"linear"`: `nn.Linear` over the channel axis. `proj.weight` `(n_outputs, n_inputs)` is
+    the unconstrained weight (braindecode's `parametrizations.weight.original`)."""
+
+    def __init__(self, n_inputs: int, n_outputs: int, kind: str, max_norm: float):
+        super().__init__()
+        if kind not in ("conv1d_constraint", "linear"):
+            raise ValueError(f"eegpt channel_projection must be 'none', 'conv1d_constraint' or 'linear', got {kind!r}")
+        self.kind, self.max_norm = kind, float(max_norm)
+        self.proj = nn.Linear(n_inputs, n_outputs)
+
+    def forward(self, eeg_values: torch.Tensor) -> torch.Tensor:
+        if self.kind == "linear":
+            return self.proj(eeg_values.transpose(1, 2)).transpose(1, 2)
+        weight = self.proj.weight.renorm(p=2, dim=0, maxnorm=self.max_norm)
+        return F.conv1d(eeg_values, weight[:, :, None], self.proj.bias)
+
+
+def projected_channel_ids(settings: dict) -> torch.Tensor:
+    """Rows of the EEGPT channel embedding of the projection's output channels `(n_outputs,)` (braindecode's
+    `chans_id` for its 19 channels)."""
+    return torch.as_tensor(channel_table_ids(settings["projected_channels"], EEGPT_CHANNELS), dtype=torch.long)
+
+
 class E2LLMEEGPTBackbone(nn.Module):
     """EEGPT's encoder: `(batch, n_channels, n_times)` -> summary tokens `(batch, n_patches, num_summary, embed_dim)`.
 
-    `channel_ids` `(batch, n_channels)` index the 62-name EEGPT table (`config.channel_names`)."""
+    `channel_ids` `(batch, n_channels)` index `config.channel_names`: the 62-name EEGPT table (the embedding rows), or
+    with a channel projection its input channels (the outputs then take the embedding rows of `projected_channels`)."""
 
     def __init__(self, config):
         super().__init__()
         settings = config.backbone_config
         self.config = config
+        self.channel_projection = None
+        if settings["channel_projection"] != "none":
+            self.channel_projection = E2LLMEEGPTChannelProjection(
+                len(config.channel_names), len(settings["projected_channels"]), settings["channel_projection"],
+                settings["projection_max_norm"])
+            # derived from the config, so never saved (`E2LLMEEGPreTrainedModel._init_weights` fills it after loading)
+            self.register_buffer("projected_ids", projected_channel_ids(settings), persistent=False)
         self.embeddings = E2LLMEEGPTEmbeddings(config, settings)
         self.layers = nn.ModuleList(E2LLMEEGPTLayer(config, settings) for _ in range(settings["num_layers"]))
         self.norm = nn.LayerNorm(settings["embed_dim"], eps=settings["layer_norm_eps"])
         self.gradient_checkpointing = False
 
+    def project_channels(self, eeg_values: torch.Tensor, channel_ids: torch.Tensor,
+                         channel_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Put the window's channels in the order of `config.channel_names` (absent ones zero) and project them:
+        `(batch, n_projected, n_times)` and the projected channels' embedding rows `(batch, n_projected)`."""
+        batch, _, n_times = eeg_values.shape
+        if channel_mask is not None:
+            eeg_values = eeg_values * channel_mask[:, :, None].to(eeg_values.dtype)
+        table = eeg_values.new_zeros(batch, len(self.config.channel_names), n_times)
+        table = table.scatter_add(1, channel_ids[:, :, None].expand(-1, -1, n_times), eeg_values)
+        return self.channel_projection(table), self.projected_ids[None].expand(batch, -1)
+
     def forward(self, eeg_values: torch.Tensor, channel_ids: torch.Tensor,
                 channel_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.channel_projection is not None:
+            eeg_values, channel_ids = self.project_channels(eeg_values, channel_ids, channel_mask)
+            channel_mask = None
         tokens = self.embeddings(eeg_values, channel_ids)
         batch, n_patches, n_channels, width = tokens.shape
         summary = self.embeddings.summary_tokens.weight[None].expand(batch * n_patches, -1, -1)
@@ -150,4 +205,5 @@ class E2LLMEEGPTBackbone(nn.Module):
         return summary_out.reshape(batch, n_patches, summary.shape[1], width)
 
 
-__all__ = ["E2LLMEEGPTBackbone", "attend", "eager_attention", "key_padding_bias"]
+__all__ = ["E2LLMEEGPTBackbone", "E2LLMEEGPTChannelProjection", "attend", "eager_attention", "key_padding_bias",
+           "projected_channel_ids"]

@@ -98,4 +98,26 @@ def add_eeg_tokens(tokenizer: PreTrainedTokenizerBase) -> int:
     return tokenizer.convert_tokens_to_ids(EEG_TOKEN)
 
 
-__all__ = ["EEG_END_TOKEN", "EEG_START_TOKEN", "EEG_TOKEN", "add_eeg_tokens", "build_offline_tokenizer"]
+def check_tokenizer_fits(tokenizer: PreTrainedTokenizerBase, config, source: str = "the tokenizer") -> None:
+    """ValueError unless `tokenizer` can serve the E2LLM of `config`: it has `<|eeg|>` under `config.eeg_token_id`,
+    and no token id beyond the language model's embeddings (`text_config.vocab_size`), which would fail with
+    ``IndexError: index out of range in self`` at the first such token."""
+    vocab = tokenizer.get_vocab()
+    if EEG_TOKEN not in vocab:
+        raise ValueError(f"{source} has no {EEG_TOKEN} token, so no prompt can carry EEG: it is not this model's "
+                         "tokenizer. Use the processor saved with the model (AutoProcessor.from_pretrained on its "
+                         "folder), or add the EEG tokens (e2llm.add_eeg_tokens) and train the model with them")
+    if config.eeg_token_id is not None and vocab[EEG_TOKEN] != config.eeg_token_id:
+        raise ValueError(f"{source} gives {EEG_TOKEN} the id {vocab[EEG_TOKEN]} but the model expects "
+                         f"eeg_token_id={config.eeg_token_id}: the tokenizer and the model do not belong together; use "
+                         "the processor saved with the model")
+    rows = getattr(config.text_config, "vocab_size", None)
+    largest = max(vocab.values(), default=-1)
+    if rows is not None and largest >= rows:
+        raise ValueError(f"{source} has token ids up to {largest} but the model's embeddings have {rows} rows: those "
+                         "tokens would fail; use the processor saved with the model, or resize the embeddings "
+                         "(model.resize_token_embeddings(len(tokenizer))) and train")
+
+
+__all__ = ["EEG_END_TOKEN", "EEG_START_TOKEN", "EEG_TOKEN", "add_eeg_tokens", "build_offline_tokenizer",
+           "check_tokenizer_fits"]

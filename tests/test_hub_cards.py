@@ -80,7 +80,7 @@ def test_model_card_states_the_saved_preprocessing_contract(model_dir):
     assert "Not a medical device and not a diagnosis" in text
     for label in ("happiness", "sadness", "surprise"):
         assert label in text
-    assert "measured evidence" not in text  # the tiny model's prompts carry none
+    assert "| measured evidence |" not in text  # the tiny model's prompts carry none
 
 
 def test_model_card_states_the_evidence_line_of_the_prompts(model_dir, tmp_path):
@@ -308,3 +308,38 @@ def test_card_from_a_real_evaluation_report(tmp_path):
     assert f"| de_logreg (baseline) | {report['summary']['de_logreg']['accuracy']['mean']:.4f}" in card.text
     assert f"{baseline:.4f}" in card.text
     assert "| 1 | " in card.text and "Fp1 Fpz Fp2" in card.text  # subjects and electrodes trained on
+
+
+def test_model_card_shows_the_explanation_checks(model_dir):
+    """`e2llm evaluate`'s explanation checks (conflict tests, label consistency with its shuffled control) reach the
+    card; the old `reliance` block does not."""
+    report = {"model": "e2llm", "summary": {"e2llm/emotion": {"accuracy": {"mean": 0.6, "std": 0.0, "n": 1}}},
+              "explanations": {"conflicts": {"none": {"changed_answer": {"mean": 0.0}, "accuracy": {"mean": 0.6}},
+                                             "eeg_tokens": {"changed_answer": {"mean": 0.41}, "accuracy": {"mean": 0.3}},
+                                             "evidence_text": {"changed_answer": 0.05, "accuracy": 0.58},
+                                             "partners": [1, 0]},
+                               "rationale": {"label_consistency": {"mean": 0.83},
+                                             "shuffled_label_consistency": {"mean": 0.31}}},
+              "reliance": {"flag_confidence_does_not_drop": True}}
+    text = build_model_card(model_dir, report=report).text
+    assert "| its EEG tokens (emotion token kept) | 0.410 | 0.300 |" in text
+    assert "| its evidence line | 0.050 | 0.580 |" in text and "own inputs" not in text
+    assert "label consistency 0.830" in text and "against 0.310 when the same rationales" in text
+    assert "Flag" not in text and "Reliance" not in text
+
+
+def test_model_card_reads_the_evidence_statistics(model_dir, tmp_path):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    path = folder / "processor_config.json"
+    processor = json.loads(path.read_text())
+    processor.pop("evidence_spread", None)
+    processor["evidence_statistics"] = {"prompt": {"evidence_in_prompt": True, "strongest": 3},
+                                        "reference_power_db": {"Fz": [1.0] * 5},
+                                        "provenance": {"dataset": "SEED-VII", "synthetic": True}}
+    path.write_text(json.dumps(processor))
+    text = build_model_card(folder).text
+    assert "| measured evidence |" in text and "the 3 largest band-power deviations first" in text
+    assert "The model ships a reference" in text and "from SEED-VII (synthetic EEG)" in text

@@ -153,7 +153,7 @@ def test_push_uploads_exactly_the_dry_run_folder(source, dry_run, monkeypatch, c
     (create, repo, create_kwargs), (upload, upload_repo, upload_kwargs) = FakeHfApi.calls
     assert (create, repo, upload, upload_repo) == ("create_repo", REPO_ID, "upload_folder", REPO_ID)
     assert create_kwargs["private"] is True and create_kwargs["repo_type"] == "model"
-    assert upload_kwargs["repo_type"] == "model" and upload_kwargs["ignore_patterns"] == [".e2llm-output"]
+    assert upload_kwargs["repo_type"] == "model" and upload_kwargs["ignore_patterns"] == [".e2llm-output", ".e2llm-files.json"]
     assert upload_kwargs["files"] == _hashes(dry_run)  # same files, same bytes
     assert "commit/0123abc" in capsys.readouterr().out
     assert not Path(upload_kwargs["folder_path"]).exists()  # the temporary export is cleaned up

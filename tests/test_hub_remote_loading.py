@@ -38,7 +38,8 @@ SITECUSTOMIZE = f"import sys\n\nfor _name in {BLOCKED!r}:\n    sys.modules[_name
 CHILD = textwrap.dedent("""
     import importlib, json, sys
     import numpy as np, torch
-    from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForCausalLM, AutoProcessor, pipeline
+    from transformers import (AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForCausalLM,
+                              AutoModelForMultimodalLM, AutoProcessor, pipeline)
 
     folder, reference_path, quickstart_path = sys.argv[1:4]
     report = {"blocked": []}
@@ -49,7 +50,8 @@ CHILD = textwrap.dedent("""
             report["blocked"].append(name)
     reference = np.load(reference_path)
     kinds = {}
-    for auto in (AutoConfig, AutoModel, AutoModelForCausalLM, AutoProcessor, AutoFeatureExtractor):
+    for auto in (AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMultimodalLM, AutoProcessor,
+                 AutoFeatureExtractor):
         obj = auto.from_pretrained(folder, trust_remote_code=True)
         kinds[auto.__name__] = [type(obj).__name__, type(obj).__module__.split(".")[0]]
     report["kinds"] = kinds
@@ -157,6 +159,7 @@ def test_export_loads_and_runs_without_e2llm(exported, reference, tmp_path):
         "AutoConfig": ["E2LLMConfig", "transformers_modules"],
         "AutoModel": ["E2LLMModel", "transformers_modules"],
         "AutoModelForCausalLM": ["E2LLMForConditionalGeneration", "transformers_modules"],
+        "AutoModelForMultimodalLM": ["E2LLMForConditionalGeneration", "transformers_modules"],
         "AutoProcessor": ["E2LLMProcessor", "transformers_modules"],
         "AutoFeatureExtractor": ["E2LLMFeatureExtractor", "transformers_modules"],
     }

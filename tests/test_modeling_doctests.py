@@ -23,6 +23,12 @@ MODULES = [
     "e2llm.electrodes",
     "e2llm.answers",
     "e2llm.assembly",
+    "e2llm.safe_output",
+    "e2llm.atomic_files",
+    "e2llm.folder_checks_e2llm",
+    "e2llm.output_lock",
+    "e2llm.hub_cards.own_files",
+    "e2llm.training.cli_errors",
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -368,3 +369,34 @@ def test_resize_token_embeddings_keeps_eeg_path(tester):
     assert model.config.text_config.vocab_size == tester.vocab_size + 5
     with torch.no_grad():
         assert model(**tester.prepare_inputs()).logits.shape[-1] == tester.vocab_size + 5
+
+
+def test_label_temperature_scales_the_label_probabilities(tiny_e2llm, tmp_path):
+    """`score_emotions` is softmax(score_labels / label_temperature); the temperature is saved with the model and a
+    config without it loads with 1.0."""
+    import copy
+    import json as json_module
+
+    from e2llm import LABEL_PREFIX, E2LLMConfig, E2LLMForConditionalGeneration
+
+    model, processor = tiny_e2llm
+    model = copy.deepcopy(model)
+    conversation = [{"role": "user", "content": [{"type": "eeg"}, {"type": "text", "text": "Which emotion?"}]}]
+    prompt = processor.apply_chat_template(conversation, add_generation_prompt=True) + LABEL_PREFIX.rstrip()
+    eeg = 20 * np.random.default_rng(0).standard_normal((3, 4 * 200))
+    inputs = processor(text=prompt, eeg=eeg, sampling_rate=200, channel_names=["Fz", "Cz", "Pz"], units="uV",
+                       return_tensors="pt")
+    candidates = processor.label_candidate_ids(model.config.label_names)
+    scores = model.score_labels(**inputs, candidate_ids=candidates)
+    assert torch.allclose(model.score_emotions(**inputs, candidate_ids=candidates), scores.softmax(-1))
+    model.config.label_temperature = 2.0
+    assert torch.allclose(model.score_emotions(**inputs, candidate_ids=candidates), (scores / 2.0).softmax(-1))
+    model.save_pretrained(tmp_path / "model")
+    assert E2LLMForConditionalGeneration.from_pretrained(tmp_path / "model").config.label_temperature == 2.0
+    config = json_module.loads((tmp_path / "model" / "config.json").read_text())
+    config.pop("label_temperature")
+    assert E2LLMConfig(**{k: v for k, v in config.items() if k not in ("model_type", "transformers_version")}
+                       ).label_temperature == 1.0
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(StrictDataclassClassValidationError, match="label_temperature must be a finite number > 0"):
+            E2LLMConfig(label_temperature=bad)

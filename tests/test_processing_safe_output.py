@@ -1,9 +1,11 @@
-"""`--overwrite` deletes only folders e2llm wrote; never the input, a folder holding it, or a plain file."""
+"""`--overwrite` deletes only folders e2llm wrote; never the input, a folder holding it, or a plain file. (The module moved
+to `e2llm.safe_output`; `e2llm.processing.safe_output` keeps the old name working.)"""
 
 import pytest
 
+from e2llm.processing import safe_output as old_name
 from e2llm.processing.prepare import prepare_dataset
-from e2llm.processing.safe_output import MARKER_FILE, check_output_dir, is_e2llm_output, staged_dir
+from e2llm.safe_output import MARKER_FILE, check_output_dir, is_e2llm_output, staged_dir
 
 SMALL = dict(n_subjects=1, trial_seconds=8.0, progress=False)
 
@@ -63,3 +65,19 @@ def test_failed_write_leaves_nothing_under_the_real_name(tmp_path):
             (staging / "half.txt").write_text("half")
             raise RuntimeError("killed")
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_old_module_name_still_works():
+    assert old_name.check_output_dir is check_output_dir and old_name.staged_dir is staged_dir
+
+
+def test_output_inside_the_input_is_refused(tmp_path):
+    root = _user_folder(tmp_path / "SEED-VII")
+    with pytest.raises(ValueError, match="lies inside the input folder"):
+        check_output_dir(root / "prepared", inputs=[root], overwrite=True)
+    assert _untouched(root) and not (root / "prepared").exists()
+
+
+def test_a_hub_id_among_the_inputs_is_not_a_local_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert check_output_dir(tmp_path, inputs=["Qwen/Qwen2.5-0.5B-Instruct"]) == tmp_path

@@ -202,13 +202,15 @@ def build_model(tiny: bool, device: str, dtype_name: str):
 
 
 def model_summary(model) -> dict:
-    """Parameter counts and the bytes a decode step reads (the language model and its head)."""
-    decoder = [*model.model.language_model.parameters(), *model.lm_head.parameters()]
-    unique = {id(p): p for p in decoder}.values()  # tied embeddings count once
+    """Parameter counts and the bytes a decode step reads: every decoder weight and the LM head (of the input
+    embeddings only the rows of the batch's tokens, unless they are the tied head)."""
+    embeddings = model.get_input_embeddings().weight
+    decoder = [p for p in model.model.language_model.parameters() if p is not embeddings]
+    unique = {id(p): p for p in [*decoder, *model.lm_head.parameters()]}.values()
     return {"parameters": model.num_parameters(),
             "parameters_6n": model.num_parameters(exclude_embeddings=True),
             "eeg_encoder_parameters": sum(p.numel() for p in model.model.eeg_encoder.parameters()),
-            "language_model_bytes": sum(p.numel() * p.element_size() for p in unique),
+            "decode_weight_bytes": sum(p.numel() * p.element_size() for p in unique),
             "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
             "text_config": {k: getattr(model.config.text_config, k) for k in
                             ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
@@ -425,7 +427,7 @@ def run(args) -> dict:
     model = merged_model(trained)
     if device == "cuda":
         torch.cuda.empty_cache()
-    figures = run_pipeline(model, processor, args, device, hardware, summary["language_model_bytes"])
+    figures = run_pipeline(model, processor, args, device, hardware, summary["decode_weight_bytes"])
     return {"benchmark": "bench_gpu", "tiny": args.tiny, "date": time.strftime("%Y-%m-%d"), "commit": git_commit(),
             "versions": versions(), "hardware": hardware, "model": summary, "stage3": stage3, "pipeline": figures,
             "seconds_total": time.perf_counter() - start}

@@ -30,8 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                     "folder under ~/.cache/e2llm/serve, reused while the model is "
                                                     "unchanged)")
     parser.add_argument("--device", choices=("cuda", "cpu"), help="where the EEG encoder runs (default: cuda if any)")
-    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
-                        help="the language model's dtype in vLLM (auto: as saved)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
+                        help="the language model's dtype in vLLM (default: as saved, so answers are the "
+                             "Transformers pipeline's)")
     parser.add_argument("--gpu-memory-utilization", type=float, default=0.85,
                         help="share of the GPU's memory vLLM may take (the EEG encoder needs some of the rest)")
     parser.add_argument("--max-model-len", type=int, help="longest prompt + answer in tokens (default: the model's)")

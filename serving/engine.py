@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -22,19 +24,20 @@ from .sampling import candidate_log_likelihoods, scoring_nodes
 
 @dataclass
 class EngineSettings:
-    """How the engine runs: `dtype` of the language model ("auto": the exported config's), the share of GPU memory
-    it may take, the longest prompt + answer in tokens (None: the model's), tensor parallelism, CUDA graphs off
-    (`enforce_eager`), the seed of sampled answers."""
+    """How the engine runs: `dtype` of the language model (None: as saved; vLLM's own "auto" would run a float32
+    checkpoint in half precision, and the answers would no longer be the Transformers pipeline's), the share of GPU
+    memory it may take, the longest prompt + answer in tokens (None: the model's), tensor parallelism, CUDA graphs
+    off (`enforce_eager`), the seed of sampled answers."""
 
-    dtype: str = "auto"
+    dtype: str | None = None
     gpu_memory_utilization: float = 0.85
     max_model_len: int | None = None
     tensor_parallel_size: int = 1
     enforce_eager: bool = False
     seed: int = 0
 
-    def engine_kwargs(self) -> dict:
-        kwargs = {"dtype": self.dtype, "gpu_memory_utilization": self.gpu_memory_utilization,
+    def engine_kwargs(self, saved_dtype: str) -> dict:
+        kwargs = {"dtype": self.dtype or saved_dtype, "gpu_memory_utilization": self.gpu_memory_utilization,
                   "tensor_parallel_size": self.tensor_parallel_size, "enforce_eager": self.enforce_eager,
                   "seed": self.seed, "enable_prompt_embeds": True, "disable_log_stats": True}
         if self.max_model_len is not None:
@@ -71,7 +74,9 @@ class VLLMLanguageModel:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="e2llm-vllm-loop", daemon=True)
         self._thread.start()
-        args = AsyncEngineArgs(model=str(lm_dir), **self.settings.engine_kwargs())
+        saved = json.loads((Path(lm_dir) / "config.json").read_text())
+        saved_dtype = str(saved.get("dtype") or saved.get("torch_dtype") or "auto")
+        args = AsyncEngineArgs(model=str(lm_dir), **self.settings.engine_kwargs(saved_dtype))
 
         async def build():
             return AsyncLLM.from_engine_args(args)

@@ -33,7 +33,7 @@ def test_tiny_dry_run_prints_every_figure():
     assert set(result) >= {"date", "commit", "versions", "hardware", "model", "stage3", "pipeline", "seconds_total"}
     hardware, stage3, pipe = result["hardware"], result["stage3"], result["pipeline"]
     figures = [hardware["matmul"]["tflops"], hardware["copy_bandwidth_gb_s"], result["model"]["parameters_6n"],
-               result["model"]["language_model_bytes"], stage3["tokens_per_s"], stage3["tflops_6n"],
+               result["model"]["decode_weight_bytes"], stage3["tokens_per_s"], stage3["tflops_6n"],
                stage3["mfu_6n"], stage3["peak_memory_gib"], pipe["label_scoring_windows_per_s"],
                pipe["with_rationale_windows_per_s"], pipe["prefill_ms_per_call"], pipe["decode_bound_ms_per_step"],
                *stage3["step_seconds"].values()]

@@ -295,7 +295,8 @@ def run_stage3(model, processor, recipe: dict, args, device: str, hardware: dict
     seconds = sum(timed_steps)
     tokens_per_s = tokens / seconds
     tflops = 6 * n_6n * tokens_per_s / 1e12
-    quantiles = statistics.quantiles(timed_steps, n=10) if len(timed_steps) > 1 else timed_steps * 9
+    quantiles = (statistics.quantiles(timed_steps, n=10, method="inclusive") if len(timed_steps) > 1
+                 else timed_steps * 9)
     figures = {
         "recipe": str(args.recipe.relative_to(REPO) if args.recipe.is_relative_to(REPO) else args.recipe),
         "lora_r": recipe["lora_r"], "tasks": list(recipe["tasks"]), "batch_size": args.batch_size,

@@ -134,6 +134,7 @@ class VLLMLanguageModel:
         """Stop the engine and its processes."""
         if self._loop.is_running():
             self.engine.shutdown()
+            self.engine = None  # collected now, while vLLM's modules are still there for its __del__
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=30)
 

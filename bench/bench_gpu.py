@@ -141,28 +141,40 @@ def timed(function, *args, **kwargs) -> tuple[float, object]:
     return time.perf_counter() - start, out
 
 
-def measure_hardware(device: str, tiny: bool) -> dict:
-    """bf16 matmul TFLOP/s (fp32 on CPU) and device memory bandwidth (a copy: bytes read + written per second)."""
+def matmul_tflops(device: str, n: int, repeats: int) -> tuple[str, float]:
+    """`(dtype, TFLOP/s)` of `repeats` `n`x`n` matrix products after 3 warm-ups: bf16 on a GPU, float32 on CPU."""
     import torch
 
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
-    n, repeats = (512, 5) if tiny else (8192, 10)
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     for _ in range(3):
         a @ b
     seconds, _ = timed(lambda: [a @ b for _ in range(repeats)])
-    matmul_tflops = 2 * n**3 * repeats / seconds / 1e12
-    del a, b
-    n_bytes = (64 if tiny else 4096) * 2**20
+    return str(dtype).removeprefix("torch."), 2 * n**3 * repeats / seconds / 1e12
+
+
+def copy_bandwidth(device: str, n_bytes: int, repeats: int) -> float:
+    """Bytes read + written per second by `repeats` copies of an `n_bytes` buffer after 3 warm-ups."""
+    import torch
+
     source = torch.empty(n_bytes // 2, dtype=torch.bfloat16, device=device).normal_()
     target = torch.empty_like(source)
     for _ in range(3):
         target.copy_(source)
     seconds, _ = timed(lambda: [target.copy_(source) for _ in range(repeats)])
-    bandwidth = 2 * n_bytes * repeats / seconds
-    del source, target
+    return 2 * n_bytes * repeats / seconds
+
+
+def measure_hardware(device: str, tiny: bool) -> dict:
+    """The limits of this machine, measured here: matmul TFLOP/s (the MFU denominator) and the memory bandwidth of a
+    device copy (the decode bound's denominator)."""
+    import torch
+
+    n, repeats, n_bytes = (512, 5, 64 * 2**20) if tiny else (8192, 10, 4096 * 2**20)
+    dtype, tflops = matmul_tflops(device, n, repeats)
+    bandwidth = copy_bandwidth(device, n_bytes, repeats)
     return {"device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
-            "matmul": {"dtype": str(dtype).removeprefix("torch."), "n": n, "tflops": matmul_tflops},
+            "matmul": {"dtype": dtype, "n": n, "tflops": tflops},
             "copy_bandwidth_gb_s": bandwidth / 1e9, "copy_bytes": n_bytes}
 
 
@@ -378,7 +390,7 @@ def run_pipeline(model, processor, args, device: str, hardware: dict, lm_bytes: 
             runs[n] = (seconds, list(timer.calls))
     finally:
         timer.release()
-    (one_seconds, one), (many_seconds, many) = runs[1], runs[args.new_tokens]
+    (_, one), (many_seconds, many) = runs[1], runs[args.new_tokens]
     if [c["rows"] for c in one] != [c["rows"] for c in many] or any(c["new_tokens"] != args.new_tokens for c in many):
         raise RuntimeError(f"generate calls differ between the runs: {one} vs {many}")
     decode_ms = 1e3 * (sum(c["seconds"] for c in many) - sum(c["seconds"] for c in one)) / (

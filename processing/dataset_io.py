@@ -43,6 +43,7 @@ from e2llm.processing.metadata import (
     dataset_fingerprint,
     dataset_metadata,
 )
+from e2llm.processing.preprocess import preprocess_recording, window_recording
 from e2llm.processing.recording import Recording, convert_units
 from e2llm.processing.safe_output import check_output_dir, staged_dir
 from e2llm.signal_e2llm import count_windows, window_params
@@ -161,7 +162,8 @@ def check_trial_signal(trial: Trial) -> None:
     if not low <= typical <= high:
         guess = "volts stored as microvolts" if typical < low else "microvolts stored as volts"
         raise ValueError(f"{where}: median channel std is {typical:.3g} µV with units {recording.units!r}, outside "
-                         f"{low:g}-{high:g} µV: this looks like {guess}; check the dataset's units")
+                         f"{low:g}-{high:g} µV: this looks like {guess}; check the dataset's units (a folder of "
+                         "recordings: `e2llm prepare folder ... --units uV` or `--units V` states them)")
 
 
 def trial_windows(trial: Trial, params, channel_names: Sequence[str], filter: bool = True) -> dict | None:
@@ -173,8 +175,6 @@ def trial_windows(trial: Trial, params, channel_names: Sequence[str], filter: bo
     `(n_windows,)` seconds, the trial's identifiers and label, its ratings, and the recording's
     ``provenance`` (not written to the dataset).
     """
-    from e2llm.processing.preprocess import preprocess_recording, window_recording
-
     check_trial_signal(trial)
     recording = _reorder_channels(trial.recording, channel_names)
     recording = preprocess_recording(recording, params, filter=filter and not trial.preprocessed)

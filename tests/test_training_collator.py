@@ -40,24 +40,44 @@ def test_labels_cover_exactly_the_answer(tiny_e2llm, windows, rows):
     collator = InstructionCollator(extract_windows(windows, processor.feature_extractor), processor.tokenizer.pad_token_id)
     batch = collator([tokenized[i] for i in range(4)])
     tokenizer = processor.tokenizer
-    assert batch["eeg_values"].shape == (4, len(CHANNELS), 800)
+    keep = batch["logits_to_keep"]
+    assert batch["eeg_values"].shape == (4, len(CHANNELS), 800) and batch["labels"].shape == (4, keep)
+    assert keep == max(len(tokenized[i]["input_ids"]) - tokenized[i]["prompt_length"] for i in range(4)) + 1
     for i in range(4):
         example = rows[i]
         labelled = batch["labels"][i] != IGNORE_INDEX
-        # the labelled tokens decode to the answer and its end-of-turn token, nothing else
-        assert tokenizer.decode(batch["input_ids"][i][labelled]) == example["completion"] + "<|im_end|>"
-        assert torch.equal(batch["labels"][i][labelled], batch["input_ids"][i][labelled])
-        # the unlabelled part is the prompt as generation sees it (chat template + EEG tokens), then padding
+        answer_ids = batch["input_ids"][i][-keep:][labelled]
+        # the labelled tokens (the last positions of the row) decode to the answer and its end-of-turn token
+        assert tokenizer.decode(answer_ids) == example["completion"] + "<|im_end|>"
+        assert torch.equal(batch["labels"][i][labelled], answer_ids)
+        # padding on the left, as for generation; positions count from each row's first real token
         n_real = int(batch["attention_mask"][i].sum())
-        assert not labelled[n_real:].any() and (batch["input_ids"][i][n_real:] == tokenizer.pad_token_id).all()
-        prompt = tokenizer.decode(batch["input_ids"][i][:n_real][~labelled[:n_real]])
+        assert (batch["input_ids"][i][: -n_real] == tokenizer.pad_token_id).all()
+        assert batch["position_ids"][i][-n_real:].tolist() == list(range(n_real))
+        # the rest of the row is the prompt as generation sees it (chat template + EEG tokens)
+        prompt = tokenizer.decode(batch["input_ids"][i][-n_real:][: n_real - int(labelled.sum())])
         expected = processor.apply_chat_template(conversation(example["prompt"]), add_generation_prompt=True)
         assert prompt == expected.replace("<|eeg|>", "<|eeg|>" * processor.num_eeg_tokens)
         # prompt + answer is the full conversation rendered by the chat template
         full = processor.apply_chat_template(conversation(example["prompt"], example["completion"]))
         assert prompt + example["completion"] + "<|im_end|>\n" == full.replace(
             "<|eeg|>", "<|eeg|>" * processor.num_eeg_tokens)
-    assert (batch["attention_mask"][:, 0] == 1).all()  # right padding for training
+    assert (batch["attention_mask"][:, -1] == 1).all()
+
+
+def test_answer_logits_only_give_the_full_loss(tiny_e2llm, windows, rows):
+    """The model's loss on the kept positions equals the cross-entropy over every position of the rows."""
+    model, processor = tiny_e2llm
+    tokenized = tokenize_instructions(processor, rows)
+    tensors = extract_windows(windows, processor.feature_extractor)
+    batch = InstructionCollator(tensors, processor.tokenizer.pad_token_id)([tokenized[i] for i in range(4)])
+    with torch.no_grad():
+        kept = model(**batch).loss
+        full = {k: v for k, v in batch.items() if k not in ("logits_to_keep", "labels")}
+        logits = model(**full).logits
+        labels = torch.nn.functional.pad(batch["labels"], (logits.shape[1] - batch["labels"].shape[1], 0), value=-100)
+        expected = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten())
+    torch.testing.assert_close(kept, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_rows_tokenise_like_the_processor(tiny_e2llm, windows, rows):

@@ -68,3 +68,36 @@ def test_auto_uses_the_fused_head_only_on_cuda(data, tmp_path):
 def test_lm_head_loss_is_validated(tmp_path):
     with pytest.raises(ValueError, match="lm_head_loss must be one of"):
         InstructConfig(output_dir=str(tmp_path), lm_head_loss="chunked")
+
+
+@pytest.mark.parametrize("lm_head_loss", ["model", "fused"])
+def test_the_trainers_step_asks_the_device_for_no_number(data, tmp_path, monkeypatch, lm_head_loss):
+    """No `.item()` / `float()` / `int()` / `bool()` of a tensor in the trainer's loss and metrics code: on a GPU
+    each would make the host wait for the device at every step (they happen once per logged step, in `log`)."""
+    import sys
+    from pathlib import Path
+
+    from e2llm.training import sft_trainer
+
+    model, _, rows, collator = data
+    trainer = _trainer(data, tmp_path, lm_head_loss)
+    batch = collator([rows[i] for i in range(4)])
+    model.train()
+    ours = str(Path(sft_trainer.__file__).resolve())
+    calls = []
+
+    def watch(name):
+        original = getattr(torch.Tensor, name)
+
+        def wrapped(self, *args):
+            if str(Path(sys._getframe(1).f_code.co_filename).resolve()) == ours:
+                calls.append(name)
+            return original(self, *args)
+        return wrapped
+
+    with monkeypatch.context() as patch:
+        for name in ("item", "__float__", "__int__", "__bool__", "tolist"):
+            patch.setattr(torch.Tensor, name, watch(name))
+        loss = trainer.compute_loss(model, dict(batch))
+        loss.backward()
+    assert calls == [] and trainer._sums["train"]["valid"] > 0

@@ -271,3 +271,21 @@ def test_stage_arguments_refuse_a_strongest_without_the_evidence_line():
     with pytest.raises(ValueError, match="at least 1"):
         InstructionScriptArguments(evidence_in_prompt=True, evidence_strongest=0)
     assert InstructionScriptArguments(evidence_in_prompt=True, evidence_strongest=4).evidence_strongest == 4
+
+
+def test_stage3_with_activation_checkpointing_trains_the_same(stage2_dir, prepared, tmp_path):
+    """Optional activation (gradient) checkpointing recomputes activations in the backward pass: the same losses
+    and weights as without it (LoRA, where the frozen embeddings need their outputs to require grads)."""
+    results = {}
+    for checkpointing in (False, True):
+        fields = {**SFT, "activation_checkpointing": checkpointing}
+        trainer = run(stage3, model_name_or_path=str(stage2_dir), dataset_path=str(prepared), use_peft=True,
+                      lora_r=2, merge=False, output_dir=str(tmp_path / str(checkpointing)), max_steps=2, **fields)
+        assert trainer.model.get_base_model().is_activation_checkpointing == checkpointing
+        losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+        results[checkpointing] = losses, safetensors.torch.load_file(
+            tmp_path / str(checkpointing) / "adapter" / "adapter_model.safetensors")
+    assert len(results[True][0]) == 2
+    np.testing.assert_allclose(results[True][0], results[False][0], rtol=1e-5)
+    for name, value in results[False][1].items():
+        torch.testing.assert_close(results[True][1][name], value, rtol=1e-4, atol=1e-6)

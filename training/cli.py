@@ -26,11 +26,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("e2llm.training.predict", "run the eeg-emotion pipeline on recordings"),
     "card": ("e2llm.hub_cards.card_command", "render the model card of a saved model folder (README.md)"),
     "push": ("e2llm.hub_cards.push", "export a self-contained folder with its model card and upload it to the Hub"),
+    "serve": ("e2llm.serving.cli", "serve a merged E2LLM over HTTP (OpenAI-style API) with vLLM (extra: serve)"),
 }
 
 
 # Exceptions that mean "the user's input or environment is wrong", not "e2llm has a bug".
-USER_ERRORS = (ValueError, OSError)
+USER_ERRORS = (ValueError, OSError, ImportError)  # ImportError: an optional extra (serve) is not installed
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:

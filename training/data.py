@@ -151,7 +151,10 @@ class InstructionCollator:
     prefill and padding), with each row's EEG from `windows` (``eeg_values`` + channel ids and mask, or
     ``eeg_features`` for a frozen encoder).
 
-    Padded (default): ``input_ids``, ``attention_mask``, ``labels`` `(batch, longest)`, padded on the right.
+    Padded (default): ``input_ids``, ``attention_mask``, ``position_ids`` `(batch, longest)`, padded on the left
+    as for generation, so every answer ends its row; ``logits_to_keep`` (the longest answer + 1) and ``labels``
+    `(batch, logits_to_keep)` for those last positions only: the model computes the LM head and its loss where
+    answers are (about a quarter of a stage-3 row), not on the prompts.
     Packed (`pack_rows`): the rows one after the other in one sequence, ``input_ids``, ``labels``, ``position_ids``
     `(1, total)` with positions restarting at each row (sdpa builds a block-diagonal causal mask from them, so no
     row attends to another), ``cu_seq_lens_q``/``cu_seq_lens_k`` `(n_rows + 1,)` and ``max_length_q``/
@@ -170,11 +173,20 @@ class InstructionCollator:
         eeg = self.windows.model_inputs(torch.tensor([row["window"] for row in rows]))
         if self.pack_rows:
             return {**_packed(ids, labels), **eeg}
-        lengths = torch.tensor([len(i) for i in ids])
-        return {"input_ids": torch.nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=self.pad_token_id),
-                "attention_mask": (torch.arange(int(lengths.max()))[None] < lengths[:, None]).long(),
-                "labels": torch.nn.utils.rnn.pad_sequence(labels, batch_first=True, padding_value=IGNORE_INDEX),
-                **eeg}
+        return {**_left_padded(ids, labels, self.pad_token_id, [row["prompt_length"] for row in rows]), **eeg}
+
+
+def _left_padded(ids: list[torch.Tensor], labels: list[torch.Tensor], pad_token_id: int, prompt_lengths) -> dict:
+    lengths = [len(i) for i in ids]
+    width = max(lengths)
+    keep = max(n - prompt for n, prompt in zip(lengths, prompt_lengths)) + 1  # every answer and the token before it
+    pad = lambda rows, value: torch.nn.utils.rnn.pad_sequence(  # noqa: E731
+        rows, batch_first=True, padding_value=value, padding_side="left")
+    positions = [torch.arange(n) for n in lengths]
+    return {"input_ids": pad(ids, pad_token_id), "attention_mask": pad([torch.ones(n, dtype=torch.long)
+                                                                         for n in lengths], 0),
+            "position_ids": pad(positions, 0), "labels": pad(labels, IGNORE_INDEX)[:, width - keep:],
+            "logits_to_keep": keep}
 
 
 def _packed(ids: list[torch.Tensor], labels: list[torch.Tensor]) -> dict:

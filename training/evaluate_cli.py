@@ -63,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seed of the prompt-template draw per window (not a training seed; never gives ±)")
     parser.add_argument("--seeds", nargs="+", action=_Renamed, help=argparse.SUPPRESS)
     parser.add_argument("--no-mismatched-eeg", action="store_true",
-                        help="skip the reliance check (each question answered again with another window's EEG)")
+                        help="skip the checks that give the model mismatched or perturbed inputs (another window's "
+                             "EEG, conflict tests, ERASER, abstention)")
     parser.add_argument("--self-consistency", type=int, default=0, metavar="N", help="sampled answers per window")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature for self-consistency")
     parser.add_argument("--batch-size", type=int, default=8)
@@ -194,7 +195,8 @@ def _write_side_by_side(protocols: dict, output: Path, command: str) -> None:
     output.mkdir(parents=True, exist_ok=True)
     (output / "report.md").write_text("\n".join(lines))
     summary = {"command": command, "protocols": {k: {"summary": r["summary"], "paired": r["paired"],
-                                                     "reliance": r["reliance"], "synthetic": r.get("synthetic"),
+                                                     "reliance": r.get("reliance"), "explanations": r.get("explanations"),
+                                                     "synthetic": r.get("synthetic"),
                                                      "dataset": r["dataset"], "split": r["split"]}
                                                  for k, r in protocols.items()}}
     (output / "report.json").write_text(json.dumps(_clean(summary), indent=2, default=_json_default) + "\n")

@@ -44,12 +44,15 @@ def tiny_text_config(model_type: str = "qwen3", tie_word_embeddings: bool = True
 
 @lru_cache(maxsize=1)
 def instruction_corpus() -> tuple[str, ...]:
-    """Texts the offline tokenizer of a tiny model learns its merges from: every prompt template and the answers of
-    every instruction task on a few synthetic windows (no dataset is read, so every tiny model gets the same)."""
+    """Texts the offline tokenizer of a tiny model learns its merges from: every prompt template, the answers of
+    every instruction task and prompts ending with the measured-evidence line, on a few synthetic windows (no
+    dataset is read, so every tiny model gets the same)."""
     windows = synthetic_window_dataset(n_subjects=1, clips_per_class=2, trial_seconds=8.0, seed=0)
     answers = build_instructions(windows, tasks=("emotion", "multitask", "scenario", "describe"),
                                  template_split="all", seed=0)["completion"]
-    return (*(template.text for template in TEMPLATES), *answers)
+    evidence = build_instructions(windows, tasks=("emotion", "multitask", "scenario"), template_split="all", seed=0,
+                                  evidence_in_prompt=True, evidence_strongest=4)["prompt"]
+    return (*(template.text for template in TEMPLATES), *answers, *evidence)
 
 
 def build_tiny_lookalike(model_type: str = "qwen3", tie_word_embeddings: bool = True, label_names=None,

@@ -23,8 +23,29 @@ def _method_lines(summary: dict, names: dict) -> list[str]:
     return lines
 
 
-def _check_lines(protocol: dict) -> list[str]:
+def _mean(value) -> float:
+    return float(value["mean"] if isinstance(value, dict) else value)
+
+
+def _explanation_lines(explanations: dict) -> list[str]:
+    """The evaluation's conflict tests (an input of another class swapped in) and label consistency."""
     lines = []
+    conflicts = explanations.get("conflicts") or {}
+    swapped = [f"{name} {_mean(conflicts[key]['changed_answer']):.3f}" for key, name in
+               (("eeg_tokens", "EEG tokens"), ("emotion_token", "emotion token"), ("evidence_text", "evidence line"))
+               if "changed_answer" in (conflicts.get(key) or {})]
+    if swapped:
+        lines.append("  answer changed when another class's input was swapped in: " + ", ".join(swapped))
+    rationale = explanations.get("rationale") or {}
+    if "label_consistency" in rationale:
+        shuffled = rationale.get("shuffled_label_consistency")
+        lines.append(f"  label consistency {_mean(rationale['label_consistency']):.3f}"
+                     + (f" (shuffled {_mean(shuffled):.3f})" if shuffled is not None else ""))
+    return lines
+
+
+def _check_lines(protocol: dict) -> list[str]:
+    lines = _explanation_lines(protocol.get("explanations") or {})
     for name, paired in protocol.get("paired", {}).items():
         lo, hi = paired["ci"]
         lines.append(f"  paired {name}: {paired['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}], p = {paired['p_value']:.4f}")

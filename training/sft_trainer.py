@@ -6,6 +6,9 @@ right choice for Qwen's 151,936-token vocabulary on a GPU. On a CPU the chunked 
 one matmul and a cross-entropy, so there the model's own forward (the Transformers `Trainer` loss, with
 `num_items_in_batch` for gradient accumulation) is used (`InstructConfig.lm_head_loss`).
 
+Padded batches hold labels for their answers' positions only (`logits_to_keep`): the model's head computes logits
+there alone (about a quarter of a stage-3 row); the fused head gets full-width labels.
+
 TRL also turns its step metrics (token accuracy, entropy, token count) into Python numbers at every step, which
 makes a GPU wait for the host at every step. Here they stay tensors on the device, summed over the logging
 interval, and become numbers once per logged step.
@@ -20,6 +23,19 @@ from trl import SFTTrainer
 from e2llm.training.checkpoints import AtomicCheckpointMixin
 
 IGNORE_INDEX = -100
+
+
+def _full_width_labels(inputs: dict) -> dict:
+    """`inputs` whose ``labels`` cover the last ``logits_to_keep`` positions only (`InstructionCollator`'s padded
+    batches), with labels for every position instead (-100 before those) and no ``logits_to_keep``."""
+    if "logits_to_keep" not in inputs:
+        return inputs
+    inputs = dict(inputs)
+    inputs.pop("logits_to_keep")
+    width = inputs["input_ids"].shape[-1]
+    inputs["labels"] = torch.nn.functional.pad(inputs["labels"], (width - inputs["labels"].shape[-1], 0),
+                                               value=IGNORE_INDEX)
+    return inputs
 
 
 class E2LLMSFTTrainer(AtomicCheckpointMixin, SFTTrainer):
@@ -43,6 +59,8 @@ class E2LLMSFTTrainer(AtomicCheckpointMixin, SFTTrainer):
                     or (parallel is not None and getattr(parallel, "sp_enabled", False)))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.use_fused_lm_head:  # TRL's head scores every labelled position itself, from full-width labels
+            inputs = _full_width_labels(inputs)
         if self.use_fused_lm_head and self._special_loss():
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         mode = "train" if self.model.training else "eval"

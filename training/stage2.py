@@ -58,7 +58,8 @@ def main(script_args, training_args, model_args):
     train_rows = description_rows(processor, data.train, reference, seed, max_length=training_args.max_length)
     validation_rows = None if data.validation is None else description_rows(
         processor, data.validation, reference, seed, offset=len(data.train_rows), max_length=training_args.max_length)
-    windows = encode_windows(model.model.eeg_encoder, extract_windows(data.windows(), processor.feature_extractor))
+    windows = encode_windows(model.model.eeg_encoder, extract_windows(data.windows(), processor.feature_extractor),
+                             training_args.device)
     train_only(model, LANGUAGE_MODEL if script_args.train_language_model else ("model.projector.",))
     peft_config = get_peft_config(model_args)
     if peft_config is not None:

@@ -72,7 +72,7 @@ def main(script_args, training_args, model_args):
         processor, data.validation, reference, offset=len(data.train_rows), **mix)
     windows = extract_windows(data.windows(), processor.feature_extractor)
     if not script_args.train_encoder:
-        windows = encode_windows(model.model.eeg_encoder, windows)
+        windows = encode_windows(model.model.eeg_encoder, windows, training_args.device)
     peft_config = get_peft_config(model_args)
     if peft_config is not None and script_args.train_encoder:
         peft_config.modules_to_save = [*(peft_config.modules_to_save or []), "eeg_encoder"]

@@ -99,11 +99,14 @@ def extract_windows(dataset, feature_extractor, batch_size: int = 256,
 
 
 @torch.no_grad()
-def encode_windows(encoder, windows: WindowTensors, batch_size: int = 64) -> WindowTensors:
+def encode_windows(encoder, windows: WindowTensors, device=None, batch_size: int = 64) -> WindowTensors:
     """A frozen `encoder`'s pooled tokens for `windows` (from `extract_windows`), in eval mode (no dropout: what
-    inference computes), in the encoder's dtype on the CPU. The encoder's training mode is restored afterwards."""
+    inference computes), in the encoder's dtype, kept on the CPU (the data loader pins and moves each batch).
+    `device`: where to run the encoder (it is moved there; default: where it is). Its training mode is restored."""
     was_training = encoder.training
     encoder.eval()
+    if device is not None:
+        encoder.to(device)
     device = next(encoder.parameters()).device
     pooled = []
     try:

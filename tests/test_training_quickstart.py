@@ -177,3 +177,19 @@ def test_tasks_follow_the_label_set():
     assert supported_tasks(tasks, ["sadness", "neutral", "happiness"], ["eeg", "emotion"]) == tasks
     assert supported_tasks(tasks, ["low", "high"], ["eeg", "emotion"]) == ("emotion",)
     assert supported_tasks(tasks, ["low", "high"], ["eeg", "emotion", "valence", "arousal"]) == ("emotion", "multitask")
+
+
+def test_the_results_table_shows_the_evaluations_conflict_tests():
+    """The evaluation's conflict tests and label consistency (`report["explanations"]`) get their lines."""
+    stats = {"mean": 0.5, "std": 0.0, "ci": [0.4, 0.6]}
+    summary = {"e2llm/emotion": {"accuracy": stats, "balanced_accuracy": stats, "macro_f1": stats,
+                                 "parse_rate": stats}}
+    protocol = {"split": {"n_test_trials": 4, "n_test_windows": 8}, "summary": summary, "n_replicates": 1,
+                "label_names": ["a", "b"], "dataset": "synthetic", "synthetic": True,
+                "explanations": {"conflicts": {"eeg_tokens": {"changed_answer": {"mean": 0.625}},
+                                               "emotion_token": {"changed_answer": {"mean": 0.25}}},
+                                 "rationale": {"label_consistency": {"mean": 0.9},
+                                               "shuffled_label_consistency": {"mean": 0.2}}}}
+    table = results_table({"protocols": {"trial": protocol}})
+    assert "answer changed when another class's input was swapped in: EEG tokens 0.625, emotion token 0.250" in table
+    assert "label consistency 0.900 (shuffled 0.200)" in table

@@ -193,3 +193,22 @@ def test_the_results_table_shows_the_evaluations_conflict_tests():
     table = results_table({"protocols": {"trial": protocol}})
     assert "answer changed when another class's input was swapped in: EEG tokens 0.625, emotion token 0.250" in table
     assert "label consistency 0.900 (shuffled 0.200)" in table
+
+
+def test_a_copied_recipe_folder_is_the_one_used(tmp_path):
+    """`--configs DIR`: the quickstart's commands read the stages and the model from that folder."""
+    import shutil
+    from pathlib import Path
+
+    from e2llm.processing.splits import SplitSpec
+    from e2llm.training.quickstart import run_commands
+
+    recipe = Path(shutil.copytree(CONFIGS, tmp_path / "recipe"))
+    stage3 = recipe / "stage3.yaml"
+    stage3.write_text(stage3.read_text().replace("learning_rate: 3.0e-3", "learning_rate: 1.0e-3"))
+    commands = run_commands(tmp_path / "run", tmp_path / "data", SplitSpec(), 0, ["a", "b"], "patch", {}, recipe)
+    assert commands["init"][-1] == str(recipe / "eeg_config.yaml")
+    _, training_args, _ = parse_stage_args("stage3", commands["stage3"][2:])
+    assert training_args.learning_rate == 1e-3
+    plan = QuickstartRun(tmp_path, configs=recipe)
+    assert plan.command().endswith(f"--configs {recipe}")

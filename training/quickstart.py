@@ -123,17 +123,18 @@ def encoder_overrides(stage: str, eeg_encoder: str) -> list[str]:
 
 
 def run_commands(folder: Path, prepared: Path, spec: SplitSpec, seed: int, labels, eeg_encoder: str,
-                 overrides: dict) -> dict[str, list[str]]:
-    """The command line (after ``e2llm``) of each step of one run: ``init`` and the three stages."""
+                 overrides: dict, configs: Path = CONFIGS) -> dict[str, list[str]]:
+    """The command line (after ``e2llm``) of each step of one run: ``init`` and the three stages (`configs`: the
+    folder of the recipe's configs)."""
     init = ["init", "--tiny", "--labels", *labels, "--seed", str(seed), "--output-dir", str(folder / "init")]
-    init += ["--eeg-config", str(CONFIGS / "eeg_config.yaml")] if eeg_encoder == "patch" else ["--eeg-encoder", eeg_encoder]
+    init += ["--eeg-config", str(configs / "eeg_config.yaml")] if eeg_encoder == "patch" else ["--eeg-encoder", eeg_encoder]
     starts = {"stage1": ["--model_name_or_path", str(folder / "init")],
               "stage2": ["--model_name_or_path", str(folder / "init"), "--encoder_name_or_path", str(folder / "stage1")],
               "stage3": ["--model_name_or_path", str(folder / "stage2")]}
     split = [] if spec.kind == "trial" else ["--split", spec.kind, "--fold", str(spec.fold)]
     commands = {"init": init}
     for stage in STAGES:
-        commands[stage] = ["train", stage, "--config", str(CONFIGS / f"{stage}.yaml"), *starts[stage],
+        commands[stage] = ["train", stage, "--config", str(configs / f"{stage}.yaml"), *starts[stage],
                            "--dataset_path", str(prepared), "--output_dir", str(folder / stage), "--seed", str(seed),
                            *split, *encoder_overrides(stage, eeg_encoder), *overrides.get(stage, ())]
     return commands
@@ -143,7 +144,8 @@ def train_run(commands: dict[str, list[str]], folder: Path, labels, seed: int, e
               timings: dict) -> None:
     """Run one run's commands: `init_model` as ``e2llm init`` does, then each stage with `run_stage`."""
     started = time.perf_counter()
-    eeg_config = QUICKSTART_EEG_CONFIG if eeg_encoder == "patch" else None
+    init = commands["init"]
+    eeg_config = read_eeg_config(Path(init[init.index("--eeg-config") + 1])) if "--eeg-config" in init else None
     init_model(folder / "init", tiny=True, labels=list(labels), eeg_config=eeg_config, seed=seed,
                eeg_encoder=eeg_encoder)
     timings["init"] = round(time.perf_counter() - started, 1)
@@ -174,6 +176,7 @@ class QuickstartRun:
     on_validation: bool = False
     settings: QuickstartSettings | None = None
     overrides: dict | None = None  # stage -> extra command-line overrides (tests)
+    configs: Path = CONFIGS  # the recipe: eeg_config.yaml, stage{1,2,3}.yaml, quickstart.yaml
 
     def command(self) -> str:
         parts = ["e2llm", "quickstart", "--output-dir", str(self.output_dir), "--seeds", *map(str, self.seeds),
@@ -182,6 +185,7 @@ class QuickstartRun:
         if self.settings is not None and self.settings.max_test_windows is not None:
             parts += ["--max-test-windows", str(self.settings.max_test_windows)]
         parts += ["--eeg-encoder", self.eeg_encoder] if self.eeg_encoder != "patch" else []
+        parts += ["--configs", str(self.configs)] if Path(self.configs) != CONFIGS else []
         return shlex.join(parts + (["--on-validation"] if self.on_validation else []))
 
 
@@ -193,18 +197,18 @@ def _prepare(plan: QuickstartRun) -> Path:
         return prepared
     if plan.protocol != "trial":
         raise ValueError("--on-validation scores validation trials of the trial split: use --protocol trial")
-    script_args = parse_stage_args("stage3", ["--config", str(CONFIGS / "stage3.yaml")])[0]
+    script_args = parse_stage_args("stage3", ["--config", str(plan.configs / "stage3.yaml")])[0]
     return validation_data(prepared, plan.output_dir, script_args.split_seed, script_args.test_size)
 
 
 def _one_run(plan: QuickstartRun, dataset, prepared: Path, spec: SplitSpec, seed: int, folder: Path) -> dict:
     labels = list(dataset.features["emotion"].names)
     overrides = dict(plan.overrides or {})
-    shipped = parse_stage_args("stage3", ["--config", str(CONFIGS / "stage3.yaml")])[0].tasks
+    shipped = parse_stage_args("stage3", ["--config", str(plan.configs / "stage3.yaml")])[0].tasks
     tasks = supported_tasks(shipped, labels, dataset.column_names)
     if list(tasks) != list(shipped):  # the data's labels allow fewer tasks than the shipped recipe's
         overrides["stage3"] = ["--tasks", *tasks, *overrides.get("stage3", ())]
-    commands = run_commands(folder, prepared, spec, seed, labels, plan.eeg_encoder, overrides)
+    commands = run_commands(folder, prepared, spec, seed, labels, plan.eeg_encoder, overrides, plan.configs)
     timings = {}
     train_run(commands, folder, labels, seed, plan.eeg_encoder, timings)
     started = time.perf_counter()
@@ -222,7 +226,8 @@ def run_quickstart(plan: QuickstartRun) -> dict:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {plan.protocol!r}")
     if not plan.seeds:
         raise ValueError("give at least one training seed")
-    plan = replace(plan, output_dir=Path(plan.output_dir), settings=plan.settings or QuickstartSettings.from_file())
+    plan = replace(plan, output_dir=Path(plan.output_dir), configs=Path(plan.configs),
+                   settings=plan.settings or QuickstartSettings.from_file(Path(plan.configs) / "quickstart.yaml"))
     plan.output_dir.mkdir(parents=True, exist_ok=True)
     transformers.logging.set_verbosity_error()
     datasets.disable_progress_bars()
@@ -231,7 +236,7 @@ def run_quickstart(plan: QuickstartRun) -> dict:
     started = time.perf_counter()
     prepared = _prepare(plan)
     dataset = load_prepared(prepared)
-    specs = _specs(dataset, plan.protocol, ["--config", str(CONFIGS / "stage3.yaml")])
+    specs = _specs(dataset, plan.protocol, ["--config", str(plan.configs / "stage3.yaml")])
     data_seconds = round(time.perf_counter() - started, 1)
     reports, runs = {}, []
     for seed in plan.seeds:  # seed by seed, so an interrupted run has whole seeds of every protocol
@@ -250,7 +255,7 @@ def _write_reports(plan: QuickstartRun, reports: dict, runs: list, data_seconds:
     command = plan.command()
     protocols = {kind: {**summarize(found), "command": command} for kind, found in reports.items()}
     report = {**next(iter(protocols.values())), "protocols": protocols, "command": command,
-              "quickstart": {"settings": asdict(plan.settings), "configs": str(CONFIGS), "seeds": list(plan.seeds),
+              "quickstart": {"settings": asdict(plan.settings), "configs": str(plan.configs), "seeds": list(plan.seeds),
                              "protocol": plan.protocol, "on_validation": plan.on_validation,
                              "data": str(plan.data) if plan.data is not None else "synthetic (SEED-VII's layout)",
                              "runs": runs, "data_seconds": data_seconds, "total_seconds": round(total, 1),
@@ -280,6 +285,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baselines", nargs="*", default=None, choices=["de_logreg", "eegnet_v4"],
                         help="baselines on the same split (default: quickstart.yaml's)")
     parser.add_argument("--max-test-windows", type=int, default=None, help="evaluate on at most this many windows")
+    parser.add_argument("--configs", type=Path, default=CONFIGS, metavar="DIR",
+                        help="the recipe: a folder with eeg_config.yaml, stage1.yaml, stage2.yaml, stage3.yaml and "
+                             "quickstart.yaml (default: the shipped training/configs/quickstart; copy it to change it)")
     parser.add_argument("--eeg-encoder", default="patch", choices=("patch", "eegpt", "cbramod", "labram"),
                         help="the EEG encoder: e2llm's patch transformer (eeg_config.yaml) or a randomly initialised "
                              "tiny foundation encoder with the published input contract (EEGPT: 256 Hz, 4-s windows)")
@@ -290,8 +298,10 @@ def run(args: argparse.Namespace) -> int:
     if args.baselines is not None:
         overrides["baselines"] = tuple(args.baselines)
     seeds, protocol = ((0, 1, 2), "both") if args.full else (tuple(args.seeds), args.protocol)
+    configs = Path(getattr(args, "configs", CONFIGS))
+    settings = QuickstartSettings.from_file(configs / "quickstart.yaml", **overrides)
     report = run_quickstart(QuickstartRun(args.output_dir, args.data, seeds, protocol, args.eeg_encoder,
-                                          args.on_validation, QuickstartSettings.from_file(**overrides)))
+                                          args.on_validation, settings, configs=configs))
     print("\n" + results_table(report))
     example = next((e for e in report["examples"] if e["task"] == "emotion"), None)
     if example is not None:

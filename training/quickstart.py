@@ -153,6 +153,7 @@ def train_run(commands: dict[str, list[str]], folder: Path, labels, seed: int, e
         started = time.perf_counter()
         run_stage(stage, commands[stage][2:])
         timings[stage] = round(time.perf_counter() - started, 1)
+        print(f"quickstart: {stage} done in {timings[stage]} s ({folder / stage})", flush=True)
 
 
 def _specs(dataset, protocol: str, commands_stage3: list[str]) -> list[SplitSpec]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from accelerate.utils import send_to_device
 
 from e2llm.training.data import IGNORE_INDEX, InstructionCollator
 from e2llm.training.evaluation.rationales import derangement
@@ -32,8 +33,9 @@ def _summed_losses(model, rows, variants: dict, pad_token_id: int, batch_size: i
         batch_rows = [rows[i] for i in range(start, min(start + batch_size, len(rows)))]
         for name, collate in collators.items():
             batch = collate(batch_rows)
-            labels = batch.pop("labels").to(model.device)
-            logits = model(**{k: v.to(model.device) for k, v in batch.items()}, use_cache=False).logits
+            batch = send_to_device(batch, model.device)
+            labels = batch.pop("labels")
+            logits = model(**batch, use_cache=False).logits
             loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
                                                      ignore_index=IGNORE_INDEX, reduction="sum")
             totals[name][0] += float(loss)

@@ -1,13 +1,15 @@
 """Stage-3 training throughput: the project's `E2LLMSFTTrainer` (TRL `SFTTrainer`) vs a minimal hand-written loop.
 
 Both train the same E2LLM with the same LoRA config, collator, batches, optimizer (AdamW) and learning rate;
-each runs in its own subprocess so its peak memory is its own. Tokens/s counts the real (non-padding) tokens of
-the timed steps (after `--warmup` untimed steps). Prints one JSON object.
+each runs in its own subprocess so its peak memory is its own. Rows are tokenised once and the frozen encoder's
+output computed once, as the stage-3 script does (`--pack-rows`: padding-free batches). Tokens/s counts the real
+(non-padding) tokens of the timed steps (after `--warmup` untimed steps). Prints one JSON object.
 
     python bench/bench_stage3.py                          # tiny Qwen3-architecture model, CPU
     python bench/bench_stage3.py --model small            # hidden 256, 4 layers, Qwen's 151,936-token vocabulary
     python bench/bench_stage3.py --lm-head-loss fused     # TRL's fused, chunked LM head instead of the model's
     python bench/bench_stage3.py --model qwen2.5-0.5b     # Qwen2.5-0.5B-sized (random weights), bf16 + sdpa on GPU
+    python bench/bench_stage3.py --model qwen2.5-0.5b --pack-rows --attn flash_attention_2   # padding-free, varlen
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ SMALL = {"model_type": "qwen2", "hidden_size": 256, "intermediate_size": 1024, "
          "tie_word_embeddings": True}
 
 
-def build(model_name: str, device: str, dtype: str):
+def build(model_name: str, device: str, dtype: str, attention: str = "sdpa"):
     import torch
 
     from e2llm import assemble_e2llm, build_offline_tokenizer
@@ -48,36 +50,41 @@ def build(model_name: str, device: str, dtype: str):
     model, processor = assemble_e2llm(tokenizer, text_config=text, eeg_config=eeg)
     if model_name != "tiny":  # Qwen's output layer size (the offline tokenizer only uses the first ids)
         model.resize_token_embeddings(QWEN_VOCAB_SIZE)
-    model.config.text_config._attn_implementation = "sdpa"
+    model.config.text_config._attn_implementation = attention
     return model.to(device=device, dtype=getattr(torch, dtype)), processor
 
 
-def batches(processor, n_batches: int, batch_size: int, seed: int = 0):
+def batches(model, processor, n_batches: int, batch_size: int, pack_rows: bool, seed: int = 0):
+    """`(rows, collator)`: `n_batches` x `batch_size` tokenised instruction rows and the stage-3 collator over the
+    frozen encoder's precomputed output."""
     from e2llm.processing.instructions import build_instructions
-    from e2llm.training.data import EEGChatCollator, collator_kwargs, synthetic_window_dataset
+    from e2llm.processing.synthetic_windows import synthetic_window_dataset
+    from e2llm.training.data import InstructionCollator, tokenize_instructions
+    from e2llm.training.window_tensors import encode_windows, extract_windows
 
     windows = synthetic_window_dataset(n_subjects=1, clips_per_class=2, trial_seconds=8, channel_names=CHANNELS,
                                        seed=seed)
-    rows = build_instructions(windows, tasks=("emotion", "multitask"), seed=seed)
-    collator = EEGChatCollator(processor, **collator_kwargs(rows))
+    rows = tokenize_instructions(processor, build_instructions(windows, tasks=("emotion", "multitask"), seed=seed))
+    pooled = encode_windows(model.model.eeg_encoder, extract_windows(windows, processor.feature_extractor))
+    collator = InstructionCollator(pooled, processor.tokenizer.pad_token_id, pack_rows)
     order = [i % len(rows) for i in range(n_batches * batch_size)]
     return rows.select(order), collator
 
 
 def run_mode(args) -> dict:
     import torch
+    from trl import get_peft_config
 
-    from e2llm.training.arguments import LoraArguments
-    from e2llm.training.instruct import lora_config
+    from e2llm.training.arguments import E2LLMModelConfig
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = args.dtype or ("bfloat16" if device == "cuda" else "float32")
-    model, processor = build(args.model, device, dtype)
+    model, processor = build(args.model, device, dtype, args.attn)
     n_steps = args.warmup + args.steps
-    rows, collator = batches(processor, n_steps, args.batch_size)
-    lora = lora_config(LoraArguments(lora_r=16, lora_alpha=32, lora_dropout=0.0))
-    tokens = [int(collator([rows[i] for i in range(s * args.batch_size, (s + 1) * args.batch_size)])
-                  ["attention_mask"].sum()) for s in range(n_steps)]
+    rows, collator = batches(model, processor, n_steps, args.batch_size, args.pack_rows)
+    lora = get_peft_config(E2LLMModelConfig(use_peft=True, lora_r=16, lora_alpha=32, lora_dropout=0.0))
+    tokens = [sum(len(rows[i]["input_ids"]) for i in range(s * args.batch_size, (s + 1) * args.batch_size))
+              for s in range(n_steps)]
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     step_times: list[float] = []
@@ -85,7 +92,7 @@ def run_mode(args) -> dict:
         from transformers import TrainerCallback
 
         from e2llm.training.arguments import InstructConfig
-        from e2llm.training.instruct import E2LLMSFTTrainer
+        from e2llm.training.sft_trainer import E2LLMSFTTrainer
 
         class Timer(TrainerCallback):
             def on_step_begin(self, a, state, control, **kw):
@@ -103,16 +110,17 @@ def run_mode(args) -> dict:
         config = InstructConfig(lm_head_loss=args.lm_head_loss, output_dir=args.output_dir, max_steps=n_steps,
                                 per_device_train_batch_size=args.batch_size,
                                 learning_rate=1e-4, lr_scheduler_type="constant", bf16=dtype == "bfloat16",
-                                gradient_checkpointing=False, report_to=[], save_strategy="no", logging_steps=10**6,
-                                disable_tqdm=True, max_length=None, dataset_kwargs={"skip_prepare_dataset": True},
-                                remove_unused_columns=False, dataloader_num_workers=0, weight_decay=0.0,
-                                max_grad_norm=0.0, use_cpu=device == "cpu")
+                                activation_checkpointing=False, report_to=[], save_strategy="no",
+                                logging_steps=10**6, disable_tqdm=True, max_length=None, dataloader_num_workers=0,
+                                weight_decay=0.0, max_grad_norm=0.0, use_cpu=device == "cpu",
+                                pack_rows=args.pack_rows)
         trainer = E2LLMSFTTrainer(model=model, args=config, train_dataset=rows, processing_class=processor,
                              data_collator=collator, peft_config=lora, callbacks=[Timer()])
         # keep the dataset order identical to the hand loop
         trainer._get_train_sampler = lambda *a, **k: torch.utils.data.SequentialSampler(rows)
         trainer.train()
     else:
+        from accelerate.utils import send_to_device
         from peft import get_peft_model
 
         for p in model.parameters():
@@ -125,8 +133,8 @@ def run_mode(args) -> dict:
             if device == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-            batch = {k: v.to(device) for k, v in batch.items()}
-            loss = model(**batch).loss
+            batch = send_to_device(batch, device)
+            loss = model(**{**batch, "use_cache": False}).loss
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -155,6 +163,8 @@ def main() -> int:
     parser.add_argument("--output-dir", default="/tmp/e2llm-bench-stage3")
     parser.add_argument("--lm-head-loss", choices=("auto", "fused", "model"), default="auto",
                         help="the SFT path's loss (InstructConfig.lm_head_loss); 'auto' is fused on CUDA only")
+    parser.add_argument("--pack-rows", action="store_true", help="padding-free batches (InstructConfig.pack_rows)")
+    parser.add_argument("--attn", default="sdpa", help="the language model's attention: sdpa | flash_attention_2")
     args = parser.parse_args()
     if args.mode is not None:
         print(json.dumps(run_mode(args)))
@@ -167,6 +177,7 @@ def main() -> int:
         results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
     results["sft_over_hand"] = results["sft"]["tokens_per_s"] / results["hand"]["tokens_per_s"]
     results["config"] = {"model": args.model, "lm_head_loss": args.lm_head_loss, "batch_size": args.batch_size,
+                         "pack_rows": args.pack_rows, "attn": args.attn,
                          "steps": args.steps,
                          "warmup": args.warmup, "load_average_1min": os.getloadavg()[0]}
     print(json.dumps(results, indent=2))

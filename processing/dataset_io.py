@@ -32,28 +32,25 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import datasets
 import numpy as np
+from datasets.arrow_writer import ArrowWriter
 
+from e2llm.processing.metadata import (
+    DATASET_UNITS,
+    METADATA_KEYS,
+    check_metadata,
+    dataset_fingerprint,
+    dataset_metadata,
+)
+from e2llm.processing.preprocess import preprocess_recording, window_recording
 from e2llm.processing.recording import Recording, convert_units
 from e2llm.processing.safe_output import check_output_dir, staged_dir
 from e2llm.signal_e2llm import count_windows, window_params
 
-METADATA_KEYS: tuple[str, ...] = (
-    "dataset",
-    "sampling_rate",
-    "channel_names",
-    "units",
-    "label_column",
-    "label_names",
-    "window_seconds",
-    "stride_seconds",
-    "preprocessing",
-    "source",
-)
 RATING_COLUMNS: tuple[str, ...] = ("valence", "arousal", "dominance")
 INDEX_COLUMNS: tuple[str, ...] = ("subject", "session", "trial")
 SUMMARY_FILE = "summary.json"
-DATASET_UNITS = "uV"
 
 
 @dataclass
@@ -111,8 +108,6 @@ def window_features(
     n_channels: int, n_times: int, label_names: Sequence[str], rating_columns: Sequence[str] = ()
 ):
     """The `datasets.Features` of a prepared dataset."""
-    import datasets
-
     columns = {
         "eeg": datasets.Array2D(shape=(int(n_channels), int(n_times)), dtype="float32"),
         "emotion": datasets.ClassLabel(names=list(label_names)),
@@ -167,7 +162,8 @@ def check_trial_signal(trial: Trial) -> None:
     if not low <= typical <= high:
         guess = "volts stored as microvolts" if typical < low else "microvolts stored as volts"
         raise ValueError(f"{where}: median channel std is {typical:.3g} µV with units {recording.units!r}, outside "
-                         f"{low:g}-{high:g} µV: this looks like {guess}; check the dataset's units")
+                         f"{low:g}-{high:g} µV: this looks like {guess}; check the dataset's units (a folder of "
+                         "recordings: `e2llm prepare folder ... --units uV` or `--units V` states them)")
 
 
 def trial_windows(trial: Trial, params, channel_names: Sequence[str], filter: bool = True) -> dict | None:
@@ -179,8 +175,6 @@ def trial_windows(trial: Trial, params, channel_names: Sequence[str], filter: bo
     `(n_windows,)` seconds, the trial's identifiers and label, its ratings, and the recording's
     ``provenance`` (not written to the dataset).
     """
-    from e2llm.processing.preprocess import preprocess_recording, window_recording
-
     check_trial_signal(trial)
     recording = _reorder_channels(trial.recording, channel_names)
     recording = preprocess_recording(recording, params, filter=filter and not trial.preprocessed)
@@ -208,17 +202,6 @@ def _temporary_directory() -> str:
     return path
 
 
-def _check_metadata(metadata: dict, where: str) -> dict:
-    if not isinstance(metadata, dict):
-        raise ValueError(f"{where}: metadata must be a dict, got {type(metadata).__name__}")
-    missing = [key for key in METADATA_KEYS if key not in metadata]
-    if missing:
-        raise ValueError(f"{where}: metadata lacks the keys {missing}")
-    if metadata["units"] != DATASET_UNITS:
-        raise ValueError(f"{where}: prepared windows are in {DATASET_UNITS!r}, metadata says {metadata['units']!r}")
-    return metadata
-
-
 def windows_to_dataset(chunks: Iterable[dict | None], metadata: dict, cache_dir: str | Path | None = None):
     """Write window chunks (from `trial_windows`) into an Arrow-backed `datasets.Dataset`.
 
@@ -233,10 +216,7 @@ def windows_to_dataset(chunks: Iterable[dict | None], metadata: dict, cache_dir:
             chunks may complete it (e.g. with the preprocessing steps it applied).
         cache_dir: folder for the Arrow file (default: a temporary folder removed at exit).
     """
-    import datasets
-    from datasets.arrow_writer import ArrowWriter
-
-    _check_metadata(metadata, "windows_to_dataset")
+    check_metadata(metadata, "windows_to_dataset")
     channel_names = list(metadata["channel_names"])
     n_times = int(round(float(metadata["window_seconds"]) * float(metadata["sampling_rate"])))
     rating_columns = list(metadata.get("rating_columns", []))
@@ -274,18 +254,8 @@ def windows_to_dataset(chunks: Iterable[dict | None], metadata: dict, cache_dir:
         raise ValueError(
             f"No window of {metadata['window_seconds']} s in any trial of {metadata['dataset']!r}: nothing to write"
         )
-    info = datasets.DatasetInfo(description=json.dumps(_check_metadata(metadata, "windows_to_dataset")), features=features)
+    info = datasets.DatasetInfo(description=json.dumps(check_metadata(metadata, "windows_to_dataset")), features=features)
     return datasets.Dataset.from_file(str(path), info=info)
-
-
-def dataset_metadata(dataset) -> dict:
-    """The metadata dict of a prepared dataset (ValueError if it has none)."""
-    description = getattr(dataset.info, "description", None) or ""
-    try:
-        metadata = json.loads(description)
-    except json.JSONDecodeError:
-        raise ValueError("This dataset carries no e2llm metadata (info.description is not JSON)") from None
-    return _check_metadata(metadata, "dataset metadata")
 
 
 def summarize(dataset) -> dict:
@@ -314,7 +284,8 @@ def summarize(dataset) -> dict:
 
 
 def save_prepared(dataset, output_dir: str | Path, summary: dict | None = None, overwrite: bool = False) -> Path:
-    """Save a prepared dataset with ``save_to_disk`` plus ``summary.json``, atomically.
+    """Save a prepared dataset with ``save_to_disk`` plus ``summary.json`` (counts, metadata and the content
+    fingerprint `load_prepared` checks), atomically.
 
     Everything is written into a hidden temporary folder beside `output_dir`, which is renamed
     into place only when complete, so an interrupted run never leaves a complete-looking folder.
@@ -331,21 +302,53 @@ def save_prepared(dataset, output_dir: str | Path, summary: dict | None = None, 
     with staged_dir(output_dir, kind="prepared-dataset") as staging:
         dataset.save_to_disk(str(staging))
         content = {**summarize(dataset), **(summary or {})}
-        content["metadata"] = metadata
+        content.update(metadata=metadata, fingerprint=dataset_fingerprint(dataset))
         (staging / SUMMARY_FILE).write_text(json.dumps(content, indent=2, default=str) + "\n")
     return output_dir
 
 
+def _check_data_files(path: Path) -> None:
+    """The Arrow files ``state.json`` names must be files of the folder itself (not another dataset's)."""
+    state = path / "state.json"
+    try:
+        files = [entry["filename"] for entry in json.loads(state.read_text())["_data_files"]]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path}: {state.name} is missing or unreadable ({error}); prepare the dataset again") from None
+    outside = [name for name in files if Path(name).name != name or not (path / name).is_file()]
+    if outside:
+        raise ValueError(f"{path}: {state.name} names data files that are not in the folder ({outside}); a prepared "
+                         "folder holds its own data: prepare the dataset again")
+
+
+def verify_prepared(dataset, summary: dict, path: Path) -> None:
+    """ValueError when `dataset` is not what the folder's ``summary.json`` (`summary`) describes: another
+    fingerprint (folders written since fingerprints exist) or other counts (older folders)."""
+    recorded = summary.get("fingerprint")
+    if recorded is not None:
+        found = dataset_fingerprint(dataset)
+        if found != recorded:
+            raise ValueError(f"{path}: its data do not match its {SUMMARY_FILE} (fingerprint {recorded} recorded, "
+                             f"{found} found): the Arrow files or state.json were changed or point at another "
+                             "dataset. Prepare it again (`e2llm prepare ... --overwrite`)")
+        return
+    found = summarize(dataset)
+    differing = [key for key in ("dataset", "n_windows", "n_trials", "windows_per_class") if key in summary
+                 and summary[key] != found[key]]
+    if differing:
+        raise ValueError(f"{path}: its data do not match its {SUMMARY_FILE} ({', '.join(differing)} differ, e.g. "
+                         f"{differing[0]} {summary[differing[0]]!r} recorded, {found[differing[0]]!r} found). "
+                         "Prepare it again (`e2llm prepare ... --overwrite`)")
+
+
 def load_prepared(path: str | Path):
-    """Load a folder written by `save_prepared` (or `e2llm prepare`) as a `datasets.Dataset`.
+    """Load a folder written by `save_prepared` (or `e2llm prepare`) as a `datasets.Dataset`, checked against its
+    ``summary.json`` (`verify_prepared`) before anything uses it.
 
     Raises:
         FileNotFoundError: no such folder.
-        ValueError: the folder is not a prepared e2llm dataset (no ``summary.json``, no saved
-            dataset, or no metadata).
+        ValueError: the folder is not a prepared e2llm dataset (no ``summary.json``, no saved dataset, no metadata),
+            or its data are not the data its summary describes.
     """
-    import datasets
-
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"Prepared dataset folder not found: {path}")
@@ -354,16 +357,21 @@ def load_prepared(path: str | Path):
             f"{path} is not a prepared e2llm dataset (expected {SUMMARY_FILE} and the files of "
             "datasets.save_to_disk; create one with `e2llm prepare`)"
         )
+    _check_data_files(path)
+    try:
+        summary = json.loads((path / SUMMARY_FILE).read_text())
+    except ValueError as error:
+        raise ValueError(f"{path / SUMMARY_FILE} is not valid JSON ({error}); prepare the dataset again") from None
     dataset = datasets.load_from_disk(str(path))
     if isinstance(dataset, datasets.DatasetDict):
         raise ValueError(f"{path} holds a DatasetDict, not one prepared dataset")
     try:
         dataset_metadata(dataset)
     except ValueError:  # metadata lost from dataset_info.json: re-attach the copy in summary.json
-        summary = json.loads((path / SUMMARY_FILE).read_text())
         if "metadata" not in summary:
             raise ValueError(f"{path}: neither dataset_info.json nor {SUMMARY_FILE} holds e2llm metadata") from None
-        dataset.info.description = json.dumps(_check_metadata(summary["metadata"], str(path / SUMMARY_FILE)))
+        dataset.info.description = json.dumps(check_metadata(summary["metadata"], str(path / SUMMARY_FILE)))
+    verify_prepared(dataset, summary, path)
     return dataset
 
 
@@ -381,6 +389,7 @@ __all__ = [
     "save_prepared",
     "summarize",
     "trial_windows",
+    "verify_prepared",
     "window_features",
     "windows_to_dataset",
 ]

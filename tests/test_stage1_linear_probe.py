@@ -9,9 +9,13 @@ import torch
 from e2llm import E2LLMEEGConfig, E2LLMFeatureExtractor
 from e2llm.assembly import TINY_EEG_CONFIG
 from e2llm.modeling_eeg_encoder import E2LLMEEGForEmotionClassification
+from e2llm.processing.dataset_io import save_prepared
+from e2llm.processing.synthetic_windows import synthetic_window_dataset
+from e2llm.training import stage1
 from e2llm.training.arguments import Stage1Config
-from e2llm.training.data import EEGClassificationCollator, collator_kwargs, synthetic_window_dataset
-from e2llm.training.stage1 import LINEAR_PROBE_MODULES, linear_probe, train_stage1
+from e2llm.training.data import WindowClassificationCollator, WindowRows
+from e2llm.training.encoder_pretraining import LINEAR_PROBE_MODULES, linear_probe
+from e2llm.training.window_tensors import extract_windows
 
 CHANNELS = ["Fp1", "Fp2", "F3", "F4", "F7", "F8", "C3", "Cz", "C4", "T7", "T8", "P3", "Pz", "P4", "O1", "O2"]
 pytestmark = pytest.mark.filterwarnings("ignore:The filter kernel:RuntimeWarning")
@@ -22,6 +26,11 @@ def windows():
     return synthetic_window_dataset(n_subjects=2, clips_per_class=1, trial_seconds=4, channel_names=CHANNELS)
 
 
+@pytest.fixture(scope="module")
+def prepared(windows, tmp_path_factory):
+    return save_prepared(windows, tmp_path_factory.mktemp("data") / "prepared")
+
+
 def _classifier(names, **overrides):
     torch.manual_seed(0)
     settings = {**TINY_EEG_CONFIG, "band_power_readout": True, "region_tokens": True, "num_output_tokens": 8,
@@ -30,9 +39,23 @@ def _classifier(names, **overrides):
     return E2LLMEEGForEmotionClassification(config), E2LLMFeatureExtractor(sampling_rate=config.sampling_rate)
 
 
+def _folder(tmp_path, names, **overrides):
+    model, extractor = _classifier(names, **overrides)
+    model.save_pretrained(tmp_path / "start")
+    extractor.save_pretrained(tmp_path / "start")
+    return tmp_path / "start", model
+
+
 def _args(tmp_path, **kwargs):
     return Stage1Config(output_dir=str(tmp_path), per_device_train_batch_size=8, report_to=[], save_strategy="no",
-                        disable_tqdm=True, logging_steps=1, **kwargs)
+                        disable_tqdm=True, logging_steps=1, use_cpu=True, **kwargs)
+
+
+def _run(prepared, start, tmp_path, **fields):
+    return stage1.main(*stage1.make_parser().parse_dict({
+        "model_name_or_path": str(start), "dataset_path": str(prepared), "output_dir": str(tmp_path / "out"),
+        "per_device_train_batch_size": 8, "report_to": [], "save_strategy": "no", "disable_tqdm": True,
+        "use_cpu": True, **fields}))
 
 
 def _snapshot(model):
@@ -44,8 +67,8 @@ def test_linear_probe_trains_only_the_linear_paths_at_its_rate(windows, tmp_path
     before = _snapshot(model)
     args = _args(tmp_path, num_train_epochs=1, learning_rate=1e-4, linear_probe_epochs=2,
                  linear_probe_learning_rate=5e-2)
-    collator = EEGClassificationCollator(extractor, **collator_kwargs(windows))
-    probe = linear_probe(model, windows, args, collator)
+    rows = WindowRows(window=torch.arange(len(windows)), labels=torch.tensor(windows["emotion"]))
+    probe = linear_probe(model, rows, args, WindowClassificationCollator(extract_windows(windows, extractor)))
 
     changed = {name: not torch.equal(before[name], p.detach()) for name, p in model.named_parameters()}
     probed = [name for name in changed if name.startswith(LINEAR_PROBE_MODULES)]
@@ -57,32 +80,34 @@ def test_linear_probe_trains_only_the_linear_paths_at_its_rate(windows, tmp_path
     assert probe.state.global_step == 2 * -(-len(windows) // 8)
 
 
-def test_stage1_probe_then_whole_encoder(windows, tmp_path):
-    model, extractor = _classifier(windows.features["emotion"].names)
+def test_stage1_probe_then_whole_encoder(windows, prepared, tmp_path):
+    start, model = _folder(tmp_path, windows.features["emotion"].names)
     before = _snapshot(model)
-    train_stage1(model, windows, _args(tmp_path, max_steps=2, learning_rate=1e-2, linear_probe_epochs=1), extractor)
-    assert all(not torch.equal(before[name], p.detach()) for name, p in model.named_parameters())
-    again = E2LLMEEGForEmotionClassification.from_pretrained(tmp_path)
+    trainer = _run(prepared, start, tmp_path, max_steps=2, learning_rate=1e-2, linear_probe_epochs=1)
+    trained = trainer.model
+    assert all(not torch.equal(before[name], p.detach()) for name, p in trained.named_parameters())
+    again = E2LLMEEGForEmotionClassification.from_pretrained(tmp_path / "out")
     for name, parameter in again.named_parameters():
-        assert torch.equal(parameter, dict(model.named_parameters())[name])
+        assert torch.equal(parameter, dict(trained.named_parameters())[name])
 
 
-def test_stage1_probe_alone(windows, tmp_path):
-    model, extractor = _classifier(windows.features["emotion"].names)
+def test_stage1_probe_alone(windows, prepared, tmp_path):
+    start, model = _folder(tmp_path, windows.features["emotion"].names)
     before = _snapshot(model)
-    trainer = train_stage1(model, windows, _args(tmp_path, num_train_epochs=0, linear_probe_epochs=1,
-                                                 learning_rate=1e-2), extractor)
-    transformer = [name for name, _ in model.named_parameters() if name.startswith("encoder.layers.")]
-    assert transformer and all(torch.equal(before[name], dict(model.named_parameters())[name]) for name in transformer)
+    trainer = _run(prepared, start, tmp_path, num_train_epochs=0, linear_probe_epochs=1, learning_rate=1e-2)
+    trained = dict(trainer.model.named_parameters())
+    transformer = [name for name in trained if name.startswith("encoder.layers.")]
+    assert transformer and all(torch.equal(before[name], trained[name]) for name in transformer)
+    assert any(not torch.equal(before[name], trained[name]) for name in trained if name.startswith("classifier."))
     assert trainer.state.global_step == 0
-    assert (tmp_path / "model.safetensors").exists()
+    assert (tmp_path / "out" / "model.safetensors").exists()
 
 
-def test_linear_probe_needs_the_readout(windows, tmp_path):
-    model, extractor = _classifier(windows.features["emotion"].names, band_power_readout=False, region_tokens=False,
-                                   num_output_tokens=4)
+def test_linear_probe_needs_the_readout(windows, prepared, tmp_path):
+    start, _ = _folder(tmp_path, windows.features["emotion"].names, band_power_readout=False, region_tokens=False,
+                       num_output_tokens=4)
     with pytest.raises(ValueError, match="band_power_readout=True"):
-        train_stage1(model, windows, _args(tmp_path, max_steps=1, linear_probe_epochs=1), extractor)
+        _run(prepared, start, tmp_path, max_steps=1, linear_probe_epochs=1)
 
 
 @pytest.mark.parametrize("settings", [{"linear_probe_epochs": -1}, {"linear_probe_learning_rate": 0.0}])

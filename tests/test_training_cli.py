@@ -8,17 +8,19 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from peft import get_peft_model
 from safetensors.torch import load_file
+from trl import get_peft_config
 
 from e2llm.processing.dataset_io import save_prepared
+from e2llm.processing.synthetic_windows import synthetic_window_dataset
 from e2llm.training.arguments import DEFAULT_LORA_TARGETS
-from e2llm.training.backbones import BACKBONES, CONFIG_DIR, backbone_config, build_tiny_backbone
-from e2llm.training.data import synthetic_window_dataset
-from e2llm.training.instruct import lora_config
+from e2llm.training.language_models import CONFIG_DIR, QWEN_CHECKPOINTS, build_tiny_lookalike, ready_config
+from e2llm.training.provenance import read_provenance
 from e2llm.training.train import parse_stage_args, run_stage
 
 CHANNELS = ["Fp1", "Fp2", "F3", "F4", "C3", "Cz", "C4", "P3", "Pz", "P4", "O1", "O2"]
-STAGE_CONFIGS = sorted(CONFIG_DIR.glob("stage*.yaml"))
+STAGE_CONFIGS = sorted([*CONFIG_DIR.glob("stage*.yaml"), *CONFIG_DIR.glob("quickstart/stage*.yaml")])
 CPU_OVERRIDES = ["--bf16", "false", "--report_to", "none", "--use_cpu", "true"]
 
 
@@ -28,16 +30,24 @@ def prepared(tmp_path_factory):
     return save_prepared(windows, tmp_path_factory.mktemp("data") / "prepared")
 
 
-@pytest.mark.parametrize("path", STAGE_CONFIGS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", STAGE_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_every_config_parses_and_overrides_win(path):
     stage = path.stem.split("_")[0]
-    parsed = parse_stage_args(stage, ["--config", str(path), *CPU_OVERRIDES, "--output_dir", "elsewhere", "--seed", "7"])
+    script_args, training_args, model_args = parse_stage_args(
+        stage, ["--config", str(path), *CPU_OVERRIDES, "--output_dir", "elsewhere", "--seed", "7"])
     raw = yaml.safe_load(path.read_text())
-    model_args, data_args, training_args = parsed[:3]
     assert training_args.output_dir == "elsewhere" and training_args.seed == 7
-    assert data_args.dataset_path == raw["dataset_path"]
+    assert script_args.dataset_path == raw.get("dataset_path")
     assert training_args.learning_rate == pytest.approx(float(raw["learning_rate"]))
     assert model_args.model_name_or_path == raw.get("model_name_or_path")
+    assert model_args.use_peft == raw.get("use_peft", False)
+
+
+def test_stage3_configs_say_whether_they_use_lora():
+    """TRL's `use_peft` defaults to false: every shipped stage-3 config says which it is."""
+    for path in STAGE_CONFIGS:
+        if path.stem.startswith("stage3"):
+            assert "use_peft" in yaml.safe_load(path.read_text()), path
 
 
 def test_unknown_config_field_is_an_error(tmp_path):
@@ -74,20 +84,18 @@ def test_stage1_resume_matches_an_unbroken_run(prepared, tmp_path):
     torch.testing.assert_close(load_file(again / "model.safetensors"), expected, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", sorted(BACKBONES))
-def test_backbone_config_on_a_tiny_lookalike(name):
-    info = BACKBONES[name]
+@pytest.mark.parametrize("name", sorted(QWEN_CHECKPOINTS))
+def test_language_model_config_on_a_tiny_lookalike(name):
+    info = QWEN_CHECKPOINTS[name]
     for stage in ("stage2", "stage3"):
-        text = backbone_config(name, stage).read_text()
+        text = ready_config(name, stage).read_text()
         assert name in yaml.safe_load(text)["output_dir"] and info["hub_id"] in text
-    *_, lora_args = parse_stage_args("stage3", ["--config", str(backbone_config(name, "stage3")), *CPU_OVERRIDES])
-    assert lora_args.lora_target_modules == DEFAULT_LORA_TARGETS
-    model, _ = build_tiny_backbone(info["model_type"], info["tie_word_embeddings"])
+    *_, model_args = parse_stage_args("stage3", ["--config", str(ready_config(name, "stage3")), *CPU_OVERRIDES])
+    assert model_args.lora_target_modules == DEFAULT_LORA_TARGETS and model_args.use_peft
+    model, _ = build_tiny_lookalike(info["model_type"], info["tie_word_embeddings"])
     assert model.config.text_config.model_type == info["model_type"]
     assert model.config.tie_word_embeddings == info["tie_word_embeddings"]
-    from peft import get_peft_model
-
-    peft_model = get_peft_model(model, lora_config(lora_args))
+    peft_model = get_peft_model(model, get_peft_config(model_args))
     layers = model.config.text_config.num_hidden_layers
     adapted = {n.rsplit(".lora_A", 1)[0] for n, _ in peft_model.named_parameters() if ".lora_A." in n}
     assert len(adapted) == layers * 7  # q k v o gate up down in every decoder layer
@@ -111,8 +119,6 @@ def test_stage2_and_stage3_from_cli_on_tiny_qwen2(prepared, tmp_path):
     merged = AutoModelForCausalLM.from_pretrained(Path(stage3) / "merged")
     assert merged.config.text_config.model_type == "qwen2"
     assert (Path(stage3) / "adapter" / "adapter_config.json").is_file()
-    from e2llm.training.provenance import read_provenance
-
     # every stage recorded what it trained on; the merged model carries the chain stage1 -> stage2 -> stage3
     assert [r["stage"] for r in read_provenance(stage1)["stages"]] == ["stage1"]
     chain = read_provenance(Path(stage3) / "merged")["stages"]

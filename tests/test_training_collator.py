@@ -1,4 +1,5 @@
-"""The chat collator: only the assistant's answer carries labels (checked by decoding), padding and EEG inputs."""
+"""Rows tokenised once and the collators: only the assistant's answer carries labels (checked by decoding), padding,
+EEG inputs gathered from the stage's precomputed window tensors, and the per-batch classification collator."""
 
 from __future__ import annotations
 
@@ -6,72 +7,147 @@ import numpy as np
 import pytest
 import torch
 
+from e2llm.modeling_eeg_encoder import E2LLMEEGEncoderOutput
 from e2llm.processing.instructions import build_instructions, conversation
+from e2llm.processing.synthetic_windows import synthetic_window_dataset
 from e2llm.training.data import (
     IGNORE_INDEX,
-    EEGChatCollator,
     EEGClassificationCollator,
+    InstructionCollator,
+    WindowClassificationCollator,
+    WindowRows,
     collator_kwargs,
-    synthetic_window_dataset,
+    tokenize_instructions,
 )
+from e2llm.training.window_tensors import encode_windows, extract_windows
 
 CHANNELS = ["Fp1", "Fp2", "F3", "F4", "C3", "Cz", "C4", "P3", "P4", "O1", "O2", "T7"]
 
 
 @pytest.fixture(scope="module")
-def rows():
-    windows = synthetic_window_dataset(n_subjects=1, clips_per_class=1, trial_seconds=4, channel_names=CHANNELS)
+def windows():
+    return synthetic_window_dataset(n_subjects=1, clips_per_class=1, trial_seconds=4, channel_names=CHANNELS)
+
+
+@pytest.fixture(scope="module")
+def rows(windows):
     return build_instructions(windows, tasks=("emotion", "multitask", "describe"), seed=1)
 
 
-def test_labels_cover_exactly_the_answer(tiny_e2llm, rows):
+def test_labels_cover_exactly_the_answer(tiny_e2llm, windows, rows):
     _, processor = tiny_e2llm
-    collator = EEGChatCollator(processor, **collator_kwargs(rows))
-    examples = [rows[i] for i in range(4)]
-    batch = collator(examples)
+    tokenized = tokenize_instructions(processor, rows)
+    collator = InstructionCollator(extract_windows(windows, processor.feature_extractor), processor.tokenizer.pad_token_id)
+    batch = collator([tokenized[i] for i in range(4)])
     tokenizer = processor.tokenizer
-    assert batch["eeg_values"].shape == (4, len(CHANNELS), 800)
-    for i, example in enumerate(examples):
+    keep = batch["logits_to_keep"]
+    assert batch["eeg_values"].shape == (4, len(CHANNELS), 800) and batch["labels"].shape == (4, keep)
+    assert keep == max(len(tokenized[i]["input_ids"]) - tokenized[i]["prompt_length"] for i in range(4)) + 1
+    for i in range(4):
+        example = rows[i]
         labelled = batch["labels"][i] != IGNORE_INDEX
-        # the labelled tokens decode to the answer and its end-of-turn token, nothing else
-        assert tokenizer.decode(batch["input_ids"][i][labelled]) == example["completion"] + "<|im_end|>"
-        assert torch.equal(batch["labels"][i][labelled], batch["input_ids"][i][labelled])
-        # the unlabelled part is the prompt as generation sees it (chat template + EEG tokens), then padding
+        answer_ids = batch["input_ids"][i][-keep:][labelled]
+        # the labelled tokens (the last positions of the row) decode to the answer and its end-of-turn token
+        assert tokenizer.decode(answer_ids) == example["completion"] + "<|im_end|>"
+        assert torch.equal(batch["labels"][i][labelled], answer_ids)
+        # padding on the left, as for generation; positions count from each row's first real token
         n_real = int(batch["attention_mask"][i].sum())
-        assert not labelled[n_real:].any() and (batch["input_ids"][i][n_real:] == tokenizer.pad_token_id).all()
-        prompt = tokenizer.decode(batch["input_ids"][i][:n_real][~labelled[:n_real]])
+        assert (batch["input_ids"][i][: -n_real] == tokenizer.pad_token_id).all()
+        assert batch["position_ids"][i][-n_real:].tolist() == list(range(n_real))
+        # the rest of the row is the prompt as generation sees it (chat template + EEG tokens)
+        prompt = tokenizer.decode(batch["input_ids"][i][-n_real:][: n_real - int(labelled.sum())])
         expected = processor.apply_chat_template(conversation(example["prompt"]), add_generation_prompt=True)
         assert prompt == expected.replace("<|eeg|>", "<|eeg|>" * processor.num_eeg_tokens)
         # prompt + answer is the full conversation rendered by the chat template
         full = processor.apply_chat_template(conversation(example["prompt"], example["completion"]))
         assert prompt + example["completion"] + "<|im_end|>\n" == full.replace(
             "<|eeg|>", "<|eeg|>" * processor.num_eeg_tokens)
-    assert (batch["attention_mask"][:, 0] == 1).all()  # right padding for training
+    assert (batch["attention_mask"][:, -1] == 1).all()
+
+
+def test_answer_logits_only_give_the_full_loss(tiny_e2llm, windows, rows):
+    """The model's loss on the kept positions equals the cross-entropy over every position of the rows."""
+    model, processor = tiny_e2llm
+    tokenized = tokenize_instructions(processor, rows)
+    tensors = extract_windows(windows, processor.feature_extractor)
+    batch = InstructionCollator(tensors, processor.tokenizer.pad_token_id)([tokenized[i] for i in range(4)])
+    with torch.no_grad():
+        kept = model(**batch).loss
+        full = {k: v for k, v in batch.items() if k not in ("logits_to_keep", "labels")}
+        logits = model(**full).logits
+        labels = torch.nn.functional.pad(batch["labels"], (logits.shape[1] - batch["labels"].shape[1], 0), value=-100)
+        expected = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten())
+    torch.testing.assert_close(kept, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_rows_tokenise_like_the_processor(tiny_e2llm, windows, rows):
+    """The prompt ids of a tokenised row are what `E2LLMProcessor` (the pipeline's path) gives for the window."""
+    _, processor = tiny_e2llm
+    tokenized = tokenize_instructions(processor, rows)
+    prompt = processor.apply_chat_template(conversation(rows[2]["prompt"]), add_generation_prompt=True)
+    encoded = processor(text=prompt, eeg=np.asarray(windows[2]["eeg"]), sampling_rate=200, channel_names=CHANNELS,
+                        units="uV", apply_filters=False, add_special_tokens=False)
+    row = tokenized[2]
+    assert row["input_ids"][: row["prompt_length"]] == list(encoded["input_ids"][0]) and row["window"] == 2
 
 
 def test_max_length_truncates_the_answer_not_the_eeg(tiny_e2llm, rows):
     _, processor = tiny_e2llm
-    full = EEGChatCollator(processor, **collator_kwargs(rows))([rows[0]])
-    prompt_len = int((full["labels"][0] == IGNORE_INDEX).sum())
-    short = EEGChatCollator(processor, max_length=prompt_len + 5, **collator_kwargs(rows))([rows[0]])
-    assert short["input_ids"].shape[1] == prompt_len + 5
-    assert int((short["input_ids"] == processor.eeg_token_id).sum()) == processor.num_eeg_tokens
+    full = tokenize_instructions(processor, rows.select([0]))[0]
+    short = tokenize_instructions(processor, rows.select([0]), max_length=full["prompt_length"] + 5)[0]
+    assert len(short["input_ids"]) == full["prompt_length"] + 5 and short["input_ids"] == full["input_ids"][:len(short["input_ids"])]
+    assert short["input_ids"].count(processor.eeg_token_id) == processor.num_eeg_tokens
     with pytest.raises(ValueError, match="leaves no room"):
-        EEGChatCollator(processor, max_length=prompt_len, **collator_kwargs(rows))([rows[0]])
+        tokenize_instructions(processor, rows.select([0]), max_length=full["prompt_length"])
 
 
-def test_prompt_only_batches_are_left_padded(tiny_e2llm, rows):
+def test_frozen_encoder_rows_carry_the_encoders_output(tiny_e2llm, windows, rows):
+    model, processor = tiny_e2llm
+    tensors = extract_windows(windows, processor.feature_extractor)
+    pooled = encode_windows(model.model.eeg_encoder, tensors)
+    tokenized = tokenize_instructions(processor, rows, windows=[3, 1, 0, 2] + list(range(4, len(rows))))
+    batch = InstructionCollator(pooled, processor.tokenizer.pad_token_id)([tokenized[i] for i in range(3)])
+    assert isinstance(batch["eeg_features"], E2LLMEEGEncoderOutput) and "eeg_values" not in batch
+    with torch.no_grad():
+        expected = model.model.eeg_encoder(*(tensors.gather(torch.tensor([3, 1, 0]))[k] for k in
+                                             ("eeg_values", "eeg_channel_ids", "eeg_channel_mask"))).pooler_output
+        torch.testing.assert_close(batch["eeg_features"].pooler_output, expected)
+        logits_values = model(**InstructionCollator(tensors, processor.tokenizer.pad_token_id)(
+            [tokenized[i] for i in range(3)])).logits
+        torch.testing.assert_close(model(**batch).logits, logits_values, rtol=1e-5, atol=1e-5)
+
+
+def test_window_classification_collator(tiny_e2llm, windows):
     _, processor = tiny_e2llm
-    batch = EEGChatCollator(processor, with_completion=False, **collator_kwargs(rows))([rows[0], rows[2]])
-    assert "labels" not in batch and (batch["attention_mask"][:, -1] == 1).all()
+    tensors = extract_windows(windows, processor.feature_extractor)
+    rows = WindowRows(window=torch.tensor([4, 2]), labels=torch.tensor([1, 0]), subject_labels=torch.tensor([0, -100]))
+    batch = WindowClassificationCollator(tensors)([rows[0], rows[1]])
+    assert batch["labels"].tolist() == [1, 0] and batch["subject_labels"].tolist() == [0, -100]
+    torch.testing.assert_close(batch["eeg_values"], tensors.tensors["eeg_values"][[4, 2]])
+    with pytest.raises(ValueError, match="one length"):
+        WindowRows(window=torch.arange(3), labels=torch.arange(2))
 
 
-def test_classification_collator_and_window_length_check(tiny_e2llm, rows):
+def test_per_batch_classification_collator_and_window_length_check(tiny_e2llm, windows):
     _, processor = tiny_e2llm
-    collator = EEGClassificationCollator(processor.feature_extractor, subject_ids=[1], **collator_kwargs(rows))
-    batch = collator([rows[0], rows[1]])
-    assert batch["labels"].tolist() == [rows[0]["emotion"], rows[1]["emotion"]]
+    collator = EEGClassificationCollator(processor.feature_extractor, subject_ids=[1], **collator_kwargs(windows))
+    batch = collator([windows[0], windows[1]])
+    assert batch["labels"].tolist() == [windows[0]["emotion"], windows[1]["emotion"]]
     assert batch["subject_labels"].tolist() == [0, 0]
-    long_row = {**rows[0], "eeg": np.concatenate([rows[0]["eeg"]] * 2, axis=-1)}
+    torch.testing.assert_close(batch["eeg_values"], extract_windows(windows, processor.feature_extractor)
+                               .tensors["eeg_values"][:2])
+    long_row = {**windows[0], "eeg": np.concatenate([windows[0]["eeg"]] * 2, axis=-1)}
     with pytest.raises(ValueError, match="exactly one model window"):
         collator([long_row])
+
+
+def test_extract_windows_spills_to_a_memory_mapped_file(tiny_e2llm, windows, tmp_path, monkeypatch):
+    from e2llm.training import window_tensors
+
+    _, processor = tiny_e2llm
+    in_memory = extract_windows(windows, processor.feature_extractor, batch_size=5)
+    monkeypatch.setattr(window_tensors.tempfile, "mkdtemp", lambda prefix: str(tmp_path))
+    mapped = extract_windows(windows, processor.feature_extractor, batch_size=5, max_in_memory_bytes=1)
+    assert (tmp_path / "eeg_values.npy").stat().st_size > in_memory.tensors["eeg_values"].numel() * 4
+    for name, value in in_memory.tensors.items():
+        assert torch.equal(mapped.tensors[name], value)

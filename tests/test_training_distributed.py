@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from e2llm.processing.dataset_io import save_prepared
-from e2llm.training.backbones import CONFIG_DIR
-from e2llm.training.data import split_dataset, synthetic_window_dataset
+from e2llm.processing.splits import SplitSpec, resolve_split
+from e2llm.processing.synthetic_windows import synthetic_window_dataset
+from e2llm.training.language_models import CONFIG_DIR
 
 pytestmark = pytest.mark.distributed
 CHANNELS = ["Fp1", "Fp2", "F3", "F4", "C3", "Cz", "C4", "P3", "Pz", "P4", "O1", "O2"]
@@ -57,7 +58,7 @@ def test_stage1_on_two_processes(stage1, prepared):
     from e2llm.processing.dataset_io import load_prepared
 
     output, stdout = stage1
-    train, _ = split_dataset(load_prepared(prepared), "trial", test_size=0.25)
+    train = resolve_split(load_prepared(prepared), SplitSpec("trial", test_size=0.25, validation_size=0.25)).train
     # one optimizer step consumes 2 ranks x 4 windows: the epoch advances at twice the one-process rate
     logs = _logs(stdout)
     assert len(logs) == 2  # logged once (main process), not once per rank

@@ -1,9 +1,15 @@
 """Argument dataclasses of the training stages, parsed from YAML + command line with `trl.TrlParser`.
 
-Each stage takes `ModelArguments`, `DataArguments` and its trainer's arguments: `Stage1Config` (a
-`transformers.TrainingArguments`) for stage 1, `InstructConfig` (a `trl.SFTConfig`) for stage 2, `InstructConfig` +
-`LoraArguments` for stage 3. Any field can be set in the YAML file given with ``--config`` and overridden on
-the command line (``--learning_rate 1e-4``).
+Each stage script (`stage1.py`, `stage2.py`, `stage3.py`) takes three, as TRL's `trl/scripts/sft.py` does:
+
+* script arguments: the prepared dataset, its split and what e2llm builds from it (`Stage1ScriptArguments`,
+  `AlignmentScriptArguments`, `InstructionScriptArguments`);
+* trainer arguments: `Stage1Config` (a `transformers.TrainingArguments`) or `InstructConfig` (a `trl.SFTConfig`);
+* model arguments: `E2LLMModelConfig`, TRL's `ModelConfig` (checkpoint, dtype, attention, LoRA through
+  `trl.get_peft_config`) with e2llm's defaults and the tiny-model switch.
+
+Any field can be set in the YAML file given with ``--config`` and overridden on the command line
+(``--learning_rate 1e-4``).
 """
 
 from __future__ import annotations
@@ -11,39 +17,43 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
-from trl import SFTConfig
+from trl import ModelConfig, SFTConfig
 
 STAGES: tuple[str, ...] = ("stage1", "stage2", "stage3")
 LM_HEAD_LOSSES: tuple[str, ...] = ("auto", "fused", "model")
-ALIGN_MODES: tuple[str, ...] = ("frozen", "lora", "full")  # what learns in stage 2 besides the projector
 # LoRA targets: the attention and MLP projections of the language model's decoder layers (Qwen2 / Qwen3 names).
 DEFAULT_LORA_TARGETS = r".*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
 
 
 @dataclass
-class ModelArguments:
-    """Which model a stage starts from."""
+class E2LLMModelConfig(ModelConfig):
+    """TRL's `ModelConfig` with e2llm's defaults (LoRA on the language model's projections, the projector trained
+    whole, sdpa) and where a stage's model comes from when it is not a folder."""
 
-    model_name_or_path: str | None = field(
-        default=None,
-        metadata={"help": "stage 1: an E2LLM or e2llm_eeg folder/repo whose encoder is trained (None with --tiny); "
-                          "stage 2: an E2LLM folder/repo (e.g. from `e2llm init`); stage 3: the stage-2 output."},
+    attn_implementation: str | None = field(default="sdpa", metadata={"help": "sdpa | eager | flash_attention_2"})
+    lora_target_modules: list[str] | None = field(
+        default_factory=lambda: [DEFAULT_LORA_TARGETS],
+        metadata={"help": "regex over module names that get LoRA adapters (one item: a regex, as in TRL)."},
+    )
+    lora_modules_to_save: list[str] | None = field(
+        default_factory=lambda: ["projector"],
+        metadata={"help": "modules trained whole next to the adapters (the projector; language_model.norm for a "
+                          "language model that never saw text)."},
     )
     encoder_name_or_path: str | None = field(
         default=None, metadata={"help": "stage 2: the stage-1 output; its encoder weights replace the E2LLM's."}
     )
     tiny: bool = field(
         default=False,
-        metadata={"help": "build the tiny Qwen-architecture E2LLM with the offline tokenizer (tests, CPU demos)."},
+        metadata={"help": "without model_name_or_path: build the tiny Qwen-architecture E2LLM with the offline "
+                          "tokenizer (tests, CPU demos)."},
     )
     tiny_model_type: str = field(default="qwen3", metadata={"help": "architecture of the tiny model: qwen2 | qwen3."})
-    attn_implementation: str | None = field(default="sdpa", metadata={"help": "sdpa | eager | flash_attention_2"})
-    dtype: str | None = field(default="auto", metadata={"help": "weights dtype when loading: auto | float32 | bfloat16"})
 
 
 @dataclass
-class DataArguments:
-    """Which windows a stage trains on, and the split (by trial or subject: never by window)."""
+class E2LLMScriptArguments:
+    """Which windows a stage trains on: a prepared dataset and its split (by trial or subject, never by window)."""
 
     dataset_path: str | None = field(default=None, metadata={"help": "a folder written by `e2llm prepare`."})
     split: str = field(
@@ -60,17 +70,69 @@ class DataArguments:
                           "for validation: what eval_strategy, load_best_model_at_end and early stopping see. The "
                           "test split is never handed to a trainer."},
     )
+    max_train_samples: int | None = field(default=None, metadata={"help": "keep at most this many training windows."})
+
+
+@dataclass
+class Stage1ScriptArguments(E2LLMScriptArguments):
+    """Stage 1 trains on the windows and their labels alone."""
+
+
+@dataclass
+class AlignmentScriptArguments(E2LLMScriptArguments):
+    """Stage 2: EEG -> description pairs; what learns besides the projector."""
+
+    instruction_seed: int | None = field(
+        default=None, metadata={"help": "seed of the template draw per window (default: --seed)."}
+    )
+    train_language_model: bool = field(
+        default=False,
+        metadata={"help": "train the whole language model with the projector (for one that has never seen text, e.g. "
+                          "the randomly initialised tiny one); false with --use_peft false: only the projector learns "
+                          "(the paper's recipe); --use_peft true: LoRA adapters, merged into the saved model."},
+    )
+
+
+@dataclass
+class InstructionScriptArguments(E2LLMScriptArguments):
+    """Stage 3: the instruction conversations built from the windows, and what the saved model carries."""
+
     tasks: list[str] = field(
         default_factory=lambda: ["emotion"],
-        metadata={"help": "instruction tasks (stage 3): emotion multitask scenario; stage 2 always uses describe."},
+        metadata={"help": "instruction tasks: emotion multitask scenario (training templates only)."},
     )
-    max_train_samples: int | None = field(default=None, metadata={"help": "keep at most this many training windows."})
-    instruction_seed: int = field(default=0, metadata={"help": "seed of the task/template draw per window."})
+    instruction_seed: int | None = field(
+        default=None, metadata={"help": "seed of the task/template draw per window (default: --seed)."}
+    )
     label_only_share: float = field(
         default=0.0,
-        metadata={"help": "stage 3: share of windows that also get an answer with the label alone (no rationale), "
-                          "which label scoring without a rationale (--no-rationale) needs."},
+        metadata={"help": "share of windows that also get an answer with the label alone (no rationale), which label "
+                          "scoring without a rationale (--no-rationale) needs."},
     )
+    evidence_in_prompt: bool = field(
+        default=False,
+        metadata={"help": "end each prompt with the window's measured evidence (regional band power, DE and frontal "
+                          "asymmetry relative to the subject's baseline); the saved processor keeps the training "
+                          "spreads, so the eeg-emotion pipeline writes the same line at inference."},
+    )
+    evidence_strongest: int | None = field(
+        default=None,
+        metadata={"help": "with evidence_in_prompt: list only this many regional band-power deviations, largest "
+                          "first (default: every feature in a fixed order)."},
+    )
+    train_encoder: bool = field(
+        default=False, metadata={"help": "also train the EEG encoder (whole); otherwise it stays frozen, in eval mode."}
+    )
+    merge: bool = field(default=True, metadata={"help": "with LoRA: also save a merged model in OUTPUT/merged."})
+
+    def __post_init__(self):
+        if not 0.0 <= self.label_only_share <= 1.0:
+            raise ValueError(f"label_only_share must be in [0, 1], got {self.label_only_share}")
+        if self.evidence_strongest is not None and self.evidence_strongest < 1:
+            raise ValueError(f"evidence_strongest must be at least 1, got {self.evidence_strongest}")
+        if self.evidence_strongest is not None and not self.evidence_in_prompt:
+            raise ValueError("evidence_strongest shapes the evidence line of --evidence_in_prompt true; it is set "
+                             "without it")
 
 
 @dataclass
@@ -90,8 +152,8 @@ class Stage1Config(TrainingArguments):
     )
     freeze_backbone: bool = field(
         default=False,
-        metadata={"help": "keep the encoder's pretrained backbone (EEGPT / CBraMod / LaBraM; all of the patch encoder but its "
-                          "pooler) frozen: only the pooler and the emotion head train."},
+        metadata={"help": "keep the encoder's pretrained backbone (EEGPT / CBraMod / LaBraM; all of the patch encoder but "
+                          "its pooler) frozen: only the pooler and the emotion head train."},
     )
     linear_probe_epochs: float = field(
         default=0.0,
@@ -114,8 +176,14 @@ class Stage1Config(TrainingArguments):
 
 @dataclass
 class InstructConfig(SFTConfig):
-    """Stage-2/3 trainer arguments: TRL's `SFTConfig` plus where the language-model loss is computed."""
+    """Stage-2/3 trainer arguments: TRL's `SFTConfig` with e2llm's data path (rows tokenised once by the stage, EEG
+    collated by e2llm's collator) and where the language-model loss is computed."""
 
+    remove_unused_columns: bool = field(default=False, metadata={"help": "the collator reads every column."})
+    dataset_kwargs: dict | None = field(
+        default_factory=lambda: {"skip_prepare_dataset": True},
+        metadata={"help": "the stage tokenises its rows itself (TRL's preparation knows no EEG)."},
+    )
     lm_head_loss: str = field(
         default="auto",
         metadata={
@@ -125,72 +193,28 @@ class InstructConfig(SFTConfig):
             "choices": list(LM_HEAD_LOSSES),
         },
     )
-    align_language_model: str = field(
-        default="frozen",
-        metadata={"help": "stage 2: 'frozen' trains only the projector (pretrained Qwen); 'lora' also trains LoRA "
-                          "adapters and the final norm of the language model, merged after the stage; 'full' trains "
-                          "the whole language model with the projector (for a language model that has never seen "
-                          "text, e.g. the randomly initialised tiny one).",
-                  "choices": list(ALIGN_MODES)},
-    )
-    align_lora_r: int = field(default=16, metadata={"help": "stage 2 with align_language_model=lora: LoRA rank."})
-    evidence_in_prompt: bool = field(
+    pack_rows: bool = field(
         default=False,
-        metadata={"help": "stage 3: end each prompt with the window's measured evidence (regional band power, DE and "
-                          "frontal asymmetry relative to the subject's baseline); the saved processor keeps the "
-                          "training spreads, so the eeg-emotion pipeline writes the same line at inference."},
-    )
-    evidence_strongest: int | None = field(
-        default=None,
-        metadata={"help": "with evidence_in_prompt: list only this many regional band-power deviations, largest "
-                          "first (default: every feature in a fixed order)."},
+        metadata={"help": "padding-free batches: the batch's rows in one sequence, position ids restarting per row "
+                          "(attention stays within each row: flash-attention's varlen kernel on CUDA, a block-diagonal "
+                          "mask with sdpa), each row's EEG tokens inside it. No padding is computed."},
     )
 
     def __post_init__(self):
-        if self.align_language_model not in ALIGN_MODES:
-            raise ValueError(f"align_language_model must be one of {ALIGN_MODES}, got {self.align_language_model!r}")
-        if self.evidence_strongest is not None and self.evidence_strongest < 1:
-            raise ValueError(f"evidence_strongest must be at least 1, got {self.evidence_strongest}")
-        if self.evidence_strongest is not None and not self.evidence_in_prompt:
-            raise ValueError("evidence_strongest shapes the evidence line of --evidence_in_prompt true; it is set "
-                             "without it")
         if self.lm_head_loss not in LM_HEAD_LOSSES:
             raise ValueError(f"lm_head_loss must be one of {LM_HEAD_LOSSES}, got {self.lm_head_loss!r}")
         super().__post_init__()
-
-
-@dataclass
-class LoraArguments:
-    """Stage-3 adapters: LoRA on the language model, full training of the projector (and optionally the encoder);
-    or, with `use_peft=False`, full fine-tuning of the language model and the projector."""
-
-    use_peft: bool = field(
-        default=True,
-        metadata={"help": "False: train the whole language model with the projector instead of LoRA adapters (for "
-                          "a small language model, e.g. the randomly initialised tiny one, which LoRA adapts too "
-                          "little); the stage then writes the model to OUTPUT/merged only (no adapter/)."},
-    )
-    lora_r: int = field(default=16)
-    lora_alpha: int = field(default=32)
-    lora_dropout: float = field(default=0.05)
-    lora_target_modules: str = field(
-        default=DEFAULT_LORA_TARGETS, metadata={"help": "regex over module names that get LoRA adapters."}
-    )
-    train_encoder: bool = field(default=False, metadata={"help": "also train the EEG encoder fully."})
-    extra_modules_to_save: list[str] = field(
-        default_factory=list,
-        metadata={"help": "more modules trained fully, e.g. language_model.norm for a randomly initialised LM."},
-    )
-    merge: bool = field(default=True, metadata={"help": "also save a merged, self-contained model in OUTPUT/merged."})
 
 
 __all__ = [
     "DEFAULT_LORA_TARGETS",
     "LM_HEAD_LOSSES",
     "STAGES",
-    "DataArguments",
+    "AlignmentScriptArguments",
+    "E2LLMModelConfig",
+    "E2LLMScriptArguments",
     "InstructConfig",
-    "LoraArguments",
-    "ModelArguments",
+    "InstructionScriptArguments",
     "Stage1Config",
+    "Stage1ScriptArguments",
 ]

@@ -23,6 +23,10 @@ import re
 import shutil
 from pathlib import Path
 
+from transformers.trainer_utils import rotate_checkpoints
+
+from e2llm.provenance_e2llm import write_provenance
+
 logger = logging.getLogger(__name__)
 
 INCOMPLETE_MARKER = ".e2llm-incomplete"
@@ -126,8 +130,11 @@ def newest_complete_checkpoint(output_dir) -> tuple[Path | None, list[tuple[Path
 
 
 def resolve_resume(output_dir, resume):
-    """What to pass as `Trainer.train(resume_from_checkpoint=...)`: True becomes the newest complete checkpoint
-    of `output_dir` (newer incomplete ones are skipped and logged); a path is checked; None/False pass through."""
+    """What to pass as `Trainer.train(resume_from_checkpoint=...)`: True (or "true") becomes the newest complete
+    checkpoint of `output_dir` (newer incomplete ones are skipped and logged); a path is checked; None, False,
+    "false" or "" pass through as None."""
+    if isinstance(resume, str) and resume.lower() in ("", "false", "true"):
+        resume = resume.lower() == "true"
     if resume in (None, False):
         return None
     if resume is True:
@@ -154,7 +161,12 @@ class AtomicCheckpointMixin:
     """Mixin for a `transformers.Trainer` subclass (list it first): each ``checkpoint-N`` is written into a hidden
     sibling, ``.checkpoint-N.partial/checkpoint-N`` (marked incomplete as well), flushed to disk and renamed into
     place only when every process has written its files; older checkpoints are rotated out only afterwards. A kill
-    at any moment leaves the previous checkpoints untouched and no ``checkpoint-N`` that is not whole."""
+    at any moment leaves the previous checkpoints untouched and no ``checkpoint-N`` that is not whole.
+
+    With `provenance_stages` set (the stage records of `e2llm.training.provenance`), every checkpoint carries them
+    in ``e2llm_provenance.json``, so a resume can check it continues the same stage on the same data and split."""
+
+    provenance_stages: list | None = None
 
     def _save_checkpoint(self, model, trial):
         run_dir = Path(self._get_output_dir(trial=trial))
@@ -180,12 +192,12 @@ class AtomicCheckpointMixin:
         if self.state.best_model_checkpoint == str(staged):
             self.state.best_model_checkpoint = str(final)
             self.state.save_to_json(str(staged / "trainer_state.json"))
+        if self.provenance_stages is not None:
+            write_provenance(staged, self.provenance_stages)
         mark_complete(staged)
         _publish(staged, final)
         staging_root.rmdir()
         if limit is not None:
-            from transformers.trainer_utils import rotate_checkpoints
-
             rotate_checkpoints(output_dir=str(run_dir), save_total_limit=limit,
                                best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
 

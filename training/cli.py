@@ -1,6 +1,7 @@
 """The `e2llm` command line. Each sub-command lives in its own module that defines
-`add_arguments(parser)` and `run(args) -> int`; modules are imported only when their
-command runs, so `e2llm --help` stays fast.
+`add_arguments(parser)` and `run(args) -> int`; modules are imported by name only when their
+command runs (`COMMANDS`), so `e2llm --help` stays fast and the command line reaches every layer (`e2llm card`
+and `e2llm push` are `e2llm.hub_cards`') without one importing another.
 
 User errors (a bad option, a missing or unreadable file, a refused input) end with one line,
 ``e2llm COMMAND: error: ...``, and exit status 2; `--debug` (before or after the command) shows the
@@ -13,20 +14,24 @@ import importlib
 import logging
 import sys
 
+from e2llm.training.cli_checks import check_arguments
+
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "quickstart": ("e2llm.training.quickstart", "end-to-end demo: synthetic SEED-VII data, stages 1-3, evaluation"),
     "init": ("e2llm.training.init_model", "assemble an untrained E2LLM (encoder + projector + Qwen) and save it"),
     "prepare": ("e2llm.processing.prepare", "read a dataset folder into windows saved with datasets.save_to_disk"),
     "train": ("e2llm.training.train", "run a training stage: stage1 | stage2 | stage3 --config FILE"),
-    "evaluate": ("e2llm.training.evaluate", "evaluate a model on held-out trials/subjects with baselines"),
+    "evaluate": ("e2llm.training.evaluate_cli", "evaluate a model on held-out trials/subjects with baselines"),
     "predict": ("e2llm.training.predict", "run the eeg-emotion pipeline on recordings"),
+    "card": ("e2llm.hub_cards.card_command", "render the model card of a saved model folder (README.md)"),
     "push": ("e2llm.hub_cards.push", "export a self-contained folder with its model card and upload it to the Hub"),
+    "serve": ("e2llm.serving.cli", "serve a merged E2LLM over HTTP (OpenAI-style API) with vLLM (extra: serve)"),
 }
 
 
 # Exceptions that mean "the user's input or environment is wrong", not "e2llm has a bug".
-USER_ERRORS = (ValueError, OSError)
+USER_ERRORS = (ValueError, OSError, ImportError)  # ImportError: an optional extra (serve) is not installed
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
@@ -49,8 +54,6 @@ def main(argv: list[str] | None = None) -> int:
     argv = [arg for arg in argv if arg != "--debug"]
     args = build_parser(argv).parse_args(argv)
     try:
-        from e2llm.training.cli_checks import check_arguments
-
         check_arguments(args)
         return int(importlib.import_module(args._module).run(args) or 0)
     except USER_ERRORS as error:

@@ -1,7 +1,13 @@
-"""Data for the training stages: batch collators and small synthetic window datasets.
+"""Batches for the training stages, as TRL builds them: rows prepared once, collators that only gather and pad.
 
-Collators follow TRL's pattern: `@dataclass` objects called on a list of dataset rows, returning a dict of
-tensors. They run the model's own processor, so training sees exactly what inference sees.
+* Stage 1 trains on `WindowRows` (window index, label, optional subject label and evidence targets) whose model
+  inputs `WindowClassificationCollator` gathers from a stage's `WindowTensors` (`e2llm.training.window_tensors`).
+* Stages 2 and 3 train on rows of `tokenize_instructions`: each conversation tokenised once, exactly as
+  `generate` sees the prompt (the chat template with the EEG placeholders expanded) followed by the answer.
+  `InstructionCollator` pads them (loss on the answer only) or packs them padding-free, with the EEG of each row.
+* `EEGClassificationCollator` runs the feature extractor per batch on dataset rows, for loops of one's own.
+
+Collators follow TRL's pattern: `@dataclass` objects called on a list of rows, returning a dict of tensors.
 """
 
 from __future__ import annotations
@@ -9,34 +15,57 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import datasets
 import numpy as np
 import torch
 
 from e2llm.processing.dataset_io import DATASET_UNITS, dataset_metadata
 from e2llm.processing.instructions import conversation
+from e2llm.processing.synthetic_windows import synthetic_window_dataset
+from e2llm.training.window_tensors import WindowTensors
 
 IGNORE_INDEX = -100
 
 
-def _eeg_batch(examples: Sequence[dict]) -> list[np.ndarray]:
-    windows = [np.asarray(example["eeg"], dtype=np.float32) for example in examples]
-    if any(w.ndim != 2 for w in windows):
-        raise ValueError(f"each row's 'eeg' must be (n_channels, n_times); got shapes {[w.shape for w in windows]}")
-    return windows
+class WindowRows(torch.utils.data.Dataset):
+    """Stage-1 rows: ``window`` (index into the stage's `WindowTensors`), ``labels`` (class id) and optionally
+    ``subject_labels`` and ``evidence_targets``, each a tensor with one entry per row."""
+
+    def __init__(self, **columns: torch.Tensor):
+        lengths = {len(column) for column in columns.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"the columns of WindowRows must have one length, got {sorted(lengths)}")
+        self.columns = columns
+
+    def __len__(self) -> int:
+        return len(self.columns["window"])
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {name: column[i] for name, column in self.columns.items()}
+
+
+@dataclass
+class WindowClassificationCollator:
+    """Stage-1 batches from `WindowRows`: ``eeg_values`` `(batch, n_channels, window_samples)`, ``eeg_channel_ids``,
+    ``eeg_channel_mask`` `(batch, n_channels)` gathered from `windows`, ``labels`` `(batch,)` and, when the rows
+    have them, ``subject_labels`` `(batch,)` and ``evidence_targets`` `(batch, n_features)`."""
+
+    windows: WindowTensors
+
+    def __call__(self, rows: Sequence[dict]) -> dict[str, torch.Tensor]:
+        batch = {name: torch.stack([row[name] for row in rows]) for name in rows[0]}
+        return {**self.windows.gather(batch.pop("window")), **batch}
 
 
 @dataclass
 class EEGClassificationCollator:
-    """Stage-1 batches: EEG windows through the feature extractor, plus class ids.
+    """Stage-1 batches straight from prepared dataset rows, the feature extractor run per batch.
 
     Input rows: ``eeg`` `(n_channels, n_times)` in `units`, the label column (``emotion``), optionally ``subject``.
     Output: ``eeg_values`` `(batch, n_channels, window_samples)`, ``eeg_channel_ids``, ``eeg_channel_mask``
     `(batch, n_channels)`, ``labels`` `(batch,)` and, with `subject_ids`, ``subject_labels`` `(batch,)` (index of
-    each row's subject in `subject_ids`, for the adversarial term).
-
-    Each row must give exactly one window: rows are windows of a prepared dataset, whose length equals the feature
-    extractor's window. `apply_filters=False` because prepared windows are already filtered at trial level (filtering
-    a 4-s window again would add edge effects the pipeline never sees).
+    each row's subject in `subject_ids`; -100 for others). Each row must give exactly one model window; prepared
+    windows are already filtered at trial level, so `apply_filters=False`.
     """
 
     feature_extractor: object
@@ -48,14 +77,10 @@ class EEGClassificationCollator:
     apply_filters: bool = False
 
     def __call__(self, examples: Sequence[dict]) -> dict[str, torch.Tensor]:
-        features = self.feature_extractor(
-            _eeg_batch(examples),
-            sampling_rate=self.sampling_rate,
-            channel_names=list(self.channel_names),
-            units=self.units,
-            apply_filters=self.apply_filters,
-            return_tensors="pt",
-        )
+        windows = [np.asarray(example["eeg"], dtype=np.float32) for example in examples]
+        features = self.feature_extractor(windows, sampling_rate=self.sampling_rate,
+                                          channel_names=list(self.channel_names), units=self.units,
+                                          apply_filters=self.apply_filters, return_tensors="pt")
         if int(features["eeg_num_windows"].max()) != 1 or len(features["eeg_values"]) != len(examples):
             raise ValueError(
                 "each row must hold exactly one model window; got "
@@ -63,94 +88,17 @@ class EEGClassificationCollator:
             )
         batch = {name: features[name] for name in ("eeg_values", "eeg_channel_ids", "eeg_channel_mask")}
         batch["labels"] = torch.tensor([int(example[self.label_column]) for example in examples], dtype=torch.long)
-        if "evidence_targets" in examples[0]:  # stage 1 with an evidence readout (`e2llm.training.stage1`)
-            batch["evidence_targets"] = torch.tensor(np.stack([np.asarray(e["evidence_targets"], dtype=np.float32)
-                                                               for e in examples]))
         if self.subject_ids is not None:
             index = {int(s): i for i, s in enumerate(self.subject_ids)}
-            # subjects outside the training set (evaluation rows) get the ignore index
-            batch["subject_labels"] = torch.tensor([index.get(int(example["subject"]), IGNORE_INDEX)
-                                                    for example in examples])
+            batch["subject_labels"] = torch.tensor([index.get(int(e["subject"]), IGNORE_INDEX) for e in examples])
         return batch
 
 
-@dataclass
-class EEGChatCollator:
-    """Stage-2/3 batches: one-window conversations tokenised by the E2LLM processor, with loss on the answer only.
-
-    Input rows: ``eeg`` `(n_channels, n_times)` in `units`, ``prompt`` (user text) and ``completion`` (assistant
-    text, e.g. from `e2llm.processing.instructions.build_instructions`).
-    Output: ``input_ids``, ``attention_mask``, ``labels`` `(batch, seq_len)` right-padded, with ``labels`` equal to
-    ``input_ids`` on the assistant's answer and its closing ``<|im_end|>`` and -100 on the prompt (system/user turns,
-    the ``<|im_start|>assistant`` header, the EEG tokens), on the answer's optional ``prefill`` (its given start)
-    and on padding; ``eeg_values`` `(batch, n_channels,
-    window_samples)`, ``eeg_channel_ids``, ``eeg_channel_mask`` `(batch, n_channels)`.
-
-    The prompt is the chat template rendered with ``add_generation_prompt=True`` (exactly what `generate` sees) and
-    the answer is tokenised separately and appended, so the boundary between the two never depends on BPE merges.
-    `max_length` truncates the answer's end, never the EEG tokens. With ``with_completion=False`` the rows get only
-    the prompt, left-padded, for generation.
-    """
-
-    processor: object
-    sampling_rate: float
-    channel_names: Sequence[str]
-    units: str = DATASET_UNITS
-    max_length: int | None = None
-    apply_filters: bool = False
-    with_completion: bool = True
-
-    def __call__(self, examples: Sequence[dict]) -> dict[str, torch.Tensor]:
-        processor = self.processor
-        prompts = [
-            processor.apply_chat_template(conversation(example["prompt"]), add_generation_prompt=True)
-            for example in examples
-        ]
-        encoded = processor(
-            text=prompts,
-            eeg=_eeg_batch(examples),
-            sampling_rate=self.sampling_rate,
-            channel_names=list(self.channel_names),
-            units=self.units,
-            apply_filters=self.apply_filters,
-            padding=False,
-            return_tensors=None,
-            add_special_tokens=False,
-        )
-        eeg = {name: torch.as_tensor(np.asarray(encoded[name])) for name in ("eeg_values", "eeg_channel_ids",
-                                                                          "eeg_channel_mask")}
-        if len(eeg["eeg_values"]) != len(examples):
-            raise ValueError("each row must hold exactly one model window (window length differs from the model's?)")
-        tokenizer = processor.tokenizer
-        pad_id = tokenizer.pad_token_id
-        if not self.with_completion:
-            padded = tokenizer.pad({"input_ids": encoded["input_ids"]}, padding=True, padding_side="left",
-                                   return_tensors="pt")
-            return {"input_ids": padded["input_ids"], "attention_mask": padded["attention_mask"], **eeg}
-        answers = tokenizer(
-            [example["completion"] + tokenizer.eos_token for example in examples], add_special_tokens=False
-        )["input_ids"]
-        rows, targets = [], []
-        for example, prompt_ids, answer_ids in zip(examples, encoded["input_ids"], answers):
-            given = _prefill_length(tokenizer, example.get("prefill"), answer_ids)
-            prompt_ids, answer_ids = list(prompt_ids) + answer_ids[:given], answer_ids[given:]
-            if self.max_length is not None:
-                room = self.max_length - len(prompt_ids)
-                if room < 1:
-                    raise ValueError(f"max_length={self.max_length} leaves no room for the answer after a prompt of "
-                                     f"{len(prompt_ids)} tokens")
-                answer_ids = answer_ids[:room]
-            rows.append(list(prompt_ids) + list(answer_ids))
-            targets.append([IGNORE_INDEX] * len(prompt_ids) + list(answer_ids))
-        length = max(len(r) for r in rows)
-        input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
-        labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
-        for i, (row, target) in enumerate(zip(rows, targets)):
-            input_ids[i, : len(row)] = torch.tensor(row)
-            labels[i, : len(row)] = torch.tensor(target)
-            attention_mask[i, : len(row)] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, **eeg}
+def collator_kwargs(dataset) -> dict:
+    """`sampling_rate`, `channel_names` and `units` of a prepared dataset, for `EEGClassificationCollator`."""
+    metadata = dataset_metadata(dataset)
+    return {"sampling_rate": float(metadata["sampling_rate"]), "channel_names": list(metadata["channel_names"]),
+            "units": metadata["units"]}
 
 
 def _prefill_length(tokenizer, prefill: str | None, answer_ids: list[int]) -> int:
@@ -163,76 +111,100 @@ def _prefill_length(tokenizer, prefill: str | None, answer_ids: list[int]) -> in
     return len(ids)
 
 
-def collator_kwargs(dataset) -> dict:
-    """`sampling_rate`, `channel_names` and `units` of a prepared dataset, for the collators."""
-    metadata = dataset_metadata(dataset)
-    return {
-        "sampling_rate": float(metadata["sampling_rate"]),
-        "channel_names": list(metadata["channel_names"]),
-        "units": metadata["units"],
-    }
+def tokenize_instructions(processor, conversations, windows: Sequence[int] | None = None,
+                          max_length: int | None = None) -> datasets.Dataset:
+    """Tokenise the ``prompt`` / ``completion`` (/ ``prefill``) rows of `conversations` once: a dataset whose row i
+    is ``input_ids`` (prompt then answer), ``prompt_length`` (how many leading tokens take no loss: the prompt and
+    the answer's given prefill) and ``window`` (index of its EEG window in the stage's `WindowTensors`).
+
+    The prompt is the chat template rendered with ``add_generation_prompt=True`` with each ``<|eeg|>`` expanded to
+    the processor's tokens of one window (exactly what `generate` sees); the answer plus the end-of-turn token is
+    tokenised separately and appended, so the boundary never depends on BPE merges. `max_length` truncates the
+    answer's end, never the EEG tokens. `windows`: each row's window index (default: row i is window i)."""
+    tokenizer = processor.tokenizer
+    columns = conversations.select_columns([c for c in ("prompt", "completion", "prefill")
+                                            if c in conversations.column_names])[:]
+    prompts = [processor.apply_chat_template(conversation(p), add_generation_prompt=True) for p in columns["prompt"]]
+    replacement = processor.replace_eeg_token({"eeg_num_windows": [1]}, 0)
+    expanded, _ = processor.get_text_with_eeg_replacements(prompts, [replacement] * len(prompts))
+    prompt_ids = tokenizer(expanded, add_special_tokens=False)["input_ids"]
+    answers = tokenizer([c + tokenizer.eos_token for c in columns["completion"]], add_special_tokens=False)["input_ids"]
+    prefills = columns.get("prefill") or [""] * len(prompts)
+    rows, lengths = [], []
+    for prompt, answer, prefill in zip(prompt_ids, answers, prefills):
+        given = _prefill_length(tokenizer, prefill, answer)
+        prompt, answer = list(prompt) + answer[:given], answer[given:]
+        if max_length is not None:
+            if max_length - len(prompt) < 1:
+                raise ValueError(f"max_length={max_length} leaves no room for the answer after a prompt of "
+                                 f"{len(prompt)} tokens")
+            answer = answer[: max_length - len(prompt)]
+        rows.append(prompt + answer)
+        lengths.append(len(prompt))
+    index = range(len(rows)) if windows is None else windows
+    return datasets.Dataset.from_dict({"input_ids": rows, "prompt_length": lengths, "window": [int(w) for w in index]})
 
 
-def split_dataset(dataset, split: str = "trial", test_size: float = 0.25, fold: int = 0, seed: int = 0):
-    """`(train, test)` selections of a prepared dataset (test None for split "none"); whole trials (or subjects) go
-    to one side, never windows. Resolved by `e2llm.training.evaluation.splits` (the one place splits are made)."""
-    from e2llm.training.evaluation.splits import SplitSpec, resolve_split, select
+@dataclass
+class InstructionCollator:
+    """Stage-2/3 batches from `tokenize_instructions` rows, loss on the answer only (``labels`` -100 on the prompt, the
+    prefill and padding), with each row's EEG from `windows` (``eeg_values`` + channel ids and mask, or
+    ``eeg_features`` for a frozen encoder).
 
-    indices = resolve_split(dataset, SplitSpec(kind=split, fold=fold, test_size=test_size, seed=seed))
-    return dataset.select(indices.train), select(dataset, indices.test)
+    Padded (default): ``input_ids``, ``attention_mask``, ``position_ids`` `(batch, longest)`, padded on the left
+    as for generation, so every answer ends its row; ``logits_to_keep`` (the longest answer + 1) and ``labels``
+    `(batch, logits_to_keep)` for those last positions only: the model computes the LM head and its loss where
+    answers are (about a quarter of a stage-3 row), not on the prompts.
+    Packed (`pack_rows`): the rows one after the other in one sequence, ``input_ids``, ``labels``, ``position_ids``
+    `(1, total)` with positions restarting at each row (sdpa builds a block-diagonal causal mask from them, so no
+    row attends to another), ``cu_seq_lens_q``/``cu_seq_lens_k`` `(n_rows + 1,)` and ``max_length_q``/
+    ``max_length_k`` for flash-attention's variable-length kernel (computed here, not from the device), and
+    ``use_cache=False`` (Transformers reads row boundaries from the position ids only without a cache). Each row's
+    EEG tokens stay inside it and are filled in row order, as in the padded batch."""
+
+    windows: WindowTensors
+    pad_token_id: int
+    pack_rows: bool = False
+
+    def __call__(self, rows: Sequence[dict]) -> dict:
+        ids = [torch.tensor(row["input_ids"], dtype=torch.long) for row in rows]
+        labels = [torch.cat([torch.full((row["prompt_length"],), IGNORE_INDEX), i[row["prompt_length"]:]])
+                  for row, i in zip(rows, ids)]
+        eeg = self.windows.model_inputs(torch.tensor([row["window"] for row in rows]))
+        if self.pack_rows:
+            return {**_packed(ids, labels), **eeg}
+        return {**_left_padded(ids, labels, self.pad_token_id, [row["prompt_length"] for row in rows]), **eeg}
 
 
-def synthetic_window_dataset(
-    n_subjects: int = 2,
-    clips_per_class: int = 2,
-    trial_seconds: float = 16.0,
-    window_seconds: float = 4.0,
-    channel_names: Sequence[str] | None = None,
-    label_names: Sequence[str] | None = None,
-    seed: int = 0,
-    effect_size: float = 1.0,
-):
-    """A small prepared-format dataset of synthetic windows (µV) from `e2llm.processing.synthetic`, in memory.
+def _left_padded(ids: list[torch.Tensor], labels: list[torch.Tensor], pad_token_id: int, prompt_lengths) -> dict:
+    lengths = [len(i) for i in ids]
+    width = max(lengths)
+    keep = max(n - prompt for n, prompt in zip(lengths, prompt_lengths)) + 1  # every answer and the token before it
+    pad = lambda rows, value: torch.nn.utils.rnn.pad_sequence(  # noqa: E731
+        rows, batch_first=True, padding_value=value, padding_side="left")
+    positions = [torch.arange(n) for n in lengths]
+    return {"input_ids": pad(ids, pad_token_id), "attention_mask": pad([torch.ones(n, dtype=torch.long)
+                                                                         for n in lengths], 0),
+            "position_ids": pad(positions, 0), "labels": pad(labels, IGNORE_INDEX)[:, width - keep:],
+            "logits_to_keep": keep}
 
-    `n_subjects` x `clips_per_class` trials per label, each cut into non-overlapping windows; for tests, benchmarks
-    and demos that should not touch the disk layout of a real dataset.
-    """
-    from e2llm.configuration_e2llm import SEED_VII_EMOTIONS
-    from e2llm.electrodes import SEED_CHANNELS
-    from e2llm.processing.dataset_io import windows_to_dataset
-    from e2llm.processing.features import window_trial
-    from e2llm.processing.synthetic import SyntheticEEG, SyntheticEEGConfig
 
-    channels = tuple(channel_names or SEED_CHANNELS)
-    labels = tuple(label_names or SEED_VII_EMOTIONS)
-    config = SyntheticEEGConfig(channel_names=channels, label_names=labels, preprocessed=True,
-                                effect_size=effect_size, blink_rate_hz=0.0)
-    generator = SyntheticEEG(config, seed=seed)
-    n_times = int(round(trial_seconds * config.sfreq))
-
-    def chunks():
-        for subject in range(1, n_subjects + 1):
-            for clip in range(clips_per_class * len(labels)):
-                label = clip % len(labels)
-                data = generator.trial(subject, clip + 1, label, n_times)
-                windows = window_trial(data, config.sfreq, window_seconds)
-                yield {"eeg": windows, "start": np.arange(len(windows)) * window_seconds, "emotion": label,
-                       "subject": subject, "session": 1, "trial": clip + 1}
-
-    metadata = {
-        "dataset": "synthetic", "sampling_rate": config.sfreq, "channel_names": list(channels), "units": "uV",
-        "label_column": "emotion", "label_names": list(labels), "window_seconds": window_seconds,
-        "stride_seconds": window_seconds, "preprocessing": {"synthetic": "preprocessed=True, no blinks"},
-        "source": {"generator": "e2llm.processing.synthetic.SyntheticEEG", "seed": seed},
-    }
-    return windows_to_dataset(chunks(), metadata)
+def _packed(ids: list[torch.Tensor], labels: list[torch.Tensor]) -> dict:
+    lengths = torch.tensor([len(i) for i in ids])
+    cu_seq_lens = torch.cat([torch.zeros(1, dtype=torch.int32), lengths.cumsum(0).to(torch.int32)])
+    return {"input_ids": torch.cat(ids)[None], "labels": torch.cat(labels)[None],
+            "position_ids": torch.cat([torch.arange(n) for n in lengths.tolist()])[None],
+            "cu_seq_lens_q": cu_seq_lens, "cu_seq_lens_k": cu_seq_lens,
+            "max_length_q": int(lengths.max()), "max_length_k": int(lengths.max()), "use_cache": False}
 
 
 __all__ = [
     "IGNORE_INDEX",
-    "EEGChatCollator",
     "EEGClassificationCollator",
+    "InstructionCollator",
+    "WindowClassificationCollator",
+    "WindowRows",
     "collator_kwargs",
-    "split_dataset",
     "synthetic_window_dataset",
+    "tokenize_instructions",
 ]

@@ -19,9 +19,24 @@ The folder holds `model.safetensors`, the config with the EEG encoder, projector
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
+
+import torch
+import yaml
+from huggingface_hub import snapshot_download
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from e2llm.assembly import (
+    TINY_EEG_CONFIG,
+    TINY_FOUNDATION_CONFIGS,
+    TINY_TEXT_CONFIG,
+    assemble_e2llm,
+    eeg_config_from_checkpoint,
+    load_eeg_encoder_weights,
+)
+from e2llm.tokenization_e2llm import build_offline_tokenizer
+from e2llm.training.language_models import instruction_corpus
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--eeg-config",
         type=Path,
-        metavar="JSON",
-        help="E2LLMEEGConfig settings as a JSON file (default: the encoder's defaults; tiny ones with --tiny)",
+        metavar="FILE",
+        help="E2LLMEEGConfig settings as a JSON or YAML file (default: the encoder's defaults; tiny ones with --tiny; "
+             "the quickstart's: training/configs/quickstart/eeg_config.yaml)",
     )
     parser.add_argument("--num-eeg-tokens", type=int, help="language-model tokens per EEG window")
     parser.add_argument("--eeg-encoder", default="patch", choices=("patch", "eegpt", "cbramod", "labram"),
@@ -58,6 +74,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dtype the text model is loaded and the E2LLM saved in")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
     parser.add_argument("--trust-remote-code", action="store_true", help="pass trust_remote_code to --text-model")
+
+
+def _tiny_e2llm(labels_map, eeg_encoder: str, eeg_config: dict | None, num_eeg_tokens: int | None):
+    """The tiny Qwen3-architecture E2LLM: `TINY_EEG_CONFIG` (patch) or the foundation config, overridden by
+    `eeg_config`; the offline tokenizer learns its merges from the instruction texts (`instruction_corpus`)."""
+    base = TINY_EEG_CONFIG if eeg_encoder == "patch" else {}
+    return assemble_e2llm(build_offline_tokenizer(instruction_corpus()), text_config=TINY_TEXT_CONFIG,
+                          eeg_config={**base, **(eeg_config or {})}, id2label=labels_map,
+                          num_eeg_tokens=num_eeg_tokens)
+
+
+def _pretrained_e2llm(text_model: str, labels_map, eeg_config, num_eeg_tokens, dtype, trust_remote_code: bool):
+    """An E2LLM around the Qwen checkpoint `text_model` (its weights and tokenizer kept)."""
+    tokenizer = AutoTokenizer.from_pretrained(text_model, trust_remote_code=trust_remote_code)
+    language_model = AutoModelForCausalLM.from_pretrained(text_model, dtype=dtype, trust_remote_code=trust_remote_code)
+    model_type = language_model.config.model_type
+    if not model_type.startswith("qwen"):
+        logger.warning("e2llm is built and tested with Qwen language models; %s is a %r model", text_model, model_type)
+    return assemble_e2llm(tokenizer, text_model=language_model, eeg_config=eeg_config, id2label=labels_map,
+                          num_eeg_tokens=num_eeg_tokens)
 
 
 def init_model(
@@ -75,52 +111,24 @@ def init_model(
 ):
     """Build an untrained E2LLM from `text_model` (a checkpoint) or `tiny=True`, save it with its processor.
 
-    `eeg_encoder` picks the encoder backbone; `eeg_encoder_weights` (a braindecode Hub repo id or folder, or an authors'
-    checkpoint file) loads its published weights. Returns `(model, processor)`.
+    `eeg_config` overrides encoder settings (the quickstart's are ``training/configs/quickstart/eeg_config.yaml``);
+    `eeg_encoder` picks the encoder backbone; `eeg_encoder_weights` (a braindecode Hub repo id or folder, or an
+    authors' checkpoint file) loads its published weights. Returns `(model, processor)`.
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from e2llm import assemble_e2llm, build_tiny_e2llm
-    from e2llm.assembly import TINY_EEG_CONFIG
-
     if bool(text_model) == bool(tiny):
         raise ValueError("pass exactly one of text_model (a Qwen checkpoint) or tiny=True")
-    if labels is not None:
-        if len(labels) < 2 or len(set(labels)) != len(labels):
-            raise ValueError(f"labels must be at least two distinct names, got {labels}")
-    id2label = dict(enumerate(labels)) if labels else None
+    if labels is not None and (len(labels) < 2 or len(set(labels)) != len(labels)):
+        raise ValueError(f"labels must be at least two distinct names, got {labels}")
+    labels_map = dict(enumerate(labels)) if labels else None
     torch_dtype = getattr(torch, dtype)
     torch.manual_seed(seed)
     eeg_config, backbone_state = foundation_eeg_config(eeg_encoder, eeg_encoder_weights, eeg_config, tiny)
     if tiny:
-        if eeg_config is None and num_eeg_tokens is None:
-            model, processor = build_tiny_e2llm(id2label=id2label, seed=seed)
-        else:
-            from e2llm import build_offline_tokenizer
-            from e2llm.assembly import TINY_TEXT_CONFIG
-
-            model, processor = assemble_e2llm(
-                build_offline_tokenizer(),
-                text_config=TINY_TEXT_CONFIG,
-                eeg_config={**(TINY_EEG_CONFIG if eeg_encoder == "patch" else {}), **(eeg_config or {})},
-                id2label=id2label,
-                num_eeg_tokens=num_eeg_tokens,
-            )
+        model, processor = _tiny_e2llm(labels_map, eeg_encoder, eeg_config, num_eeg_tokens)
     else:
-        tokenizer = AutoTokenizer.from_pretrained(text_model, trust_remote_code=trust_remote_code)
-        language_model = AutoModelForCausalLM.from_pretrained(
-            text_model, dtype=torch_dtype, trust_remote_code=trust_remote_code
-        )
-        model_type = language_model.config.model_type
-        if not model_type.startswith("qwen"):
-            logger.warning("e2llm is built and tested with Qwen language models; %s is a %r model", text_model, model_type)
-        model, processor = assemble_e2llm(
-            tokenizer, text_model=language_model, eeg_config=eeg_config, id2label=id2label, num_eeg_tokens=num_eeg_tokens
-        )
+        model, processor = _pretrained_e2llm(text_model, labels_map, eeg_config, num_eeg_tokens, torch_dtype,
+                                             trust_remote_code)
     if backbone_state is not None:
-        from e2llm.assembly import load_eeg_encoder_weights
-
         load_eeg_encoder_weights(model, backbone_state, source=str(eeg_encoder_weights))
     model = model.to(torch_dtype)
     output_dir = Path(output_dir)
@@ -130,6 +138,17 @@ def init_model(
     return model, processor
 
 
+def read_eeg_config(path: Path) -> dict:
+    """The encoder settings of an ``--eeg-config`` file: a JSON or YAML mapping of `E2LLMEEGConfig` fields."""
+    try:
+        settings = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ValueError(f"--eeg-config {path}: not valid JSON or YAML ({error})") from None
+    if not isinstance(settings, dict):
+        raise ValueError(f"--eeg-config {path} must hold a mapping of E2LLMEEGConfig fields")
+    return settings
+
+
 def resolve_weights(path_or_repo_id: str | Path) -> Path:
     """A local file or folder as is; otherwise a Hub repo id, downloaded (config and weight files only)."""
     path = Path(path_or_repo_id)
@@ -137,16 +156,12 @@ def resolve_weights(path_or_repo_id: str | Path) -> Path:
         return path
     if str(path_or_repo_id).count("/") != 1 or str(path_or_repo_id).startswith((".", "/")):
         raise ValueError(f"--eeg-encoder-weights {path_or_repo_id}: no such file or folder, and not a Hub repo id")
-    from huggingface_hub import snapshot_download
-
     return Path(snapshot_download(str(path_or_repo_id), allow_patterns=["config.json", "*.safetensors", "*.bin",
                                                                          "*.ckpt", "*.pth", "*.pt"]))
 
 
 def foundation_eeg_config(eeg_encoder: str, weights, eeg_config: dict | None, tiny: bool):
     """`(eeg_config dict or None, converted backbone state or None)` for `--eeg-encoder` / `--eeg-encoder-weights`."""
-    from e2llm.assembly import TINY_FOUNDATION_CONFIGS, eeg_config_from_checkpoint
-
     if eeg_encoder == "patch":
         if weights is not None:
             raise ValueError("--eeg-encoder-weights needs --eeg-encoder eegpt, cbramod or labram")
@@ -165,7 +180,7 @@ def foundation_eeg_config(eeg_encoder: str, weights, eeg_config: dict | None, ti
 
 
 def run(args: argparse.Namespace) -> int:
-    eeg_config = json.loads(args.eeg_config.read_text()) if args.eeg_config else None
+    eeg_config = read_eeg_config(args.eeg_config) if args.eeg_config else None
     model, _ = init_model(
         args.output_dir,
         text_model=args.text_model,
@@ -191,4 +206,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["add_arguments", "foundation_eeg_config", "init_model", "resolve_weights", "run"]
+__all__ = ["add_arguments", "foundation_eeg_config", "init_model", "read_eeg_config", "resolve_weights", "run"]

@@ -1,98 +1,43 @@
-"""Provenance of a trained model: what each training stage trained and selected on, saved in the model folder.
+"""Provenance of a trained model: what each training stage trained and selected on, and the checks that keep it true.
 
-``e2llm_provenance.json`` holds one record per stage the weights went through (a stage inherits the records
-of the folders it starts from):
+The file format (``e2llm_provenance.json``, one record per stage) is `e2llm.provenance_e2llm`'s; the dataset's
+identity (fingerprint, synthetic flag) is `e2llm.processing.metadata`'s. Here:
 
-    {"format": "e2llm-provenance/1", "stages": [
-        {"stage": "stage1", "seed": 0, "created": "...",
-         "dataset": {"name", "fingerprint", "synthetic", "preprocessing", "sampling_rate", "window_seconds", ...},
-         "split": {"kind", "fold", "test_size", "seed", "validation_size", "validation_kind"},
-         "train_keys": [[subject, session, trial], ...], "validation_keys": [...],
-         "n_train_windows": ..., "n_validation_windows": ...}, ...]}
-
-`e2llm evaluate` refuses to score a model on any trial whose key one of its stages trained or validated on
-(`check_no_overlap`), and the model card shows the records.
+* `stage_record` builds a stage's record; a stage inherits the records of the folders it starts from
+  (`inherited_stages`) and writes them all next to its weights and into every checkpoint;
+* `check_resume` refuses to resume a checkpoint trained on another dataset, split or stage;
+* `check_no_overlap` refuses to score a model on any trial one of its stages trained or validated on
+  (`e2llm evaluate`, before any inference).
 """
 
 from __future__ import annotations
 
 import datetime
-import hashlib
-import json
-import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 
-logger = logging.getLogger(__name__)
-PROVENANCE_FILE = "e2llm_provenance.json"
-FORMAT = "e2llm-provenance/1"
-_SAMPLED_ROWS = 64
+from e2llm.processing.metadata import dataset_identity, is_synthetic
+from e2llm.processing.splits import SplitSpec, resolve_split, trial_keys
+from e2llm.provenance_e2llm import (
+    MISSING_PROVENANCE,
+    PROVENANCE_FILE,
+    PROVENANCE_FORMAT,
+    provenance_summary,
+    read_provenance,
+    write_provenance,
+)
+
+# the split fields a resumed run must share with its checkpoint
+_SPLIT_FIELDS = ("kind", "fold", "test_size", "seed", "validation_size")
 
 
 class ProvenanceOverlapError(ValueError):
     """The evaluation windows include trials the model trained or validated on."""
 
 
-def is_synthetic(metadata: Mapping) -> bool:
-    """Whether a prepared dataset's metadata says its EEG was generated (never recorded from people)."""
-    source = metadata.get("source") or {}
-    return bool(
-        metadata.get("synthetic")
-        or str(metadata.get("dataset", "")).lower().startswith("synthetic")
-        or (isinstance(source, Mapping) and ("generator" in source or source.get("reader") == "synthetic"))
-    )
-
-
-def dataset_fingerprint(dataset) -> str:
-    """SHA-256 (hex, 16 characters) of a prepared dataset's content.
-
-    Hashes the metadata, every row's `(subject, session, trial, start, label)` and the EEG of up to 64 evenly spaced
-    rows: cheap on large datasets, and different whenever the windows, labels, preprocessing or data differ.
-    """
-    from e2llm.processing.dataset_io import dataset_metadata
-
-    metadata = dataset_metadata(dataset)
-    label = metadata.get("label_column") or "emotion"
-    digest = hashlib.sha256(json.dumps(metadata, sort_keys=True, default=str).encode())
-    table = dataset.with_format("numpy")
-    columns = table.select_columns(["subject", "session", "trial", "start", label])[:]
-    for name in ("subject", "session", "trial", "start", label):
-        digest.update(np.ascontiguousarray(columns[name]).astype(np.float64).tobytes())
-    rows = np.unique(np.linspace(0, len(dataset) - 1, min(_SAMPLED_ROWS, len(dataset))).round().astype(int))
-    digest.update(np.ascontiguousarray(table[rows.tolist()]["eeg"], dtype=np.float32).tobytes())
-    return digest.hexdigest()[:16]
-
-
-def dataset_identity(dataset) -> dict:
-    """Name, fingerprint, synthetic flag and preprocessing parameters of a prepared dataset."""
-    from e2llm.processing.dataset_io import dataset_metadata
-    from e2llm.processing.splits import trial_keys
-
-    metadata = dataset_metadata(dataset)
-    source = metadata.get("source") or {}
-    keys = trial_keys(dataset)
-    return {
-        "name": str(metadata["dataset"]),
-        "fingerprint": dataset_fingerprint(dataset),
-        "synthetic": is_synthetic(metadata),
-        "source": {k: (Path(v).name if k == "root" else v) for k, v in source.items()} if isinstance(source, Mapping)
-        else str(source),
-        "sampling_rate": metadata["sampling_rate"],
-        "window_seconds": metadata["window_seconds"],
-        "stride_seconds": metadata["stride_seconds"],
-        "label_names": list(metadata["label_names"]),
-        "preprocessing": metadata.get("preprocessing"),
-        "n_windows": int(len(dataset)),
-        "n_trials": int(len(np.unique(keys, axis=0))) if len(keys) else 0,
-        "n_subjects": int(len(np.unique(keys[:, 0]))) if len(keys) else 0,
-    }
-
-
 def _keys(part) -> list[list[int]]:
-    from e2llm.processing.splits import trial_keys
-
     if part is None or len(part) == 0:
         return []
     return np.unique(trial_keys(part), axis=0).tolist()
@@ -122,22 +67,6 @@ def stage_record(stage: str, dataset, split, train, validation=None, seed: int =
     }
 
 
-def read_provenance(folder) -> dict | None:
-    """The provenance saved in a model folder, or None when it has none (a folder from elsewhere)."""
-    if folder is None:
-        return None
-    path = Path(folder) / PROVENANCE_FILE
-    if not path.is_file():
-        return None
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON ({error}); delete it or re-run the training stage") from None
-    if content.get("format") != FORMAT or not isinstance(content.get("stages"), list):
-        raise ValueError(f"{path} is not an e2llm provenance file (format {content.get('format')!r})")
-    return content
-
-
 def inherited_stages(folders: Iterable) -> list[dict]:
     """The stage records of the folders a stage starts from (in order, without repeats)."""
     records, seen = [], set()
@@ -150,13 +79,42 @@ def inherited_stages(folders: Iterable) -> list[dict]:
     return records
 
 
-def write_provenance(folder, stages: Sequence[Mapping]) -> Path:
-    """Write ``e2llm_provenance.json`` into `folder` (created if needed); returns its path."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / PROVENANCE_FILE
-    path.write_text(json.dumps({"format": FORMAT, "stages": list(stages)}, indent=1, default=str) + "\n")
-    return path
+def _split_words(split: Mapping | None) -> str:
+    if not split:
+        return "no split"
+    return ", ".join(f"{name}={split.get(name)}" for name in _SPLIT_FIELDS)
+
+
+def resume_mismatch(previous: Mapping, record: Mapping) -> str | None:
+    """How this run's `record` differs from the `previous` record of the run being resumed, in words; None when
+    it is the same stage on the same data, split and training trials."""
+    if previous.get("stage") != record["stage"]:
+        return f"it was written by {previous.get('stage')}, this run is {record['stage']}"
+    before, now = previous.get("dataset") or {}, record["dataset"]
+    if before.get("fingerprint") != now["fingerprint"]:
+        return (f"it was trained on {before.get('name')} (fingerprint {before.get('fingerprint')}), this run reads "
+                f"{now['name']} (fingerprint {now['fingerprint']})")
+    old_split, new_split = previous.get("split") or {}, record.get("split") or {}
+    if any(old_split.get(name) != new_split.get(name) for name in _SPLIT_FIELDS):
+        return f"it was trained on the split {_split_words(old_split)}, this run asks for {_split_words(new_split)}"
+    if previous.get("train_keys") != record["train_keys"] or previous.get("validation_keys") != record[
+            "validation_keys"]:
+        return "its training or validation trials differ from this run's (another --max_train_samples or seed?)"
+    return None
+
+
+def check_resume(checkpoint, record: Mapping) -> None:
+    """ValueError unless `checkpoint` (a folder to resume from) was written by the same stage on the same dataset,
+    split and trials as this run's `record`: a resumed model must keep the provenance it will be given."""
+    stages = (read_provenance(checkpoint) or {}).get("stages", [])
+    if not stages:
+        raise ValueError(f"--resume_from_checkpoint {checkpoint}: it holds no {PROVENANCE_FILE}, so nothing shows it "
+                         f"was trained by {record['stage']} on this dataset and split; start a new --output_dir "
+                         "instead of resuming")
+    reason = resume_mismatch(stages[-1], record)
+    if reason is not None:
+        raise ValueError(f"--resume_from_checkpoint {checkpoint}: {reason}. Resume with the options it was trained "
+                         "with, or start a new --output_dir")
 
 
 def same_data(identity: Mapping, record_dataset: Mapping) -> bool:
@@ -188,8 +146,6 @@ def seen_keys(provenance: Mapping | None, identity: Mapping) -> dict[tuple, list
 
 def overlap(provenance: Mapping | None, dataset, rows) -> dict:
     """How many evaluation trials/windows (`rows` of `dataset`) a model's stages trained or validated on."""
-    from e2llm.processing.splits import trial_keys
-
     identity = dataset_identity(dataset)
     seen = seen_keys(provenance, identity)
     keys = trial_keys(dataset)[np.asarray(rows, dtype=np.int64)]
@@ -203,14 +159,11 @@ def overlap(provenance: Mapping | None, dataset, rows) -> dict:
 
 def clean_split_hint(provenance: Mapping, dataset) -> str:
     """Which `e2llm evaluate` split of `dataset` the model never trained or validated on, in words."""
-    from e2llm.training.evaluation.splits import SplitSpec, resolve_split
-
     candidates = []
     for record in reversed(provenance.get("stages", [])):
         split = record.get("split")
         if split:
-            fields = {k: split[k] for k in ("kind", "fold", "test_size", "seed") if k in split}
-            candidates.append(SplitSpec(**fields))
+            candidates.append(SplitSpec(**{k: split[k] for k in ("kind", "fold", "test_size", "seed") if k in split}))
     for spec in candidates:
         try:
             test = resolve_split(dataset, spec).test
@@ -240,29 +193,24 @@ def check_no_overlap(provenance: Mapping | None, dataset, rows) -> dict:
     return found
 
 
-MISSING_WARNING = ("the model folder holds no provenance (e2llm_provenance.json): it cannot be checked that the "
-                   "evaluation trials were not used to train or validate it")
+def trained_split(path) -> tuple[str, int, int]:
+    """`(kind, fold, seed)` a model folder was trained with: its last training stage's split in its provenance."""
+    provenance = read_provenance(path) if Path(path).is_dir() else None
+    stages = [s for s in (provenance or {}).get("stages", []) if s.get("split")]
+    if not stages:
+        raise ValueError(f"--fold all needs each model's provenance to know its fold, and {path} records no split "
+                         "(no e2llm_provenance.json from a training stage); evaluate it with --fold N instead")
+    split = stages[-1]["split"]
+    return SplitSpec(kind=split["kind"]).kind, int(split.get("fold", 0)), int(stages[-1].get("seed", 0))
 
 
-def summary(provenance: Mapping | None) -> dict:
-    """A short view of a provenance for reports and cards (no key lists)."""
-    if provenance is None:
-        return {"status": "missing", "warning": MISSING_WARNING}
-    stages = []
-    for record in provenance["stages"]:
-        data = record["dataset"]
-        stages.append({
-            "stage": record["stage"], "seed": record.get("seed"), "dataset": data.get("name"),
-            "fingerprint": data.get("fingerprint"), "synthetic": bool(data.get("synthetic")),
-            "split": record.get("split"), "n_train_trials": len(record.get("train_keys", [])),
-            "n_validation_trials": len(record.get("validation_keys", [])),
-            "n_train_windows": record.get("n_train_windows"), "n_validation_windows": record.get("n_validation_windows"),
-        })
-    return {"status": "recorded", "stages": stages}
-
+# Names `e2llm.training.evaluation` reads from this module (`prov.summary`, `prov.MISSING_WARNING`).
+summary = provenance_summary
+MISSING_WARNING = MISSING_PROVENANCE
 
 __all__ = [
-    "FORMAT", "MISSING_WARNING", "PROVENANCE_FILE", "ProvenanceOverlapError", "check_no_overlap", "clean_split_hint",
-    "dataset_fingerprint", "dataset_identity", "inherited_stages", "is_synthetic", "overlap", "read_provenance",
-    "same_data", "seen_keys", "stage_record", "summary", "write_provenance",
+    "MISSING_WARNING", "PROVENANCE_FILE", "PROVENANCE_FORMAT", "ProvenanceOverlapError", "check_no_overlap",
+    "check_resume", "clean_split_hint", "inherited_stages", "is_synthetic", "overlap", "provenance_summary",
+    "read_provenance", "resume_mismatch", "same_data", "seen_keys", "stage_record", "summary", "trained_split",
+    "write_provenance",
 ]

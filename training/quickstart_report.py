@@ -1,0 +1,124 @@
+"""What `e2llm quickstart` prints at its end: the results per protocol (stage-1 head, the LLM's answers and the
+baselines with intervals, paired differences, reliance on the EEG, rationale checks, the stage-2 gap) and the time
+each part of each run took."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from e2llm.training.evaluation.report import dataset_title, format_metric
+
+TIMED_PARTS = ("init", "stage1", "stage2", "stage3", "evaluation")
+
+
+def _method_lines(summary: dict, names: dict) -> list[str]:
+    lines = []
+    for method in ("stage1_head", "e2llm/emotion", *[m for m in summary if m in ("de_logreg", "eegnet_v4")]):
+        if method not in summary:
+            continue
+        stats = summary[method]
+        parse = f"{stats['parse_rate']['mean']:.3f}" if method.startswith("e2llm") else ""
+        lines.append(f"{names.get(method, method):<26}{format_metric(stats['accuracy']):>34}"
+                     f"{stats['balanced_accuracy']['mean']:>9.3f}{stats['macro_f1']['mean']:>9.3f}{parse:>7}")
+    return lines
+
+
+def _mean(value) -> float:
+    return float(value["mean"] if isinstance(value, dict) else value)
+
+
+def _explanation_lines(explanations: dict) -> list[str]:
+    """The evaluation's conflict tests (an input of another class swapped in) and label consistency."""
+    lines = []
+    conflicts = explanations.get("conflicts") or {}
+    swapped = [f"{name} {_mean(conflicts[key]['changed_answer']):.3f}" for key, name in
+               (("eeg_tokens", "EEG tokens"), ("emotion_token", "emotion token"), ("evidence_text", "evidence line"))
+               if "changed_answer" in (conflicts.get(key) or {})]
+    if swapped:
+        lines.append("  answer changed when another class's input was swapped in: " + ", ".join(swapped))
+    rationale = explanations.get("rationale") or {}
+    if "label_consistency" in rationale:
+        shuffled = rationale.get("shuffled_label_consistency")
+        lines.append(f"  label consistency {_mean(rationale['label_consistency']):.3f}"
+                     + (f" (shuffled {_mean(shuffled):.3f})" if shuffled is not None else ""))
+    return lines
+
+
+def _check_lines(protocol: dict) -> list[str]:
+    lines = _explanation_lines(protocol.get("explanations") or {})
+    for name, paired in protocol.get("paired", {}).items():
+        lo, hi = paired["ci"]
+        lines.append(f"  paired {name}: {paired['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}], p = {paired['p_value']:.4f}")
+    reliance = protocol.get("reliance")
+    if reliance:
+        lines.append(f"  mismatched EEG: accuracy {reliance['normal_accuracy']['mean']:.3f} -> "
+                     f"{reliance['accuracy']['mean']:.3f}, mean confidence "
+                     f"{reliance['normal_mean_confidence']['mean']:.3f} -> {reliance['mean_confidence']['mean']:.3f}"
+                     + ("  [FLAG: confidence does not drop]" if reliance["flag_confidence_does_not_drop"] else ""))
+    answers = protocol["summary"].get("e2llm/emotion", {})
+    if "selective_accuracy_50%" in answers:
+        lines.append("  E2LLM selective accuracy at 50/80/100% coverage: " + " / ".join(
+            f"{answers[f'selective_accuracy_{c}']['mean']:.3f}" for c in ("50%", "80%", "100%")))
+    return lines
+
+
+def rationale_lines(answers: dict, alignments: list[dict]) -> list[str]:
+    """The rationale checks (means over training seeds) and the stage-2 gap (mean over runs) of one protocol."""
+    lines = []
+    if "faithfulness" in answers:
+        mean = {k: answers[k]["mean"] for k in ("faithfulness", "shuffled_faithfulness", "most_frequent_faithfulness",
+                                                "distinct_share", "duplicate_or_contradictory_share") if k in answers}
+        lines.append(f"  rationales: faithfulness {mean['faithfulness']:.3f} (shuffled across windows "
+                     f"{mean.get('shuffled_faithfulness', float('nan')):.3f}, most frequent "
+                     f"{mean.get('most_frequent_faithfulness', float('nan')):.3f}); distinct "
+                     f"{mean.get('distinct_share', float('nan')):.0%}, with duplicate or contradictory claims "
+                     f"{mean.get('duplicate_or_contradictory_share', float('nan')):.0%}")
+    if alignments:
+        per_description = np.mean([a["description_gap_shuffled_minus_real"] for a in alignments])
+        per_token = np.mean([a["gap_shuffled_minus_real"] for a in alignments])
+        lines.append(f"  stage 2: description NLL with shuffled minus real EEG {per_description:+.3f} nats per "
+                     f"description ({per_token:+.2e} per token)")
+    return lines
+
+
+def results_table(report: dict) -> str:
+    """The printed summary per protocol: stage-1 head, the LLM's answers and the baselines, each as mean ± std over
+    training seeds with the 95% interval over held-out trials, then the paired differences and the reliance check."""
+    names = {"stage1_head": "stage-1 encoder head", "e2llm/emotion": "E2LLM answer (generated)",
+             "de_logreg": "DE + logistic regression", "eegnet_v4": "EEGNet-v4"}
+    quickstart = report.get("quickstart") or {}
+    epochs = quickstart.get("settings", {}).get("eegnet_epochs")
+    if epochs:
+        names["eegnet_v4"] = f"EEGNet-v4 ({epochs} ep.)"
+    lines, runs = [], quickstart.get("runs", [])
+    for kind, protocol in report.get("protocols", {"trial": report}).items():
+        split = protocol["split"]
+        what = {"trial": "held-out trials", "subject": "held-out subjects (leave one out, all folds)"}.get(kind, kind)
+        if quickstart.get("on_validation"):
+            what = "validation trials (carved from the training trials; the test trials are not used)"
+        lines += ["", f"[{kind}] {dataset_title(protocol)} - {what}: {split['n_test_trials']} trials "
+                      f"({split['n_test_windows']} windows), training seeds: {protocol['n_replicates']}, "
+                      f"chance = {1 / len(protocol['label_names']):.3f}",
+                  f"{'method':<26}{'accuracy (mean ± std [95% CI])':>34}{'bal. acc':>9}{'macro-F1':>9}{'parse':>7}"]
+        lines += _method_lines(protocol["summary"], names) + _check_lines(protocol)
+        lines += rationale_lines(protocol["summary"].get("e2llm/emotion", {}),
+                                 [run["alignment"] for run in runs if run["protocol"] == kind and run.get("alignment")])
+    return "\n".join(lines).lstrip("\n")
+
+
+def timing_table(report: dict) -> str:
+    """Seconds per part of each run (`TIMED_PARTS`), the data preparation and the total, as a table."""
+    quickstart = report["quickstart"]
+    header = f"{'seconds':<26}" + "".join(f"{part:>11}" for part in (*TIMED_PARTS, "total"))
+    lines = [f"time per part (on {quickstart['device']}, load average {quickstart['load_average_1min']}):", header]
+    for run in quickstart["runs"]:
+        timings = run["timings_seconds"]
+        name = f"{run['protocol']} fold {run['fold']} seed {run['seed']}"
+        lines.append(f"{name:<26}" + "".join(f"{timings.get(p, 0.0):>11.1f}" for p in TIMED_PARTS)
+                     + f"{sum(timings.values()):>11.1f}")
+    lines.append(f"{'data (once)':<26}{quickstart['data_seconds']:>11.1f}")
+    lines.append(f"{'whole run':<26}{'':>{11 * len(TIMED_PARTS)}}{quickstart['total_seconds']:>11.1f}")
+    return "\n".join(lines)
+
+
+__all__ = ["TIMED_PARTS", "rationale_lines", "results_table", "timing_table"]

@@ -15,11 +15,14 @@ Five tasks, each with its prompt templates defined once here (never per dataset)
 
 Rationales are built from the window's own evidence (`e2llm.eeg_evidence_features`) relative to an
 `EvidenceReference` computed from training windows only: each subject's mean band power over its training
-windows (the baseline) and each feature's spread across training windows. A rationale states the two strongest
-regional band-power deviations, the strongest differential-entropy deviation and frontal alpha asymmetry (when a
-frontal pair is present), each at most once, with region, band, direction, a magnitude bucket in spread units
-and the number; claims about regions without channels are never written. The grammar is fixed, so
-`e2llm.training.evaluation.rationales` can find each claim in a generated answer and check it against the signal.
+windows (the baseline), each feature's spread across training windows and the labels' class signatures. A rationale
+cites the measured items that speak for the window's label against its alternatives under those signatures
+(`e2llm.label_evidence_e2llm.select_label_evidence`: at most three, each with region, band, direction and a
+magnitude bucket in spread units, never a number: the pipeline renders numbers from measurement) and ends with what
+they show, e.g. ``...; so the evidence favours sadness over fear.`` (``only partly favours`` when the window's whole
+evidence fits another label better). Claims about regions without channels are never written. The grammar is fixed,
+so `e2llm.training.evaluation.rationales` can find each claim and the label it argues for in a generated answer and
+check both against the signal and against the model.
 
 The label set always comes from the dataset (its ``ClassLabel`` names); valence and arousal come
 from rating columns when a dataset has them (DEAP, DREAMER: 1-9 scales), otherwise from the
@@ -43,9 +46,18 @@ from e2llm.eeg_evidence_features import (
     evidence_features,
     evidence_statement,
     feature_keys,
-    format_claim,
     make_claim,
     region_matrix,
+)
+from e2llm.label_evidence_e2llm import (
+    abstention_ranges,
+    claim_words,
+    class_signatures,
+    feature_ids,
+    format_label_support,
+    item_claim,
+    select_label_evidence,
+    window_statistics,
 )
 
 TASKS: tuple[str, ...] = ("emotion", "label", "multitask", "scenario", "describe")
@@ -69,8 +81,7 @@ AROUSALS: tuple[str, ...] = ("high", "low")
 INTENSITIES: tuple[str, ...] = ("mild", "moderate", "strong")
 MULTITASK_FIELDS: dict[str, tuple[str, ...]] = {"Valence": VALENCES, "Arousal": AROUSALS, "Intensity": INTENSITIES}
 STRONG_DEVIATION_DB = 3.0  # a window deviating this much from baseline raises the intensity one level
-N_POWER_CLAIMS = 2  # regional band-power claims per rationale (the strongest deviations in spread units)
-RATIONALE_OPENING = "Relative to this subject's baseline: "
+RATIONALE_OPENING = "Relative to baseline: "
 
 
 @dataclass(frozen=True)
@@ -116,24 +127,30 @@ channel_regions = region_matrix  # `(n_regions, n_channels)` averaging matrix (o
 
 @dataclass
 class EvidenceReference:
-    """What rationales are relative to, from training windows only.
+    """What rationales are relative to and what they cite, from training windows only.
 
     `baseline_db` maps a subject to its mean band power `(n_bands, n_channels)` dB over its training windows;
-    `spread` `(n_features,)` is each feature's SD across training windows (columns of `EvidenceFeatures.flat`,
-    NaN where a region has no channel); `centroids` `(n_labels, n_features)` is each label's mean feature in spread
-    units (for label-rationale consistency).
+    `spread` `(n_features,)` is each feature's SD across training windows (columns of `EvidenceFeatures.flat`, NaN
+    where a region has no channel); `signatures` are the labels' class signatures in spread units
+    (`e2llm.label_evidence_e2llm.class_signatures`); `reference_db` `(n_bands, n_channels)` is the mean band power
+    over all training windows (the reference a model ships for inputs too short for their own mean); `abstention`
+    holds the training ranges of `e2llm.label_evidence_e2llm.window_statistics` (None without them).
     """
 
     channel_names: list[str]
     label_names: list[str]
     baseline_db: dict[int, np.ndarray]
     spread: np.ndarray
-    centroids: np.ndarray
+    signatures: dict
+    reference_db: np.ndarray
+    abstention: dict | None = None
     notes: dict = field(default_factory=dict)
 
     @classmethod
-    def from_training_windows(cls, power_db, subjects, labels, channel_names, label_names) -> EvidenceReference:
-        """Reference from band power `(n, n_bands, n_channels)` dB of training windows, their subjects and labels."""
+    def from_training_windows(cls, power_db, subjects, labels, channel_names, label_names, window_stats=None,
+                              notes=None) -> EvidenceReference:
+        """Reference from band power `(n, n_bands, n_channels)` dB of training windows, their subjects and labels
+        (and their `window_statistics`, for the abstention ranges)."""
         power_db, subjects, labels = np.asarray(power_db), np.asarray(subjects).astype(int), np.asarray(labels)
         if len(power_db) == 0:
             raise ValueError("an evidence reference needs at least one training window")
@@ -141,12 +158,12 @@ class EvidenceReference:
         flat = evidence_features(power_db, channel_names, np.stack([baseline[int(s)] for s in subjects])).flat()
         spread = flat.std(axis=0)
         spread = np.where(np.isfinite(spread), np.maximum(spread, 1e-6), np.nan)
-        z = flat / spread
-        centroids = np.stack([z[labels == k].mean(axis=0) if np.any(labels == k) else np.zeros(z.shape[1])
-                              for k in range(len(label_names))])
-        return cls(list(channel_names), list(label_names), baseline, spread, np.nan_to_num(centroids),
-                   {"baseline": "mean band power of each subject's training windows",
-                    "spread": "SD of each feature over the training windows"})
+        signatures = class_signatures(flat / spread, labels, label_names)
+        notes = {"baseline": "mean band power of each subject's training windows",
+                 "spread": "SD of each feature over the training windows", "n_windows": int(len(power_db)),
+                 **(notes or {})}
+        return cls(list(channel_names), list(label_names), baseline, spread, signatures, power_db.mean(axis=0),
+                   abstention_ranges(window_stats) if window_stats is not None else None, notes)
 
     def baselines_for(self, subjects, power_db=None) -> np.ndarray:
         """Per-window baseline `(n, n_bands, n_channels)`; a subject without training windows (leave-one-subject-out)
@@ -164,22 +181,79 @@ class EvidenceReference:
         """Evidence of windows `(n, n_bands, n_channels)` dB relative to their subjects' baselines."""
         return evidence_features(power_db, self.channel_names, self.baselines_for(subjects, power_db))
 
+    def z(self, features: EvidenceFeatures) -> np.ndarray:
+        """`(n, n_features)` evidence in spread units (NaN where a feature is absent)."""
+        return features.flat() / self.spread
+
     def spread_of(self, kind: str, band: str | None = None, region: str | None = None) -> float:
         return float(self.spread[feature_keys().index((kind, band, region))])
 
+    def statistics(self, evidence_in_prompt: bool = False, strongest: int | None = None,
+                   provenance: Mapping | None = None) -> dict:
+        """The evidence statistics a model ships with its processor (`E2LLMProcessor(evidence_statistics=...)`):
+        feature ids, spreads, the training windows' mean band power per channel, the class signatures, whether and
+        how prompts carry the evidence line, the abstention ranges and the provenance (the reference's notes,
+        updated with `provenance`: fingerprint, split...). JSON-ready."""
+        def finite(values):
+            return [float(v) if np.isfinite(v) else None for v in np.asarray(values, dtype=np.float64).ravel()]
 
-def rationale_claims(reference: EvidenceReference, features: EvidenceFeatures, index: int,
-                     n_power: int = N_POWER_CLAIMS) -> list[Claim]:
-    """The claims of window `index`: its `n_power` strongest regional band-power deviations (in spread units,
-    present regions only), its strongest differential-entropy deviation and its frontal alpha asymmetry."""
-    n_regions = len(REGIONS)
-    power_z = features.power[index] / reference.spread[: len(BAND_NAMES) * n_regions].reshape(len(BAND_NAMES), -1)
-    order = [k for k in np.argsort(-np.nan_to_num(np.abs(power_z), nan=-1.0), axis=None) if np.isfinite(power_z.flat[k])]
+        known = {k: self.notes.get(k) for k in ("dataset", "synthetic", "n_windows")}
+        known["synthetic"] = bool(known["synthetic"] or str(known["dataset"] or "").lower().startswith("synthetic"))
+        return {
+            "feature_ids": feature_ids(),
+            "spread": finite(self.spread),
+            "reference_power_db": {name: finite(self.reference_db[:, c]) for c, name in enumerate(self.channel_names)},
+            "signatures": self.signatures,
+            "prompt": {"evidence_in_prompt": bool(evidence_in_prompt),
+                       "strongest": None if strongest is None else int(strongest)},
+            "abstention": self.abstention,
+            "provenance": {"fingerprint": None, "split": None, **known, **dict(provenance or {})},
+        }
+
+
+def label_evidence(reference: EvidenceReference, features: EvidenceFeatures, index: int,
+                   label: str) -> tuple[list[Claim], dict]:
+    """The claims a rationale for `label` cites in window `index`: the measured items that favour `label` against
+    its alternatives under the class signatures (`e2llm.label_evidence_e2llm.select_label_evidence`), and that
+    selection (``items``, ``against``, ``margin``, ``favoured``)."""
+    z = reference.z(features)[index]
+    selection = select_label_evidence(z, reference.signatures, label)
+    values = dict(zip(feature_ids(), features.flat()[index]))
+    spreads = dict(zip(feature_ids(), reference.spread))
+    return [item_claim(item, values[item], spreads[item]) for item in selection["items"]], selection
+
+
+def rationale_text(claims: Sequence[Claim], label: str | None = None, selection: Mapping | None = None) -> str:
+    """A rationale from its claims, without numbers (the pipeline renders them from measurement): ``Relative to
+    baseline: claim; claim; so the evidence favours <label> over <against>.``, or without `label` the claims alone
+    (stage-2 descriptions)."""
+    clauses = [claim_words(c) for c in claims]
+    if label is not None and selection is not None:
+        if not clauses:
+            return f"{RATIONALE_OPENING}no measured feature speaks for {label} over {selection['against']}."
+        clauses.append(format_label_support(label, selection["against"], selection["favoured"]))
+    if not clauses:
+        return RATIONALE_OPENING + "no claim the recorded channels support."
+    return RATIONALE_OPENING + "; ".join(clauses) + "."
+
+
+def label_rationale(reference: EvidenceReference, features: EvidenceFeatures, index: int, label: str) -> str:
+    """The stage-3 rationale of window `index` for `label` (`label_evidence`, then `rationale_text`)."""
+    claims, selection = label_evidence(reference, features, index, label)
+    return rationale_text(claims, label, selection)
+
+
+def description_claims(reference: EvidenceReference, features: EvidenceFeatures, index: int) -> list[Claim]:
+    """Stage-2 target claims: every present region's strongest band deviation (in spread units), the strongest
+    differential-entropy deviation and the frontal alpha asymmetry."""
     claims = []
-    for flat in order[:n_power]:
-        b, r = np.unravel_index(flat, power_z.shape)
-        claims.append(make_claim("power", features.power[index, b, r], reference.spread_of("power", BAND_NAMES[b],
-                                 REGIONS[r]), band=BAND_NAMES[b], region=REGIONS[r]))
+    for r, region in enumerate(REGIONS):
+        spreads = np.array([reference.spread_of("power", band, region) for band in BAND_NAMES])
+        values = features.power[index, :, r]
+        if not np.all(np.isfinite(values)):
+            continue
+        b = int(np.argmax(np.abs(values / spreads)))
+        claims.append(make_claim("power", values[b], spreads[b], band=BAND_NAMES[b], region=region))
     de_spread = np.array([reference.spread_of("de", band) for band in BAND_NAMES])
     if np.all(np.isfinite(features.de[index])):
         b = int(np.argmax(np.abs(features.de[index] / de_spread)))
@@ -189,28 +263,8 @@ def rationale_claims(reference: EvidenceReference, features: EvidenceFeatures, i
     return claims
 
 
-def rationale_text(claims: Sequence[Claim]) -> str:
-    """A rationale from its claims: ``Relative to this subject's baseline: claim; claim; ...``."""
-    if not claims:
-        return RATIONALE_OPENING + "no claim the recorded channels support."
-    return RATIONALE_OPENING + "; ".join(format_claim(c) for c in claims) + "."
-
-
-def description_claims(reference: EvidenceReference, features: EvidenceFeatures, index: int) -> list[Claim]:
-    """Stage-2 target claims: every present region's strongest band deviation, the strongest DE deviation, FAA."""
-    claims = []
-    for r, region in enumerate(REGIONS):
-        spreads = np.array([reference.spread_of("power", band, region) for band in BAND_NAMES])
-        values = features.power[index, :, r]
-        if not np.all(np.isfinite(values)):
-            continue
-        b = int(np.argmax(np.abs(values / spreads)))
-        claims.append(make_claim("power", values[b], spreads[b], band=BAND_NAMES[b], region=region))
-    return claims + [c for c in rationale_claims(reference, features, index, n_power=0)]
-
-
 def description_text(reference: EvidenceReference, features: EvidenceFeatures, index: int) -> str:
-    """The stage-2 description of window `index` (no label)."""
+    """The stage-2 description of window `index` (no label, no numbers)."""
     return rationale_text(description_claims(reference, features, index))
 
 
@@ -263,8 +317,9 @@ def conversation(prompt: str, completion: str | None = None) -> list[dict]:
 
 
 def read_evidence_columns(dataset, batch_size: int = 256) -> dict:
-    """Band power (dB) `(n, n_bands, n_channels)` of every window of a prepared dataset (reading `eeg` in chunks),
-    with its ``channel_names``, ``sfreq``, ``label_names`` and the ``labels``, ``subjects`` and ``ratings`` columns."""
+    """Band power (dB) `(n, n_bands, n_channels)` and `window_statistics` of every window of a prepared dataset
+    (reading `eeg` in chunks), with its ``channel_names``, ``sfreq``, ``label_names``, the ``labels``, ``subjects``
+    and ``ratings`` columns, and ``notes`` (the dataset's name and whether it is synthetic)."""
     from e2llm.processing.dataset_io import dataset_metadata
 
     metadata = dataset_metadata(dataset)
@@ -273,22 +328,33 @@ def read_evidence_columns(dataset, batch_size: int = 256) -> dict:
     if label_column not in dataset.column_names:
         raise ValueError(f"the dataset has no label column {label_column!r} (columns: {dataset.column_names})")
     table = dataset.with_format("numpy")
-    power = [band_power_db(table[i : i + batch_size]["eeg"], sfreq) for i in range(0, len(dataset), batch_size)]
+    power, stats = [], []
+    for i in range(0, len(dataset), batch_size):
+        eeg = table[i : i + batch_size]["eeg"]
+        power.append(band_power_db(eeg, sfreq))
+        stats.append(window_statistics(eeg, sfreq, channel_names))
     small = table.select_columns([c for c in dataset.column_names if c != "eeg"])[:]
     return {
         "power_db": np.concatenate(power) if power else np.zeros((0, len(BAND_NAMES), len(channel_names))),
+        "window_stats": {k: np.concatenate([s[k] for s in stats]) for k in stats[0]} if stats else None,
         "channel_names": channel_names, "sfreq": sfreq,
         "label_names": list(dataset.features[label_column].names),
         "labels": np.asarray(small[label_column]), "subjects": np.asarray(small["subject"]),
         "ratings": {name: np.asarray(small[name]) for name in ("valence", "arousal") if name in dataset.column_names},
+        "notes": {"dataset": metadata.get("dataset"), "synthetic": bool(metadata.get("synthetic", False))},
     }
+
+
+def reference_from_columns(columns: Mapping) -> EvidenceReference:
+    """The `EvidenceReference` of the windows `read_evidence_columns` read (pass training windows only)."""
+    return EvidenceReference.from_training_windows(columns["power_db"], columns["subjects"], columns["labels"],
+                                                   columns["channel_names"], columns["label_names"],
+                                                   columns.get("window_stats"), columns.get("notes"))
 
 
 def evidence_reference(dataset, batch_size: int = 256) -> EvidenceReference:
     """The `EvidenceReference` of a prepared dataset's windows (pass training windows only)."""
-    columns = read_evidence_columns(dataset, batch_size)
-    return EvidenceReference.from_training_windows(columns["power_db"], columns["subjects"], columns["labels"],
-                                                   columns["channel_names"], columns["label_names"])
+    return reference_from_columns(read_evidence_columns(dataset, batch_size))
 
 
 def build_instructions(
@@ -310,8 +376,9 @@ def build_instructions(
     `e2llm.answers.format_answer`), `rationale` and `prefill` (the start of `completion` that is given to the model
     rather than learned: ``Emotion:`` for ``label`` rows, so they teach the label after that line but never to
     answer without a rationale; empty otherwise). With `evidence_in_prompt`, every prompt but the ``describe`` ones
-    ends with the window's measured evidence (`e2llm.eeg_evidence_features.evidence_statement`, `evidence_strongest`)
-    on a new line, as the `eeg-emotion` pipeline writes it for a processor with `evidence_spread`.
+    ends with the window's measured evidence (`e2llm.eeg_evidence_features.evidence_statement`: every feature in
+    its fixed order, or with `evidence_strongest` the largest deviations first) on a new line, as the `eeg-emotion`
+    pipeline writes it for a model whose evidence statistics say so (``prompt``).
     """
     weights = dict(tasks) if isinstance(tasks, Mapping) else {task: 1.0 for task in tasks}
     if not weights:
@@ -323,9 +390,7 @@ def build_instructions(
         raise ValueError(f"task weights must be non-negative with a positive sum, got {weights}")
     columns = read_evidence_columns(dataset, batch_size)
     if reference is None:
-        reference = EvidenceReference.from_training_windows(columns["power_db"], columns["subjects"],
-                                                            columns["labels"], columns["channel_names"],
-                                                            columns["label_names"])
+        reference = reference_from_columns(columns)
     elif list(reference.channel_names) != columns["channel_names"]:
         raise ValueError("the evidence reference was computed on other channels than the dataset's")
     features = reference.features(columns["power_db"], columns["subjects"])
@@ -349,7 +414,7 @@ def build_instructions(
             rating = {name: float(values[i]) for name, values in ratings.items()}
             fields = answer_fields(task, label_names[int(labels[i])], float(max_deviation[i]), rating)
             if task != "label":
-                rationale = rationale_text(rationale_claims(reference, features, i))
+                rationale = label_rationale(reference, features, i, label_names[int(labels[i])])
             else:  # given, not learned: the model never learns to skip its rationale, only the label after it
                 prefill = f"{LABEL_KEY}:"
             completion = format_answer(fields, rationale or None)
@@ -381,8 +446,10 @@ __all__ = [
     "description_text",
     "evidence_reference",
     "intensity_of",
-    "rationale_claims",
+    "label_evidence",
+    "label_rationale",
     "rationale_text",
     "read_evidence_columns",
+    "reference_from_columns",
     "templates_for",
 ]

@@ -2,9 +2,11 @@
 
 Steps: resolve the split (`splits.resolve_split`); refuse, before any inference, test windows whose trials the
 model's provenance says it trained or validated on; answer the test windows (`runner.Evaluator`) for each task;
-score the same questions with mismatched EEG (reliance); train and test the baselines on the same windows. The
-returned run holds every metric plus per-window predictions, so `summary.summarize` can pool runs (training seeds,
-folds) into mean ± std, bootstrap intervals over trials and paired comparisons.
+check the emotion answers' explanations against the signal and the model, run the conflict tests, calibration and
+abstention checks (`explanations.explanation_checks`); score the encoder's emotion head (stage 1's, when the encoder
+has an emotion token) on the same windows; train and test the baselines on the same windows. The returned run holds
+every metric plus per-window predictions, so `summary.summarize` can pool runs (training seeds, folds) into
+mean ± std, bootstrap intervals over trials and paired comparisons.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 
 from e2llm.training.evaluation.baselines import BASELINES
 from e2llm.training.evaluation.metrics import classification_metrics, expected_calibration_error
-from e2llm.training.evaluation.runner import EVAL_TASKS, Evaluator, _subject_baselines, mismatched_partners
+from e2llm.training.evaluation.runner import EVAL_TASKS, Evaluator, _subject_baselines
 from e2llm.training.evaluation.splits import SplitIndices, SplitSpec, resolve_split
 
 AUTO = "auto"
@@ -31,6 +33,8 @@ class EvalOptions:
     `prompt_seed` draws the prompt template of each window (one draw; it is not a training seed and never
     gives ±); `training_seed` is the seed the model was trained with (from its provenance when known) and
     seeds the baselines. `max_test_windows` evenly subsamples the test windows (quick runs only).
+    `mismatched_eeg`: run the checks that give the model mismatched or perturbed inputs (conflict tests, ERASER,
+    abstention; `explanations.explanation_checks`); `non_emotion_windows` per kind of non-emotion input.
     """
 
     tasks: Sequence[str] = ("emotion",)
@@ -44,6 +48,7 @@ class EvalOptions:
     max_new_tokens: int = 128
     max_test_windows: int | None = None
     eegnet_epochs: int = 30
+    non_emotion_windows: int = 20
     model_name: str = "e2llm"
     extra: dict = field(default_factory=dict)
 
@@ -81,27 +86,42 @@ def _baseline_metrics(name, train, test, labels, label_names, sfreq, seed, optio
     return metrics
 
 
-def _rationale_metrics(outputs, train, test, seed: int) -> dict:
-    """Faithfulness of the generated rationales next to uninformative controls (`rationales.split_rationale_report`)."""
-    from e2llm.training.evaluation.rationales import split_rationale_report
+def _head_metrics(head_probs: np.ndarray, labels, label_names) -> dict:
+    """The encoder's emotion head scored like a method (predictions and confidence per window)."""
+    predicted = head_probs.argmax(1)
+    metrics = classification_metrics(labels.tolist(), predicted.tolist(), label_names)
+    metrics["ece"] = expected_calibration_error(head_probs, labels)
+    confidence = head_probs.max(axis=1)
+    metrics.update(predictions=predicted.tolist(), confidence=confidence.tolist(),
+                   mean_confidence=float(confidence.mean()))
+    return metrics
 
-    return split_rationale_report([o["rationale"] for o in outputs], [o["label"] for o in outputs], train, test,
-                                  seed=seed)
+
+def _emotion_task(evaluator: Evaluator, options: EvalOptions, train, model, processor) -> tuple[dict, list, dict]:
+    """The emotion answers' metrics, their outputs, and the explanation checks (or {})."""
+    from e2llm.training.evaluation.explanations import explanation_checks
+
+    metrics, outputs = evaluator.task("emotion", options.prompt_seed)
+    # label scoring straight after the prompt, no rationale (`return_rationale=False`, `--no-rationale`)
+    label_only = evaluator.label_metrics(evaluator.run(evaluator.prompts("emotion", "train", options.prompt_seed),
+                                                       return_rationale=False))
+    metrics.update({f"label_only_{k}": label_only[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "ece")})
+    checks = {}
+    if options.mismatched_eeg:
+        checks = explanation_checks(model, processor, evaluator, outputs, train, seed=options.prompt_seed,
+                                    non_emotion=options.non_emotion_windows)
+        metrics.update(checks["rationale"])
+    return metrics, outputs, checks
 
 
-def _llm_methods(evaluator: Evaluator, options: EvalOptions, label_names, train) -> tuple[dict, list, dict | None]:
-    methods, examples, reliance = {}, [], None
+def _llm_methods(evaluator: Evaluator, options: EvalOptions, label_names, train, model,
+                 processor) -> tuple[dict, list, dict]:
+    methods, examples, checks = {}, [], {}
     for task in options.tasks:
-        metrics, outputs = evaluator.task(task, options.prompt_seed)
         if task == "emotion":
-            # flat scalars (faithfulness, shuffled_/most_frequent_ controls, distinct_share, ...): summarised per seed
-            metrics.update({k: v for k, v in _rationale_metrics(outputs, train, evaluator.test,
-                                                                  options.prompt_seed).items()
-                            if isinstance(v, (int, float)) and not isinstance(v, bool)})
-            # label scoring straight after the prompt, no rationale (`return_rationale=False`, `--no-rationale`)
-            label_only = evaluator.label_metrics(evaluator.run(evaluator.prompts("emotion", "train", options.prompt_seed),
-                                                               return_rationale=False))
-            metrics.update({f"label_only_{k}": label_only[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")})
+            metrics, outputs, checks = _emotion_task(evaluator, options, train, model, processor)
+        else:
+            metrics, outputs = evaluator.task(task, options.prompt_seed)
         methods[f"{options.model_name}/{task}"] = metrics
         examples += [{"task": task, "true": label_names[int(evaluator.labels[i])],
                       **{k: outputs[i][k] for k in ("label", "generated_text")}} for i in range(min(3, len(outputs)))]
@@ -110,13 +130,7 @@ def _llm_methods(evaluator: Evaluator, options: EvalOptions, label_names, train)
         agreement = evaluator.self_consistency(options.self_consistency_samples, options.prompt_seed,
                                                options.temperature)
         methods[name] = {**methods.get(name, {}), **{f"self_consistency_{k}": v for k, v in agreement.items()}}
-    if options.mismatched_eeg:
-        normal = methods.get(f"{options.model_name}/emotion")
-        if normal is None:
-            normal, _ = evaluator.task("emotion", options.prompt_seed)
-        partners = mismatched_partners(evaluator.labels, options.prompt_seed)
-        reliance = evaluator.mismatched(options.prompt_seed, partners, normal)
-    return methods, examples, reliance
+    return methods, examples, checks
 
 
 def evaluate_model(model, processor, dataset, split: SplitSpec | None = None, options: EvalOptions | None = None, *,
@@ -160,13 +174,16 @@ def evaluate_model(model, processor, dataset, split: SplitSpec | None = None, op
     pipe = pipeline("eeg-emotion", model=model, processor=processor, device=model.device)
     evaluator = Evaluator(pipe, test, metadata, label_names, options.batch_size, options.max_new_tokens,
                           _subject_baselines(train, test, sfreq))
-    methods, examples, reliance = _llm_methods(evaluator, options, label_names, train)
+    methods, examples, checks = _llm_methods(evaluator, options, label_names, train, model, processor)
+    head_probs = checks.pop("head_probs", None)
+    if head_probs is not None:
+        methods["emotion_head"] = _head_metrics(head_probs, evaluator.labels, label_names)
     model.train(was_training)
     for name in options.baselines:
         methods[name] = _baseline_metrics(name, train, test, evaluator.labels, label_names, sfreq, seed, options)
 
     keys = trial_keys(test)
-    run = {"seed": int(seed), "fold": indices.spec.fold, "methods": methods, "reliance": reliance,
+    run = {"seed": int(seed), "fold": indices.spec.fold, "methods": methods, "explanations": checks or None,
            "windows": {"keys": keys.tolist(), "labels": evaluator.labels.tolist()}}
     report = {
         "model": options.model_name,

@@ -2,8 +2,7 @@
 
 `Evaluator` runs the ``eeg-emotion`` pipeline (its public call only) on the test windows, `chunk_size` windows at a
 time (one chunk of EEG in memory), with the task prompts of `e2llm.processing.instructions`, and scores the
-answers; `mismatched_partners` pairs each window with another test window of a different class for the reliance
-check (the same question with the wrong EEG).
+answers. What drives the answers (inputs swapped one at a time) is measured in `conflicts`.
 """
 
 from __future__ import annotations
@@ -22,24 +21,6 @@ from e2llm.training.evaluation.metrics import (
 )
 
 EVAL_TASKS = ("emotion", "multitask", "scenario")
-# A model whose mean confidence falls by less than this on mismatched EEG is flagged as not relying on the EEG.
-CONFIDENCE_DROP_MIN = 0.05
-
-
-def mismatched_partners(labels: np.ndarray, seed: int = 0) -> np.ndarray:
-    """For each window, another window (row) of a different class, drawn at random; `(n,)` int64.
-
-    Raises ValueError when the windows hold a single class (no mismatched partner exists).
-    """
-    labels = np.asarray(labels)
-    if len(np.unique(labels)) < 2:
-        raise ValueError("mismatched-EEG scoring needs test windows of at least two classes")
-    rng = np.random.default_rng(seed + 104729)
-    partners = np.empty(len(labels), dtype=np.int64)
-    for i, label in enumerate(labels):
-        candidates = np.flatnonzero(labels != label)
-        partners[i] = candidates[rng.integers(len(candidates))]
-    return partners
 
 
 def _subject_baselines(train, test, sfreq: float, batch_size: int = 256) -> dict[int, np.ndarray]:
@@ -200,21 +181,6 @@ class Evaluator:
             return metrics, outputs
         raise ValueError(f"unknown evaluation task {task!r}; use {EVAL_TASKS}")
 
-    def mismatched(self, seed: int, partners: np.ndarray, normal: dict) -> dict:
-        """The emotion task with each window's question given `partners[i]`'s EEG (another class): accuracy
-        against the question's window, how often the answer follows the swapped-in EEG, and mean confidence, next
-        to `normal` (the same task's metrics on the right EEG)."""
-        outputs = self.run(self.prompts("emotion", "train", seed), eeg_rows=partners)
-        predicted, confidence = self.predictions(outputs)
-        drop = float(normal["mean_confidence"] - confidence.mean())
-        return {
-            "accuracy": float(np.mean(predicted == self.labels)),
-            "follows_swapped_eeg": float(np.mean(predicted == self.labels[partners])),
-            "mean_confidence": float(confidence.mean()),
-            "normal_accuracy": normal["accuracy"], "normal_mean_confidence": normal["mean_confidence"],
-            "confidence_drop": drop, "flag_confidence_does_not_drop": bool(drop < CONFIDENCE_DROP_MIN),
-        }
-
     def self_consistency(self, n_samples: int, seed: int, temperature: float) -> dict:
         questions = self.prompts("emotion", "train", seed)
         samples = []
@@ -224,6 +190,4 @@ class Evaluator:
         return self_consistency([list(row) for row in zip(*samples)])
 
 
-
-
-__all__ = ["CONFIDENCE_DROP_MIN", "EVAL_TASKS", "Evaluator", "mismatched_partners", "multitask_consistent"]
+__all__ = ["EVAL_TASKS", "Evaluator", "multitask_consistent"]

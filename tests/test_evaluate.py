@@ -70,7 +70,7 @@ def test_every_metric_is_reported(report):
 
 def test_explanations_conflicts_calibration_and_abstention_are_reported(report):
     checks = report["explanations"]
-    assert set(checks) == {"rationale", "eraser", "controls", "conflicts", "calibration", "abstention"}
+    assert set(checks) == {"rationale", "eraser", "controls", "conflicts", "calibration", "abstention", "seconds"}
     assert checks["conflicts"]["none"]["accuracy"]["n"] == 1 and "eeg_tokens" in checks["conflicts"]
     assert {"answer", "label_only"} <= set(checks["calibration"])
     assert checks["calibration"]["answer"]["ece"]["n"] == 1

@@ -133,23 +133,12 @@ def _llm_methods(evaluator: Evaluator, options: EvalOptions, label_names, train,
     return methods, examples, checks
 
 
-def evaluate_model(model, processor, dataset, split: SplitSpec | None = None, options: EvalOptions | None = None, *,
-                   indices: SplitIndices | None = None, provenance=AUTO, output_dir=None) -> dict:
-    """Evaluate `model` (+ `processor`) on the test side of `split` (or of the given `indices`) of a prepared
-    `dataset`; return the report (one run; `summary.summarize` adds intervals), written to `output_dir` if given.
-
-    `provenance`: the model's provenance (dict), None (unknown: a warning in the report), or "auto" (read from
-    the folder the model was loaded from). Test trials the model trained or validated on raise
-    `ProvenanceOverlapError` before anything runs.
-    """
-    from transformers import pipeline
-
+def _resolve(model, dataset, split, indices, options: EvalOptions, provenance) -> dict:
+    """The checked split, labels and provenance of one evaluation; refuses trials the model trained on."""
     from e2llm.processing.dataset_io import dataset_metadata
-    from e2llm.processing.splits import check_split, trial_keys
+    from e2llm.processing.splits import check_split
     from e2llm.training import provenance as prov
 
-    started = time.perf_counter()
-    options = options or EvalOptions()
     options.check()
     metadata = dataset_metadata(dataset)
     label_names = list(dataset.features[metadata.get("label_column") or "emotion"].names)
@@ -161,40 +150,31 @@ def evaluate_model(model, processor, dataset, split: SplitSpec | None = None, op
         raise ValueError("the split leaves no training or no test windows")
     provenance = _model_provenance(model, provenance)
     overlap = prov.check_no_overlap(provenance, dataset, indices.test)  # before any inference
-    rows = test_rows(indices, options.max_test_windows)
-    train, test = dataset.select(indices.training_side), dataset.select(rows)
-    sfreq = float(metadata["sampling_rate"])
     seed = options.training_seed
     if seed is None:
         seeds = {r.get("seed") for r in (provenance or {}).get("stages", [])}
         seed = seeds.pop() if len(seeds) == 1 else 0
+    return {"metadata": metadata, "label_names": label_names, "indices": indices, "provenance": provenance,
+            "overlap": overlap, "rows": test_rows(indices, options.max_test_windows), "seed": int(seed)}
 
-    was_training = model.training
-    model.eval()
-    pipe = pipeline("eeg-emotion", model=model, processor=processor, device=model.device)
-    evaluator = Evaluator(pipe, test, metadata, label_names, options.batch_size, options.max_new_tokens,
-                          _subject_baselines(train, test, sfreq))
-    methods, examples, checks = _llm_methods(evaluator, options, label_names, train, model, processor)
-    head_probs = checks.pop("head_probs", None)
-    if head_probs is not None:
-        methods["emotion_head"] = _head_metrics(head_probs, evaluator.labels, label_names)
-    model.train(was_training)
-    for name in options.baselines:
-        methods[name] = _baseline_metrics(name, train, test, evaluator.labels, label_names, sfreq, seed, options)
 
-    keys = trial_keys(test)
-    run = {"seed": int(seed), "fold": indices.spec.fold, "methods": methods, "explanations": checks or None,
-           "windows": {"keys": keys.tolist(), "labels": evaluator.labels.tolist()}}
-    report = {
+def _report(setup: dict, options: EvalOptions, run: dict, examples: list, test, started: float) -> dict:
+    from e2llm.processing.splits import trial_keys
+    from e2llm.training import provenance as prov
+
+    keys, indices = trial_keys(test), setup["indices"]
+    run["windows"] = {"keys": keys.tolist(), "labels": run.pop("labels")}
+    return {
         "model": options.model_name,
-        "dataset": metadata["dataset"],
-        "synthetic": prov.is_synthetic(metadata),
-        "label_names": label_names,
+        "dataset": setup["metadata"]["dataset"],
+        "synthetic": prov.is_synthetic(setup["metadata"]),
+        "label_names": setup["label_names"],
         "split": {**indices.spec.as_dict(), "validation_kind": indices.validation_kind,
-                  "n_train_windows": int(len(indices.training_side)), "n_test_windows": int(len(rows)),
+                  "n_train_windows": int(len(indices.training_side)), "n_test_windows": int(len(setup["rows"])),
                   "n_test_trials": int(len(np.unique(keys, axis=0))),
                   "test_subjects": sorted(int(s) for s in np.unique(keys[:, 0]))},
-        "provenance": {**prov.summary(provenance), "overlap": {k: v for k, v in overlap.items() if k != "identity"}},
+        "provenance": {**prov.summary(setup["provenance"]),
+                       "overlap": {k: v for k, v in setup["overlap"].items() if k != "identity"}},
         "tasks": list(options.tasks),
         "prompt_seed": int(options.prompt_seed),
         "runs": [run],
@@ -202,6 +182,42 @@ def evaluate_model(model, processor, dataset, split: SplitSpec | None = None, op
         "seconds": time.perf_counter() - started,
         **options.extra,
     }
+
+
+def evaluate_model(model, processor, dataset, split: SplitSpec | None = None, options: EvalOptions | None = None, *,
+                   indices: SplitIndices | None = None, provenance=AUTO, output_dir=None) -> dict:
+    """Evaluate `model` (+ `processor`) on the test side of `split` (or of the given `indices`) of a prepared
+    `dataset`; return the report (one run; `summary.summarize` adds intervals), written to `output_dir` if given.
+
+    `provenance`: the model's provenance (dict), None (unknown: a warning in the report), or "auto" (read from
+    the folder the model was loaded from). Test trials the model trained or validated on raise
+    `ProvenanceOverlapError` before anything runs. The run's ``seconds`` say what each step took.
+    """
+    from transformers import pipeline
+
+    started = time.perf_counter()
+    options = options or EvalOptions()
+    setup = _resolve(model, dataset, split, indices, options, provenance)
+    label_names, seed = setup["label_names"], setup["seed"]
+    train, test = dataset.select(setup["indices"].training_side), dataset.select(setup["rows"])
+    sfreq = float(setup["metadata"]["sampling_rate"])
+    was_training = model.training
+    model.eval()
+    pipe = pipeline("eeg-emotion", model=model, processor=processor, device=model.device)
+    evaluator = Evaluator(pipe, test, setup["metadata"], label_names, options.batch_size, options.max_new_tokens,
+                          _subject_baselines(train, test, sfreq))
+    methods, examples, checks = _llm_methods(evaluator, options, label_names, train, model, processor)
+    seconds = {"language_model": round(time.perf_counter() - started, 1)}
+    head_probs = checks.pop("head_probs", None)
+    if head_probs is not None:
+        methods["emotion_head"] = _head_metrics(head_probs, evaluator.labels, label_names)
+    model.train(was_training)
+    for name in options.baselines:
+        methods[name] = _baseline_metrics(name, train, test, evaluator.labels, label_names, sfreq, seed, options)
+        seconds[name] = round(methods[name]["train_seconds"], 1)
+    run = {"seed": seed, "fold": setup["indices"].spec.fold, "methods": methods, "explanations": checks or None,
+           "labels": evaluator.labels.tolist(), "seconds": seconds}
+    report = _report(setup, options, run, examples, test, started)
     if output_dir is not None:
         from e2llm.training.evaluation.report import write_report
         from e2llm.training.evaluation.summary import summarize

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,7 +127,7 @@ def explanation_checks(model, processor, evaluator, outputs, train, question: st
                        seed: int = 0, non_emotion: int = 20) -> dict:
     """Every check of the module docstring for the pipeline `outputs` on `evaluator`'s test windows (`train`: the
     training side, for the class signatures and baselines). Returns ``{"rationale", "eraser", "controls",
-    "conflicts", "calibration", "abstention", "head_probs"}`` (``head_probs`` `(n, n_labels)`: the emotion head's
+    "conflicts", "calibration", "abstention", "seconds", "head_probs"}`` (``head_probs`` `(n, n_labels)`: the emotion head's
     probabilities, None without an emotion token)."""
     from e2llm.processing.instructions import evidence_reference
 
@@ -137,25 +138,37 @@ def explanation_checks(model, processor, evaluator, outputs, train, question: st
     names = list(reference.label_names)
     predicted = np.array([names.index(o["label"]) if o["label"] in names else -1 for o in outputs])
     rationales = [o["rationale"] or "" for o in outputs]
-    rationale = split_rationale_report(rationales, [o["label"] for o in outputs], train, evaluator.test, seed=seed,
-                                       reference=reference, prompts=lines)
+    clock = _Clock()
+    checks = {"rationale": _flat(split_rationale_report(rationales, [o["label"] for o in outputs], train,
+                                                         evaluator.test, seed=seed, reference=reference,
+                                                         prompts=lines))}
     cited = [[i for i in cited_items(r) if i in set(p)] for r, p in zip(rationales, present)]
     score = lm_scorer(probe, windows.baselines, question)
-    controls = _controls(probe, reference, windows, lines, train, evaluator.test, present, seed)
-    head = controls.pop("head_probs", None)
-    label_only = score(windows.eeg)
+    checks["eraser"] = clock("eraser", _eraser_pair(score, windows, probe, cited, predicted, present, seed))
+    checks["controls"] = clock("controls", _controls(probe, reference, windows, lines, train, evaluator.test,
+                                                     present, seed))
+    head = checks["controls"].pop("head_probs", None)
+    checks["conflicts"] = clock("conflicts", conflict_tests(probe, windows.eeg, windows.labels, lines, question,
+                                                            seed))
+    checks["calibration"] = clock("calibration", _calibration(outputs, score(windows.eeg), head, windows.labels,
+                                                              names))
     other = non_emotion_windows(probe.signal["channel_names"], probe.signal["sampling_rate"],
                                 windows.eeg.shape[-1], non_emotion, seed) if non_emotion else {}
-    return {
-        "rationale": _flat(rationale),
-        "eraser": _eraser_pair(score, windows, probe, cited, predicted, present, seed),
-        "controls": controls,
-        "conflicts": conflict_tests(probe, windows.eeg, windows.labels, lines, question, seed),
-        "calibration": _calibration(outputs, label_only, head, windows.labels, names),
-        "abstention": abstention_report(reference.statistics(), windows.eeg, probe.signal["sampling_rate"],
-                                        probe.signal["channel_names"], other),
-        "head_probs": head,
-    }
+    checks["abstention"] = clock("abstention", abstention_report(
+        reference.statistics(), windows.eeg, probe.signal["sampling_rate"], probe.signal["channel_names"], other))
+    return {**checks, "seconds": clock.seconds, "head_probs": head}
+
+
+class _Clock:
+    """Seconds each check took (`seconds`), since the previous one."""
+
+    def __init__(self):
+        self.seconds, self.last = {}, time.perf_counter()
+
+    def __call__(self, name: str, value):
+        now = time.perf_counter()
+        self.seconds[name], self.last = round(now - self.last, 2), now
+        return value
 
 
 __all__ = ["TestWindows", "explanation_checks", "load_test_windows"]

@@ -253,9 +253,9 @@ MIN_EEG_UV = 1.0  # below this RMS (after removing line noise), nothing but line
 LINE_FREQS = (50.0, 60.0)
 MUSCLE_RATIO = 1.0  # more power at 30-95 Hz than at 1-30 Hz on a channel: muscle activity dominates it
 MUSCLE_CHANNEL_SHARE = 0.3
-DEFAULT_RANGES = {"slope": (-3.0, -0.8), "alpha_share": (0.0, 0.4)}  # without a model's training ranges
+DEFAULT_RANGES = {"slope": (-3.0, -0.8), "alpha_ratio": (0.0, 1.0)}  # without a model's training ranges
 SLOPE_MARGIN = 0.35  # beyond the training range of the spectral slope by this much: not EEG-like
-ALPHA_FACTOR = 1.5  # posterior alpha share this many times the training maximum: eyes-closed-like rest
+ALPHA_FACTOR = 1.5  # posterior alpha over the rest of 2-30 Hz this many times the training maximum: eyes closed
 
 
 def _band_power(freqs, psd, lo, hi, exclude=()):
@@ -270,8 +270,8 @@ def window_statistics(windows_uv, sfreq: float, channel_names: Sequence[str] | N
     ``rms_uv`` (median channel SD), ``flat_share`` (channels with SD below `FLAT_UV`), ``line_share`` (power within
     1 Hz of 50 or 60 Hz over all power from 1 Hz), ``residual_rms_uv`` (median channel RMS without line noise),
     ``muscle_share`` (channels with more power at 30-95 Hz than at 1-30 Hz), ``slope`` (median log-log slope of the
-    spectrum at 2-20 Hz, alpha excluded; EEG about -1 to -2.5, white noise 0) and ``alpha_share`` (median over
-    posterior channels, or all without one, of the 8-13 Hz share of 2-30 Hz power). Compute it on the signal as
+    spectrum at 2-20 Hz, alpha excluded; EEG about -1 to -2.5, white noise 0) and ``alpha_ratio`` (median over
+    posterior channels, or all without one, of the 8-13 Hz power over the rest of the 2-30 Hz power). Compute it on the signal as
     recorded (before notch and band-pass filters), each `(n_windows,)`."""
     from scipy.signal import welch
 
@@ -293,19 +293,20 @@ def window_statistics(windows_uv, sfreq: float, channel_names: Sequence[str] | N
     posterior = np.array([region_of(n) in ("parietal", "occipital") for n in channel_names or []], dtype=bool)
     picks = posterior if posterior.any() else np.ones(x.shape[1], bool)
     with np.errstate(invalid="ignore", divide="ignore"):
-        alpha = _band_power(freqs, psd, 8.0, 13.0) / _band_power(freqs, psd, 2.0, 30.0)
+        alpha = _band_power(freqs, psd, 8.0, 13.0)
+        alpha = alpha / np.maximum(_band_power(freqs, psd, 2.0, 30.0) - alpha, 1e-20)
         return {"rms_uv": np.median(x.std(-1), axis=1), "flat_share": np.mean(x.std(-1) < FLAT_UV, axis=1),
                 "line_share": np.sum(line, 1) / np.maximum(np.sum(total, 1), 1e-20),
                 "residual_rms_uv": np.median(np.sqrt(residual), axis=1),
                 "muscle_share": np.mean(high > MUSCLE_RATIO * low, axis=1), "slope": np.median(slope, axis=1),
-                "alpha_share": np.nanmedian(alpha[:, picks], axis=1)}
+                "alpha_ratio": np.nanmedian(alpha[:, picks], axis=1)}
 
 
 def abstention_ranges(stats: Mapping[str, np.ndarray], low: float = 0.005, high: float = 0.995) -> dict:
     """Training ranges (`low` and `high` quantiles over training windows) of the statistics `abstention_reason`
     compares against, for ``statistics["abstention"]``."""
     out = {"quantiles": [low, high], "n_windows": int(len(np.asarray(stats["slope"])))}
-    for name in ("slope", "alpha_share"):
+    for name in ("slope", "alpha_ratio"):
         values = np.asarray(stats[name], dtype=np.float64)
         values = values[np.isfinite(values)]
         if len(values) == 0:
@@ -331,9 +332,9 @@ def abstention_reason(window_stats: Mapping[str, float], statistics: Mapping | N
         return f"muscle artefact dominates ({s['muscle_share']:.0%} of the channels)"
     if s["slope"] < lo - SLOPE_MARGIN:
         return f"not like the training EEG (spectrum too steep: slope {s['slope']:.2f}, training {lo:.2f} to {hi:.2f})"
-    if s["alpha_share"] > ALPHA_FACTOR * ranges["alpha_share"][1]:
-        return (f"not like the training EEG (posterior alpha {s['alpha_share']:.0%} of the 2-30 Hz power, training "
-                f"at most {ranges['alpha_share'][1]:.0%}: eyes-closed rest?)")
+    if s["alpha_ratio"] > ALPHA_FACTOR * ranges["alpha_ratio"][1]:
+        return (f"not like the training EEG (posterior alpha {s['alpha_ratio']:.1f} times the other 2-30 Hz power, "
+                f"training at most {ranges['alpha_ratio'][1]:.1f}: eyes-closed rest?)")
     return None
 
 

@@ -48,6 +48,7 @@ class EvalOptions:
     max_new_tokens: int = 128
     max_test_windows: int | None = None
     eegnet_epochs: int = 30
+    fbcnet_epochs: int = 20
     non_emotion_windows: int = 20
     model_name: str = "e2llm"
     extra: dict = field(default_factory=dict)
@@ -76,7 +77,7 @@ def test_rows(indices: SplitIndices, max_windows: int | None = None) -> np.ndarr
 
 
 def _baseline_metrics(name, train, test, labels, label_names, sfreq, seed, options) -> dict:
-    extra = {"epochs": options.eegnet_epochs} if name == "eegnet_v4" else {}
+    extra = {"eegnet_v4": {"epochs": options.eegnet_epochs}, "fbcnet": {"epochs": options.fbcnet_epochs}}.get(name, {})
     result = BASELINES[name](train, test, sfreq=sfreq, n_labels=len(label_names), seed=int(seed), **extra)
     metrics = classification_metrics(labels.tolist(), result.y_pred.tolist(), label_names)
     metrics["ece"] = expected_calibration_error(result.probs, labels)

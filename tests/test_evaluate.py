@@ -268,3 +268,15 @@ def test_evaluate_every_fold_in_one_call(saved, dataset, tmp_path, capsys):
     assert "no --model was trained on fold(s) [1] of 2" in capsys.readouterr().err
     assert cli_main([*base, "--model", str(saved / "model"), "--output-dir", str(tmp_path / "e3")]) == 2
     assert "records no split" in capsys.readouterr().err
+
+
+def test_temperatures_fitted_on_validation_windows(dataset, tiny):
+    model, processor = tiny
+    options = EvalOptions(tasks=("emotion",), baselines=(), max_new_tokens=2, max_test_windows=4,
+                          non_emotion_windows=0)
+    report = evaluate_model(model, processor, dataset, SplitSpec("trial", validation_size=0.3), options,
+                            provenance=None)
+    calibration = report["runs"][0]["explanations"]["calibration"]
+    scaled = calibration["answer_scaled"]
+    assert 0.05 <= scaled["temperature"] <= 100 and scaled["accuracy"] == calibration["answer"]["accuracy"]
+    assert report["runs"][0]["explanations"]["abstention"]["inputs"] == {}  # no non-emotion windows asked for

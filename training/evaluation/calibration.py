@@ -60,4 +60,37 @@ def calibration_summary(probs, labels) -> dict:
             "brier": float(np.mean(np.sum((probs - onehot) ** 2, axis=1)))}
 
 
-__all__ = ["TEMPERATURE_BOUNDS", "calibration_summary", "fit_temperature", "logits_from_probs"]
+def answer_logits(outputs, label_names) -> np.ndarray:
+    """`(n, n_labels)` log-probabilities of the ``eeg-emotion`` pipeline's label scores (one output per window)."""
+    return logits_from_probs([[o["scores"][name] for name in label_names] for o in outputs])
+
+
+def validation_temperature(model, processor, validation, train, batch_size: int = 32, max_new_tokens: int = 160,
+                           seed: int = 0) -> dict:
+    """The label temperature fitted on `validation` windows (a prepared dataset carved from the training trials,
+    never test windows) through the pipeline's answers (rationale, then label scores), with baselines from `train`.
+
+    Returns ``{"label_temperature", "ece_before", "ece_after", "n_windows"}`` (the ECE on the validation windows
+    themselves). Set ``model.config.label_temperature`` to the first before saving the model."""
+    from transformers import pipeline
+
+    from e2llm.processing.dataset_io import dataset_metadata
+    from e2llm.training.evaluation.runner import Evaluator, _subject_baselines
+
+    metadata = dataset_metadata(validation)
+    names = list(model.config.label_names)
+    was_training = model.training
+    model.eval()
+    pipe = pipeline("eeg-emotion", model=model, processor=processor, device=model.device)
+    evaluator = Evaluator(pipe, validation, metadata, names, batch_size, max_new_tokens,
+                          _subject_baselines(train, validation, float(metadata["sampling_rate"])))
+    outputs = evaluator.run(evaluator.prompts("emotion", "train", seed))
+    model.train(was_training)
+    logits = answer_logits(outputs, names)
+    temperature = fit_temperature(logits, evaluator.labels)
+    return {"label_temperature": temperature, "n_windows": len(outputs),
+            "ece_before": expected_calibration_error(softmax(logits), evaluator.labels),
+            "ece_after": expected_calibration_error(softmax(logits, temperature), evaluator.labels)}
+
+__all__ = ["TEMPERATURE_BOUNDS", "answer_logits", "calibration_summary", "fit_temperature", "logits_from_probs",
+           "validation_temperature"]

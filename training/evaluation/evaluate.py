@@ -98,7 +98,8 @@ def _head_metrics(head_probs: np.ndarray, labels, label_names) -> dict:
     return metrics
 
 
-def _emotion_task(evaluator: Evaluator, options: EvalOptions, train, model, processor) -> tuple[dict, list, dict]:
+def _emotion_task(evaluator: Evaluator, options: EvalOptions, train, model, processor,
+                  validation=None) -> tuple[dict, list, dict]:
     """The emotion answers' metrics, their outputs, and the explanation checks (or {})."""
     from e2llm.training.evaluation.explanations import explanation_checks
 
@@ -110,17 +111,17 @@ def _emotion_task(evaluator: Evaluator, options: EvalOptions, train, model, proc
     checks = {}
     if options.mismatched_eeg:
         checks = explanation_checks(model, processor, evaluator, outputs, train, seed=options.prompt_seed,
-                                    non_emotion=options.non_emotion_windows)
+                                    non_emotion=options.non_emotion_windows, validation=validation)
         metrics.update(checks["rationale"])
     return metrics, outputs, checks
 
 
-def _llm_methods(evaluator: Evaluator, options: EvalOptions, label_names, train, model,
-                 processor) -> tuple[dict, list, dict]:
+def _llm_methods(evaluator: Evaluator, options: EvalOptions, label_names, train, model, processor,
+                 validation=None) -> tuple[dict, list, dict]:
     methods, examples, checks = {}, [], {}
     for task in options.tasks:
         if task == "emotion":
-            metrics, outputs, checks = _emotion_task(evaluator, options, train, model, processor)
+            metrics, outputs, checks = _emotion_task(evaluator, options, train, model, processor, validation)
         else:
             metrics, outputs = evaluator.task(task, options.prompt_seed)
         methods[f"{options.model_name}/{task}"] = metrics
@@ -207,7 +208,8 @@ def evaluate_model(model, processor, dataset, split: SplitSpec | None = None, op
     pipe = pipeline("eeg-emotion", model=model, processor=processor, device=model.device)
     evaluator = Evaluator(pipe, test, setup["metadata"], label_names, options.batch_size, options.max_new_tokens,
                           _subject_baselines(train, test, sfreq))
-    methods, examples, checks = _llm_methods(evaluator, options, label_names, train, model, processor)
+    validation = dataset.select(setup["indices"].validation) if len(setup["indices"].validation) else None
+    methods, examples, checks = _llm_methods(evaluator, options, label_names, train, model, processor, validation)
     seconds = {"language_model": round(time.perf_counter() - started, 1)}
     head_probs = checks.pop("head_probs", None)
     if head_probs is not None:

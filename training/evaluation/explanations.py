@@ -25,10 +25,16 @@ import numpy as np
 from e2llm.eeg_evidence_features import band_power_db
 from e2llm.label_evidence_e2llm import MAX_CITED_ITEMS, feature_ids
 from e2llm.training.evaluation.abstention import abstention_report, non_emotion_windows
-from e2llm.training.evaluation.calibration import calibration_summary
+from e2llm.training.evaluation.calibration import (
+    answer_logits,
+    calibration_summary,
+    fit_temperature,
+    logits_from_probs,
+    validation_temperature,
+)
 from e2llm.training.evaluation.conflicts import conflict_tests
 from e2llm.training.evaluation.eraser import eraser_scores, head_scorer, lm_scorer
-from e2llm.training.evaluation.probes import ModelProbe
+from e2llm.training.evaluation.probes import ModelProbe, softmax
 from e2llm.training.evaluation.rationales import cited_items, line_claims, split_rationale_report
 
 
@@ -115,18 +121,43 @@ def _flat(report: dict) -> dict:
     return {k: v for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def _calibration(outputs, label_only, head, labels, names) -> dict:
-    answers = np.array([[o["scores"][n] for n in names] for o in outputs])
-    out = {"answer": calibration_summary(answers, labels), "label_only": calibration_summary(label_only, labels)}
+def _calibration(outputs, label_only, head, labels, names, temperatures: dict | None) -> dict:
+    """Calibration of the answers' scores, the label-only scores and the head; with `temperatures` (fitted on
+    validation windows) also of the temperature-scaled answers and head."""
+    answers = answer_logits(outputs, names)
+    out = {"answer": calibration_summary(softmax(answers), labels),
+           "label_only": calibration_summary(label_only, labels)}
     if head is not None:
         out["head"] = calibration_summary(head, labels)
+    if temperatures:
+        out["answer_scaled"] = {**calibration_summary(softmax(answers, temperatures["answer"]), labels),
+                                "temperature": temperatures["answer"]}
+        if head is not None and "head" in temperatures:
+            out["head_scaled"] = {**calibration_summary(softmax(logits_from_probs(head), temperatures["head"]),
+                                                        labels), "temperature": temperatures["head"]}
+    return out
+
+
+def validation_temperatures(model, processor, probe: ModelProbe, validation, train, batch_size: int,
+                            max_new_tokens: int, seed: int) -> dict:
+    """Temperatures of the answers' scores and of the head, fitted on `validation` windows (training side)."""
+    out = {"answer": validation_temperature(model, processor, validation, train, batch_size, max_new_tokens,
+                                            seed)["label_temperature"]}
+    from e2llm.processing.dataset_io import dataset_metadata
+
+    table = validation.with_format("numpy")
+    head = probe.head_probs(probe.encode(np.asarray(table["eeg"], dtype=np.float32)))
+    if head is not None:
+        column = dataset_metadata(validation).get("label_column") or "emotion"
+        out["head"] = fit_temperature(logits_from_probs(head), np.asarray(table[column]))
     return out
 
 
 def explanation_checks(model, processor, evaluator, outputs, train, question: str | None = None,
-                       seed: int = 0, non_emotion: int = 20) -> dict:
+                       seed: int = 0, non_emotion: int = 20, validation=None) -> dict:
     """Every check of the module docstring for the pipeline `outputs` on `evaluator`'s test windows (`train`: the
-    training side, for the class signatures and baselines). Returns ``{"rationale", "eraser", "controls",
+    training side, for the class signatures and baselines; `validation`: windows carved from the training trials, for
+    temperatures fitted on them, or None). Returns ``{"rationale", "eraser", "controls",
     "conflicts", "calibration", "abstention", "seconds", "head_probs"}`` (``head_probs`` `(n, n_labels)`: the emotion head's
     probabilities, None without an emotion token)."""
     from e2llm.processing.instructions import evidence_reference
@@ -150,8 +181,12 @@ def explanation_checks(model, processor, evaluator, outputs, train, question: st
     head = checks["controls"].pop("head_probs", None)
     checks["conflicts"] = clock("conflicts", conflict_tests(probe, windows.eeg, windows.labels, lines, question,
                                                             seed))
+    temperatures = None
+    if validation is not None and len(validation) > 1:
+        temperatures = validation_temperatures(model, processor, probe, validation, train, evaluator.batch_size,
+                                               evaluator.max_new_tokens, seed)
     checks["calibration"] = clock("calibration", _calibration(outputs, score(windows.eeg), head, windows.labels,
-                                                              names))
+                                                              names, temperatures))
     other = non_emotion_windows(probe.signal["channel_names"], probe.signal["sampling_rate"],
                                 windows.eeg.shape[-1], non_emotion, seed) if non_emotion else {}
     checks["abstention"] = clock("abstention", abstention_report(

@@ -76,9 +76,11 @@ def calibration_lines(checks: Mapping) -> list[str]:
     if not calibration:
         return []
     names = {"answer": "E2LLM answer (label scores after the rationale)", "label_only": "E2LLM label-only scores",
-             "head": "stage-1 emotion head"}
+             "head": "stage-1 emotion head",
+             "answer_scaled": "E2LLM answer, temperature fitted on validation windows",
+             "head_scaled": "stage-1 head, temperature fitted on validation windows"}
     columns = (("accuracy", "accuracy"), ("mean_confidence", "mean confidence"), ("ece", "ECE"), ("nll", "NLL"),
-               ("brier", "Brier"))
+               ("brier", "Brier"), ("temperature", "temperature"))
     lines = ["## Calibration", "", *_header(columns, "probabilities")]
     lines += [_row(names.get(name, name), stats, columns) for name, stats in calibration.items()]
     return lines + [""]

@@ -253,7 +253,9 @@ MIN_EEG_UV = 1.0  # below this RMS (after removing line noise), nothing but line
 LINE_FREQS = (50.0, 60.0)
 MUSCLE_RATIO = 1.0  # more power at 30-95 Hz than at 1-30 Hz on a channel: muscle activity dominates it
 MUSCLE_CHANNEL_SHARE = 0.3
-DEFAULT_RANGES = {"slope": (-3.0, -0.8), "alpha_ratio": (0.0, 1.0)}  # without a model's training ranges
+# What counts as EEG-like whatever a model was trained on (a model's training ranges can only widen these): spectral
+# slope at 2-20 Hz, and posterior alpha over the rest of the 2-30 Hz power (eyes open).
+DEFAULT_RANGES = {"slope": (-3.0, -0.8), "alpha_ratio": (0.0, 1.0)}
 SLOPE_MARGIN = 0.35  # beyond the training range of the spectral slope by this much: not EEG-like
 ALPHA_FACTOR = 1.5  # posterior alpha over the rest of 2-30 Hz this many times the training maximum: eyes closed
 
@@ -315,26 +317,36 @@ def abstention_ranges(stats: Mapping[str, np.ndarray], low: float = 0.005, high:
     return out
 
 
+def _accepted_ranges(trained: Mapping) -> dict[str, tuple[float, float]]:
+    """`DEFAULT_RANGES` widened to a model's training ranges (never narrowed: a model trained on a narrow set, one
+    lab or synthetic data, must not refuse other labs' EEG for being unlike it)."""
+    out = {}
+    for name, (lo, hi) in DEFAULT_RANGES.items():
+        t_lo, t_hi = trained.get(name, (lo, hi))
+        out[name] = (min(lo, t_lo), max(hi, t_hi))
+    return out
+
+
 def abstention_reason(window_stats: Mapping[str, float], statistics: Mapping | None = None) -> str | None:
     """Why a window is not emotion EEG (one window's `window_statistics`, as floats), or None: ``flat signal``,
     ``line noise dominates``, ``muscle artefact dominates``, ``not like the training EEG (...)``. `statistics`: the
-    model's evidence statistics, whose ``abstention`` ranges (training windows) replace `DEFAULT_RANGES`."""
+    model's evidence statistics, whose ``abstention`` ranges (training windows) widen `DEFAULT_RANGES`."""
     s = {k: float(np.asarray(v).ravel()[0]) if np.size(v) else float("nan") for k, v in window_stats.items()}
-    ranges = {**DEFAULT_RANGES, **((statistics or {}).get("abstention") or {})}
+    ranges = _accepted_ranges((statistics or {}).get("abstention") or {})
     if s["flat_share"] > 0.5 or s["rms_uv"] < FLAT_UV:
         return "flat signal"
     if s["line_share"] > 0.5 and s["residual_rms_uv"] < MIN_EEG_UV:
         return "line noise dominates"
     lo, hi = ranges["slope"]
     if s["slope"] > hi + SLOPE_MARGIN:  # white noise: as much power at 20 Hz as at 2 Hz
-        return f"not like the training EEG (spectrum flat like noise: slope {s['slope']:.2f}, training {lo:.2f} to {hi:.2f})"
+        return f"not like the training EEG (spectrum flat like noise: slope {s['slope']:.2f}, EEG-like {lo:.2f} to {hi:.2f})"
     if s["muscle_share"] >= MUSCLE_CHANNEL_SHARE:
         return f"muscle artefact dominates ({s['muscle_share']:.0%} of the channels)"
     if s["slope"] < lo - SLOPE_MARGIN:
-        return f"not like the training EEG (spectrum too steep: slope {s['slope']:.2f}, training {lo:.2f} to {hi:.2f})"
+        return f"not like the training EEG (spectrum too steep: slope {s['slope']:.2f}, EEG-like {lo:.2f} to {hi:.2f})"
     if s["alpha_ratio"] > ALPHA_FACTOR * ranges["alpha_ratio"][1]:
         return (f"not like the training EEG (posterior alpha {s['alpha_ratio']:.1f} times the other 2-30 Hz power, "
-                f"training at most {ranges['alpha_ratio'][1]:.1f}: eyes-closed rest?)")
+                f"EEG-like at most {ranges['alpha_ratio'][1]:.1f}: eyes-closed rest?)")
     return None
 
 

@@ -34,7 +34,8 @@ class EvalOptions:
     gives ±); `training_seed` is the seed the model was trained with (from its provenance when known) and
     seeds the baselines. `max_test_windows` evenly subsamples the test windows (quick runs only).
     `mismatched_eeg`: run the checks that give the model mismatched or perturbed inputs (conflict tests, ERASER,
-    abstention; `explanations.explanation_checks`); `non_emotion_windows` per kind of non-emotion input.
+    abstention; `explanations.explanation_checks`); `non_emotion_windows` per kind of non-emotion input;
+    `eraser_methods`: how ERASER removes the cited evidence (`eraser.METHODS`: to the baseline, and a band-stop).
     """
 
     tasks: Sequence[str] = ("emotion",)
@@ -50,13 +51,18 @@ class EvalOptions:
     eegnet_epochs: int = 30
     fbcnet_epochs: int = 20
     non_emotion_windows: int = 20
+    eraser_methods: Sequence[str] = ("reference", "band_stop")
     model_name: str = "e2llm"
     extra: dict = field(default_factory=dict)
 
     def check(self) -> None:
+        from e2llm.training.evaluation.eraser import METHODS
+
         unknown = [t for t in self.tasks if t not in EVAL_TASKS] + [b for b in self.baselines if b not in BASELINES]
+        unknown += [m for m in self.eraser_methods if m not in METHODS]
         if unknown:
-            raise ValueError(f"unknown tasks/baselines {unknown}; tasks: {EVAL_TASKS}, baselines: {tuple(BASELINES)}")
+            raise ValueError(f"unknown tasks/baselines/ERASER methods {unknown}; tasks: {EVAL_TASKS}, baselines: "
+                             f"{tuple(BASELINES)}, ERASER methods: {METHODS}")
 
 
 def _model_provenance(model, provenance):
@@ -111,7 +117,8 @@ def _emotion_task(evaluator: Evaluator, options: EvalOptions, train, model, proc
     checks = {}
     if options.mismatched_eeg:
         checks = explanation_checks(model, processor, evaluator, outputs, train, seed=options.prompt_seed,
-                                    non_emotion=options.non_emotion_windows, validation=validation)
+                                    non_emotion=options.non_emotion_windows, validation=validation,
+                                    eraser_methods=tuple(options.eraser_methods))
         metrics.update(checks["rationale"])
     return metrics, outputs, checks
 

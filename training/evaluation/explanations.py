@@ -33,7 +33,7 @@ from e2llm.training.evaluation.calibration import (
     validation_temperature,
 )
 from e2llm.training.evaluation.conflicts import conflict_tests
-from e2llm.training.evaluation.eraser import eraser_scores, head_scorer, lm_scorer
+from e2llm.training.evaluation.eraser import METHODS, eraser_scores, head_scorer, lm_scorer
 from e2llm.training.evaluation.probes import ModelProbe, softmax
 from e2llm.training.evaluation.rationales import cited_items, line_claims, split_rationale_report
 
@@ -70,9 +70,10 @@ def _present_items(reference, windows: TestWindows) -> list[list[str]]:
     return [ids[np.isfinite(row)].tolist() for row in z]
 
 
-def _eraser_pair(score, windows: TestWindows, probe: ModelProbe, cited, predicted, present, seed) -> dict:
+def _eraser_pair(score, windows: TestWindows, probe: ModelProbe, cited, predicted, present, seed,
+                 methods=METHODS) -> dict:
     out = {}
-    for method in ("reference", "band_stop"):
+    for method in methods:
         scores = eraser_scores(score, windows.eeg, probe.signal["sampling_rate"], probe.signal["channel_names"],
                                cited, predicted, windows.baselines, present, method=method, seed=seed)
         out.update({(k if method == "reference" else f"band_stop_{k}"): v for k, v in scores.items()
@@ -96,7 +97,7 @@ def _copier_rationales(lines: list[str] | None, n: int) -> list[str]:
     return [rationale_text(line_claims(line)[:MAX_CITED_ITEMS]) for line in lines]
 
 
-def _controls(probe, reference, windows, lines, train, test, present, seed) -> dict:
+def _controls(probe, reference, windows, lines, train, test, present, seed, methods=METHODS) -> dict:
     """Head + rule and head + line copier: rationale checks and ERASER of the head for the rule's items."""
     head = probe.head_probs(probe.encode(windows.eeg))
     if head is None:
@@ -111,7 +112,7 @@ def _controls(probe, reference, windows, lines, train, test, present, seed) -> d
                                         prompts=lines)
         cited = [[i for i in cited_items(r) if i in set(p)] for r, p in zip(rationales, present)]
         report.update({f"eraser_{k}": v for k, v in _eraser_pair(head_scorer(probe), windows, probe, cited,
-                                                                   head_ids, present, seed).items()})
+                                                                   head_ids, present, seed, methods).items()})
         out[name] = _flat(report)
     out["head_probs"] = head
     return out
@@ -154,10 +155,10 @@ def validation_temperatures(model, processor, probe: ModelProbe, validation, tra
 
 
 def explanation_checks(model, processor, evaluator, outputs, train, question: str | None = None,
-                       seed: int = 0, non_emotion: int = 20, validation=None) -> dict:
+                       seed: int = 0, non_emotion: int = 20, validation=None, eraser_methods=METHODS) -> dict:
     """Every check of the module docstring for the pipeline `outputs` on `evaluator`'s test windows (`train`: the
     training side, for the class signatures and baselines; `validation`: windows carved from the training trials, for
-    temperatures fitted on them, or None). Returns ``{"rationale", "eraser", "controls",
+    temperatures fitted on them, or None; `eraser_methods`: how evidence is removed, `eraser.METHODS`). Returns ``{"rationale", "eraser", "controls",
     "conflicts", "calibration", "abstention", "seconds", "head_probs"}`` (``head_probs`` `(n, n_labels)`: the emotion head's
     probabilities, None without an emotion token)."""
     from e2llm.processing.instructions import evidence_reference
@@ -175,9 +176,10 @@ def explanation_checks(model, processor, evaluator, outputs, train, question: st
                                                          prompts=lines))}
     cited = [[i for i in cited_items(r) if i in set(p)] for r, p in zip(rationales, present)]
     score = lm_scorer(probe, windows.baselines, question)
-    checks["eraser"] = clock("eraser", _eraser_pair(score, windows, probe, cited, predicted, present, seed))
+    checks["eraser"] = clock("eraser", _eraser_pair(score, windows, probe, cited, predicted, present, seed,
+                                                    eraser_methods))
     checks["controls"] = clock("controls", _controls(probe, reference, windows, lines, train, evaluator.test,
-                                                     present, seed))
+                                                     present, seed, eraser_methods))
     head = checks["controls"].pop("head_probs", None)
     checks["conflicts"] = clock("conflicts", conflict_tests(probe, windows.eeg, windows.labels, lines, question,
                                                             seed))

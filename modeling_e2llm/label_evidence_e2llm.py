@@ -33,6 +33,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from scipy.signal import welch
 
 from .eeg_evidence_features import Claim, feature_keys, format_claim, make_claim, region_of
 
@@ -275,8 +276,6 @@ def window_statistics(windows_uv, sfreq: float, channel_names: Sequence[str] | N
     spectrum at 2-20 Hz, alpha excluded; EEG about -1 to -2.5, white noise 0) and ``alpha_ratio`` (median over
     posterior channels, or all without one, of the 8-13 Hz power over the rest of the 2-30 Hz power). Compute it on the signal as
     recorded (before notch and band-pass filters), each `(n_windows,)`."""
-    from scipy.signal import welch
-
     x = np.asarray(windows_uv, dtype=np.float64)
     x = x[None] if x.ndim == 2 else x
     if x.ndim != 3 or x.shape[-1] < int(sfreq):

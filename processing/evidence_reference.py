@@ -38,6 +38,7 @@ from e2llm.label_evidence_e2llm import (
     select_label_evidence,
     window_statistics,
 )
+from e2llm.processing.dataset_io import dataset_metadata
 
 RATIONALE_OPENING = "Relative to baseline: "
 
@@ -191,8 +192,6 @@ def read_evidence_columns(dataset, batch_size: int = 256) -> dict:
     """Band power (dB) `(n, n_bands, n_channels)` and `window_statistics` of every window of a prepared dataset
     (reading `eeg` in chunks), with its ``channel_names``, ``sfreq``, ``label_names``, the ``labels``, ``subjects``
     and ``ratings`` columns, and ``notes`` (the dataset's name and whether it is synthetic)."""
-    from e2llm.processing.dataset_io import dataset_metadata
-
     metadata = dataset_metadata(dataset)
     sfreq, channel_names = float(metadata["sampling_rate"]), list(metadata["channel_names"])
     label_column = metadata.get("label_column") or "emotion"

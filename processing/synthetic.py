@@ -14,10 +14,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+from scipy.io import savemat
 
 from e2llm.configuration_e2llm import SEED_VII_EMOTIONS
 from e2llm.electrodes import SEED_CHANNELS
 from e2llm.processing.dataset_io import Trial
+from e2llm.processing.features import lds_smooth, seed_features_from_trial
+from e2llm.processing.readers.seed_vii import SEED_VII_VIDEO_EMOTIONS, write_label_table
 from e2llm.processing.synthetic_eeg import (
     EMOTION_FAA,
     EMOTION_PATTERNS,
@@ -34,8 +37,6 @@ from e2llm.processing.synthetic_eeg import (
 
 def seed_vii_clip_labels(label_names: Sequence[str] = SEED_VII_EMOTIONS) -> np.ndarray:
     """Class index of each SEED-VII clip 1..80 (`(80,)`, index into `label_names`)."""
-    from e2llm.processing.readers.seed_vii import SEED_VII_VIDEO_EMOTIONS
-
     return np.array([list(label_names).index(name) for name in SEED_VII_VIDEO_EMOTIONS])
 
 
@@ -122,11 +123,6 @@ def write_synthetic_seed_vii(
     `SYNTHETIC_MARKER` records the generator and its arguments, so `e2llm prepare seed-vii` on this folder names
     the data ``synthetic`` (never SEED-VII) in its metadata, reports and cards.
     """
-    from scipy.io import savemat
-
-    from e2llm.processing.features import lds_smooth, seed_features_from_trial
-    from e2llm.processing.readers.seed_vii import write_label_table
-
     config = config or SyntheticEEGConfig(preprocessed=True)
     _check_layout_arguments(n_subjects, dtype, config, features, trial_seconds)
     root = Path(root)

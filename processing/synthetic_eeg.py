@@ -38,6 +38,7 @@ from scipy import signal
 from e2llm.configuration_e2llm import SEED_VII_EMOTIONS
 from e2llm.electrodes import SEED_CHANNELS
 from e2llm.processing.features import BANDS
+from e2llm.processing.montage import make_montage
 from e2llm.processing.recording import Recording
 
 # Log-power gains (natural log) of each emotion: {emotion: [(band, area, gain), ...]}, plus FAA below. Areas are the
@@ -133,8 +134,6 @@ class SyntheticEEGConfig:
 @lru_cache(maxsize=8)
 def _positions(channel_names: tuple[str, ...]) -> np.ndarray:
     """`(n_channels, 3)` electrode positions in metres (x right, y front, z up)."""
-    from e2llm.processing.montage import make_montage
-
     ch_pos = make_montage(channel_names).get_positions()["ch_pos"]
     return np.array([ch_pos[name] for name in channel_names], dtype=np.float64)
 

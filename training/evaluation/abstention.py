@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from e2llm.label_evidence_e2llm import abstention_reason, window_statistics
+from e2llm.processing.synthetic import NON_EMOTION_KINDS, SyntheticEEG, SyntheticEEGConfig
 
 REAL_KIND_PREFIX = "real:"
 
@@ -29,8 +30,6 @@ def non_emotion_windows(channel_names: Sequence[str], sfreq: float, n_times: int
                         seed: int = 0) -> dict[str, np.ndarray]:
     """`{kind: (n_windows, n_channels, n_times) µV}` for every kind of `e2llm.processing.synthetic.NON_EMOTION_KINDS`
     (subjects 101.. of a generator seeded `seed`, never those of the data)."""
-    from e2llm.processing.synthetic import NON_EMOTION_KINDS, SyntheticEEG, SyntheticEEGConfig
-
     generator = SyntheticEEG(SyntheticEEGConfig(sfreq=sfreq, channel_names=tuple(channel_names), preprocessed=True),
                              seed=seed)
     return {kind: np.stack([generator.non_emotion_trial(kind, 101 + k % 5, k, n_times) for k in range(n_windows)])

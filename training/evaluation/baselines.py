@@ -26,7 +26,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from torch import nn
+
+from e2llm.eeg_evidence_features import BANDS
+from e2llm.processing.features import differential_entropy
 
 
 @dataclass
@@ -89,8 +95,6 @@ def _check_classes(train_labels: np.ndarray, n_labels: int) -> None:
 
 def de_features(eeg: np.ndarray, sfreq: float) -> np.ndarray:
     """Differential entropy per band and channel, flattened: `(n, n_channels, n_times)` -> `(n, 5 * n_channels)`."""
-    from e2llm.processing.features import differential_entropy
-
     de = differential_entropy(eeg, sfreq)  # (n, n_bands, n_channels)
     return de.reshape(len(de), -1)
 
@@ -98,10 +102,6 @@ def de_features(eeg: np.ndarray, sfreq: float) -> np.ndarray:
 def de_logistic_regression(train, test, sfreq: float, n_labels: int, seed: int = 0, C: float = 1.0,
                            max_iter: int = 2000) -> BaselineResult:
     """DE features + standardisation + multinomial logistic regression (scikit-learn), fit on `train`."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     start = time.perf_counter()
     train, test = _Windows(train), _Windows(test)
     _check_classes(train.labels, n_labels)
@@ -279,8 +279,6 @@ class FBCNet(nn.Module):
     def __init__(self, n_channels: int, n_times: int, n_classes: int, sfreq: float, n_filters: int = 8,
                  n_segments: int = 4):
         super().__init__()
-        from e2llm.eeg_evidence_features import BANDS
-
         if n_times < 2 * n_segments:
             raise ValueError(f"windows of {n_times} samples are too short for {n_segments} variance segments")
         freqs = np.fft.rfftfreq(n_times, 1.0 / sfreq)

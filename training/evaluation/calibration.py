@@ -16,9 +16,13 @@ calibration error, negative log-likelihood and Brier score.
 from __future__ import annotations
 
 import numpy as np
+from scipy.optimize import minimize_scalar
+from transformers import pipeline
 
+from e2llm.processing.dataset_io import dataset_metadata
 from e2llm.training.evaluation.metrics import expected_calibration_error
 from e2llm.training.evaluation.probes import softmax
+from e2llm.training.evaluation.runner import Evaluator, _subject_baselines
 
 TEMPERATURE_BOUNDS = (0.05, 100.0)
 
@@ -31,8 +35,6 @@ def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
 def fit_temperature(logits, labels) -> float:
     """The temperature `(0.05 .. 100)` minimising the NLL of `softmax(logits / T)` (`logits` `(n, n_labels)`, e.g.
     label log-likelihoods or log-probabilities; `labels` `(n,)` true indices)."""
-    from scipy.optimize import minimize_scalar
-
     logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels).astype(int)
     if logits.ndim != 2 or len(logits) != len(labels) or len(labels) < 2:
         raise ValueError(f"temperature scaling needs (n >= 2, n_labels) logits and n labels, got {logits.shape} and "
@@ -72,11 +74,6 @@ def validation_temperature(model, processor, validation, train, batch_size: int 
 
     Returns ``{"label_temperature", "ece_before", "ece_after", "n_windows"}`` (the ECE on the validation windows
     themselves). Set ``model.config.label_temperature`` to the first before saving the model."""
-    from transformers import pipeline
-
-    from e2llm.processing.dataset_io import dataset_metadata
-    from e2llm.training.evaluation.runner import Evaluator, _subject_baselines
-
     metadata = dataset_metadata(validation)
     names = list(model.config.label_names)
     was_training = model.training

@@ -17,11 +17,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from transformers import pipeline
 
+from e2llm.processing.dataset_io import dataset_metadata
+from e2llm.processing.splits import check_split, trial_keys
+from e2llm.training import provenance as prov
 from e2llm.training.evaluation.baselines import BASELINES
+from e2llm.training.evaluation.eraser import METHODS
+from e2llm.training.evaluation.explanations import explanation_checks
 from e2llm.training.evaluation.metrics import classification_metrics, expected_calibration_error
 from e2llm.training.evaluation.runner import EVAL_TASKS, Evaluator, _subject_baselines
+from e2llm.training.evaluation.report import write_report
 from e2llm.training.evaluation.splits import SplitIndices, SplitSpec, resolve_split
+from e2llm.training.evaluation.summary import summarize
 
 AUTO = "auto"
 
@@ -56,8 +64,6 @@ class EvalOptions:
     extra: dict = field(default_factory=dict)
 
     def check(self) -> None:
-        from e2llm.training.evaluation.eraser import METHODS
-
         unknown = [t for t in self.tasks if t not in EVAL_TASKS] + [b for b in self.baselines if b not in BASELINES]
         unknown += [m for m in self.eraser_methods if m not in METHODS]
         if unknown:
@@ -66,12 +72,10 @@ class EvalOptions:
 
 
 def _model_provenance(model, provenance):
-    from e2llm.training.provenance import read_provenance
-
     if provenance is not AUTO:
         return provenance
     folder = getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", None)
-    return read_provenance(folder) if folder and Path(folder).is_dir() else None
+    return prov.read_provenance(folder) if folder and Path(folder).is_dir() else None
 
 
 def test_rows(indices: SplitIndices, max_windows: int | None = None) -> np.ndarray:
@@ -107,8 +111,6 @@ def _head_metrics(head_probs: np.ndarray, labels, label_names) -> dict:
 def _emotion_task(evaluator: Evaluator, options: EvalOptions, train, model, processor,
                   validation=None) -> tuple[dict, list, dict]:
     """The emotion answers' metrics, their outputs, and the explanation checks (or {})."""
-    from e2llm.training.evaluation.explanations import explanation_checks
-
     metrics, outputs = evaluator.task("emotion", options.prompt_seed)
     # label scoring straight after the prompt, no rationale (`return_rationale=False`, `--no-rationale`)
     label_only = evaluator.label_metrics(evaluator.run(evaluator.prompts("emotion", "train", options.prompt_seed),
@@ -144,10 +146,6 @@ def _llm_methods(evaluator: Evaluator, options: EvalOptions, label_names, train,
 
 def _resolve(model, dataset, split, indices, options: EvalOptions, provenance) -> dict:
     """The checked split, labels and provenance of one evaluation; refuses trials the model trained on."""
-    from e2llm.processing.dataset_io import dataset_metadata
-    from e2llm.processing.splits import check_split
-    from e2llm.training import provenance as prov
-
     options.check()
     metadata = dataset_metadata(dataset)
     label_names = list(dataset.features[metadata.get("label_column") or "emotion"].names)
@@ -168,9 +166,6 @@ def _resolve(model, dataset, split, indices, options: EvalOptions, provenance) -
 
 
 def _report(setup: dict, options: EvalOptions, run: dict, examples: list, test, started: float) -> dict:
-    from e2llm.processing.splits import trial_keys
-    from e2llm.training import provenance as prov
-
     keys, indices = trial_keys(test), setup["indices"]
     run["windows"] = {"keys": keys.tolist(), "labels": run.pop("labels")}
     return {
@@ -202,8 +197,6 @@ def evaluate_model(model, processor, dataset, split: SplitSpec | None = None, op
     the folder the model was loaded from). Test trials the model trained or validated on raise
     `ProvenanceOverlapError` before anything runs. The run's ``seconds`` say what each step took.
     """
-    from transformers import pipeline
-
     started = time.perf_counter()
     options = options or EvalOptions()
     setup = _resolve(model, dataset, split, indices, options, provenance)
@@ -229,9 +222,6 @@ def evaluate_model(model, processor, dataset, split: SplitSpec | None = None, op
            "labels": evaluator.labels.tolist(), "seconds": seconds}
     report = _report(setup, options, run, examples, test, started)
     if output_dir is not None:
-        from e2llm.training.evaluation.report import write_report
-        from e2llm.training.evaluation.summary import summarize
-
         report = summarize([report])
         report["files"] = write_report(report, output_dir)
     return report

@@ -24,6 +24,8 @@ import numpy as np
 
 from e2llm.eeg_evidence_features import band_power_db
 from e2llm.label_evidence_e2llm import MAX_CITED_ITEMS, feature_ids
+from e2llm.processing.dataset_io import dataset_metadata
+from e2llm.processing.instructions import evidence_reference, label_rationale, rationale_text
 from e2llm.training.evaluation.abstention import abstention_report, non_emotion_windows
 from e2llm.training.evaluation.calibration import (
     answer_logits,
@@ -82,16 +84,12 @@ def _eraser_pair(score, windows: TestWindows, probe: ModelProbe, cited, predicte
 
 
 def _rule_rationales(reference, windows: TestWindows, label_ids) -> list[str]:
-    from e2llm.processing.instructions import label_rationale
-
     features = reference.features(windows.power, windows.subjects)
     return [label_rationale(reference, features, i, reference.label_names[int(y)]) for i, y in enumerate(label_ids)]
 
 
 def _copier_rationales(lines: list[str] | None, n: int) -> list[str]:
     """What a program that restates the first items of the evidence line writes (no line: nothing to copy)."""
-    from e2llm.processing.instructions import rationale_text
-
     if lines is None:
         return [""] * n
     return [rationale_text(line_claims(line)[:MAX_CITED_ITEMS]) for line in lines]
@@ -144,8 +142,6 @@ def validation_temperatures(model, processor, probe: ModelProbe, validation, tra
     """Temperatures of the answers' scores and of the head, fitted on `validation` windows (training side)."""
     out = {"answer": validation_temperature(model, processor, validation, train, batch_size, max_new_tokens,
                                             seed)["label_temperature"]}
-    from e2llm.processing.dataset_io import dataset_metadata
-
     table = validation.with_format("numpy")
     head = probe.head_probs(probe.encode(np.asarray(table["eeg"], dtype=np.float32)))
     if head is not None:
@@ -161,8 +157,6 @@ def explanation_checks(model, processor, evaluator, outputs, train, question: st
     temperatures fitted on them, or None; `eraser_methods`: how evidence is removed, `eraser.METHODS`). Returns ``{"rationale", "eraser", "controls",
     "conflicts", "calibration", "abstention", "seconds", "head_probs"}`` (``head_probs`` `(n, n_labels)`: the emotion head's
     probabilities, None without an emotion token)."""
-    from e2llm.processing.instructions import evidence_reference
-
     reference = evidence_reference(train)
     probe = ModelProbe(model, processor, **evaluator.signal, batch_size=evaluator.batch_size)
     windows = load_test_windows(evaluator)

@@ -44,6 +44,7 @@ from e2llm.eeg_evidence_features import (
     parse_claims,
 )
 from e2llm.label_evidence_e2llm import evidence_label, feature_id, parse_label_support
+from e2llm.processing.instructions import evidence_reference, label_rationale, read_evidence_columns
 
 TOLERANCE_SPREADS = 0.25  # a claim's interval is widened by this many spreads of its feature on each side
 
@@ -241,8 +242,6 @@ def split_rationale_report(rationales: Sequence[str | None], predicted: Sequence
     subject without training windows gets its own windows' mean as baseline), plus `copy_report` when the `prompts`
     are given. Adds ``gold_label_consistency``: the consistency of the rationales the training targets would give
     the test windows for their true labels (a ceiling)."""
-    from e2llm.processing.instructions import evidence_reference, label_rationale, read_evidence_columns
-
     reference = reference or evidence_reference(train)
     columns = read_evidence_columns(test)
     features = reference.features(columns["power_db"], columns["subjects"])

@@ -12,6 +12,16 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from e2llm.processing.instructions import (
+    AFFECT,
+    MULTITASK_FIELDS,
+    SCENARIOS,
+    answer_fields,
+    band_power_db,
+    channel_regions,
+    templates_for,
+)
+
 from e2llm.training.evaluation.metrics import (
     classification_metrics,
     consistency_rate,
@@ -19,6 +29,7 @@ from e2llm.training.evaluation.metrics import (
     field_accuracy,
     self_consistency,
 )
+from e2llm.training.sharding import sharded_map
 
 EVAL_TASKS = ("emotion", "multitask", "scenario")
 
@@ -29,8 +40,6 @@ def _subject_baselines(train, test, sfreq: float, batch_size: int = 256) -> dict
     As in training (`build_instructions` on the training windows), it is the mean over the subject's training
     windows; a subject with none (leave-one-subject-out) gets the mean over its test windows. No label is used.
     """
-    from e2llm.processing.instructions import band_power_db
-
     baselines = {}
     for part in (train, test):
         table = part.with_format("numpy")
@@ -44,8 +53,6 @@ def _subject_baselines(train, test, sfreq: float, batch_size: int = 256) -> dict
 
 def multitask_consistent(fields: dict) -> bool:
     """Whether emotion, valence, arousal and intensity agree with each other (the rules the instructions follow)."""
-    from e2llm.processing.instructions import AFFECT
-
     emotion, valence, arousal, intensity = (fields.get(k) for k in ("Emotion", "Valence", "Arousal", "Intensity"))
     if emotion is not None and emotion.lower() == "neutral":
         return (valence, arousal, intensity) == ("neutral", "low", "mild")
@@ -89,16 +96,12 @@ class Evaluator:
             yield start, eeg[np.argsort(order, kind="stable")]
 
     def prompts(self, task: str, template_split: str, seed: int) -> list[str]:
-        from e2llm.processing.instructions import templates_for
-
         templates = templates_for(task, template_split)
         draw = np.random.default_rng(seed).integers(len(templates), size=len(self.labels))
         return [templates[k].text for k in draw]
 
     def run(self, questions: Sequence[str], extra_fields=None, eeg_rows=None, **generate) -> list[dict]:
         """Pipeline outputs per test window; `eeg_rows` (test row per question) swaps in other windows' EEG."""
-        from e2llm.training.sharding import sharded_map
-
         outputs = []
         rows = np.arange(len(self.labels)) if eeg_rows is None else np.asarray(eeg_rows)
         for start, eeg in self.chunks(eeg_rows):
@@ -114,8 +117,6 @@ class Evaluator:
     def max_deviation(self) -> np.ndarray:
         """Largest regional band-power deviation (dB) from the subject's baseline per window, as
         `build_instructions` measures it for the intensity of multi-task answers."""
-        from e2llm.processing.instructions import band_power_db, channel_regions
-
         if self._max_deviation is None:
             regions = channel_regions(self.signal["channel_names"]).T
             parts = []
@@ -127,8 +128,6 @@ class Evaluator:
         return self._max_deviation
 
     def true_fields(self, task: str) -> list[dict]:
-        from e2llm.processing.instructions import answer_fields
-
         return [answer_fields(task, self.label_names[int(y)], float(d),
                               {k: float(v[i]) for k, v in self.ratings.items()} or None)
                 for i, (y, d) in enumerate(zip(self.labels, self.max_deviation()))]
@@ -154,8 +153,6 @@ class Evaluator:
         return metrics
 
     def task(self, task: str, seed: int) -> dict:
-        from e2llm.processing.instructions import MULTITASK_FIELDS, SCENARIOS
-
         if task == "emotion":
             outputs = self.run(self.prompts("emotion", "train", seed))
             return self.label_metrics(outputs), outputs

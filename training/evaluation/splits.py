@@ -18,6 +18,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from e2llm.processing import splits
+from e2llm.processing.splits import SEED_VII_FOLDS, assert_no_trial_leakage, split_by_trial, trial_keys
+
 SPLITS = ("trial", "subject", "seed_vii", "none")
 SPLIT_ALIASES = {"seed-vii-folds": "seed_vii", "seed_vii_folds": "seed_vii", "loso": "subject"}
 
@@ -70,8 +73,6 @@ class SplitIndices:
 
 def n_folds(dataset, kind: str) -> int:
     """How many folds split `kind` has on `dataset` (1 for trial / none)."""
-    from e2llm.processing.splits import SEED_VII_FOLDS, trial_keys
-
     kind = SPLIT_ALIASES.get(kind, kind)
     if kind == "subject":
         return len(np.unique(trial_keys(dataset)[:, 0]))
@@ -79,8 +80,6 @@ def n_folds(dataset, kind: str) -> int:
 
 
 def _outer(dataset, spec: SplitSpec) -> tuple[np.ndarray, np.ndarray]:
-    from e2llm.processing import splits
-
     if spec.kind == "none":
         return np.arange(len(dataset), dtype=np.int64), np.zeros(0, np.int64)
     if spec.kind == "trial":
@@ -93,8 +92,6 @@ def _outer(dataset, spec: SplitSpec) -> tuple[np.ndarray, np.ndarray]:
 
 def _validation(dataset, train: np.ndarray, spec: SplitSpec) -> tuple[np.ndarray, np.ndarray, str]:
     """`(fit rows, validation rows, how)` carved from the training rows."""
-    from e2llm.processing.splits import split_by_trial, trial_keys
-
     if spec.validation_size == 0:
         return train, np.zeros(0, np.int64), "none"
     subjects = trial_keys(dataset.select(train))[:, 0] if hasattr(dataset, "select") else trial_keys(dataset)[train, 0]
@@ -112,8 +109,6 @@ def _validation(dataset, train: np.ndarray, spec: SplitSpec) -> tuple[np.ndarray
 
 def resolve_split(dataset, spec: SplitSpec | None = None, **kwargs) -> SplitIndices:
     """The `SplitIndices` of `dataset` for `spec` (or `SplitSpec(**kwargs)`), checked for trial leakage."""
-    from e2llm.processing.splits import assert_no_trial_leakage, trial_keys
-
     spec = spec or SplitSpec(**kwargs)
     train, test = _outer(dataset, spec)
     fit, validation, how = _validation(dataset, np.asarray(train, np.int64), spec)

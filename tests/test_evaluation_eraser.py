@@ -58,7 +58,7 @@ def test_removal_brings_the_items_to_the_reference_and_keeps_the_rest(windows):
         apply_band_gains(windows, 200.0, np.ones((12, 2, len(CHANNELS))))
 
 
-def _scorer(windows):
+def _scorer(windows, baselines=None):
     """A stand-in model that reads only occipital alpha relative to 20 dB: label 0 above, label 1 below."""
     alpha = band_power_db(windows, 200.0)[:, ALPHA, 7:].mean(-1) - 20.0
     return softmax(np.stack([alpha, -alpha], 1) / 2.0)
@@ -94,3 +94,19 @@ def test_temperature_scaling_recovers_an_overconfident_model():
     assert after["accuracy"] == before["accuracy"]  # a temperature never changes the arg-max
     with pytest.raises(ValueError, match="finite"):
         fit_temperature(np.array([[0.0, -np.inf], [0.0, 1.0]]), [0, 1])
+
+
+def test_eraser_gives_the_scorer_the_baselines_of_the_windows_it_scores(windows):
+    power = band_power_db(windows, 200.0)
+    baselines = power + np.arange(12)[:, None, None]  # each window its own baseline
+    seen = []
+
+    def scorer(x, base):
+        seen.append(base[:, 0, 0].copy())
+        return _scorer(x)
+
+    predicted = np.where(np.arange(12) % 3 == 0, -1, 0)  # unparseable answers are left out
+    present = [["power:alpha:occipital", "power:beta:frontal"]] * 12
+    eraser_scores(scorer, windows, 200.0, CHANNELS, [["power:alpha:occipital"]] * 12, predicted, baselines, present)
+    kept = np.flatnonzero(predicted >= 0)
+    assert all(np.allclose(b, baselines[kept, 0, 0]) for b in seen)

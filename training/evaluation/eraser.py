@@ -32,14 +32,16 @@ from e2llm.training.evaluation.probes import ModelProbe, softmax
 METHODS = ("reference", "band_stop")
 
 
-def lm_scorer(probe: ModelProbe, baselines_db: np.ndarray, question: str | None = None,
-              temperature: float = 1.0) -> Callable[[np.ndarray], np.ndarray]:
-    """`windows (n, n_channels, n_times) µV -> label probabilities (n, n_labels)` of the model's label scoring, the
-    evidence line (when the model has one) measured on the given windows against `baselines_db` `(n, n_bands,
-    n_channels)` (each window's subject baseline), as the pipeline writes it."""
+Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def lm_scorer(probe: ModelProbe, question: str | None = None, temperature: float = 1.0) -> Scorer:
+    """`(windows (n, n_channels, n_times) µV, baselines (n, n_bands, n_channels) dB) -> label probabilities (n,
+    n_labels)` of the model's label scoring, the evidence line (when the model has one) measured on the given windows
+    against each window's subject baseline, as the pipeline writes it."""
     names = probe.signal["channel_names"]
 
-    def score(windows: np.ndarray) -> np.ndarray:
+    def score(windows: np.ndarray, baselines_db: np.ndarray) -> np.ndarray:
         lines = [None] * len(windows)
         if probe.writes_evidence:
             power = band_power_db(windows, probe.signal["sampling_rate"])
@@ -51,11 +53,12 @@ def lm_scorer(probe: ModelProbe, baselines_db: np.ndarray, question: str | None 
     return score
 
 
-def head_scorer(probe: ModelProbe) -> Callable[[np.ndarray], np.ndarray] | None:
-    """`windows -> (n, n_labels)` probabilities of the encoder's emotion head (None without an emotion token)."""
+def head_scorer(probe: ModelProbe) -> Scorer | None:
+    """`(windows, baselines) -> (n, n_labels)` probabilities of the encoder's emotion head, which reads no baseline
+    (None without an emotion token)."""
     if not probe.emotion_token:
         return None
-    return lambda windows: probe.head_probs(probe.encode(windows))
+    return lambda windows, baselines_db: probe.head_probs(probe.encode(windows))
 
 
 def _perturbed(windows, sfreq, power, baselines, masks, method: str) -> np.ndarray:
@@ -69,7 +72,7 @@ def _perturbed(windows, sfreq, power, baselines, masks, method: str) -> np.ndarr
     return apply_band_gains(windows, sfreq, gains)
 
 
-def eraser_scores(score: Callable[[np.ndarray], np.ndarray], windows_uv, sfreq: float, channel_names: Sequence[str],
+def eraser_scores(score: Scorer, windows_uv, sfreq: float, channel_names: Sequence[str],
                   cited: Sequence[Sequence[str]], predicted: Sequence[int], baselines_db: np.ndarray,
                   present: Sequence[Sequence[str]], method: str = "reference", seed: int = 0) -> dict:
     """Comprehensiveness and sufficiency of the `cited` items (per window) for the `predicted` label indices (-1:
@@ -88,13 +91,13 @@ def eraser_scores(score: Callable[[np.ndarray], np.ndarray], windows_uv, sfreq: 
     power, baselines = band_power_db(x, sfreq), np.asarray(baselines_db)[rows]
     chosen = {"cited": [list(cited[i]) for i in rows],
               "random": [random_items(present[i], cited[i], rng) for i in rows]}
-    base = score(x)[np.arange(len(rows)), y]
+    base = score(x, baselines)[np.arange(len(rows)), y]
     out = {"base_probability": float(base.mean()), "n_windows": int(len(rows)), "method": method}
     drops = {}
     for which, items in chosen.items():
         masks = [item_mask(chosen_items, channel_names) for chosen_items in items]
         for test, use in (("comprehensiveness", masks), ("sufficiency", [~m for m in masks])):
-            after = score(_perturbed(x, sfreq, power, baselines, use, method))[np.arange(len(rows)), y]
+            after = score(_perturbed(x, sfreq, power, baselines, use, method), baselines)[np.arange(len(rows)), y]
             drops[(which, test)] = base - after
     for test in ("comprehensiveness", "sufficiency"):
         out[test] = float(drops[("cited", test)].mean())
@@ -106,4 +109,4 @@ def eraser_scores(score: Callable[[np.ndarray], np.ndarray], windows_uv, sfreq: 
     return out
 
 
-__all__ = ["METHODS", "eraser_scores", "head_scorer", "lm_scorer"]
+__all__ = ["METHODS", "Scorer", "eraser_scores", "head_scorer", "lm_scorer"]

@@ -169,7 +169,7 @@ def explanation_checks(model, processor, evaluator, outputs, train, question: st
                                                          evaluator.test, seed=seed, reference=reference,
                                                          prompts=lines))}
     cited = [[i for i in cited_items(r) if i in set(p)] for r, p in zip(rationales, present)]
-    score = lm_scorer(probe, windows.baselines, question)
+    score = lm_scorer(probe, question)
     checks["eraser"] = clock("eraser", _eraser_pair(score, windows, probe, cited, predicted, present, seed,
                                                     eraser_methods))
     checks["controls"] = clock("controls", _controls(probe, reference, windows, lines, train, evaluator.test,
@@ -181,8 +181,9 @@ def explanation_checks(model, processor, evaluator, outputs, train, question: st
     if validation is not None and len(validation) > 1:
         temperatures = validation_temperatures(model, processor, probe, validation, train, evaluator.batch_size,
                                                evaluator.max_new_tokens, seed)
-    checks["calibration"] = clock("calibration", _calibration(outputs, score(windows.eeg), head, windows.labels,
-                                                              names, temperatures))
+    label_only = score(windows.eeg, windows.baselines)
+    checks["calibration"] = clock("calibration", _calibration(outputs, label_only, head, windows.labels, names,
+                                                              temperatures))
     other = non_emotion_windows(probe.signal["channel_names"], probe.signal["sampling_rate"],
                                 windows.eeg.shape[-1], non_emotion, seed) if non_emotion else {}
     checks["abstention"] = clock("abstention", abstention_report(

@@ -1,312 +1,42 @@
-"""Synthetic EEG that behaves like real EEG, with emotion classes that differ the way real EEG does.
+"""Synthetic EEG datasets: SEED-VII-like trials of `e2llm.processing.synthetic_eeg`'s generator, and SEED-VII's
+exact on-disk layout written from them.
 
-Each trial is built in the frequency domain for all channels at once:
-
-1. **Background**: complex white noise per source, mixed spatially by a Gaussian kernel of the
-   distances between electrode positions (`e2llm.processing.montage`), shaped by an aperiodic
-   ``1 / (f^2 + knee^2)^(exponent / 2)`` spectrum (pink-like, subject-specific exponent) plus a
-   posterior-weighted alpha peak at the subject's alpha frequency.
-2. **Band-power patterns**: log-power gains per band (δ θ α β γ) and channel, the sum of the
-   emotion's pattern (scaled by the subject's responsiveness and the clip's intensity), the
-   subject's own pattern and the trial's own random pattern (spatially smooth). The emotion
-   patterns include frontal alpha asymmetry: approach emotions (happiness, anger, surprise) raise
-   right-frontal alpha relative to left (positive ``ln F4 - ln F3``), withdrawal emotions
-   (sadness, fear, disgust) lower it, neutral leaves it.
-3. **Non-stationarity**: a slow (< 0.3 Hz), spatially smooth amplitude envelope, so windows of one
-   trial differ.
-4. **Artefacts**: blinks (Poisson, 250-450 ms bumps of 60-150 µV, strongest at Fp1/Fpz/Fp2, decaying
-   with distance from the eyes) and 50 Hz line noise; with ``preprocessed=True`` the signal looks
-   like the SEED-VII official preprocessing instead (no line noise, nothing above 70 Hz).
-
-Everything is deterministic: trial `(subject, trial)` of a generator with seed `seed` draws from
-``numpy.random.default_rng([seed, subject, trial])``, whatever order trials are made in.
-
-`write_synthetic_seed_vii` writes these trials in SEED-VII's exact on-disk layout (see
-`e2llm.processing.readers.seed_vii`), so the quickstart and the tests use the real reader path.
+`synthetic_trials` yields SEED-VII-like trials (its per-clip labels and sessions); `write_synthetic_seed_vii` writes
+them in SEED-VII's exact on-disk layout (see `e2llm.processing.readers.seed_vii`), so the quickstart and the tests
+use the real reader path, with a marker file that makes `e2llm prepare` call the data synthetic. The generator's
+names (`SyntheticEEG`, `SyntheticEEGConfig`, `harder_config`, ...) are re-exported here.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from scipy import signal
+from scipy.io import savemat
 
 from e2llm.configuration_e2llm import SEED_VII_EMOTIONS
 from e2llm.electrodes import SEED_CHANNELS
 from e2llm.processing.dataset_io import Trial
-from e2llm.processing.features import BANDS
-from e2llm.processing.recording import Recording
-
-# Log-power gains (natural log) of each emotion: {emotion: [(band, region, gain), ...]}, plus FAA below.
-# Regions are soft spatial maps over the scalp (see `_region_maps`).
-EMOTION_PATTERNS: dict[str, tuple[tuple[str, str, float], ...]] = {
-    "happiness": (("beta", "temporal", 0.35), ("gamma", "temporal", 0.45), ("alpha", "posterior", -0.15)),
-    "sadness": (("alpha", "posterior", 0.40), ("delta", "frontal", 0.25), ("gamma", "temporal", -0.30)),
-    "fear": (("theta", "frontal", 0.30), ("beta", "central", 0.35), ("alpha", "posterior", -0.35)),
-    "disgust": (("gamma", "frontal", 0.40), ("delta", "posterior", 0.30), ("theta", "central", -0.25)),
-    "neutral": (),
-    "anger": (("beta", "frontal", 0.45), ("theta", "temporal", 0.25), ("delta", "central", -0.25)),
-    "surprise": (("theta", "central", 0.45), ("delta", "frontal", -0.25), ("beta", "posterior", 0.25)),
-}
-# Frontal alpha asymmetry per emotion (natural-log alpha power, right minus left, at the outermost frontal sites).
-EMOTION_FAA: dict[str, float] = {
-    "happiness": 0.35, "sadness": -0.35, "fear": -0.3, "disgust": -0.25, "neutral": 0.0, "anger": 0.3, "surprise": 0.2,
-}
-REGIONS: tuple[str, ...] = ("frontal", "central", "temporal", "posterior")
-EYE_OFFSET_M = np.array([0.0, 0.03, -0.04])  # eyes: in front of and below Fpz
-
-
-@dataclass
-class SyntheticEEGConfig:
-    """Parameters of the generator (amplitudes in µV, frequencies in Hz, log gains in natural log of power).
-
-    Attributes:
-        sfreq, channel_names, label_names: rate, channels (10-05 names with positions) and classes;
-            every label must have an entry in `EMOTION_PATTERNS` and `EMOTION_FAA`.
-        effect_size: multiplies the emotion patterns and FAA (0 = no class signal).
-        background_uv: typical RMS of the background per channel.
-        spatial_scale_m: width of the Gaussian mixing kernel over electrode distances (metres).
-        subject_pattern_sd, trial_pattern_sd: SD of the subject's and the trial's own random log-power
-            gains per band (spatially smooth maps).
-        envelope_sd: SD of the slow log-amplitude envelope within a trial.
-        blink_rate_hz: mean blink rate (each subject draws its own around it); 0 disables blinks.
-        line_freq, line_noise_uv: mains frequency and its typical amplitude.
-        preprocessed: mimic SEED-VII's official preprocessing (no line noise, nothing above 70 Hz).
-    """
-
-    sfreq: float = 200.0
-    channel_names: tuple[str, ...] = SEED_CHANNELS
-    label_names: tuple[str, ...] = SEED_VII_EMOTIONS
-    effect_size: float = 1.0
-    background_uv: float = 15.0
-    spatial_scale_m: float = 0.03
-    subject_pattern_sd: float = 0.15
-    trial_pattern_sd: float = 0.15
-    envelope_sd: float = 0.15
-    blink_rate_hz: float = 0.25
-    line_freq: float = 50.0
-    line_noise_uv: float = 2.0
-    preprocessed: bool = False
-
-    def __post_init__(self):
-        self.channel_names = tuple(self.channel_names)
-        self.label_names = tuple(self.label_names)
-        unknown = [n for n in self.label_names if n not in EMOTION_PATTERNS or n not in EMOTION_FAA]
-        if unknown:
-            raise ValueError(f"no synthetic pattern for labels {unknown}; known: {sorted(EMOTION_PATTERNS)}")
-        if not self.sfreq > 2 * max(high for _, high in BANDS.values()):
-            raise ValueError(f"sfreq={self.sfreq} Hz is too low for the gamma band (needs > 98 Hz)")
-        for name in ("effect_size", "background_uv", "spatial_scale_m", "subject_pattern_sd", "trial_pattern_sd",
-                     "envelope_sd", "blink_rate_hz", "line_noise_uv"):
-            if not np.isfinite(getattr(self, name)) or getattr(self, name) < 0:
-                raise ValueError(f"{name} must be a finite non-negative number, got {getattr(self, name)!r}")
-        if self.background_uv == 0 or self.spatial_scale_m == 0:
-            raise ValueError("background_uv and spatial_scale_m must be positive")
-
-
-@lru_cache(maxsize=8)
-def _positions(channel_names: tuple[str, ...]) -> np.ndarray:
-    """`(n_channels, 3)` electrode positions in metres (x right, y front, z up)."""
-    from e2llm.processing.montage import make_montage
-
-    ch_pos = make_montage(channel_names).get_positions()["ch_pos"]
-    return np.array([ch_pos[name] for name in channel_names], dtype=np.float64)
-
-
-def _region_maps(pos: np.ndarray) -> dict[str, np.ndarray]:
-    """Soft scalp regions, each `(n_channels,)` in [0, 1]."""
-    x, y = pos[:, 0] / np.abs(pos[:, 0]).max(), pos[:, 1] / np.abs(pos[:, 1]).max()
-
-    def sigmoid(v):
-        return 1.0 / (1.0 + np.exp(-v))
-
-    return {
-        "frontal": sigmoid((y - 0.35) / 0.12),
-        "central": np.exp(-(y**2 + (0.6 * x) ** 2) / (2 * 0.3**2)),
-        "temporal": sigmoid((np.abs(x) - 0.65) / 0.08) * np.exp(-(y**2) / (2 * 0.5**2)),
-        "posterior": sigmoid((-y - 0.45) / 0.12),
-    }
-
-
-def _mixing_matrix(pos: np.ndarray, scale: float) -> np.ndarray:
-    """Gaussian spatial mixing over electrode distances, rows of unit norm: `(n_channels, n_channels)`."""
-    dist2 = ((pos[:, None, :] - pos[None, :, :]) ** 2).sum(-1)
-    mix = np.exp(-dist2 / (2 * scale**2))
-    return mix / np.linalg.norm(mix, axis=1, keepdims=True)
-
-
-def _band_masks(freqs: np.ndarray, width: float = 0.5) -> np.ndarray:
-    """Soft indicators of the five bands over `freqs`: `(n_bands, n_freqs)`."""
-    def sigmoid(v):
-        return 1.0 / (1.0 + np.exp(-np.clip(v, -60, 60)))
-
-    return np.stack([sigmoid((freqs - lo) / width) - sigmoid((freqs - hi) / width) for lo, hi in BANDS.values()])
-
-
-def emotion_patterns(config: SyntheticEEGConfig) -> np.ndarray:
-    """Log-power gains `(n_labels, n_bands, n_channels)` of each class (FAA included), before `effect_size`."""
-    pos = _positions(config.channel_names)
-    regions = _region_maps(pos)
-    bands = list(BANDS)
-    alpha = bands.index("alpha")
-    # lateral frontal weight: +1 right, -1 left, strongest at the outermost frontal sites (F7/F8, AF3/AF4)
-    lateral = np.clip(pos[:, 0] / np.abs(pos[:, 0]).max(), -1, 1) * regions["frontal"]
-    out = np.zeros((len(config.label_names), len(bands), len(config.channel_names)))
-    for k, name in enumerate(config.label_names):
-        for band, region, gain in EMOTION_PATTERNS[name]:
-            out[k, bands.index(band)] += gain * regions[region]
-        out[k, alpha] += EMOTION_FAA[name] * lateral
-    return out
-
-
-@dataclass
-class SubjectProfile:
-    """A subject's own EEG: spectrum shape, pattern, responsiveness, channel gains, artefact rates."""
-
-    exponent: float
-    alpha_freq: float
-    alpha_gain: float
-    responsiveness: float
-    channel_gain: np.ndarray  # (n_channels,)
-    pattern: np.ndarray  # (n_bands, n_channels) log-power gains
-    blink_rate_hz: float
-    line_uv: np.ndarray  # (n_channels,)
-    line_phase: np.ndarray  # (n_channels,)
-
-
-class SyntheticEEG:
-    """Generator of synthetic EEG trials in µV (see the module docstring).
-
-    >>> gen = SyntheticEEG(seed=0)
-    >>> x = gen.trial(subject=1, trial=1, emotion=0, n_times=800)
-    >>> x.shape, x.dtype
-    ((62, 800), dtype('float64'))
-    """
-
-    def __init__(self, config: SyntheticEEGConfig | None = None, seed: int = 0):
-        self.config = config or SyntheticEEGConfig()
-        self.seed = int(seed)
-        pos = _positions(self.config.channel_names)
-        self._mix = _mixing_matrix(pos, self.config.spatial_scale_m)
-        self._posterior = _region_maps(pos)["posterior"]
-        self._patterns = emotion_patterns(self.config) * self.config.effect_size
-        names = list(self.config.channel_names)
-        eyes = pos[names.index("Fpz")] if "Fpz" in names else pos[np.argmax(pos[:, 1])]  # else the front-most site
-        self._blink_weight = np.exp(-np.linalg.norm(pos - (eyes + EYE_OFFSET_M), axis=1) / 0.035)
-        self._blink_weight /= self._blink_weight.max()
-
-    @property
-    def n_channels(self) -> int:
-        return len(self.config.channel_names)
-
-    def _smooth_maps(self, rng: np.random.Generator, n_maps: int) -> np.ndarray:
-        """`(n_maps, n_channels)` spatially smooth Gaussian maps with unit SD per channel."""
-        maps = rng.standard_normal((n_maps, self.n_channels)) @ self._mix.T
-        return maps / maps.std(axis=1, keepdims=True)
-
-    def subject(self, subject: int) -> SubjectProfile:
-        """The profile of subject `subject` (deterministic from the generator's seed)."""
-        rng = np.random.default_rng([self.seed, int(subject), 0x5B])
-        cfg = self.config
-        n_bands = len(BANDS)
-        return SubjectProfile(
-            exponent=float(rng.uniform(1.6, 2.2)),
-            alpha_freq=float(rng.uniform(9.0, 11.5)),
-            alpha_gain=float(rng.uniform(2.0, 6.0)),
-            responsiveness=float(rng.uniform(0.8, 1.2)),
-            channel_gain=np.exp(0.1 * rng.standard_normal(self.n_channels)),
-            pattern=cfg.subject_pattern_sd * self._smooth_maps(rng, n_bands),
-            blink_rate_hz=float(cfg.blink_rate_hz * rng.uniform(0.5, 1.5)),
-            line_uv=cfg.line_noise_uv * rng.uniform(0.3, 1.5, self.n_channels),
-            line_phase=rng.uniform(0, 2 * np.pi, self.n_channels),
-        )
-
-    def _blinks(self, rng: np.random.Generator, rate: float, n_times: int) -> np.ndarray:
-        """`(n_channels, n_times)` blink artefacts in µV."""
-        sfreq = self.config.sfreq
-        n_blinks = rng.poisson(rate * n_times / sfreq)
-        if n_blinks == 0:
-            return np.zeros((self.n_channels, n_times))
-        duration = rng.uniform(0.25, 0.45)
-        template = signal.windows.hann(max(int(duration * sfreq), 3)) ** 1.5
-        train = np.zeros(n_times)
-        np.add.at(train, rng.integers(0, n_times, n_blinks), rng.uniform(60.0, 150.0, n_blinks))
-        trace = signal.fftconvolve(train, template, mode="same")
-        return self._blink_weight[:, None] * trace[None, :]
-
-    def trial(self, subject: int, trial: int, emotion: int, n_times: int, intensity: float | None = None) -> np.ndarray:
-        """One trial `(n_channels, n_times)` float64 in µV of class index `emotion`.
-
-        `intensity` scales the class pattern for this clip (default: drawn in 0.7..1.3).
-        """
-        cfg = self.config
-        if not 0 <= int(emotion) < len(cfg.label_names):
-            raise ValueError(f"emotion index {emotion} outside 0..{len(cfg.label_names) - 1}")
-        if int(n_times) < 2:
-            raise ValueError(f"n_times must be at least 2, got {n_times}")
-        n_times = int(n_times)
-        profile = self.subject(subject)
-        rng = np.random.default_rng([self.seed, int(subject), int(trial) + 1])
-        intensity = float(rng.uniform(0.7, 1.3)) if intensity is None else float(intensity)
-        freqs = np.fft.rfftfreq(n_times, 1.0 / cfg.sfreq)
-
-        # log-power gains (n_bands, n_channels) -> log-amplitude over frequency (n_channels, n_freqs)
-        gains = (profile.responsiveness * intensity * self._patterns[int(emotion)] + profile.pattern
-                 + cfg.trial_pattern_sd * self._smooth_maps(rng, len(BANDS)))
-        log_amplitude = 0.5 * gains.T @ _band_masks(freqs)
-
-        # aperiodic background + posterior alpha peak: power shape (n_channels, n_freqs)
-        aperiodic = 1.0 / (freqs**2 + 1.0) ** (profile.exponent / 2)
-        alpha_peak = np.exp(-((freqs - profile.alpha_freq) ** 2) / (2 * 1.2**2)) * 0.02 * profile.alpha_gain
-        power = aperiodic[None, :] + (0.3 + self._posterior[:, None]) * alpha_peak[None, :]
-        power[:, 0] = 0.0
-        if cfg.preprocessed:  # official SEED-VII chain: low-pass 70 Hz, 50 Hz notch
-            power = power / (1.0 + (freqs / 70.0) ** 16)
-            power = power * (1.0 - np.exp(-((freqs - cfg.line_freq) ** 2) / (2 * 0.7**2)))
-        scale = cfg.background_uv * n_times / np.sqrt(2.0 * power.sum(axis=1, keepdims=True))
-
-        white = rng.standard_normal((self.n_channels, freqs.size)) + 1j * rng.standard_normal((self.n_channels, freqs.size))
-        spectrum = (self._mix @ white) * np.sqrt(power) * scale / np.sqrt(2.0) * np.exp(log_amplitude)
-        data = np.fft.irfft(spectrum, n=n_times, axis=-1)
-
-        # slow envelope (< 0.3 Hz), spatially smooth
-        slow = (freqs > 0) & (freqs < 0.3)
-        if cfg.envelope_sd > 0 and slow.any():
-            env = np.zeros((self.n_channels, freqs.size), dtype=complex)
-            env[:, slow] = self._mix @ (rng.standard_normal((self.n_channels, slow.sum()))
-                                        + 1j * rng.standard_normal((self.n_channels, slow.sum())))
-            env = np.fft.irfft(env, n=n_times, axis=-1)
-            env /= env.std() + 1e-12
-            data *= np.exp(cfg.envelope_sd * env - cfg.envelope_sd**2 / 2)
-
-        data *= profile.channel_gain[:, None]
-        if profile.blink_rate_hz > 0:
-            data += self._blinks(rng, profile.blink_rate_hz, n_times)
-        if not cfg.preprocessed and cfg.line_noise_uv > 0:
-            t = np.arange(n_times) / cfg.sfreq
-            data += profile.line_uv[:, None] * np.sin(2 * np.pi * cfg.line_freq * t[None, :] + profile.line_phase[:, None])
-        return data
-
-    def recording(self, subject: int, trial: int, emotion: int, n_times: int) -> Recording:
-        """`trial` as a `Recording` in µV."""
-        return Recording(
-            data=self.trial(subject, trial, emotion, n_times),
-            sfreq=self.config.sfreq,
-            ch_names=list(self.config.channel_names),
-            units="uV",
-            provenance={"source": f"synthetic(seed={self.seed}, subject={subject}, trial={trial})", "reader": "synthetic"},
-        )
-
+from e2llm.processing.features import lds_smooth, seed_features_from_trial
+from e2llm.processing.readers.seed_vii import SEED_VII_VIDEO_EMOTIONS, write_label_table
+from e2llm.processing.synthetic_eeg import (
+    EMOTION_FAA,
+    EMOTION_PATTERNS,
+    EYES_CLOSED_ALPHA,
+    HARDER,
+    NON_EMOTION_KINDS,
+    PATTERN_AREAS,
+    SubjectProfile,
+    SyntheticEEG,
+    SyntheticEEGConfig,
+    emotion_patterns,
+    harder_config,
+)
 
 def seed_vii_clip_labels(label_names: Sequence[str] = SEED_VII_EMOTIONS) -> np.ndarray:
     """Class index of each SEED-VII clip 1..80 (`(80,)`, index into `label_names`)."""
-    from e2llm.processing.readers.seed_vii import SEED_VII_VIDEO_EMOTIONS
-
     return np.array([list(label_names).index(name) for name in SEED_VII_VIDEO_EMOTIONS])
 
 
@@ -362,6 +92,17 @@ def read_synthetic_marker(root) -> dict | None:
     return record if isinstance(record, dict) else {}
 
 
+def _check_layout_arguments(n_subjects, dtype, config: SyntheticEEGConfig, features: bool, trial_seconds) -> None:
+    if int(n_subjects) < 1:
+        raise ValueError(f"n_subjects must be at least 1, got {n_subjects}")
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    if config.channel_names != SEED_CHANNELS or config.sfreq != 200.0:
+        raise ValueError("SEED-VII files hold the 62 SEED channels at 200 Hz; keep the config's defaults")
+    if features and trial_seconds < 4.0:
+        raise ValueError(f"EEG_features need clips of at least 4 s, got trial_seconds={trial_seconds}")
+
+
 def write_synthetic_seed_vii(
     root: str | Path,
     n_subjects: int = 2,
@@ -382,20 +123,8 @@ def write_synthetic_seed_vii(
     `SYNTHETIC_MARKER` records the generator and its arguments, so `e2llm prepare seed-vii` on this folder names
     the data ``synthetic`` (never SEED-VII) in its metadata, reports and cards.
     """
-    from scipy.io import savemat
-
-    from e2llm.processing.features import lds_smooth, seed_features_from_trial
-    from e2llm.processing.readers.seed_vii import write_label_table
-
-    if int(n_subjects) < 1:
-        raise ValueError(f"n_subjects must be at least 1, got {n_subjects}")
-    if dtype not in ("float32", "float64"):
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     config = config or SyntheticEEGConfig(preprocessed=True)
-    if config.channel_names != SEED_CHANNELS or config.sfreq != 200.0:
-        raise ValueError("SEED-VII files hold the 62 SEED channels at 200 Hz; keep the config's defaults")
-    if features and trial_seconds < 4.0:
-        raise ValueError(f"EEG_features need clips of at least 4 s, got trial_seconds={trial_seconds}")
+    _check_layout_arguments(n_subjects, dtype, config, features, trial_seconds)
     root = Path(root)
     (root / "EEG_preprocessed").mkdir(parents=True, exist_ok=True)
     if features:
@@ -417,19 +146,32 @@ def write_synthetic_seed_vii(
         write_label_table(root / "emotion_label_and_stimuli_order.xlsx")
     record = {"generator": "e2llm.processing.synthetic.write_synthetic_seed_vii", "layout": "seed-vii",
               "seed": int(seed), "n_subjects": int(n_subjects), "trial_seconds": float(trial_seconds),
-              "recorded_from_people": False}
+              "config": generator_knobs(config), "recorded_from_people": False}
     (root / SYNTHETIC_MARKER).write_text(json.dumps(record, indent=1) + "\n")
     return root
+
+
+def generator_knobs(config: SyntheticEEGConfig) -> dict:
+    """The knobs that make a set harder or easier (`HARDER`), as the marker file records them (JSON-ready)."""
+    names = ("effect_size", "responsiveness_range", "subject_emotion_sd", "subject_pattern_sd", "trial_pattern_sd",
+             "channel_gain_sd")
+    return {name: list(v) if isinstance(v := getattr(config, name), tuple) else v for name in names}
 
 
 __all__ = [
     "EMOTION_FAA",
     "EMOTION_PATTERNS",
+    "EYES_CLOSED_ALPHA",
+    "HARDER",
+    "NON_EMOTION_KINDS",
+    "PATTERN_AREAS",
     "SubjectProfile",
     "SyntheticEEG",
     "SyntheticEEGConfig",
     "SYNTHETIC_MARKER",
     "emotion_patterns",
+    "generator_knobs",
+    "harder_config",
     "read_synthetic_marker",
     "seed_vii_clip_labels",
     "synthetic_trials",

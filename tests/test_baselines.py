@@ -1,10 +1,22 @@
-"""Baselines: DE + logistic regression and EEGNet-v4 (Lawhern et al. 2018) on the same windows."""
+"""Baselines: DE + logistic regression, EEGNet-v4 (Lawhern et al. 2018), FBCNet and the Shallow ConvNet."""
 
 import numpy as np
 import pytest
 import torch
 
-from e2llm.training.evaluation.baselines import EEGNetV4, de_features, de_logistic_regression, eegnet_baseline
+from e2llm.training.evaluation.baselines import (
+    EEGNetV4,
+    EEGNetV4SpatialFirst,
+    FBCNet,
+    ShallowConvNet,
+    _standardiser,
+    _Windows,
+    de_features,
+    de_logistic_regression,
+    eegnet_baseline,
+    fbcnet_baseline,
+    precise_batch_norm,
+)
 
 
 def _windows(n: int, seed: int, n_channels: int = 8, n_times: int = 400, sfreq: float = 200.0):
@@ -71,3 +83,48 @@ def test_eegnet_fast_convolutions_equal_the_plain_ones():
     x = model.spatial(model.temporal_norm(model.temporal(x)))  # the paper's layers as plain Conv2d
     reference = model.classifier(model.block2(model.block1(x)).flatten(1))
     torch.testing.assert_close(model(eeg), reference, atol=1e-5, rtol=1e-4)
+
+
+def test_spatial_first_eegnet_is_eegnet_without_its_first_batch_norm():
+    torch.manual_seed(0)
+    paper = EEGNetV4(n_channels=6, n_times=96, n_classes=3, kernel_length=10).eval()
+    fast = EEGNetV4SpatialFirst(n_channels=6, n_times=96, n_classes=3, kernel_length=10).eval()
+    fast.load_state_dict({k: v for k, v in paper.state_dict().items() if not k.startswith("temporal_norm")})
+    paper.temporal_norm = torch.nn.Identity()
+    eeg = torch.randn(3, 6, 96)
+    torch.testing.assert_close(fast(eeg), paper(eeg), atol=1e-5, rtol=1e-4)
+
+
+def test_shallow_convnet_equals_its_two_convolutions():
+    torch.manual_seed(0)
+    model = ShallowConvNet(n_channels=6, n_times=200, n_classes=3, sfreq=100.0).eval()
+    eeg = torch.randn(2, 6, 200)
+    x = model.spatial(model.temporal(eeg[:, None]))  # the paper's layers as plain Conv2d
+    x = torch.log(model.pool(model.norm(x).square()).clamp_min(1e-6))
+    torch.testing.assert_close(model(eeg), model.classifier(x.flatten(1)), atol=1e-4, rtol=1e-4)
+
+
+def test_precise_batch_norm_sets_the_training_statistics():
+    train = _windows(40, 0, n_times=256)
+    windows = _Windows(train)
+    inputs = _standardiser(windows, "cpu")
+    model = FBCNet(8, 256, 3, 200.0)
+    precise_batch_norm(model, windows, inputs, batch_size=40)
+    with torch.no_grad():
+        bands = torch.fft.irfft(torch.fft.rfft(inputs(train[0]))[:, None] * model.band_masks[None, :, None], n=256)
+        x = torch.einsum("bkct,kmc->bkmt", bands, model.spatial.weight.view(5, 8, -1)).flatten(1, 2)
+        x = x + model.spatial.bias[None, :, None]
+    torch.testing.assert_close(model.norm.running_mean, x.mean(dim=(0, 2)), atol=1e-4, rtol=1e-4)
+    assert model.norm.momentum == 0.1 and not model.training
+
+
+def test_fbcnet_learns_band_power_classes():
+    train, test = _windows(90, 0), _windows(30, 1)
+    result = fbcnet_baseline(train, test, sfreq=200.0, n_labels=3, epochs=15, batch_size=30)
+    assert result.info["architecture"] == "FBCNet" and result.probs.shape == (30, 3)
+    assert np.mean(result.y_pred == test[1]) > 0.6
+    model = FBCNet(8, 400, 3, 200.0)
+    with torch.no_grad():
+        model.classifier.weight.mul_(100)
+    model.apply_max_norm()
+    assert model.classifier.weight.norm(dim=1).max() <= 0.5 + 1e-6

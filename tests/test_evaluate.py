@@ -13,7 +13,7 @@ from e2llm.processing.splits import trial_keys
 from e2llm.training.cli import main as cli_main
 from e2llm.training.data import synthetic_window_dataset
 from e2llm.training.evaluation.evaluate import EvalOptions, evaluate_model
-from e2llm.training.evaluation.runner import mismatched_partners, multitask_consistent
+from e2llm.training.evaluation.runner import multitask_consistent
 from e2llm.training.evaluation.splits import SplitIndices, SplitSpec, resolve_split
 from e2llm.training.evaluation.summary import summarize
 
@@ -41,7 +41,7 @@ def report(dataset, tiny, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval")
     options = EvalOptions(tasks=("emotion", "multitask", "scenario"), baselines=("de_logreg", "eegnet_v4"),
                           eegnet_epochs=1, self_consistency_samples=2, max_new_tokens=3, max_test_windows=5,
-                          batch_size=8)
+                          batch_size=8, non_emotion_windows=2)
     return evaluate_model(model, processor, dataset, SplitSpec("trial"), options, provenance=None, output_dir=out)
 
 
@@ -68,16 +68,17 @@ def test_every_metric_is_reported(report):
                                      "e2llm/multitask - de_logreg", "e2llm/multitask - eegnet_v4"}
 
 
-def test_mismatched_eeg_is_scored(report):
-    reliance = report["reliance"]
-    for key in ("accuracy", "follows_swapped_eeg", "mean_confidence", "normal_accuracy", "confidence_drop"):
-        assert reliance[key]["n"] == 1
-    assert isinstance(reliance["flag_confidence_does_not_drop"], bool)
-    labels = np.array([0, 0, 1, 2, 2, 1])
-    partners = mismatched_partners(labels, seed=3)
-    assert (labels[partners] != labels).all()
-    with pytest.raises(ValueError, match="two classes"):
-        mismatched_partners(np.zeros(4, dtype=int))
+def test_explanations_conflicts_calibration_and_abstention_are_reported(report):
+    checks = report["explanations"]
+    assert set(checks) == {"rationale", "eraser", "controls", "conflicts", "calibration", "abstention", "seconds"}
+    assert checks["conflicts"]["none"]["accuracy"]["n"] == 1 and "eeg_tokens" in checks["conflicts"]
+    assert {"answer", "label_only"} <= set(checks["calibration"])
+    assert checks["calibration"]["answer"]["ece"]["n"] == 1
+    abstention = checks["abstention"]
+    assert set(abstention["inputs"]) == {"noise", "flat", "line_noise", "muscle", "eyes_closed"}
+    assert abstention["inputs"]["flat"]["abstained"]["mean"] == 1.0
+    assert abstention["false_abstention"]["mean"] == 0.0
+    assert "flag_confidence_does_not_drop" not in json.dumps(report)  # the misconceived flag is gone
 
 
 def test_untrained_answers_are_unparseable_and_counted(report):
@@ -102,7 +103,7 @@ def test_split_is_held_out_and_files_written(report, dataset):
     assert stored["summary"]["de_logreg"]["accuracy"]["n"] == 1 and stored["synthetic"] is True
     markdown = open(files["markdown"]).read()
     assert "| de_logreg |" in markdown and "unparseable" in markdown.lower()
-    assert "Synthetic data" in markdown and "mismatched EEG" in markdown
+    assert "Synthetic data" in markdown and "What drives the answer" in markdown and "Abstention" in markdown
     assert "Warning:" in markdown and "no provenance" in markdown  # evaluated with provenance=None
 
 
@@ -267,3 +268,15 @@ def test_evaluate_every_fold_in_one_call(saved, dataset, tmp_path, capsys):
     assert "no --model was trained on fold(s) [1] of 2" in capsys.readouterr().err
     assert cli_main([*base, "--model", str(saved / "model"), "--output-dir", str(tmp_path / "e3")]) == 2
     assert "records no split" in capsys.readouterr().err
+
+
+def test_temperatures_fitted_on_validation_windows(dataset, tiny):
+    model, processor = tiny
+    options = EvalOptions(tasks=("emotion",), baselines=(), max_new_tokens=2, max_test_windows=4,
+                          non_emotion_windows=0)
+    report = evaluate_model(model, processor, dataset, SplitSpec("trial", validation_size=0.3), options,
+                            provenance=None)
+    calibration = report["runs"][0]["explanations"]["calibration"]
+    scaled = calibration["answer_scaled"]
+    assert 0.05 <= scaled["temperature"] <= 100 and scaled["accuracy"] == calibration["answer"]["accuracy"]
+    assert report["runs"][0]["explanations"]["abstention"]["inputs"] == {}  # no non-emotion windows asked for

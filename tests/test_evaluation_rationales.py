@@ -5,18 +5,24 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from e2llm.label_evidence_e2llm import class_signatures
 from e2llm.processing.instructions import (
+    build_instructions,
+    description_text,
     evidence_reference,
-    rationale_claims,
-    rationale_text,
+    label_rationale,
     read_evidence_columns,
 )
 from e2llm.training.data import synthetic_window_dataset
 from e2llm.training.evaluation.rationales import (
     check_claims,
+    cited_items,
     claim_problems,
+    copy_report,
     derangement,
     label_consistency,
+    line_claims,
+    prompt_items,
     rationale_report,
     split_rationale_report,
 )
@@ -31,24 +37,28 @@ def evidence():
     reference = evidence_reference(windows)
     columns = read_evidence_columns(windows)
     features = reference.features(columns["power_db"], columns["subjects"])
-    gold = [rationale_text(rationale_claims(reference, features, i)) for i in range(len(windows))]
-    return windows, reference, columns, features, gold
+    names = reference.label_names
+    gold = [label_rationale(reference, features, i, names[y]) for i, y in enumerate(columns["labels"])]
+    descriptions = [description_text(reference, features, i) for i in range(len(windows))]
+    return windows, reference, columns, features, gold, descriptions
 
 
 def test_true_rationales_pass_and_the_controls_do_not(evidence):
-    _, reference, columns, features, gold = evidence
-    report = rationale_report(gold, columns["labels"], features, reference.spread, reference.centroids)
-    assert report["faithfulness"] == 1.0 and report["distinct_share"] == 1.0
-    assert report["duplicate_or_contradictory_share"] == 0.0
-    for kind in ("power", "de", "faa"):
-        assert report[f"faithfulness_{kind}"] == 1.0 and report[f"n_claims_{kind}"] > 0
-    assert report["faithfulness_gap_vs_shuffled"] > 0.4
-    assert report["most_frequent_faithfulness"] < 0.6
-    assert report["label_consistency"] > report["shuffled_label_consistency"]
+    _, reference, columns, features, gold, descriptions = evidence
+    labels = [reference.label_names[y] for y in columns["labels"]]
+    report = rationale_report(gold, labels, features, reference.spread, reference.signatures)
+    assert report["faithfulness"] == 1.0 and report["duplicate_or_contradictory_share"] == 0.0
+    assert report["label_consistency"] >= 0.9 and report["shuffled_label_consistency"] < 0.5
+    assert report["support_stated_share"] == 1.0 and report["support_matches_label"] == 1.0
+    assert report["faithfulness_gap_vs_shuffled"] > 0.3
+    described = rationale_report(descriptions, labels, features, reference.spread, reference.signatures)
+    for kind in ("power", "de", "faa"):  # descriptions state every kind of claim, all true
+        assert described[f"faithfulness_{kind}"] == 1.0 and described[f"n_claims_{kind}"] > 0
+    assert described["most_frequent_faithfulness"] < 0.6 and described["support_stated_share"] == 0.0
 
 
 def test_a_wrong_bucket_or_direction_fails(evidence):
-    _, reference, _, features, gold = evidence
+    _, reference, _, features, gold, _ = evidence
     claims = check_claims(gold[0], features, 0, reference.spread)
     assert all(c["agrees"] for c in claims)
     first = claims[0]["claim"]
@@ -68,19 +78,40 @@ def test_duplicates_and_contradictions_are_found():
 
 
 def test_claims_about_absent_features_are_not_checkable(evidence):
-    _, reference, _, features, _ = evidence
+    _, reference, _, features, _, _ = evidence
     no_faa = type(features)(features.power, features.de, np.full_like(features.faa, np.nan))
     checks = check_claims("frontal alpha asymmetry is shifted left (slightly, -0.10)", no_faa, 0, reference.spread)
     assert checks[0]["checkable"] is False and checks[0]["agrees"] is None
 
 
-def test_label_consistency_follows_the_centroids():
-    spread = np.ones(31)
-    centroids = np.zeros((2, 31))
-    centroids[0, 0], centroids[1, 0] = 1.0, -1.0  # label 0: delta frontal power up; label 1: down
-    up = "delta power is higher over frontal channels (strongly, +3.0 dB)"
-    down = up.replace("higher", "lower").replace("+3.0", "-3.0")
-    assert label_consistency([up, down, up, "no claims"], [0, 1, 1, 0], spread, centroids) == pytest.approx(2 / 3)
+def test_label_consistency_follows_the_signatures():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 50)
+    z = rng.normal(0, 0.5, (100, 31))
+    z[:, 0] += np.where(labels == 0, 1.0, -1.0)  # label a: delta frontal power up; label b: down
+    signatures = class_signatures(z, labels, ["a", "b"])
+    up, down = "delta power is higher over frontal channels (strongly)", "beta power is lower over occipital channels"
+    windows = np.array([[3.0] + [0.0] * 30, [-3.0] + [0.0] * 30, [3.0] + [0.0] * 30, [0.0] * 31])
+    # consistency reads the cited item at its measured value: window 1's delta is down, which points to "b" (its
+    # answer) whatever the claim says; window 2's is up and it answers "b"; window 3 cites nothing
+    assert label_consistency([up, up, up, "no claims"], ["a", "b", "b", "a"], windows, signatures) == pytest.approx(2 / 3)
+    assert cited_items(f"{up}; {up}; {down} (moderately)") == ["power:delta:frontal", "power:beta:occipital"]
+
+
+def test_copying_the_evidence_line_is_measured():
+    line = ("Measured relative to baseline: frontal delta -0.7 dB slightly; central alpha +2.1 dB strongly; "
+            "gamma entropy +0.09 nats moderately; asymmetry +0.21 slightly.")
+    assert prompt_items(line) == ["power:delta:frontal", "power:alpha:central", "de:gamma", "faa:alpha"]
+    claims = line_claims(line)
+    assert [(c.direction, c.bucket) for c in claims] == [(-1, "slightly"), (1, "strongly"), (1, "moderately"),
+                                                         (1, "slightly")]
+    copied = "; ".join(c.text for c in claims[:2])
+    chosen = "alpha power is higher over central channels (strongly); frontal alpha asymmetry is shifted right"
+    report = copy_report([copied, chosen], [line, line])
+    assert report["first_items_share"] == 0.5  # the copy cites the line's first items; the other does not
+    assert report["ngram_copy_share"] == 0.0  # in the claim grammar, not the line's words
+    verbatim = copy_report(["frontal delta -0.7 dB slightly; central alpha", chosen], [line, line])
+    assert 0 < verbatim["ngram_copy_share"] < 1
 
 
 def test_derangement_moves_every_window():
@@ -98,4 +129,11 @@ def test_split_report_uses_the_training_reference(evidence):
     assert report["share_with_claims"] == 0.0 and np.isnan(report["faithfulness"])
     assert 0.0 <= report["gold_label_consistency"] <= 1.0
     with pytest.raises(ValueError, match="give one each"):
-        rationale_report(["x"], [0, 1], *evidence[3:4], evidence[1].spread, evidence[1].centroids)
+        rationale_report(["x"], ["a", "b"], evidence[3], evidence[1].spread, evidence[1].signatures)
+
+
+def test_training_prompts_can_carry_the_line_the_copy_metric_reads(evidence):
+    windows = evidence[0]
+    built = build_instructions(windows, tasks=("emotion",), evidence_in_prompt=True)
+    report = copy_report(list(built["rationale"]), list(built["prompt"]))
+    assert report["first_items_share"] < 0.3  # targets cite evidence for the label, not the line's first items

@@ -17,6 +17,7 @@ from e2llm.processing.synthetic import (
     SyntheticEEG,
     SyntheticEEGConfig,
     emotion_patterns,
+    harder_config,
     seed_vii_clip_labels,
     synthetic_trials,
 )
@@ -159,3 +160,39 @@ def test_de_logistic_regression_is_near_chance_with_shuffled_labels(de_table):
     shuffled = np.random.default_rng(0).permutation(per_trial)[trial_of_row]  # whole trials keep one label
     score = _balanced_accuracy(features, {**table, "emotion": shuffled}, shuffled)
     assert score < 0.3
+
+
+def test_harder_knobs_widen_the_differences_between_subjects():
+    defaults = SyntheticEEG(SyntheticEEGConfig(), seed=0)
+    harder = SyntheticEEG(harder_config(preprocessed=False), seed=0)
+    np.testing.assert_array_equal(  # new knobs at their defaults draw exactly as before
+        defaults.subject(1).pattern, SyntheticEEG(SyntheticEEGConfig(subject_emotion_sd=0.0), seed=0).subject(1).pattern)
+    spread = [np.std([g.subject(s).responsiveness for s in range(1, 40)]) for g in (defaults, harder)]
+    assert spread[1] > 2 * spread[0]  # responsiveness drawn from (0.5, 1.5) instead of (0.8, 1.2)
+    own = harder.subject(1).emotion_patterns - harder.subject(2).emotion_patterns
+    assert np.abs(own).max() > 0.05 and np.abs(defaults.subject(1).emotion_patterns
+                                               - defaults.subject(2).emotion_patterns).max() == 0
+    assert np.abs(harder._patterns).max() == pytest.approx(0.75 * np.abs(defaults._patterns).max())
+    with pytest.raises(ValueError, match="responsiveness_range"):
+        SyntheticEEGConfig(responsiveness_range=(1.2, 0.8))
+
+
+def test_non_emotion_signals(generator):
+    n = int(8 * SFREQ)
+    flat = generator.non_emotion_trial("flat", 1, 1, n)
+    assert flat.shape == (62, n) and flat.std(axis=1).max() < 0.1
+    line = generator.non_emotion_trial("line_noise", 1, 1, n)
+    freqs, psd = signal.welch(line, SFREQ, nperseg=400)
+    assert freqs[np.argmax(psd.mean(0))] == pytest.approx(50.0)
+    noise = generator.non_emotion_trial("noise", 1, 1, n)
+    _, psd = signal.welch(noise, SFREQ, nperseg=400)
+    assert 0.5 < psd.mean(0)[(freqs > 2) & (freqs < 5)].mean() / psd.mean(0)[(freqs > 40) & (freqs < 45)].mean() < 2
+    muscle = generator.non_emotion_trial("muscle", 1, 1, n)
+    high = band_power(muscle, SFREQ, {"emg": (30.0, 95.0)})[0]
+    assert high[CH.index("T7")] > 10 * high[CH.index("Pz")]  # over temporal muscles, not the vertex
+    closed = generator.non_emotion_trial("eyes_closed", 1, 1, n)
+    eyes_open = generator.trial(1, 1, 0, n, intensity=0.0)
+    alpha = [band_power(x, SFREQ, {"alpha": (8.0, 13.0)})[0, CH.index("Oz")] for x in (closed, eyes_open)]
+    assert alpha[0] > 3 * alpha[1]
+    with pytest.raises(ValueError, match="unknown non-emotion signal"):
+        generator.non_emotion_trial("music", 1, 1, n)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from e2llm.training.evaluation.metrics import format_mean_std
+from e2llm.training.evaluation.report_explanations import explanation_sections
 
 MAIN_COLUMNS = ("accuracy", "balanced_accuracy", "macro_f1", "kappa", "parse_rate", "ece", "score_accuracy")
 TASK_COLUMNS = ("valence_accuracy", "arousal_accuracy", "intensity_accuracy", "consistency_rate",
@@ -129,24 +130,6 @@ def _header(report: Mapping) -> list[str]:
     return lines + [""]
 
 
-def _reliance_lines(report: Mapping) -> list[str]:
-    reliance = report.get("reliance")
-    if not reliance:
-        return []
-    cell = lambda k: format_mean_std(reliance[k]) if k in reliance else "n/a"  # noqa: E731
-    lines = ["## Reliance on the EEG (mismatched EEG)", "",
-             "Each test question answered with another test window's EEG (a different class).", "",
-             "| input | accuracy | mean confidence |", "|---|---|---|",
-             f"| matching EEG | {cell('normal_accuracy')} | {cell('normal_mean_confidence')} |",
-             f"| mismatched EEG | {cell('accuracy')} | {cell('mean_confidence')} |", "",
-             f"Answers following the swapped-in EEG's class: {cell('follows_swapped_eeg')}; "
-             f"confidence drop: {cell('confidence_drop')}."]
-    if reliance.get("flag_confidence_does_not_drop"):
-        lines += ["", "> **Flag:** confidence does not drop on mismatched EEG: the model's confidence does not "
-                  "reflect the EEG it was given."]
-    return lines + [""]
-
-
 def _paired_lines(report: Mapping) -> list[str]:
     if not report.get("paired"):
         return []
@@ -186,7 +169,7 @@ def render_markdown(report: Mapping) -> str:
         "",
         *_paired_lines(report),
         *_fold_lines(report),
-        *_reliance_lines(report),
+        *explanation_sections(report),
     ]
     selective = _table(report["summary"], SELECTIVE_COLUMNS)
     if selective:

@@ -2,8 +2,7 @@
 
 `Evaluator` runs the ``eeg-emotion`` pipeline (its public call only) on the test windows, `chunk_size` windows at a
 time (one chunk of EEG in memory), with the task prompts of `e2llm.processing.instructions`, and scores the
-answers; `mismatched_partners` pairs each window with another test window of a different class for the reliance
-check (the same question with the wrong EEG).
+answers. What drives the answers (inputs swapped one at a time) is measured in `conflicts`.
 """
 
 from __future__ import annotations
@@ -13,6 +12,16 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from e2llm.processing.instructions import (
+    AFFECT,
+    MULTITASK_FIELDS,
+    SCENARIOS,
+    answer_fields,
+    band_power_db,
+    channel_regions,
+    templates_for,
+)
+
 from e2llm.training.evaluation.metrics import (
     classification_metrics,
     consistency_rate,
@@ -20,26 +29,9 @@ from e2llm.training.evaluation.metrics import (
     field_accuracy,
     self_consistency,
 )
+from e2llm.training.sharding import sharded_map
 
 EVAL_TASKS = ("emotion", "multitask", "scenario")
-# A model whose mean confidence falls by less than this on mismatched EEG is flagged as not relying on the EEG.
-CONFIDENCE_DROP_MIN = 0.05
-
-
-def mismatched_partners(labels: np.ndarray, seed: int = 0) -> np.ndarray:
-    """For each window, another window (row) of a different class, drawn at random; `(n,)` int64.
-
-    Raises ValueError when the windows hold a single class (no mismatched partner exists).
-    """
-    labels = np.asarray(labels)
-    if len(np.unique(labels)) < 2:
-        raise ValueError("mismatched-EEG scoring needs test windows of at least two classes")
-    rng = np.random.default_rng(seed + 104729)
-    partners = np.empty(len(labels), dtype=np.int64)
-    for i, label in enumerate(labels):
-        candidates = np.flatnonzero(labels != label)
-        partners[i] = candidates[rng.integers(len(candidates))]
-    return partners
 
 
 def _subject_baselines(train, test, sfreq: float, batch_size: int = 256) -> dict[int, np.ndarray]:
@@ -48,8 +40,6 @@ def _subject_baselines(train, test, sfreq: float, batch_size: int = 256) -> dict
     As in training (`build_instructions` on the training windows), it is the mean over the subject's training
     windows; a subject with none (leave-one-subject-out) gets the mean over its test windows. No label is used.
     """
-    from e2llm.processing.instructions import band_power_db
-
     baselines = {}
     for part in (train, test):
         table = part.with_format("numpy")
@@ -63,8 +53,6 @@ def _subject_baselines(train, test, sfreq: float, batch_size: int = 256) -> dict
 
 def multitask_consistent(fields: dict) -> bool:
     """Whether emotion, valence, arousal and intensity agree with each other (the rules the instructions follow)."""
-    from e2llm.processing.instructions import AFFECT
-
     emotion, valence, arousal, intensity = (fields.get(k) for k in ("Emotion", "Valence", "Arousal", "Intensity"))
     if emotion is not None and emotion.lower() == "neutral":
         return (valence, arousal, intensity) == ("neutral", "low", "mild")
@@ -108,16 +96,12 @@ class Evaluator:
             yield start, eeg[np.argsort(order, kind="stable")]
 
     def prompts(self, task: str, template_split: str, seed: int) -> list[str]:
-        from e2llm.processing.instructions import templates_for
-
         templates = templates_for(task, template_split)
         draw = np.random.default_rng(seed).integers(len(templates), size=len(self.labels))
         return [templates[k].text for k in draw]
 
     def run(self, questions: Sequence[str], extra_fields=None, eeg_rows=None, **generate) -> list[dict]:
         """Pipeline outputs per test window; `eeg_rows` (test row per question) swaps in other windows' EEG."""
-        from e2llm.training.sharding import sharded_map
-
         outputs = []
         rows = np.arange(len(self.labels)) if eeg_rows is None else np.asarray(eeg_rows)
         for start, eeg in self.chunks(eeg_rows):
@@ -133,8 +117,6 @@ class Evaluator:
     def max_deviation(self) -> np.ndarray:
         """Largest regional band-power deviation (dB) from the subject's baseline per window, as
         `build_instructions` measures it for the intensity of multi-task answers."""
-        from e2llm.processing.instructions import band_power_db, channel_regions
-
         if self._max_deviation is None:
             regions = channel_regions(self.signal["channel_names"]).T
             parts = []
@@ -146,8 +128,6 @@ class Evaluator:
         return self._max_deviation
 
     def true_fields(self, task: str) -> list[dict]:
-        from e2llm.processing.instructions import answer_fields
-
         return [answer_fields(task, self.label_names[int(y)], float(d),
                               {k: float(v[i]) for k, v in self.ratings.items()} or None)
                 for i, (y, d) in enumerate(zip(self.labels, self.max_deviation()))]
@@ -173,8 +153,6 @@ class Evaluator:
         return metrics
 
     def task(self, task: str, seed: int) -> dict:
-        from e2llm.processing.instructions import MULTITASK_FIELDS, SCENARIOS
-
         if task == "emotion":
             outputs = self.run(self.prompts("emotion", "train", seed))
             return self.label_metrics(outputs), outputs
@@ -200,21 +178,6 @@ class Evaluator:
             return metrics, outputs
         raise ValueError(f"unknown evaluation task {task!r}; use {EVAL_TASKS}")
 
-    def mismatched(self, seed: int, partners: np.ndarray, normal: dict) -> dict:
-        """The emotion task with each window's question given `partners[i]`'s EEG (another class): accuracy
-        against the question's window, how often the answer follows the swapped-in EEG, and mean confidence, next
-        to `normal` (the same task's metrics on the right EEG)."""
-        outputs = self.run(self.prompts("emotion", "train", seed), eeg_rows=partners)
-        predicted, confidence = self.predictions(outputs)
-        drop = float(normal["mean_confidence"] - confidence.mean())
-        return {
-            "accuracy": float(np.mean(predicted == self.labels)),
-            "follows_swapped_eeg": float(np.mean(predicted == self.labels[partners])),
-            "mean_confidence": float(confidence.mean()),
-            "normal_accuracy": normal["accuracy"], "normal_mean_confidence": normal["mean_confidence"],
-            "confidence_drop": drop, "flag_confidence_does_not_drop": bool(drop < CONFIDENCE_DROP_MIN),
-        }
-
     def self_consistency(self, n_samples: int, seed: int, temperature: float) -> dict:
         questions = self.prompts("emotion", "train", seed)
         samples = []
@@ -224,6 +187,4 @@ class Evaluator:
         return self_consistency([list(row) for row in zip(*samples)])
 
 
-
-
-__all__ = ["CONFIDENCE_DROP_MIN", "EVAL_TASKS", "Evaluator", "mismatched_partners", "multitask_consistent"]
+__all__ = ["EVAL_TASKS", "Evaluator", "multitask_consistent"]

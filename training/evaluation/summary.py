@@ -1,5 +1,6 @@
 """Pooling evaluation runs into one summary: mean ± std over training seeds, 95% intervals over held-out trials,
-paired LLM-vs-baseline comparisons, reliance on the EEG and selective prediction.
+paired LLM-vs-baseline comparisons, the explanation checks (conflict tests, ERASER, label consistency, calibration,
+abstention) and selective prediction.
 
 A run is one trained model (one training seed, a *replicate*) tested on one fold of a split. Runs of one
 replicate over several folds (leave-one-subject-out) are pooled window by window (every test window counted
@@ -74,14 +75,39 @@ def _window_correctness(runs: Sequence[Mapping], method: str):
     return np.concatenate(correct), np.concatenate(labels), np.concatenate(keys)
 
 
-def _reliance(runs: Sequence[Mapping]) -> dict | None:
-    found = [r["reliance"] for r in runs if r.get("reliance")]
-    if not found:
+def _nested_mean(values: Sequence[Mapping]) -> dict:
+    """Leaf-wise mean of nested dicts of numbers (lists and strings are left out)."""
+    out = {}
+    for key in values[0]:
+        found = [v[key] for v in values if key in v]
+        if isinstance(found[0], Mapping):
+            out[key] = _nested_mean(found)
+        elif isinstance(found[0], (int, float)) and not isinstance(found[0], bool):
+            out[key] = float(np.nanmean([float(f) for f in found])) if any(f == f for f in found) else float("nan")
+    return out
+
+
+def _nested_mean_std(values: Sequence[Mapping]) -> dict:
+    """Leaf-wise `mean_std` of nested dicts of numbers."""
+    out = {}
+    for key in values[0]:
+        found = [v[key] for v in values if key in v]
+        if isinstance(found[0], Mapping):
+            out[key] = _nested_mean_std(found)
+        elif isinstance(found[0], (int, float)) and not isinstance(found[0], bool):
+            out[key] = mean_std(found)
+    return out
+
+
+def _explanations(runs: Sequence[Mapping]) -> dict | None:
+    """The explanation checks: averaged over each replicate's folds, then mean ± std over replicates."""
+    replicates = defaultdict(list)
+    for run in runs:
+        if run.get("explanations"):
+            replicates[_replicate(run)].append(run["explanations"])
+    if not replicates:
         return None
-    numbers = [k for k, v in found[0].items() if isinstance(v, float)]
-    summary = {k: mean_std([f[k] for f in found]) for k in numbers}
-    summary["flag_confidence_does_not_drop"] = any(f["flag_confidence_does_not_drop"] for f in found)
-    return summary
+    return _nested_mean_std([_nested_mean(found) for found in replicates.values()])
 
 
 def _by_fold(runs: Sequence[Mapping], method: str, key: str = "accuracy") -> dict | None:
@@ -95,7 +121,7 @@ def _by_fold(runs: Sequence[Mapping], method: str, key: str = "accuracy") -> dic
 
 def summarize_runs(runs: Sequence[Mapping], label_names: Sequence[str], model_prefix: str = "e2llm/",
                    n_boot: int = 2000) -> dict:
-    """``{"summary", "intervals", "paired", "folds", "reliance"}`` of runs (see the module doc)."""
+    """``{"summary", "intervals", "paired", "folds", "explanations"}`` of runs (see the module doc)."""
     methods = list(dict.fromkeys(m for run in runs for m in run["methods"]))
     replicates = defaultdict(list)
     for run in runs:
@@ -121,7 +147,7 @@ def summarize_runs(runs: Sequence[Mapping], label_names: Sequence[str], model_pr
             if len(a[0]) == len(b[0]) and np.array_equal(a[2], b[2]):
                 paired[f"{method} - {baseline}"] = paired_bootstrap(a[0], b[0], a[2], n_boot=n_boot)
     return {"summary": summary, "intervals": intervals, "paired": paired, "folds": folds,
-            "reliance": _reliance(runs), "n_replicates": len(replicates)}
+            "explanations": _explanations(runs), "n_replicates": len(replicates)}
 
 
 def summarize(reports: Sequence[Mapping], model_names: Sequence[str] | None = None, n_boot: int = 2000) -> dict:

@@ -1,0 +1,105 @@
+"""Issue #26's figures in one command: the quickstart recipe on the quickstart's synthetic data and on the harder set
+(weaker class signal, subjects that differ more: `e2llm.processing.synthetic.HARDER`), three training seeds, held-out
+trials and leave-one-subject-out, every method and check in the same runs.
+
+    .venv/bin/python bench/bench_explanations.py --output-dir runs/issue26 [--seeds 0 1 2] [--protocol both]
+
+Writes each run's report under OUTPUT/{quickstart,harder}/ (`e2llm quickstart`'s layout) and prints, per data set and
+protocol, mean ± std over training seeds (with the 95% interval over held-out trials for accuracies): balanced
+accuracy of the LLM, the stage-1 head, DE + logistic regression and the network baselines; comprehensiveness and
+sufficiency of the cited evidence next to random items; label consistency next to the shuffled control; the
+conflict tests; ECE of the answers and of the head; abstention on non-emotion inputs and false abstention; the
+stage-2 alignment gap. The table also goes to OUTPUT/issue26.md. About 18 trainings: hours on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+DATASETS = ("quickstart", "harder")
+
+
+def harder_data(folder: Path):
+    """The harder synthetic set in SEED-VII's layout under `folder`, prepared (as the quickstart prepares its own)."""
+    from e2llm.processing.prepare import prepare_dataset
+    from e2llm.processing.synthetic import harder_config, write_synthetic_seed_vii
+
+    if (folder / "prepared").exists():
+        return folder / "prepared"
+    raw = write_synthetic_seed_vii(folder / "raw", n_subjects=2, trial_seconds=20.0, seed=0, config=harder_config())
+    prepare_dataset("seed-vii", raw, output_dir=folder / "prepared", overwrite=True, progress=False)
+    return folder / "prepared"
+
+
+def _cell(stats: dict | None, digits: int = 3) -> str:
+    from e2llm.training.evaluation.report import format_metric
+
+    return format_metric(stats, digits) if stats and stats.get("n") else "n/a"
+
+
+def _get(tree, *path):
+    for key in path:
+        tree = (tree or {}).get(key)
+    return tree
+
+
+def protocol_lines(name: str, kind: str, protocol: dict, gaps: list[float]) -> list[str]:
+    summary, checks = protocol["summary"], protocol.get("explanations") or {}
+    lines = [f"### {name}, {kind}", "", "| what | value |", "|---|---|"]
+    for method in summary:
+        lines.append(f"| balanced accuracy, {method} | {_cell(summary[method].get('balanced_accuracy'))} |")
+    for name_, result in (protocol.get("paired") or {}).items():
+        lo, hi = result["ci"]
+        lines.append(f"| paired {name_} | {result['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}], p = "
+                     f"{result['p_value']:.3f} |")
+    rows = [("label consistency (shuffled)", ("rationale", "label_consistency"),
+             ("rationale", "shuffled_label_consistency")),
+            ("comprehensiveness (random items)", ("eraser", "comprehensiveness"), ("eraser", "random_comprehensiveness")),
+            ("sufficiency (random items)", ("eraser", "sufficiency"), ("eraser", "random_sufficiency")),
+            ("answer changed: EEG tokens swapped (emotion token swapped)", ("conflicts", "eeg_tokens", "changed_answer"),
+             ("conflicts", "emotion_token", "changed_answer")),
+            ("ECE answers (head)", ("calibration", "answer", "ece"), ("calibration", "head", "ece")),
+            ("ECE answers, temperature from validation (head)", ("calibration", "answer_scaled", "ece"),
+             ("calibration", "head_scaled", "ece")),
+            ("abstention on non-emotion inputs (false abstention)", ("abstention", "mean_abstention_non_emotion"),
+             ("abstention", "false_abstention"))]
+    for title, first, second in rows:
+        lines.append(f"| {title} | {_cell(_get(checks, *first))} ({_cell(_get(checks, *second))}) |")
+    if gaps:
+        lines.append(f"| stage-2 gap, nats per description (mean ± std over runs) | {np.mean(gaps):+.2f} ± "
+                     f"{np.std(gaps, ddof=1) if len(gaps) > 1 else 0:.2f} |")
+    return lines + [""]
+
+
+def main(argv=None) -> int:
+    from e2llm.training.quickstart import QuickstartRecipe, run_quickstart
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output-dir", type=Path, default=Path("runs/issue26"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--protocol", default="both", choices=("trial", "subject", "both"))
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    args = parser.parse_args(argv)
+    lines = ["# Issue #26 figures (synthetic data)", "", f"Seeds {args.seeds}, protocol {args.protocol}.", ""]
+    for name in args.datasets:
+        data = None if name == "quickstart" else harder_data(args.output_dir / "harder-data")
+        report = run_quickstart(args.output_dir / name, data=data, recipe=QuickstartRecipe(), seeds=args.seeds,
+                                protocol=args.protocol)
+        runs = report["quickstart"]["runs"]
+        for kind, protocol in report.get("protocols", {"trial": report}).items():
+            gaps = [r["alignment"]["description_gap_shuffled_minus_real"] for r in runs
+                    if r["protocol"] == kind and r.get("alignment")]
+            lines += protocol_lines(name, kind, protocol, gaps)
+    text = "\n".join(lines)
+    (args.output_dir / "issue26.md").write_text(text + "\n")
+    print(text)
+    print(json.dumps({"written": str(args.output_dir / "issue26.md")}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,109 @@
+"""Markdown sections of the explanation checks (`explanations.explanation_checks`, pooled by `summary`).
+
+Every cell is mean ± std over training seeds (a single value for one run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from e2llm.training.evaluation.metrics import format_mean_std
+
+CONFLICT_NAMES = {"none": "own inputs", "eeg_tokens": "EEG tokens of another class (emotion token kept)",
+                  "emotion_token": "emotion token of another class (EEG tokens kept)",
+                  "evidence_text": "evidence line of another class (EEG kept)", "all": "every input of another class"}
+EXPLAINERS = {"rationale": "E2LLM rationale", "head_rule": "head + rule-written rationale",
+              "head_line_copier": "head + copy of the evidence line's first items"}
+RATIONALE_COLUMNS = (("label_consistency", "label consistency"), ("shuffled_label_consistency", "shuffled"),
+                     ("faithfulness", "faithfulness"), ("shuffled_faithfulness", "shuffled"),
+                     ("ngram_copy_share", "4-grams copied from prompt"),
+                     ("first_items_share", "cites the line's first items"))
+ERASER_COLUMNS = (("comprehensiveness", "comprehensiveness"), ("random_comprehensiveness", "random items"),
+                  ("sufficiency", "sufficiency"), ("random_sufficiency", "random items"),
+                  ("band_stop_comprehensiveness", "band-stop compr."),
+                  ("band_stop_random_comprehensiveness", "random items"))
+
+
+def _cell(stats: Mapping | None) -> str:
+    return format_mean_std(stats) if isinstance(stats, Mapping) and "n" in stats else "n/a"
+
+
+def _row(name: str, stats: Mapping, columns) -> str:
+    return f"| {name} | " + " | ".join(_cell(stats.get(key)) for key, _ in columns) + " |"
+
+
+def _header(columns, first: str) -> list[str]:
+    return ["| " + first + " | " + " | ".join(title for _, title in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+
+
+def conflict_lines(checks: Mapping) -> list[str]:
+    conflicts = checks.get("conflicts") or {}
+    if not conflicts:
+        return []
+    columns = (("accuracy", "accuracy"), ("follows_partner_label", "follows the other class"),
+               ("follows_partner_answer", "= answer on the other window"), ("changed_answer", "answer changed"),
+               ("mean_confidence", "mean confidence"))
+    lines = ["## What drives the answer (inputs swapped one at a time)", "",
+             "Label scores right after the prompt (`return_rationale=False`), each test window paired with a window "
+             "of another class; one input at a time comes from that window.", "", *_header(columns, "inputs")]
+    lines += [_row(CONFLICT_NAMES.get(name, name), stats, columns) for name, stats in conflicts.items()
+              if isinstance(stats, Mapping) and "accuracy" in stats]
+    return lines + [""]
+
+
+def explanation_lines(checks: Mapping) -> list[str]:
+    rows = {"rationale": checks.get("rationale") or {}, **(checks.get("controls") or {})}
+    eraser = {"rationale": {k: v for k, v in (checks.get("eraser") or {}).items()},
+              **{name: {k[len("eraser_"):]: v for k, v in stats.items() if k.startswith("eraser_")}
+                 for name, stats in (checks.get("controls") or {}).items()}}
+    lines = ["## Explanations checked against the signal and the model", "",
+             "Label consistency: the cited items, at their measured values, point to the answer's label under the "
+             "class signatures (shuffled: the same rationales given to other windows). Faithfulness: claims whose "
+             "direction and strength word match the window. The controls show what a score credits without the "
+             "language model: the stage-1 head's label with the rationale a rule writes for it, or with the first "
+             "items of the prompt's evidence line.", "", *_header(RATIONALE_COLUMNS, "rationale")]
+    lines += [_row(EXPLAINERS.get(name, name), stats, RATIONALE_COLUMNS) for name, stats in rows.items() if stats]
+    lines += ["", "ERASER: drop in the answer label's probability when the cited items are brought to the subject's "
+              "baseline (comprehensiveness: higher is better) or when everything else is (sufficiency: lower is "
+              "better), next to as many random items; band-stop: the cited bands removed instead.", "",
+              *_header(ERASER_COLUMNS, "rationale")]
+    lines += [_row(EXPLAINERS.get(name, name), stats, ERASER_COLUMNS) for name, stats in eraser.items() if stats]
+    return lines + [""]
+
+
+def calibration_lines(checks: Mapping) -> list[str]:
+    calibration = checks.get("calibration") or {}
+    if not calibration:
+        return []
+    names = {"answer": "E2LLM answer (label scores after the rationale)", "label_only": "E2LLM label-only scores",
+             "head": "stage-1 emotion head",
+             "answer_scaled": "E2LLM answer, temperature fitted on validation windows",
+             "head_scaled": "stage-1 head, temperature fitted on validation windows"}
+    columns = (("accuracy", "accuracy"), ("mean_confidence", "mean confidence"), ("ece", "ECE"), ("nll", "NLL"),
+               ("brier", "Brier"), ("temperature", "temperature"))
+    lines = ["## Calibration", "", *_header(columns, "probabilities")]
+    lines += [_row(names.get(name, name), stats, columns) for name, stats in calibration.items()]
+    return lines + [""]
+
+
+def abstention_lines(checks: Mapping) -> list[str]:
+    abstention = checks.get("abstention") or {}
+    if not abstention:
+        return []
+    lines = ["## Abstention (insufficient evidence)", "",
+             f"Held-out emotion windows abstained on (false abstention): {_cell(abstention.get('false_abstention'))}.",
+             "", "| input | abstained |", "|---|---|"]
+    for kind, stats in (abstention.get("inputs") or {}).items():
+        lines.append(f"| {kind} | {_cell(stats.get('abstained'))} |")
+    return lines + [""]
+
+
+def explanation_sections(report: Mapping) -> list[str]:
+    """Every section, from a summarised report's ``explanations`` (empty when absent)."""
+    checks = report.get("explanations")
+    if not checks:
+        return []
+    return [*conflict_lines(checks), *explanation_lines(checks), *calibration_lines(checks), *abstention_lines(checks)]
+
+
+__all__ = ["abstention_lines", "calibration_lines", "conflict_lines", "explanation_lines", "explanation_sections"]

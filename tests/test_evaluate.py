@@ -14,7 +14,7 @@ from e2llm.training.cli import main as cli_main
 from e2llm.training.data import synthetic_window_dataset
 from e2llm.training.evaluation.evaluate import EvalOptions, evaluate_model
 from e2llm.training.evaluation.runner import multitask_consistent
-from e2llm.training.evaluation.splits import SplitIndices, SplitSpec, resolve_split
+from e2llm.processing.splits import SplitIndices, SplitSpec, resolve_split
 from e2llm.training.evaluation.summary import summarize
 
 pytest.importorskip("sklearn")

@@ -200,7 +200,7 @@ def test_stage3_stores_the_training_spreads_only_when_asked(windows, reference, 
 def test_evaluation_states_each_test_window_against_its_subject_training_baseline(monkeypatch):
     from e2llm import E2LLMProcessor
     from e2llm.training.evaluation.evaluate import EvalOptions, evaluate_model
-    from e2llm.training.evaluation.splits import SplitSpec, resolve_split
+    from e2llm.processing.splits import SplitSpec, resolve_split
 
     dataset = synthetic_window_dataset(n_subjects=2, clips_per_class=2, trial_seconds=4, channel_names=CHANNELS)
     split = resolve_split(dataset, SplitSpec("trial"))

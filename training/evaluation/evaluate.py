@@ -28,7 +28,7 @@ from e2llm.training.evaluation.explanations import explanation_checks
 from e2llm.training.evaluation.metrics import classification_metrics, expected_calibration_error
 from e2llm.training.evaluation.runner import EVAL_TASKS, Evaluator, _subject_baselines
 from e2llm.training.evaluation.report import write_report
-from e2llm.training.evaluation.splits import SplitIndices, SplitSpec, resolve_split
+from e2llm.processing.splits import SplitIndices, SplitSpec, resolve_split
 from e2llm.training.evaluation.summary import summarize
 
 AUTO = "auto"

@@ -126,7 +126,7 @@ def tokenize_instructions(processor, conversations, windows: Sequence[int] | Non
                                             if c in conversations.column_names])[:]
     prompts = [processor.apply_chat_template(conversation(p), add_generation_prompt=True) for p in columns["prompt"]]
     replacement = processor.replace_eeg_token({"eeg_num_windows": [1]}, 0)
-    expanded, _ = processor.get_text_with_eeg_replacements(prompts, [replacement] * len(prompts))
+    expanded = [prompt.replace(processor.eeg_token, replacement) for prompt in prompts]  # one window per prompt
     prompt_ids = tokenizer(expanded, add_special_tokens=False)["input_ids"]
     answers = tokenizer([c + tokenizer.eos_token for c in columns["completion"]], add_special_tokens=False)["input_ids"]
     prefills = columns.get("prefill") or [""] * len(prompts)

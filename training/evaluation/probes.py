@@ -75,9 +75,8 @@ class ModelProbe:
         if evidence is not None:
             content.append({"type": "text", "text": "\n" + evidence})
         text = self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
-        expanded, _ = self.processor.get_text_with_eeg_replacements(
-            [text], [self.processor.eeg_token * self.processor.num_eeg_tokens])
-        ids = self.processor.tokenizer(expanded)["input_ids"][0] + label_prompt_ids(self.processor.tokenizer, None)[1]
+        expanded = text.replace(self.processor.eeg_token, self.processor.eeg_token * self.processor.num_eeg_tokens)
+        ids = self.processor.tokenizer(expanded)["input_ids"] + label_prompt_ids(self.processor.tokenizer, None)[1]
         return torch.tensor(ids, dtype=torch.long)
 
     @torch.no_grad()

@@ -209,8 +209,6 @@ def test_the_cli_speaks_in_flags(tmp_path, capsys):
     assert "pass --overwrite" in err and "overwrite=True" not in err
 
 
-@pytest.mark.xfail(strict=True, reason="needs inference: the pipeline refuses a prompt that is not a string with a "
-                                       "ValueError naming prompt= (/work/coord/requests/inference.md)")
 def test_pipeline_prompt_must_be_text(tiny_e2llm):
     from transformers import pipeline
 
@@ -221,8 +219,6 @@ def test_pipeline_prompt_must_be_text(tiny_e2llm):
         pipe(eeg, sampling_rate=200, channel_names=["Fz", "Cz", "Pz"], units="uV", prompt={"text": "Which emotion?"})
 
 
-@pytest.mark.xfail(strict=True, reason="needs inference: parse_answer refuses extra_fields that is not a mapping with "
-                                       "a ValueError naming extra_fields= (/work/coord/requests/inference.md)")
 def test_parse_answer_extra_fields_must_be_a_mapping():
     from e2llm import parse_answer
 
@@ -239,8 +235,6 @@ def test_an_empty_conversation_is_refused(tiny_e2llm):
         processor.apply_chat_template([])
 
 
-@pytest.mark.xfail(strict=True, reason="needs inference: the feature extractor takes notch_freqs=50 as [50] (or refuses "
-                                       "it naming notch_freqs=) (/work/coord/requests/inference.md)")
 def test_a_single_notch_frequency_in_the_feature_extractor():
     from e2llm import E2LLMFeatureExtractor
 
@@ -257,8 +251,6 @@ def test_a_single_notch_frequency_in_prepare():
     assert metadata["preprocessing"]["params"]["notch_freqs"] in ([50.0], (50.0,), [50])
 
 
-@pytest.mark.xfail(strict=True, reason="needs inference: E2LLMFeatureExtractor refuses window_seconds=nan with a "
-                                       "ValueError naming window_seconds (/work/coord/requests/inference.md)")
 def test_a_nan_window_length_is_named():
     from e2llm import E2LLMFeatureExtractor
 

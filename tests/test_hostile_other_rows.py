@@ -64,7 +64,6 @@ def eeg_pipeline(tiny_e2llm):
     return pipeline("eeg-emotion", model=model, processor=processor)
 
 
-@pytest.mark.xfail(strict=True, reason=CHANNELS_ITEM + ": EDF header plausibility per channel")
 def test_edf_digital_min_equal_to_max(tmp_path, eeg_pipeline):
     path = _edf(tmp_path / "rec.edf")
     header = bytearray(path.read_bytes())
@@ -73,7 +72,6 @@ def test_edf_digital_min_equal_to_max(tmp_path, eeg_pipeline):
     _refused_or_dropped(lambda: eeg_pipeline(str(path), return_rationale=False), "F4", path)
 
 
-@pytest.mark.xfail(strict=True, reason=CHANNELS_ITEM + ": EDF record duration 0 refused")
 def test_edf_record_duration_zero(tmp_path, eeg_pipeline):
     path = _edf(tmp_path / "rec.edf")
     header = bytearray(path.read_bytes())
@@ -95,7 +93,6 @@ def test_saturated_channels(eeg_pipeline, kind):
                                              return_rationale=False), "C3")
 
 
-@pytest.mark.xfail(strict=True, reason=CHANNELS_ITEM + ": BrainVision DataFile must lie beside its header")
 def test_brainvision_data_file_outside_its_folder(tmp_path, eeg_pipeline):
     folder, elsewhere = tmp_path / "recording", tmp_path / "elsewhere"
     folder.mkdir()
@@ -119,7 +116,6 @@ def two_prepared(tmp_path_factory) -> tuple[Path, Path]:
     return root / "a", root / "b"
 
 
-@pytest.mark.xfail(strict=True, reason=TRAINING_ITEM + ": a prepared folder's data must match its summary")
 def test_prepared_data_that_does_not_match_its_summary(two_prepared):
     from e2llm.processing.dataset_io import load_prepared
 
@@ -133,7 +129,6 @@ def test_prepared_data_that_does_not_match_its_summary(two_prepared):
         load_prepared(swapped)
 
 
-@pytest.mark.xfail(strict=True, reason=TRAINING_ITEM + ": resume refuses another split")
 def test_resume_with_another_split(two_prepared, tmp_path, capsys):
     from e2llm.training.cli import main as cli
 

@@ -42,10 +42,8 @@ def test_package_data_is_declared():
 def test_extras_and_console_script():
     config = _setup_cfg()
     extras = config["options.extras_require"]
-    base = {"eeg", "train", "gpu", "test", "dev"}
-    assert set(extras) in (base, base | {"serve"})  # `serve` comes with branch serve; exact once it is merged
-    if "serve" in extras:
-        assert "vllm" in extras["serve"]
+    assert set(extras) == {"eeg", "train", "gpu", "serve", "test", "dev"}
+    assert "vllm" in extras["serve"]
     assert "flash-attn" in config["options.extras_require"]["gpu"]
     assert _lines(config["options.entry_points"]["console_scripts"]) == ["e2llm = e2llm.training.cli:main"]
     pyproject = (ROOT / "pyproject.toml").read_text()

@@ -76,7 +76,7 @@ def protocol_lines(name: str, kind: str, protocol: dict, gaps: list[float]) -> l
 
 
 def main(argv=None) -> int:
-    from e2llm.training.quickstart import QuickstartRecipe, run_quickstart
+    from e2llm.training.quickstart import QuickstartRun, run_quickstart
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", type=Path, default=Path("runs/issue26"))
@@ -87,8 +87,7 @@ def main(argv=None) -> int:
     lines = ["# Issue #26 figures (synthetic data)", "", f"Seeds {args.seeds}, protocol {args.protocol}.", ""]
     for name in args.datasets:
         data = None if name == "quickstart" else harder_data(args.output_dir / "harder-data")
-        report = run_quickstart(args.output_dir / name, data=data, recipe=QuickstartRecipe(), seeds=args.seeds,
-                                protocol=args.protocol)
+        report = run_quickstart(QuickstartRun(args.output_dir / name, data, tuple(args.seeds), args.protocol))
         runs = report["quickstart"]["runs"]
         for kind, protocol in report.get("protocols", {"trial": report}).items():
             gaps = [r["alignment"]["description_gap_shuffled_minus_real"] for r in runs

@@ -11,6 +11,7 @@ writes it, the stage-3 script stores it):
  "reference_power_db": {"Fp1": [5 floats], ...},      # mean band power (dB) per channel over the training windows
  "signatures": {"labels": [...], "mean_z": [[...], ...]},   # class means in spread units
  "prompt": {"evidence_in_prompt": bool, "strongest": int | None},   # whether/how prompts carry the evidence line
+ "abstention": {"slope": [lo, hi], "alpha_ratio": [lo, hi], ...},   # training ranges (`label_evidence_e2llm`)
  "provenance": {"dataset": name, "synthetic": bool, "fingerprint": ..., "n_windows": int, "split": {...}}}
 ```
 
@@ -28,7 +29,7 @@ import numpy as np
 from .eeg_evidence_features import BAND_NAMES, feature_keys
 from .electrodes import canonical_channel_name
 
-KNOWN_KEYS = ("feature_ids", "spread", "reference_power_db", "signatures", "prompt", "provenance")
+KNOWN_KEYS = ("feature_ids", "spread", "reference_power_db", "signatures", "prompt", "abstention", "provenance")
 
 
 def feature_id(kind: str, band: str | None = None, region: str | None = None) -> str:
@@ -73,6 +74,20 @@ def _check_prompt(prompt: Mapping) -> dict:
             "strongest": None if strongest is None else int(strongest)}
 
 
+def _check_abstention(ranges: Mapping) -> dict:
+    checked = dict(ranges)
+    for name in ("slope", "alpha_ratio"):
+        if name not in checked:
+            continue
+        values = checked[name]
+        if (not isinstance(values, Sequence) or len(values) != 2 or not all(math.isfinite(float(v)) for v in values)
+                or float(values[0]) > float(values[1])):
+            raise ValueError(f"evidence_statistics['abstention'][{name!r}] must be a training range [low, high] of "
+                             f"two finite numbers, got {values!r}")
+        checked[name] = [float(v) for v in values]
+    return checked
+
+
 def check_statistics(statistics: Mapping | None) -> dict | None:
     """`statistics` checked and normalised (JSON-ready: floats and None), or None; ValueError naming the entry."""
     if statistics is None:
@@ -96,6 +111,8 @@ def check_statistics(statistics: Mapping | None) -> dict | None:
     if statistics.get("reference_power_db") is not None:
         checked["reference_power_db"] = _check_reference(statistics["reference_power_db"])
     checked["prompt"] = _check_prompt(statistics.get("prompt") or {})
+    if statistics.get("abstention") is not None:
+        checked["abstention"] = _check_abstention(statistics["abstention"])
     for key in ("signatures", "provenance"):
         if statistics.get(key) is not None:
             checked[key] = dict(statistics[key])

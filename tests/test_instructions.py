@@ -165,6 +165,11 @@ def test_evidence_line_in_canonical_order_and_statistics(windows):
     assert statistics["provenance"]["synthetic"] is True
     assert statistics["abstention"]["slope"][0] < statistics["abstention"]["slope"][1] < 0
     assert json.loads(json.dumps(statistics)) == statistics  # JSON-ready (processor_config.json)
+    from e2llm.evidence_statistics_e2llm import check_statistics
+
+    assert check_statistics(statistics)["abstention"] == statistics["abstention"]  # what a processor accepts
+    with pytest.raises(ValueError, match=r"\['abstention'\]\['slope'\] must be a training range"):
+        check_statistics({**statistics, "abstention": {**statistics["abstention"], "slope": [1.0, -1.0]}})
 
 
 def test_label_task_answers_with_the_label_alone(windows):

@@ -235,9 +235,10 @@ def test_stage3_without_peft_refuses_to_save_nothing(stage2_dir, prepared, tmp_p
             merge=False, max_steps=1, **SFT)
 
 
-def test_stage3_stores_the_training_spreads_only_when_asked(stage2_dir, prepared, tmp_path):
+def test_stage3_ships_its_evidence_statistics(stage2_dir, prepared, tmp_path):
     from e2llm.processing.dataset_io import load_prepared
     from e2llm.processing.instructions import evidence_reference
+    from e2llm.processing.metadata import dataset_fingerprint
     from e2llm.processing.splits import SplitSpec, resolve_split
 
     dataset = load_prepared(prepared)
@@ -246,9 +247,17 @@ def test_stage3_stores_the_training_spreads_only_when_asked(stage2_dir, prepared
         evidence_in_prompt=True, evidence_strongest=4, max_steps=1, **SFT)
     processor = AutoProcessor.from_pretrained(tmp_path / "with" / "merged")
     assert processor.evidence_spread == [None if not np.isfinite(v) else float(v) for v in reference.spread]
+    statistics = processor.evidence_statistics
+    assert statistics["prompt"] == {"evidence_in_prompt": True, "strongest": 4}
+    assert statistics["signatures"]["labels"] == reference.label_names
+    assert statistics["provenance"]["fingerprint"] == dataset_fingerprint(dataset)
+    channel = reference.channel_names[0]
+    np.testing.assert_allclose(statistics["reference_power_db"][channel], reference.reference_db[:, 0], rtol=1e-6)
     run(stage3, model_name_or_path=str(stage2_dir), dataset_path=str(prepared), output_dir=str(tmp_path / "without"),
         max_steps=1, **SFT)
-    assert AutoProcessor.from_pretrained(tmp_path / "without" / "merged").evidence_spread is None
+    without = AutoProcessor.from_pretrained(tmp_path / "without" / "merged")
+    assert without.evidence_spread is None and not without.evidence_in_prompt
+    assert without.evidence_statistics["signatures"] == statistics["signatures"]  # label support needs no prompt line
 
 
 def test_stage3_refuses_evidence_prompts_for_a_re_referencing_encoder(stage2_dir, prepared, tmp_path):

@@ -60,9 +60,12 @@ def main(script_args, training_args, model_args):
     resume = resolve_resume(training_args.output_dir, training_args.resume_from_checkpoint)
     if resume is not None:
         check_resume(resume, stages[-1])
-    reference = evidence_reference(data.train)  # the saved processor writes the same evidence line (or none)
-    processor.set_evidence_prompt(reference.spread.tolist() if script_args.evidence_in_prompt else None,
-                                  script_args.evidence_strongest)
+    # the saved processor ships what evidence is measured against: the same evidence line (or none), the training
+    # windows' reference band power (for inputs too short for their own mean), class signatures, abstention ranges
+    reference = evidence_reference(data.train)
+    processor.set_evidence_statistics(reference.statistics(
+        script_args.evidence_in_prompt, script_args.evidence_strongest,
+        provenance={"fingerprint": stages[-1]["dataset"]["fingerprint"], "split": stages[-1]["split"]}))
     seed = training_args.seed if script_args.instruction_seed is None else script_args.instruction_seed
     mix = {"tasks": script_args.tasks, "seed": seed, "max_length": training_args.max_length,
            "label_only_share": script_args.label_only_share, "evidence_in_prompt": script_args.evidence_in_prompt,

@@ -21,6 +21,7 @@ Prints one JSON object on stdout (everything else goes to stderr).
     python bench/bench_gpu.py                      # one CUDA GPU; about 3-5 min on an H200
     python bench/bench_gpu.py --tiny               # CPU dry run: tiny EEGPT + tiny Qwen3, well under a minute
     python bench/bench_gpu.py --batch-size 4 --steps 30 --new-tokens 128
+    python bench/bench_gpu.py --pack-rows on --activation-checkpointing off   # padding-free stage-3 batches
 
 Needs torch, transformers >= 5.24, trl >= 1.16, peft, accelerate, datasets and e2llm itself; a missing or too old
 one stops the script with one line naming it. A GPU machine without the package registry (the H200 machines lent

@@ -6,10 +6,11 @@ the shipped recipe `training/configs/stage3_eegpt_qwen3-8b.yaml`, and measures i
 
 - `hardware`: a bf16 matrix product timed here (TFLOP/s, the MFU denominator) and the memory bandwidth of a large
   device-to-device copy (bytes read + written per second, the decode bound's denominator);
-- `stage3`: the project's stage-3 trainer (`E2LLMSFTTrainer` + `EEGChatCollator` + the recipe's LoRA) on the
-  project's instruction rows (`instruction_mix` of synthetic windows): tokens/s (non-padding tokens of the timed
-  steps), TFLOP/s by 6N (N: parameters without the input embeddings, as the Trainer counts them), MFU, the spread of
-  step times and peak memory;
+- `stage3`: the project's stage-3 trainer set up as `e2llm.training.stage3.main` sets it up (the recipe parsed by
+  stage 3's own parser, `E2LLMSFTTrainer` + `InstructionCollator` over the frozen encoder's precomputed tokens, the
+  recipe's LoRA from TRL's `get_peft_config`) on the project's instruction rows (`instruction_rows` of synthetic
+  windows): tokens/s (non-padding tokens of the timed steps), TFLOP/s by 6N (N: parameters without the input
+  embeddings, as the Trainer counts them), MFU, the spread of step times and peak memory;
 - `pipeline`: the `eeg-emotion` pipeline on 16 recordings of 8 s (32 windows), batch 8: label scoring alone, then
   with rationales of `--new-tokens` tokens; decode ms per step from `generate` timed inside the pipeline
   (`(t(n tokens) - t(1 token)) / (n - 1)` per call), against the bound of reading the language model's weights once
@@ -20,6 +21,7 @@ Prints one JSON object on stdout (everything else goes to stderr).
     python bench/bench_gpu.py                      # one CUDA GPU; about 3-5 min on an H200
     python bench/bench_gpu.py --tiny               # CPU dry run: tiny EEGPT + tiny Qwen3, well under a minute
     python bench/bench_gpu.py --batch-size 4 --steps 30 --new-tokens 128
+    python bench/bench_gpu.py --pack-rows on --activation-checkpointing off   # padding-free stage-3 batches
 
 Needs torch, transformers >= 5.24, trl >= 1.16, peft, accelerate, datasets and e2llm itself; a missing or too old
 one stops the script with one line naming it. A GPU machine without the package registry (the H200 machines lent
@@ -114,7 +116,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--recordings", type=int, default=None, help="8-s recordings for the pipeline (16; 2 tiny)")
     parser.add_argument("--new-tokens", type=int, default=None, help="rationale tokens per window (64; 4 tiny)")
     parser.add_argument("--activation-checkpointing", choices=("recipe", "on", "off"), default="recipe",
-                        help="stage 3's activation checkpointing: as the recipe says (on), or forced")
+                        help="stage 3's activation checkpointing: as the recipe says, or forced")
+    parser.add_argument("--pack-rows", choices=("recipe", "on", "off"), default="recipe",
+                        help="stage 3's padding-free batches (InstructConfig.pack_rows): as the recipe says, or forced")
     parser.add_argument("--recipe", type=Path, default=RECIPE, help="the stage-3 recipe (LoRA, tasks, precision)")
     args = parser.parse_args(argv)
     defaults = {"batch_size": (8, 2), "steps": (20, 4), "warmup": (3, 1), "recordings": (16, 2), "new_tokens": (64, 4)}
@@ -178,15 +182,28 @@ def measure_hardware(device: str, tiny: bool) -> dict:
             "copy_bandwidth_gb_s": bandwidth / 1e9, "copy_bytes": n_bytes}
 
 
-def load_recipe(path: Path) -> dict:
-    import yaml
+def load_recipe(path: Path, args, device: str, output_dir: str) -> tuple:
+    """`(script_args, training_args, model_args)`: the stage-3 recipe at `path` parsed by stage 3's own parser
+    (`e2llm.training.stage3.make_parser`), with the benchmark's step count, batch and logging (nothing saved or
+    reported, a constant learning rate, bf16 on a GPU only)."""
+    from e2llm.training.stage3 import make_parser
 
-    recipe = yaml.safe_load(path.read_text())
-    needed = ("lora_r", "lora_alpha", "lora_dropout", "tasks", "max_length", "learning_rate", "dtype")
-    absent = [key for key in needed if key not in recipe]
-    if absent:
-        raise SystemExit(f"bench_gpu: the recipe {path} lacks {absent}")
-    return recipe
+    checkpointing = {"recipe": [], "on": ["--activation_checkpointing", "true"],
+                     "off": ["--activation_checkpointing", "false"]}[args.activation_checkpointing]
+    packing = {"recipe": [], "on": ["--pack_rows", "true"], "off": ["--pack_rows", "false"]}[args.pack_rows]
+    on_cpu = ["--use_cpu", "true", "--bf16", "false", "--dtype", "float32"] if device == "cpu" else []
+    overrides = ["--output_dir", output_dir, "--max_steps", str(args.warmup + args.steps),
+                 "--per_device_train_batch_size", str(args.batch_size), "--gradient_accumulation_steps", "1",
+                 "--lr_scheduler_type", "constant", "--warmup_steps", "0", "--report_to", "none",
+                 "--save_strategy", "no", "--logging_steps", str(10**6), "--disable_tqdm", "true",
+                 "--dataloader_num_workers", "0", "--eval_strategy", "no", "--load_best_model_at_end", "false",
+                 "--seed", "0", *checkpointing, *packing, *on_cpu]
+    script_args, training_args, model_args = make_parser().parse_args_and_config(
+        ["--config", str(path), *overrides])
+    if not model_args.use_peft:
+        raise SystemExit(f"bench_gpu: the recipe {path} trains without LoRA (use_peft false); the benchmark "
+                         f"measures stage 3 with LoRA")
+    return script_args, training_args, model_args
 
 
 def build_model(tiny: bool, device: str, dtype_name: str):
@@ -230,16 +247,23 @@ def model_summary(model) -> dict:
             "eeg_backbone": model.config.eeg_config.backbone}
 
 
-def instruction_rows(n_rows: int, recipe: dict):
-    """`n_rows` stage-3 conversations (the recipe's tasks, training templates) of synthetic SEED-like windows, and
-    the windows' `(sampling_rate, channel_names, units)`."""
+def stage3_rows(model, processor, n_rows: int, script_args, training_args, device: str):
+    """`(rows, windows)`: `n_rows` stage-3 rows as stage 3 builds them (`instruction_rows`: the recipe's tasks,
+    training templates, tokenised once, truncated to its `max_length`) of synthetic SEED-like windows, and the
+    windows' model inputs computed once (the frozen encoder's pooled tokens, unless the recipe trains the
+    encoder)."""
     from e2llm.processing.instructions import evidence_reference
-    from e2llm.training.data import collator_kwargs, synthetic_window_dataset
-    from e2llm.training.instruct import instruction_mix
+    from e2llm.processing.synthetic_windows import synthetic_window_dataset
+    from e2llm.training.instruction_rows import instruction_rows
+    from e2llm.training.window_tensors import encode_windows, extract_windows
 
     windows = synthetic_window_dataset(n_subjects=1, clips_per_class=2, trial_seconds=16.0, seed=0)
-    rows = instruction_mix(windows, recipe["tasks"], evidence_reference(windows), seed=0)
-    return rows.select([i % len(rows) for i in range(n_rows)]), collator_kwargs(windows)
+    rows = instruction_rows(processor, windows, evidence_reference(windows), tasks=script_args.tasks, seed=0,
+                            max_length=training_args.max_length, label_only_share=script_args.label_only_share)
+    tensors = extract_windows(windows, processor.feature_extractor)
+    if not script_args.train_encoder:
+        tensors = encode_windows(model.model.eeg_encoder, tensors, device)
+    return rows.select([i % len(rows) for i in range(n_rows)]), tensors
 
 
 class CountingCollator:
@@ -250,31 +274,29 @@ class CountingCollator:
 
     def __call__(self, examples):
         batch = self.collator(examples)
-        self.tokens.append(int(batch["attention_mask"].sum()))
+        mask = batch.get("attention_mask")  # packed rows have none: every position is a token
+        self.tokens.append(int(mask.sum()) if mask is not None else int(batch["input_ids"].numel()))
         return batch
 
 
-def stage3_trainer(model, processor, rows, data_kwargs: dict, recipe: dict, args, device: str, output_dir: str):
-    """The project's stage-3 trainer on `rows`: `E2LLMSFTTrainer`, `EEGChatCollator`, the recipe's LoRA (the thin
-    adapter to today's training API), a constant learning rate, nothing saved or logged."""
+def stage3_trainer(model, processor, rows, windows, recipe: tuple, device: str):
+    """The project's stage-3 trainer on `rows`, set up as `e2llm.training.stage3.main` sets it up:
+    `E2LLMSFTTrainer`, `InstructionCollator` over the precomputed `windows`, the recipe's LoRA from TRL's
+    `get_peft_config`; plus a callback timing each step."""
     import torch
     from transformers import TrainerCallback
+    from trl import get_peft_config
 
-    from e2llm.training.arguments import InstructConfig, LoraArguments
-    from e2llm.training.data import EEGChatCollator
-    from e2llm.training.instruct import E2LLMSFTTrainer, lora_config
+    from e2llm.training.data import InstructionCollator
+    from e2llm.training.sft_trainer import E2LLMSFTTrainer
+    from e2llm.training.starting_models import train_only
 
-    checkpointing = {"recipe": bool(recipe.get("activation_checkpointing", False)), "on": True, "off": False}
-    lora = lora_config(LoraArguments(lora_r=recipe["lora_r"], lora_alpha=recipe["lora_alpha"],
-                                     lora_dropout=recipe["lora_dropout"]))
-    config = InstructConfig(
-        output_dir=output_dir, max_steps=args.warmup + args.steps, per_device_train_batch_size=args.batch_size,
-        gradient_accumulation_steps=1, learning_rate=float(recipe["learning_rate"]), lr_scheduler_type="constant",
-        bf16=device == "cuda" and bool(recipe.get("bf16", True)),
-        activation_checkpointing=checkpointing[args.activation_checkpointing], report_to=[], save_strategy="no",
-        logging_steps=10**6, disable_tqdm=True, max_length=recipe["max_length"], dataloader_num_workers=0,
-        dataset_kwargs={"skip_prepare_dataset": True}, remove_unused_columns=False, use_cpu=device == "cpu", seed=0)
-    collator = CountingCollator(EEGChatCollator(processor, max_length=recipe["max_length"], **data_kwargs))
+    script_args, training_args, model_args = recipe
+    peft_config = get_peft_config(model_args)
+    if script_args.train_encoder:
+        peft_config.modules_to_save = [*(peft_config.modules_to_save or []), "eeg_encoder"]
+    collator = CountingCollator(InstructionCollator(windows, processor.tokenizer.pad_token_id,
+                                                    training_args.pack_rows))
     step_times: list[float] = []
 
     class StepTimer(TrainerCallback):
@@ -286,22 +308,21 @@ def stage3_trainer(model, processor, rows, data_kwargs: dict, recipe: dict, args
             synchronize()
             step_times.append(time.perf_counter() - self.start)
 
-    for parameter in model.parameters():
-        parameter.requires_grad = False  # PEFT re-enables the adapters and modules_to_save
-    trainer = E2LLMSFTTrainer(model=model, args=config, train_dataset=rows, processing_class=processor,
-                              data_collator=collator, peft_config=lora, callbacks=[StepTimer()])
+    train_only(model, ())  # PEFT enables the adapters and modules_to_save
+    trainer = E2LLMSFTTrainer(model=model, args=training_args, train_dataset=rows, processing_class=processor,
+                              data_collator=collator, peft_config=peft_config, callbacks=[StepTimer()])
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     return trainer, collator, step_times
 
 
-def run_stage3(model, processor, recipe: dict, args, device: str, hardware: dict, n_6n: int) -> tuple[object, dict]:
+def run_stage3(model, processor, recipe: tuple, args, device: str, hardware: dict, n_6n: int) -> tuple[object, dict]:
     """Train `warmup + steps` steps; `(the trained PEFT model, figures of the timed steps)`."""
-    rows, data_kwargs = instruction_rows((args.warmup + args.steps) * args.batch_size, recipe)
-    with tempfile.TemporaryDirectory(prefix="bench_gpu_") as output_dir:
-        trainer, collator, step_times = stage3_trainer(model, processor, rows, data_kwargs, recipe, args, device,
-                                                       output_dir)
-        result = trainer.train()
+    script_args, training_args, model_args = recipe
+    rows, windows = stage3_rows(model, processor, (args.warmup + args.steps) * args.batch_size, script_args,
+                                training_args, device)
+    trainer, collator, step_times = stage3_trainer(model, processor, rows, windows, recipe, device)
+    result = trainer.train()
     timed_steps = step_times[args.warmup:]
     tokens = sum(collator.tokens[args.warmup:len(step_times)])
     seconds = sum(timed_steps)
@@ -311,9 +332,9 @@ def run_stage3(model, processor, recipe: dict, args, device: str, hardware: dict
                  else timed_steps * 9)
     figures = {
         "recipe": str(args.recipe.relative_to(REPO) if args.recipe.is_relative_to(REPO) else args.recipe),
-        "lora_r": recipe["lora_r"], "tasks": list(recipe["tasks"]), "batch_size": args.batch_size,
+        "lora_r": model_args.lora_r, "tasks": list(script_args.tasks), "batch_size": args.batch_size,
         "activation_checkpointing": trainer.args.activation_checkpointing, "bf16": trainer.args.bf16,
-        "lm_head_loss": "fused" if trainer.use_fused_lm_head else "model",
+        "pack_rows": trainer.args.pack_rows, "lm_head_loss": "fused" if trainer.use_fused_lm_head else "model",
         "warmup_steps": args.warmup, "timed_steps": len(timed_steps),
         "tokens_per_sample": tokens / (len(timed_steps) * args.batch_size),
         "tokens_per_s": tokens_per_s, "tflops_6n": tflops,
@@ -426,17 +447,19 @@ def git_commit() -> str | None:
 def run(args) -> dict:
     import torch
 
-    from e2llm.training.instruct import merged_model
+    from e2llm.training.saving import merged_model
 
     start = time.perf_counter()
     device = "cpu" if args.tiny else "cuda"
     if device == "cuda" and not torch.cuda.is_available():
         sys.exit("bench_gpu: no CUDA device: the 8B benchmark needs one GPU (--tiny runs a CPU dry run)")
-    recipe = load_recipe(args.recipe)
-    hardware = measure_hardware(device, args.tiny)
-    model, processor, build_seconds = build_model(args.tiny, device, "float32" if args.tiny else recipe["dtype"])
-    summary = {**model_summary(model), "build_seconds": build_seconds}
-    trained, stage3 = run_stage3(model, processor, recipe, args, device, hardware, summary["parameters_6n"])
+    with tempfile.TemporaryDirectory(prefix="bench_gpu_") as output_dir:  # the Trainer's; nothing is saved there
+        recipe = load_recipe(args.recipe, args, device, output_dir)
+        hardware = measure_hardware(device, args.tiny)
+        dtype = recipe[2].dtype if recipe[2].dtype not in (None, "auto") else "bfloat16"
+        model, processor, build_seconds = build_model(args.tiny, device, dtype)
+        summary = {**model_summary(model), "build_seconds": build_seconds}
+        trained, stage3 = run_stage3(model, processor, recipe, args, device, hardware, summary["parameters_6n"])
     model = merged_model(trained)
     if device == "cuda":
         torch.cuda.empty_cache()

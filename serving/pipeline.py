@@ -20,16 +20,14 @@ from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoProcessor
-from transformers.utils import logging as hf_logging
 
 from e2llm import E2LLMForConditionalGeneration, EEGEmotionPipeline
+from e2llm.generation_e2llm import Answers
 from e2llm.scoring_e2llm import label_prompt_ids
 
 from .engine import EngineSettings, VLLMLanguageModel
 from .export import export_language_model, fingerprint
 from .sampling import sampling_kwargs
-
-EEG_INPUT_NAMES = ("eeg_values", "eeg_channel_ids", "eeg_channel_mask")
 
 
 class VLLMEEGEmotionPipeline(EEGEmotionPipeline):
@@ -64,44 +62,47 @@ class VLLMEEGEmotionPipeline(EEGEmotionPipeline):
         return [embed(input_ids=row[None].to(self.device), eeg_features=features[i : i + 1])[0][0].cpu()
                 for i, row in enumerate(rows)]
 
-    def _forward(self, model_inputs, generate_kwargs=None, batch_size=1, return_rationale=True, return_evidence=False,
-                 attribution_steps=16):
-        prompts = list(model_inputs["prompt_ids"])
-        features = torch.cat([
-            self.model.get_eeg_features(**{name: model_inputs[name][start : start + batch_size].to(self.device)
-                                           for name in EEG_INPUT_NAMES})
-            for start in range(0, len(prompts), batch_size)])  # the one encoder pass of each window
+    def _answer_and_score(self, prompts: list[torch.Tensor], eeg_features: torch.Tensor, generate_kwargs,
+                          return_rationale: bool) -> Answers:
+        """The language-model step of a batch (`EEGEmotionPipeline._answer_and_score`) on the engine: each window's
+        answer written from its prompt embeddings, then every label scored after the answer's ``Emotion:`` from
+        the engine's log-probabilities (the scoring rows' own embeddings, never the generation's cache)."""
         tokenizer = self.processor.tokenizer
         if return_rationale:
             settings = self._generation_settings(generate_kwargs)
             sampling = [sampling_kwargs(settings, len(row)) for row in prompts]
-            written = self.engine.generate(self._prompt_embeds(prompts, features), sampling)
+            written = self.engine.generate(self._prompt_embeds(prompts, eeg_features), sampling)
             answers = [label_prompt_ids(tokenizer, ids) for ids in written]
         else:
             answers = [label_prompt_ids(tokenizer, None)] * len(prompts)
-        rows = [torch.cat([row.cpu(), torch.tensor(ids, dtype=torch.long)]) for row, (_, ids) in zip(prompts, answers)]
-        log_likelihoods = self.engine.score(self._prompt_embeds(rows, features), self.candidate_embeds,
+        tails = [list(ids) for _, ids in answers]
+        rows = [torch.cat([row.cpu(), torch.tensor(ids, dtype=torch.long)]) for row, ids in zip(prompts, tails)]
+        log_likelihoods = self.engine.score(self._prompt_embeds(rows, eeg_features), self.candidate_embeds,
                                             self.candidate_ids)
-        return {"generated_text": [text for text, _ in answers], "scores": log_likelihoods.softmax(-1).float()}
+        return Answers([text for text, _ in answers], log_likelihoods, [False] * len(prompts), tails)
 
     def close(self) -> None:
         """Shut the engine down (its processes and memory)."""
         self.engine.shutdown()
 
 
+class E2LLMFrontEnd(E2LLMForConditionalGeneration):
+    """An `E2LLMForConditionalGeneration` built without decoder layers (`num_hidden_layers=0`) from a whole E2LLM
+    folder: the saved decoder layers have no place in it and are left unread on purpose (vLLM serves them). Every
+    other check of strict loading stands: a missing, misshapen or non-finite encoder, projector, embedding or head
+    tensor, a damaged file or a tensor the whole model would not have either is refused as usual."""
+
+    _keys_to_ignore_on_load_unexpected = [r"^model\.language_model\.layers\.\d+\."]
+
+
 def load_front_end(model_dir: str | os.PathLike, device: str = "cpu", dtype: torch.dtype | str = "auto"):
-    """The E2LLM of `model_dir` without its decoder layers: the EEG encoder, the projector and the input embeddings
-    (all the serving pipeline runs outside vLLM), without reading the decoder's weights."""
+    """The E2LLM of `model_dir` without its decoder layers (an `E2LLMFrontEnd`): the EEG encoder, the projector and
+    the input embeddings (all the serving pipeline runs outside vLLM), without reading the decoder's weights."""
     config = AutoConfig.from_pretrained(model_dir)
     config.text_config.num_hidden_layers = 0
     if getattr(config.text_config, "layer_types", None) is not None:
         config.text_config.layer_types = []
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the decoder's weights are left unread on purpose
-    try:
-        model = E2LLMForConditionalGeneration.from_pretrained(model_dir, config=config, dtype=dtype)
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    model = E2LLMFrontEnd.from_pretrained(model_dir, config=config, dtype=dtype)
     return model.to(device).eval()
 
 
@@ -132,4 +133,4 @@ def load_serving_pipeline(model_dir: str | os.PathLike, lm_dir: str | os.PathLik
         raise
 
 
-__all__ = ["VLLMEEGEmotionPipeline", "default_lm_dir", "load_front_end", "load_serving_pipeline"]
+__all__ = ["E2LLMFrontEnd", "VLLMEEGEmotionPipeline", "default_lm_dir", "load_front_end", "load_serving_pipeline"]

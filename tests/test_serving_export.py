@@ -113,3 +113,24 @@ def test_front_end_encodes_and_embeds_like_the_full_model(tiny_e2llm, tiny_e2llm
         embeds, _ = front.model.embed_inputs(input_ids=inputs["input_ids"], eeg_features=features)
         expected, _ = model.model.embed_inputs(input_ids=inputs["input_ids"], eeg_features=features)
     torch.testing.assert_close(embeds, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("damage", ["nan_projector", "missing_embeddings", "foreign_tensor"])
+def test_front_end_still_refuses_a_folder_strict_loading_refuses(tiny_e2llm_dir, tmp_path, damage):
+    """Leaving the decoder layers unread is the front end's only exception to strict loading."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = shutil.copytree(tiny_e2llm_dir, tmp_path / "damaged")
+    tensors = load_file(folder / "model.safetensors")
+    if damage == "nan_projector":
+        name = next(k for k in tensors if k.startswith("model.projector.") and k.endswith("weight"))
+        tensors[name] = torch.full_like(tensors[name], float("nan"))
+    elif damage == "missing_embeddings":
+        del tensors["model.language_model.embed_tokens.weight"]
+    else:
+        tensors["model.language_model.extra.weight"] = torch.zeros(2)
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match="cannot be used as they are"):
+        load_front_end(folder)

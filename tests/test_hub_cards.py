@@ -11,6 +11,7 @@ import yaml
 from huggingface_hub import DatasetCard, ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
+from e2llm.evidence_statistics_e2llm import FEATURE_IDS
 from e2llm.hub_cards import build_dataset_card, build_model_card, write_model_card
 from e2llm.hub_cards.cards import CARD_INPUTS_FILE, card_inputs, evaluation_rows, hub_id_or_none
 
@@ -91,7 +92,15 @@ def test_model_card_states_the_evidence_line_of_the_prompts(model_dir, tmp_path)
     (folder / "processor_config.json").write_text(json.dumps(processor_config))
     text = _parse(build_model_card(folder)).text
     assert "| measured evidence |" in text and "the 4 largest band-power deviations first" in text
-    assert "a single window without one is refused" in text
+    assert "a single window without one is refused" in text  # an older folder: spreads, no shipped reference
+    reference = {"Fz": [1.0, 2.0, 3.0, 4.0, 5.0]}
+    processor_config = {k: v for k, v in processor_config.items() if not k.startswith("evidence_")}
+    processor_config["evidence_statistics"] = {
+        "feature_ids": list(FEATURE_IDS), "spread": [1.0] * len(FEATURE_IDS),
+        "reference_power_db": reference, "prompt": {"evidence_in_prompt": True, "strongest": 4}}
+    (folder / "processor_config.json").write_text(json.dumps(processor_config))
+    text = _parse(build_model_card(folder)).text
+    assert "measured against the reference the model ships" in text and "without one is refused" not in text
 
 
 def test_model_card_states_the_emotion_token(model_dir, tmp_path):

@@ -11,6 +11,7 @@ writes it, the stage-3 script stores it):
  "reference_power_db": {"Fp1": [5 floats], ...},      # mean band power (dB) per channel over the training windows
  "signatures": {"labels": [...], "mean_z": [[...], ...]},   # class means in spread units
  "prompt": {"evidence_in_prompt": bool, "strongest": int | None},   # whether/how prompts carry the evidence line
+ "abstention": {"slope": [low, high], "alpha_ratio": [low, high], ...},   # training ranges for abstention
  "provenance": {"dataset": name, "synthetic": bool, "fingerprint": ..., "n_windows": int, "split": {...}}}
 ```
 
@@ -28,7 +29,7 @@ import numpy as np
 from .eeg_evidence_features import BAND_NAMES, feature_keys
 from .electrodes import canonical_channel_name
 
-KNOWN_KEYS = ("feature_ids", "spread", "reference_power_db", "signatures", "prompt", "provenance")
+KNOWN_KEYS = ("feature_ids", "spread", "reference_power_db", "signatures", "prompt", "abstention", "provenance")
 
 
 def feature_id(kind: str, band: str | None = None, region: str | None = None) -> str:
@@ -73,6 +74,22 @@ def _check_prompt(prompt: Mapping) -> dict:
             "strongest": None if strongest is None else int(strongest)}
 
 
+def _check_abstention(ranges: Mapping) -> dict:
+    """The training ranges of the abstention statistics (`e2llm.label_evidence_e2llm.abstention_ranges`)."""
+    if not isinstance(ranges, Mapping):
+        raise ValueError(f"evidence_statistics['abstention'] must be a dict of ranges, got {type(ranges).__name__}")
+    checked = dict(ranges)
+    for name in ("slope", "alpha_ratio"):
+        if name not in ranges:
+            continue
+        pair = [float(v) for v in ranges[name]]
+        if len(pair) != 2 or not all(math.isfinite(v) for v in pair) or pair[0] > pair[1]:
+            raise ValueError(f"evidence_statistics['abstention'][{name!r}] must be [low, high] finite numbers, got "
+                             f"{ranges[name]}")
+        checked[name] = pair
+    return checked
+
+
 def check_statistics(statistics: Mapping | None) -> dict | None:
     """`statistics` checked and normalised (JSON-ready: floats and None), or None; ValueError naming the entry."""
     if statistics is None:
@@ -96,6 +113,8 @@ def check_statistics(statistics: Mapping | None) -> dict | None:
     if statistics.get("reference_power_db") is not None:
         checked["reference_power_db"] = _check_reference(statistics["reference_power_db"])
     checked["prompt"] = _check_prompt(statistics.get("prompt") or {})
+    if statistics.get("abstention") is not None:
+        checked["abstention"] = _check_abstention(statistics["abstention"])
     for key in ("signatures", "provenance"):
         if statistics.get(key) is not None:
             checked[key] = dict(statistics[key])

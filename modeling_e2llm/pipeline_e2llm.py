@@ -161,7 +161,7 @@ class EEGEmotionPipeline(ChunkPipeline):
         attribution = self._attribution(prompts, answers.tails, probs, eeg, attribution_steps) if return_evidence \
             else [None] * len(prompts)
         windows = [WindowOutput(text, p, c["start"], c["item"], c["band_power"], c["eeg_channel_mask"] == 1,
-                                c["context"], a, reused, c["unusable"], c["refused"])
+                                c["context"], a, reused, c["unusable"], c["refused"], c.get("signal_statistics"))
                    for c, text, p, a, reused in zip(model_inputs, answers.texts, probs.cpu().numpy(), attribution,
                                                     answers.from_generation)]
         return {"window": windows, "is_last": [c["is_last"] for c in model_inputs]}

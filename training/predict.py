@@ -11,7 +11,9 @@ parsed, probabilities per label, the rationale with its numbers from measurement
 evidence, the claims linked to it), then one closing object per file (``"window": "all"``: the aggregate label, the
 channels used and dropped, the filter).
 
-Each file's rows are written (and flushed) as soon as the file is done. A file that fails is reported on standard
+Each file's rows are written (and flushed) as soon as the file is done; with ``--output`` into a hidden temporary
+beside it that replaces it at the end (whole or not at all). ``--output`` is never an input nor inside one, and an
+existing file there is replaced only when e2llm wrote it, or with ``--overwrite``. A file that fails is reported on standard
 error with its path and the reason, and the other files still run. Standard output carries only the rows: MNE's own
 messages go to standard error.
 
@@ -34,6 +36,7 @@ import sys
 from pathlib import Path
 
 from e2llm.processing.signal_options import add_signal_arguments, signal_options
+from e2llm.safe_output import atomic_open, check_output_file
 
 EXIT_SOME_FAILED = 1
 WINDOW_KEYS = ("start", "end", "label", "parseable", "refused", "unusable_channels", "scores", "rationale",
@@ -47,7 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "model, before any file")
     parser.add_argument("files", nargs="+", metavar="FILE", help="recordings MNE can read")
     parser.add_argument("--model", required=True, metavar="DIR", help="a saved E2LLM folder or Hub id")
-    parser.add_argument("--output", metavar="FILE", help="write here instead of standard output")
+    parser.add_argument("--output", metavar="FILE",
+                        help="write here instead of standard output (never over an input; over an existing file only "
+                             "when e2llm wrote it, or with --overwrite)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an --output file that e2llm did not write (an input is never replaced)")
     parser.add_argument("--format", choices=("jsonl", "table"), default="jsonl")
     parser.add_argument("--question", default=None, help="ask this instead of the default question")
     parser.add_argument("--no-rationale", action="store_true", help="label scoring only (no text generation)")
@@ -191,10 +198,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _output_path(args: argparse.Namespace) -> Path:
+    """`--output`, checked (`e2llm.safe_output.check_output_file`): never an input or inside one, and over an
+    existing file only when e2llm wrote it or `--overwrite` is given."""
+    return check_output_file(args.output, inputs=[*args.files, args.model, args.baseline],
+                             overwrite=bool(getattr(args, "overwrite", False)), option="--output")
+
+
 def _run_one(pipe, files, options, args, stdout) -> list[tuple[str, str]]:
     if not args.output:
         return predict_files(pipe, files, options, RowWriter(stdout, args.format == "table"))
-    with open(args.output, "w", encoding="utf-8") as handle:
+    # rows go to a hidden temporary beside the output as each file completes; it replaces the output at the end
+    # (whole or not at all), recorded as written by e2llm
+    with atomic_open(_output_path(args), record=True) as handle:
         writer = RowWriter(handle, args.format == "table")
         failures = predict_files(pipe, files, options, writer)
     print(f"{writer.count} rows written to {args.output}", file=sys.stderr)
@@ -207,7 +223,7 @@ def _run_shard(pipe, files, options, args, stdout) -> list[tuple[str, str]]:
 
     from e2llm.training.sharding import is_main_process, process_index
 
-    target = Path(args.output) if args.output else None
+    target = _output_path(args) if args.output else None
     part = (target.with_name(f"{target.name}.part{process_index()}") if target
             else Path(f".e2llm-predict.part{process_index()}"))
     with open(part, "w", encoding="utf-8") as handle:
@@ -216,7 +232,7 @@ def _run_shard(pipe, files, options, args, stdout) -> list[tuple[str, str]]:
     failures = [f for group in gather_object([failures]) for f in group]
     if is_main_process():
         rows = [json.loads(line) for name in parts for line in Path(name).read_text().splitlines()]
-        out = open(target, "w", encoding="utf-8") if target else contextlib.nullcontext(stdout)
+        out = atomic_open(target, record=True) if target else contextlib.nullcontext(stdout)
         with out as handle:
             RowWriter(handle, args.format == "table").write(rows)
         for name in parts:

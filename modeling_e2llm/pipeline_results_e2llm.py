@@ -5,9 +5,12 @@ more than half of its channels are flat, stuck, clipped or saturated in its raw 
 probabilities, the returned
 rationale (its numbers rendered from measurement, `e2llm.rationale_e2llm`), the generated text as written, its
 measured evidence (`{"reference", "items"}`, `e2llm.measured_evidence_e2llm`), the claims linked to their items and
-those removed. A recording of several windows (or each epoch of an `Epochs`) gets the aggregate: the most frequent
-parsed label (ties broken by the mean scores), the mean scores, the votes, the count of unparseable answers, and its
-windows. Each result names the channels used and dropped and the filter the input got.
+those removed, its `abstention_reason` (a window that is not emotion EEG answers "insufficient evidence", without
+label or rationale) and the `label_support` of its cited evidence (`e2llm.window_verdicts_e2llm`). A recording of
+several windows (or each epoch of an `Epochs`) gets the aggregate: the most frequent parsed label (ties broken by the
+mean scores), the mean scores, the votes, the counts of unparseable, refused and abstained windows, and its windows.
+Each result names the channels used and dropped (a channel masked in every window counts as dropped, with its reason)
+and the filter the input got.
 """
 
 from __future__ import annotations

@@ -136,3 +136,23 @@ def test_shipped_abstention_ranges_are_used(generator):
     assert out["abstention_reason"] is None and out["label"] is not None
     with pytest.raises(ValueError, match=r"abstention.*slope"):
         processor.set_evidence_statistics({**statistics, "abstention": {"slope": [1.0, -1.0]}})
+
+
+def test_statistics_written_by_training_load_and_give_label_support():
+    """What `processing.instructions.evidence_reference(...).statistics()` writes (signatures, reference, abstention
+    ranges) is accepted by the processor, and the pipeline measures label support and abstains with it."""
+    from e2llm.processing.instructions import evidence_reference
+    from e2llm.training.data import synthetic_window_dataset
+
+    windows = synthetic_window_dataset(n_subjects=2, clips_per_class=1, trial_seconds=8, channel_names=NAMES)
+    statistics = evidence_reference(windows).statistics(provenance={"fingerprint": "f"})
+    model, processor = build_tiny_e2llm()
+    processor.set_evidence_statistics(statistics)
+    assert processor.evidence_statistics["abstention"]["slope"] == statistics["abstention"]["slope"]
+    pipe = pipeline("eeg-emotion", model=model, processor=processor)
+    eeg = np.asarray(windows[0]["eeg"], dtype=np.float64)
+    out = pipe(eeg, **SIGNAL, apply_filters=False, return_rationale=False)
+    assert out["abstention_reason"] is None and out["label_support"]["reason"] is None
+    assert out["label_support"]["for_label"] and out["evidence"]["reference"]["kind"] == "model_reference"
+    noise = 20 * np.random.default_rng(0).standard_normal(eeg.shape)
+    assert pipe(noise, **SIGNAL, return_rationale=False)["abstention_reason"] is not None

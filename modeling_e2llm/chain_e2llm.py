@@ -171,11 +171,16 @@ class WindowQuality:
                              None if self.statistics is None else self.statistics[rows])
 
 
-def _signal_statistics(window_uv: np.ndarray, rate: float, names: list[str], keep: np.ndarray) -> dict[str, float]:
-    """`window_statistics` of one raw window on the channels `keep` (all channels when none is kept)."""
-    keep = keep if keep.any() else np.ones(len(names), dtype=bool)
-    stats = window_statistics(window_uv[keep], rate, [n for n, k in zip(names, keep) if k])
-    return {name: float(values[0]) for name, values in stats.items()}
+def _signal_statistics(windows_uv: list[np.ndarray], rate: float, names: list[str], keep: np.ndarray) -> (
+        list[dict[str, float]]):
+    """`window_statistics` of raw windows, each on its channels `keep` `(n_windows, n_channels)` (all channels
+    when none is kept). One call per window: faster than one call on the stacked windows (cache-sized arrays)."""
+    out = []
+    for window, mask in zip(windows_uv, keep):
+        mask = mask if mask.any() else np.ones_like(mask)
+        stats = window_statistics(window[mask], rate, [n for n, k in zip(names, mask) if k])
+        out.append({name: float(values[0]) for name, values in stats.items()})
+    return out
 
 
 def window_quality(raw_uv: np.ndarray, rate: float, first_sample: int, n_windows: int, first_window: int,
@@ -188,10 +193,11 @@ def window_quality(raw_uv: np.ndarray, rate: float, first_sample: int, n_windows
     length = int(round(settings.window_seconds * rate))
     usable = np.ones((n_windows, len(names)), dtype=bool)
     problems, refused = [], []
-    statistics = [] if settings.window_statistics and length >= rate else None
+    windows = []
     for k in range(n_windows):
         begin = int(round((first_window + k) * settings.stride_seconds * rate)) - first_sample
         window = raw_uv[:, begin : begin + length]
+        windows.append(window)
         found = unusable_channels(window, rate, rails_uv) if length > 1 else {}
         found = {c: reason for c, reason in found.items() if live[c]}
         problems.append({names[c]: reason for c, reason in found.items()})
@@ -201,8 +207,9 @@ def window_quality(raw_uv: np.ndarray, rate: float, first_sample: int, n_windows
         else:
             refused.append(None)
             usable[k, list(found)] = False
-        if statistics is not None:
-            statistics.append(_signal_statistics(window, rate, names, live & usable[k]))
+    statistics = None
+    if settings.window_statistics and length >= rate and n_windows:
+        statistics = _signal_statistics(windows, rate, names, live[None] & usable)
     return WindowQuality(problems, refused, usable, statistics)
 
 

@@ -156,3 +156,19 @@ def test_statistics_written_by_training_load_and_give_label_support():
     assert out["label_support"]["for_label"] and out["evidence"]["reference"]["kind"] == "model_reference"
     noise = 20 * np.random.default_rng(0).standard_normal(eeg.shape)
     assert pipe(noise, **SIGNAL, return_rationale=False)["abstention_reason"] is not None
+
+
+def test_window_statistics_only_when_asked_and_equal_when_streamed(bare_pipe):
+    """The feature extractor measures the raw windows' statistics only when asked (the pipeline asks), the same
+    whether the recording is processed whole or streamed."""
+    extractor = bare_pipe.processor.feature_extractor
+    eeg = helpers.eeg_like(len(NAMES), 200 * 60, seed=2)
+    assert "eeg_window_statistics" not in extractor(eeg, **SIGNAL)
+    whole = extractor(eeg, **SIGNAL, return_window_statistics=True)["eeg_window_statistics"]
+    streamed = [s for batch in extractor.iter_windows(eeg, **SIGNAL, windows_per_chunk=4, return_window_statistics=True)
+                for s in batch["eeg_window_statistics"]]
+    assert len(whole) == len(streamed) == 15 and set(whole[0]) == {"rms_uv", "flat_share", "line_share",
+                                                                   "residual_rms_uv", "muscle_share", "slope",
+                                                                   "alpha_ratio"}
+    for a, b in zip(whole, streamed):
+        np.testing.assert_allclose([a[k] for k in a], [b[k] for k in a], rtol=1e-4, atol=1e-4)

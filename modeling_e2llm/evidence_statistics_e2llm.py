@@ -28,6 +28,7 @@ import numpy as np
 
 from .eeg_evidence_features import BAND_NAMES, feature_keys
 from .electrodes import canonical_channel_name
+from .label_evidence_e2llm import check_signatures
 
 KNOWN_KEYS = ("feature_ids", "spread", "reference_power_db", "signatures", "prompt", "abstention", "provenance")
 
@@ -115,9 +116,13 @@ def check_statistics(statistics: Mapping | None) -> dict | None:
     checked["prompt"] = _check_prompt(statistics.get("prompt") or {})
     if statistics.get("abstention") is not None:
         checked["abstention"] = _check_abstention(statistics["abstention"])
-    for key in ("signatures", "provenance"):
-        if statistics.get(key) is not None:
-            checked[key] = dict(statistics[key])
+    if statistics.get("signatures") is not None:
+        try:
+            checked["signatures"] = check_signatures(statistics["signatures"])
+        except ValueError as error:
+            raise ValueError(f"evidence_statistics['signatures']: {error}") from error
+    if statistics.get("provenance") is not None:
+        checked["provenance"] = dict(statistics["provenance"])
     return checked
 
 

@@ -136,6 +136,8 @@ def test_shipped_abstention_ranges_are_used(generator):
     assert out["abstention_reason"] is None and out["label"] is not None
     with pytest.raises(ValueError, match=r"abstention.*slope"):
         processor.set_evidence_statistics({**statistics, "abstention": {"slope": [1.0, -1.0]}})
+    with pytest.raises(ValueError, match=r"evidence_statistics\['signatures'\]: signatures hold mean_z \(1, 3\)"):
+        processor.set_evidence_statistics({**statistics, "signatures": {"labels": ["a", "b"], "mean_z": [[0.0] * 3]}})
 
 
 def test_statistics_written_by_training_load_and_give_label_support():

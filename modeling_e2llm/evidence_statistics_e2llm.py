@@ -11,7 +11,7 @@ writes it, the stage-3 script stores it):
  "reference_power_db": {"Fp1": [5 floats], ...},      # mean band power (dB) per channel over the training windows
  "signatures": {"labels": [...], "mean_z": [[...], ...]},   # class means in spread units
  "prompt": {"evidence_in_prompt": bool, "strongest": int | None},   # whether/how prompts carry the evidence line
- "abstention": {"slope": [lo, hi], "alpha_ratio": [lo, hi], ...},   # training ranges (`label_evidence_e2llm`)
+ "abstention": {"slope": [low, high], "alpha_ratio": [low, high], ...},   # training ranges for abstention
  "provenance": {"dataset": name, "synthetic": bool, "fingerprint": ..., "n_windows": int, "split": {...}}}
 ```
 
@@ -28,6 +28,7 @@ import numpy as np
 
 from .eeg_evidence_features import BAND_NAMES, feature_keys
 from .electrodes import canonical_channel_name
+from .label_evidence_e2llm import check_signatures
 
 KNOWN_KEYS = ("feature_ids", "spread", "reference_power_db", "signatures", "prompt", "abstention", "provenance")
 
@@ -75,16 +76,18 @@ def _check_prompt(prompt: Mapping) -> dict:
 
 
 def _check_abstention(ranges: Mapping) -> dict:
+    """The training ranges of the abstention statistics (`e2llm.label_evidence_e2llm.abstention_ranges`)."""
+    if not isinstance(ranges, Mapping):
+        raise ValueError(f"evidence_statistics['abstention'] must be a dict of ranges, got {type(ranges).__name__}")
     checked = dict(ranges)
     for name in ("slope", "alpha_ratio"):
-        if name not in checked:
+        if name not in ranges:
             continue
-        values = checked[name]
-        if (not isinstance(values, Sequence) or len(values) != 2 or not all(math.isfinite(float(v)) for v in values)
-                or float(values[0]) > float(values[1])):
-            raise ValueError(f"evidence_statistics['abstention'][{name!r}] must be a training range [low, high] of "
-                             f"two finite numbers, got {values!r}")
-        checked[name] = [float(v) for v in values]
+        pair = [float(v) for v in ranges[name]]
+        if len(pair) != 2 or not all(math.isfinite(v) for v in pair) or pair[0] > pair[1]:
+            raise ValueError(f"evidence_statistics['abstention'][{name!r}] must be [low, high] finite numbers, got "
+                             f"{ranges[name]}")
+        checked[name] = pair
     return checked
 
 
@@ -113,9 +116,13 @@ def check_statistics(statistics: Mapping | None) -> dict | None:
     checked["prompt"] = _check_prompt(statistics.get("prompt") or {})
     if statistics.get("abstention") is not None:
         checked["abstention"] = _check_abstention(statistics["abstention"])
-    for key in ("signatures", "provenance"):
-        if statistics.get(key) is not None:
-            checked[key] = dict(statistics[key])
+    if statistics.get("signatures") is not None:
+        try:
+            checked["signatures"] = check_signatures(statistics["signatures"])
+        except ValueError as error:
+            raise ValueError(f"evidence_statistics['signatures']: {error}") from error
+    if statistics.get("provenance") is not None:
+        checked["provenance"] = dict(statistics["provenance"])
     return checked
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
@@ -38,8 +38,8 @@ from .validation_e2llm import (
 
 logger = logging.get_logger(__name__)
 METADATA_KEYS = ("eeg_num_windows", "eeg_window_starts", "eeg_band_power", "eeg_channels", "eeg_filter",
-                 "eeg_unusable", "eeg_refused")
-_NOT_TENSORS = ["eeg_channels", "eeg_filter", "eeg_unusable", "eeg_refused"]
+                 "eeg_unusable", "eeg_refused", "eeg_window_statistics")
+_NOT_TENSORS = ["eeg_channels", "eeg_filter", "eeg_unusable", "eeg_refused", "eeg_window_statistics"]
 
 
 @dataclass
@@ -185,7 +185,8 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
                  channel_names: Sequence[str] | Sequence[Sequence[str]] | None = None, units: str | None = None,
                  return_tensors: str | TensorType | None = None, apply_filters: bool = True,
                  channel_map: dict | None = None, montage=None, line_freq: float | None = None,
-                 return_band_power: bool = False, **kwargs) -> BatchFeature:
+                 return_band_power: bool = False, return_window_statistics: bool = False,
+                 **kwargs) -> BatchFeature:
         """
         Turn EEG into model inputs.
 
@@ -205,6 +206,7 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
                 are not 10-05 names by position.
             line_freq: the mains frequency (50 or 60 Hz) to notch, instead of the extractor's `notch_freqs`.
             return_band_power: also return `eeg_band_power`.
+            return_window_statistics: also return `eeg_window_statistics`.
 
         Returns:
             `BatchFeature` with `eeg_values` float32 `(total_windows, max_channels, window_samples)`,
@@ -216,13 +218,16 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
             that window's raw samples, masked in it) and `eeg_refused` (per window: why it is refused, more than
             half of its channels being unusable, or None); with `return_band_power`, `eeg_band_power` float64
             `(total_windows, n_bands, max_channels)` dB of
-            each window before normalisation (NaN where padded).
+            each window before normalisation (NaN where padded); with `return_window_statistics`,
+            `eeg_window_statistics` (per window: `e2llm.label_evidence_e2llm.window_statistics` of its raw samples on
+            its usable channels, what the pipeline's abstention reads).
         """
         if kwargs:
             logger.warning(f"{type(self).__name__} ignores unknown arguments {sorted(kwargs)}")
         check_channel_names(channel_names)
         check_flag("apply_filters", apply_filters)
-        settings = self.chain_settings(line_freq)
+        check_flag("return_window_statistics", return_window_statistics)
+        settings = replace(self.chain_settings(line_freq), window_statistics=return_window_statistics)
         blocks = self._blocks(raw_eeg, sampling_rate, channel_names, units, channel_map, montage)
         items = self.extract(blocks, settings, apply_filters, return_band_power)
         return self.assemble(items, return_tensors, return_band_power)
@@ -241,7 +246,7 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
 
     def iter_windows(self, raw_eeg, sampling_rate=None, channel_names=None, units=None, apply_filters: bool = True,
                      windows_per_chunk: int = 64, return_tensors=None, channel_map=None, montage=None,
-                     line_freq=None, return_band_power: bool = False):
+                     line_freq=None, return_band_power: bool = False, return_window_statistics: bool = False):
         """
         `__call__` for one recording of any length in bounded memory: yields a `BatchFeature` per
         `windows_per_chunk` consecutive windows, equal to the matching rows of `__call__` on the whole recording.
@@ -257,7 +262,8 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
         return _iter_windows(self, raw_eeg, sampling_rate=sampling_rate, channel_names=channel_names, units=units,
                              apply_filters=apply_filters, windows_per_chunk=windows_per_chunk,
                              return_tensors=return_tensors, channel_map=channel_map, montage=montage,
-                             line_freq=line_freq, return_band_power=return_band_power)
+                             line_freq=line_freq, return_band_power=return_band_power,
+                             return_window_statistics=return_window_statistics)
 
     def source(self, raw_eeg, sampling_rate=None, channel_names=None, units=None, channel_map=None,
                label: str = "raw_eeg", allow_batch: bool = False, montage=None, interface: str = "python") -> Source:
@@ -367,6 +373,8 @@ class E2LLMFeatureExtractor(SequenceFeatureExtractor):
                 "eeg_filter": [item.filter for item in items],
                 "eeg_unusable": [p for item in items for p in item.quality.problems],
                 "eeg_refused": [r for item in items for r in item.quality.refused]}
+        if all(item.quality.statistics is not None for item in items):
+            data["eeg_window_statistics"] = [s for item in items for s in item.quality.statistics]
         if band_power:
             data["eeg_band_power"] = power
         return BatchFeature(data, tensor_type=return_tensors, skip_tensor_conversion=_NOT_TENSORS)

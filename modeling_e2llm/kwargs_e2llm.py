@@ -21,6 +21,7 @@ class E2LLMEEGKwargs(TypedDict, total=False):
     montage: Any
     line_freq: int | float | None
     return_band_power: bool | None
+    return_window_statistics: bool | None
     return_tensors: Any
 
 

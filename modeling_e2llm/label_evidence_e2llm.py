@@ -108,6 +108,20 @@ def _signature_arrays(signatures: Mapping) -> tuple[list[str], list[str], np.nda
     return labels, ids, mean, sd
 
 
+def check_signatures(signatures: Mapping) -> dict:
+    """`signatures` as a plain dict after checking their shapes (labels, feature ids, one mean per label and
+    feature, one within-class SD per feature); ValueError naming what is wrong."""
+    if not isinstance(signatures, Mapping):
+        raise ValueError(f"signatures must be a dict (class_signatures' output), got {type(signatures).__name__}")
+    labels, ids, _, _ = _signature_arrays(signatures)
+    unknown = sorted(set(ids) - set(feature_ids()))
+    if unknown:
+        raise ValueError(f"signatures hold unknown feature ids {unknown[:5]}; ids look like {feature_ids()[:2]}")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"signatures name a label twice: {labels}")
+    return dict(signatures)
+
+
 def z_vector(z_features, ids: Sequence[str]) -> np.ndarray:
     """`(n_features,)` evidence in spread units in the order of `ids`, from an array in that order or a mapping
     ``{feature id: z or None}`` (missing ids and None are NaN)."""
@@ -353,6 +367,7 @@ __all__ = [
     "MAX_CITED_ITEMS",
     "abstention_ranges",
     "abstention_reason",
+    "check_signatures",
     "claim_words",
     "class_signatures",
     "evidence_label",

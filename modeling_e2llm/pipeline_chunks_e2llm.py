@@ -94,7 +94,8 @@ def _fits(source) -> bool:
 
 def _batches(extractor, eeg, signal: dict, apply_filters: bool, stream: bool) -> Iterator:
     """Feature-extractor outputs of `eeg` with band power: the whole input at once, or streamed."""
-    kwargs = dict(apply_filters=apply_filters, return_band_power=True, return_tensors="np", **signal)
+    kwargs = dict(apply_filters=apply_filters, return_band_power=True, return_window_statistics=True,
+                  return_tensors="np", **signal)
     if stream:
         yield from extractor.iter_windows(eeg, windows_per_chunk=STREAM_WINDOWS, **kwargs)
     else:
@@ -193,7 +194,8 @@ def _chunks(pipe, context: InputContext, batches) -> Iterator[dict]:
                      "prompt_ids": pipe.prompts.ids(context.question, context.prompt, lines[i]),
                      "start": float(batch["eeg_window_starts"][i]), "item": int(items[i]) if context.epochs else 0,
                      "band_power": powers[i], "unusable": batch["eeg_unusable"][i],
-                     "refused": batch["eeg_refused"][i], "context": context, "is_last": False}
+                     "refused": batch["eeg_refused"][i], "signal_statistics": batch["eeg_window_statistics"][i],
+                     "context": context, "is_last": False}
             if held is not None:
                 yield held
             held = chunk

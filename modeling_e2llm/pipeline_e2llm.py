@@ -46,14 +46,21 @@ class EEGEmotionPipeline(ChunkPipeline):
     `{"eeg": ..., <any call argument below>}`, or a list of these (a list of results).
 
     Output per recording of one window: `{"label", "scores", "rationale", "generated_text", "parseable", "start",
-    "end", "evidence", "claims", "removed_claims", "removed_numbers", "channels", "filter"}`. `label` is parsed from
-    the generated answer, None when it cannot be parsed (`parseable` False): never guessed. `scores` maps each label to
+    "end", "evidence", "claims", "removed_claims", "removed_numbers", "abstention_reason", "label_support",
+    "channels", "filter"}`. `label` is parsed from the generated answer, None when it cannot be parsed (`parseable`
+    False): never guessed. A window that is not emotion EEG (noise, flat, line noise only, muscle artefact, a
+    spectrum unlike EEG's, or most channels unusable) gets no label: `answer` is "insufficient evidence" and
+    `abstention_reason` says why (None otherwise; `e2llm.window_verdicts_e2llm`). `label_support` gives, for the
+    label, each cited item's support over the most confusable alternative and how typical its value is of the label,
+    under the class signatures the model ships (its `reason` says why there is none, e.g. a model without them). `scores` maps each label to
     its probability. `rationale` is the answer's reasoning with every number rendered from measurement: each claim is
     linked to the window's measured item (`claims`, with whether its direction and strength words agree), claims
     without one are removed (`removed_claims`), as are numbers outside claims. `evidence` holds the reference the
     window was measured against and every measured item (`e2llm.measured_evidence_e2llm`). `channels` says which
     channels were used, which dropped and why; `filter` what filter the input got. A recording of several windows
-    gives `{"label", "scores", "votes", "n_unparseable", "windows": [...], "channels", "filter"}`.
+    gives `{"label", "scores", "votes", "n_unparseable", "n_refused", "n_abstained", "windows": [...], "channels",
+    "filter"}` (with `answer` and `abstention_reason` when every window abstained). A channel masked in every window
+    (flat over the whole input, or clipped or stuck in each window) is listed in `channels["dropped"]` with why.
 
     Call arguments: `sampling_rate`, `channel_names`, `units` (arrays; `units` also corrects a `Raw` whose values are
     not volts), `channel_map` (`{input name: 10-05 name}`), `montage` (an MNE standard montage name placing a cap whose
@@ -161,7 +168,7 @@ class EEGEmotionPipeline(ChunkPipeline):
         attribution = self._attribution(prompts, answers.tails, probs, eeg, attribution_steps) if return_evidence \
             else [None] * len(prompts)
         windows = [WindowOutput(text, p, c["start"], c["item"], c["band_power"], c["eeg_channel_mask"] == 1,
-                                c["context"], a, reused, c["unusable"], c["refused"])
+                                c["context"], a, reused, c["unusable"], c["refused"], c.get("signal_statistics"))
                    for c, text, p, a, reused in zip(model_inputs, answers.texts, probs.cpu().numpy(), attribution,
                                                     answers.from_generation)]
         return {"window": windows, "is_last": [c["is_last"] for c in model_inputs]}

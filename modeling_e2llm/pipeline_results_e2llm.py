@@ -5,13 +5,17 @@ more than half of its channels are flat, stuck, clipped or saturated in its raw 
 probabilities, the returned
 rationale (its numbers rendered from measurement, `e2llm.rationale_e2llm`), the generated text as written, its
 measured evidence (`{"reference", "items"}`, `e2llm.measured_evidence_e2llm`), the claims linked to their items and
-those removed. A recording of several windows (or each epoch of an `Epochs`) gets the aggregate: the most frequent
-parsed label (ties broken by the mean scores), the mean scores, the votes, the count of unparseable answers, and its
-windows. Each result names the channels used and dropped and the filter the input got.
+those removed, its `abstention_reason` (a window that is not emotion EEG answers "insufficient evidence", without
+label or rationale) and the `label_support` of its cited evidence (`e2llm.window_verdicts_e2llm`). A recording of
+several windows (or each epoch of an `Epochs`) gets the aggregate: the most frequent parsed label (ties broken by the
+mean scores), the mean scores, the votes, the counts of unparseable, refused and abstained windows, and its windows.
+Each result names the channels used and dropped (a channel masked in every window counts as dropped, with its reason)
+and the filter the input got.
 """
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -23,6 +27,10 @@ from .evidence_e2llm import evidence_map
 from .evidence_statistics_e2llm import spread_vector
 from .measured_evidence_e2llm import MIN_OWN_REFERENCE_WINDOWS, choose_reference, recording_mean, window_items
 from .rationale_e2llm import ground_rationale
+from .window_verdicts_e2llm import INSUFFICIENT_EVIDENCE, evidence_label_support, window_abstention
+
+
+_PARENTHESES = re.compile(r"\s*\([^)]*\)")
 
 
 @dataclass
@@ -40,6 +48,7 @@ class WindowOutput:
     from_generation: bool = False
     unusable: dict | None = None  # {channel: reason} unusable in this window's raw samples (masked)
     refused: str | None = None  # why the window is refused (too many unusable channels)
+    signal_statistics: dict | None = None  # `window_statistics` of its raw samples (for abstention)
 
 
 def _reference(windows: list[WindowOutput], statistics):
@@ -84,6 +93,14 @@ def window_result(pipe, window: WindowOutput, items: list[dict], reference, n_wi
         result["unusable_channels"] = dict(window.unusable)
     if window.refused:  # no label from a window most of whose channels are not EEG; its scores stay for reference
         result.update(label=None, parseable=False, refused=window.refused)
+    statistics = pipe.processor.evidence_statistics
+    reason = window_abstention(window.refused, window.signal_statistics, statistics)
+    result["abstention_reason"] = reason
+    if reason is not None:  # not emotion EEG: the answer is "insufficient evidence", never a label nor a rationale
+        result.update(label=None, parseable=False, answer=INSUFFICIENT_EVIDENCE, claims=[], removed_claims=[],
+                      removed_numbers=[], rationale=f"{INSUFFICIENT_EVIDENCE.capitalize()}.")
+    result["label_support"] = evidence_label_support(result["label"], items, [c["item"] for c in result["claims"]],
+                                                     statistics)
     return result
 
 
@@ -111,9 +128,34 @@ def aggregate(label_names, windows: list[dict]) -> dict:
         top = max(votes.values())
         label = max((name for name, c in votes.items() if c == top), key=lambda name: mean[name])
     refused = sum("refused" in w for w in windows)
-    return {"label": label, "scores": mean, "votes": dict(votes),
-            "n_unparseable": sum(w["label"] is None and "refused" not in w for w in windows), "n_refused": refused,
-            "windows": windows}
+    abstained = sum(w.get("abstention_reason") is not None for w in windows)
+    out = {"label": label, "scores": mean, "votes": dict(votes),
+           "n_unparseable": sum(w["label"] is None and w.get("abstention_reason") is None for w in windows),
+           "n_refused": refused, "n_abstained": abstained, "windows": windows}
+    if abstained == len(windows):  # no window is emotion EEG: the recording's answer is "insufficient evidence"
+        reasons = Counter(_PARENTHESES.sub("", w["abstention_reason"]) for w in windows)
+        out.update(answer=INSUFFICIENT_EVIDENCE, abstention_reason=reasons.most_common(1)[0][0])
+    return out
+
+
+def _masked_throughout(windows: list[WindowOutput], names: list[str]) -> dict[str, str]:
+    """`{name: reason}` of the channels masked in every window of one input (flat over the whole input, or unusable
+    in each of its windows): dropped in effect, so the result's `channels` says so."""
+    live = np.stack([w.live[: len(names)] for w in windows]).any(axis=0)
+    dropped = {}
+    for c in np.flatnonzero(~live):
+        name = names[c]
+        found = [w.unusable[name] for w in windows if w.unusable and name in w.unusable]
+        dropped[name] = _PARENTHESES.sub("", found[0]) + " in every window" if found else \
+            "flat (constant) over the whole input"
+    return dropped
+
+
+def _channels_report(channels: dict, dropped: dict[str, str]) -> dict:
+    if not dropped:
+        return channels
+    return {**channels, "used": [n for n in channels["used"] if n not in dropped],
+            "dropped": {**channels.get("dropped", {}), **dropped}}
 
 
 def build_results(pipe, windows: list[WindowOutput], extra_fields=None, return_evidence: bool = False,
@@ -129,14 +171,17 @@ def build_results(pipe, windows: list[WindowOutput], extra_fields=None, return_e
         for k, (window, result) in enumerate(zip(windows, results)):
             result["evidence_map"] = _evidence_map(pipe, window, reference, evidence_dir, k)
     groups: dict[int, list[dict]] = {}
+    outputs: dict[int, list[WindowOutput]] = {}
     for window, result in zip(windows, results):
         groups.setdefault(window.item, []).append(result)
+        outputs.setdefault(window.item, []).append(window)
     out = [group[0] if len(group) == 1 else aggregate(pipe.label_names, group) for group in groups.values()]
     warning = context.montage.warning
     if warning is not None:
         warnings.warn(warning, stacklevel=3)
-    for result in out:
-        result.update(channels=context.channels, filter=context.filter)
+    for result, item_windows in zip(out, outputs.values()):
+        channels = _channels_report(context.channels, _masked_throughout(item_windows, context.names))
+        result.update(channels=channels, filter=context.filter)
         if context.warnings:
             result["file_warnings"] = list(context.warnings)
         if warning is not None:

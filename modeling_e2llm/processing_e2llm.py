@@ -187,6 +187,20 @@ class E2LLMProcessor(ProcessorMixin):
             out["attention_mask"] = masks
         return out
 
+    def apply_chat_template(self, conversation, *args, **kwargs):
+        """`ProcessorMixin.apply_chat_template`, unchanged, after a check that each conversation holds messages (an
+        empty one would otherwise end in an IndexError inside Transformers)."""
+        batch = conversation if isinstance(conversation, (list, tuple)) and conversation and \
+            isinstance(conversation[0], (list, tuple)) else [conversation]
+        for k, messages in enumerate(batch):
+            if isinstance(messages, (list, tuple)) and len(messages) == 0:
+                where = f"conversation {k} of the batch" if batch is conversation else \
+                    "the conversation"
+                raise ValueError(f"apply_chat_template: {where} is empty; pass a list of messages such as "
+                                 "[{'role': 'user', 'content': [{'type': 'eeg'}, {'type': 'text', 'text': "
+                                 "'Which emotion?'}]}] (or a list of such conversations)")
+        return super().apply_chat_template(conversation, *args, **kwargs)
+
     def validate_inputs(self, text: list[str] | None = None, eeg_inputs: BatchFeature | None = None,
                         n_placeholders: int = 0, **kwargs):
         """`text` holds one `<|eeg|>` placeholder (`n_placeholders`, counted on token ids) per recording of

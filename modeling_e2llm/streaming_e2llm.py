@@ -17,12 +17,12 @@ check (median channel standard deviation) runs on each chunk instead of the whol
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 
 from .chain_e2llm import (
     ExtractedItem,
-    WindowQuality,
     finish_windows,
     plan_filter,
     rereference,
@@ -73,7 +73,7 @@ def _whole(extractor, source: Source, settings, apply_filters: bool, windows_per
     (item,) = extractor.extract([extractor.block(source)], settings, apply_filters, band_power)
     for first in range(0, item.windows.shape[0], windows_per_chunk):
         rows = slice(first, first + windows_per_chunk)
-        quality = WindowQuality(item.quality.problems[rows], item.quality.refused[rows], item.quality.usable[rows])
+        quality = item.quality.rows(rows)
         part = ExtractedItem(item.windows[rows], source, item.flat, item.starts[rows],
                              None if item.band_power is None else item.band_power[rows], item.filter, quality)
         yield extractor.assemble([part], return_tensors, band_power)
@@ -81,17 +81,18 @@ def _whole(extractor, source: Source, settings, apply_filters: bool, windows_per
 
 def iter_windows(extractor, raw_eeg, sampling_rate=None, channel_names=None, units=None, apply_filters: bool = True,
                  windows_per_chunk: int = 64, return_tensors=None, channel_map=None, montage=None, line_freq=None,
-                 return_band_power: bool = False) -> Iterator:
+                 return_band_power: bool = False, return_window_statistics: bool = False) -> Iterator:
     """Yield `BatchFeature`s of at most `windows_per_chunk` consecutive windows of one recording (see the module
     docstring); keys and shapes as `E2LLMFeatureExtractor.__call__` with one item, `eeg_window_starts` in seconds
     from the recording's start."""
     check_channel_names(channel_names)
     check_windows_per_chunk(windows_per_chunk)
     check_flag("apply_filters", apply_filters)
+    check_flag("return_window_statistics", return_window_statistics)
     if is_epochs(raw_eeg):
         raise ValueError("raw_eeg: iter_windows takes one continuous recording (an array or Raw), not Epochs")
     source = extractor.source(raw_eeg, sampling_rate, channel_names, units, channel_map, montage=montage)
-    settings = extractor.chain_settings(line_freq)
+    settings = replace(extractor.chain_settings(line_freq), window_statistics=return_window_statistics)
     model_rate = settings.sampling_rate
     n_out = resampled_length(source.n_times, source.rate, model_rate)
     n_win, stride = window_params(model_rate, settings.window_seconds, settings.stride_seconds)

@@ -104,7 +104,7 @@ def test_pipeline_warns_and_never_reports_claims_about_absent_channels():
     model, processor = build_tiny_e2llm()
     processor.set_evidence_statistics(helpers.statistics(SEED_CHANNELS))
     pipe = pipeline("eeg-emotion", model=model, processor=processor)
-    eeg = 20 * np.random.default_rng(0).standard_normal((1, 800))
+    eeg = helpers.eeg_like(1, 800)  # EEG-like noise: white noise would be abstained on ("insufficient evidence")
     # what an untrained model writes is noise: check the rationale path with an answer that names absent regions
     answer = ("Reasoning: Relative to this subject's baseline: alpha power is higher over occipital channels "
               "(strongly, +3.0 dB); frontal alpha asymmetry is shifted left (moderately, -0.20).\nEmotion: sadness")
@@ -115,7 +115,7 @@ def test_pipeline_warns_and_never_reports_claims_about_absent_channels():
     assert result["label"] == "sadness" and not parse_claims(result["rationale"])
     assert [c["text"].split(" (")[0] for c in result["removed_claims"]] == [
         "alpha power is higher over occipital channels", "frontal alpha asymmetry is shifted left"]
-    full = pipe(20 * np.random.default_rng(1).standard_normal((62, 800)), sampling_rate=200,
+    full = pipe(helpers.eeg_like(62, 800, seed=1), sampling_rate=200,
                 channel_names=list(SEED_CHANNELS), units="uV", apply_filters=False, max_new_tokens=4)
     assert "warning" not in full
 

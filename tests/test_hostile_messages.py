@@ -226,13 +226,12 @@ def test_parse_answer_extra_fields_must_be_a_mapping():
         parse_answer("Emotion: fear", ["fear", "anger"], extra_fields="x")
 
 
-@pytest.mark.xfail(strict=True, reason="needs inference: apply_chat_template([]) refuses an empty conversation with a "
-                                       "ValueError, e.g. from E2LLMProcessor._normalize_conversations "
-                                       "(/work/coord/requests/inference.md 4 and 6)")
 def test_an_empty_conversation_is_refused(tiny_e2llm):
     _, processor = tiny_e2llm
     with pytest.raises(ValueError, match=r"conversation"):
         processor.apply_chat_template([])
+    with pytest.raises(ValueError, match=r"conversation 1 of the batch is empty"):
+        processor.apply_chat_template([[{"role": "user", "content": "hi"}], []])
 
 
 def test_a_single_notch_frequency_in_the_feature_extractor():

@@ -81,7 +81,6 @@ def test_edf_record_duration_zero(tmp_path, eeg_pipeline):
         eeg_pipeline(str(path), return_rationale=False)
 
 
-@pytest.mark.xfail(strict=True, reason=CHANNELS_ITEM + ": clipped / rail-stuck channels detected")
 @pytest.mark.parametrize("kind", ["clipped at 3000 uV", "stuck at the int16 rail"])
 def test_saturated_channels(eeg_pipeline, kind):
     data = 20 * np.random.default_rng(1).standard_normal((len(NAMES), 200 * 12))

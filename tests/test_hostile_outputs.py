@@ -190,8 +190,6 @@ def _fif_recording(path: Path) -> Path:
     return path
 
 
-@pytest.mark.xfail(strict=True, reason="needs inference: `e2llm predict --overwrite`, and --output written with "
-                                       "e2llm.safe_output.write_output_file (/work/coord/requests/inference.md)")
 def test_predict_records_its_output_and_takes_overwrite(tiny_e2llm_dir, tmp_path):
     fif = _fif_recording(tmp_path / "rec_raw.fif")
     out = tmp_path / "predictions.jsonl"

@@ -23,10 +23,8 @@ SFREQ = 200.0
 
 
 def _recording(seconds: float, seed: int = 0) -> np.ndarray:
-    """`(24, n_times)` µV: noise plus a 10 Hz rhythm."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SFREQ)) / SFREQ
-    return 15 * rng.standard_normal((len(NAMES), len(t))) + 10 * np.sin(2 * np.pi * 10 * t)
+    """`(24, n_times)` µV: EEG-like noise plus a 10 Hz rhythm."""
+    return helpers.recording(NAMES, seconds, SFREQ, seed)
 
 
 @pytest.fixture(scope="module")

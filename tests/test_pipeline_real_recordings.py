@@ -38,6 +38,11 @@ USABLE = {
     "eeglab/test_raw_2021.set": ({"channel_map": {"EEG 000": "Fz", "EEG 001": "Cz", "EEG 002": "Pz"}}, 2, 3, None,
                                  set()),
 }
+# windows that abstain ("insufficient evidence") by the abstention rule, and the start of their reason
+ABSTAINED = {
+    "edf/test_edf_stim_channel.edf": {0: "not like the training EEG (spectrum flat like noise"},  # 4.6 uV, slope -0.25
+    "eeglab/test_raw_2021.set": {1: "not like the training EEG (posterior alpha"},  # Pz alpha 1.5x the rest
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +56,9 @@ def _check_numbers(result: dict) -> None:
     """Every number of the returned rationale is its linked item's printed value; claims keep the model's words."""
     assert numbers_not_measured(result) == []
     for window in result.get("windows", [result]):
+        if window["abstention_reason"] is not None:  # no rationale, no claims: the answer is "insufficient evidence"
+            assert window["rationale"] == "Insufficient evidence." and window["claims"] == []
+            continue
         items = {item["id"]: item for item in window["evidence"]["items"]}
         for claim in window["claims"]:
             assert claim["text"].endswith(items[claim["item"]]["text"] + ")")
@@ -72,10 +80,17 @@ def test_real_recording_numbers_come_from_measurement(pipe, name):
     assert {w["evidence"]["reference"]["kind"] for w in windows} == {"model_reference"}  # under 10 windows
     assert {i for i, w in enumerate(windows) if "refused" in w} == refused
     assert all("flat" in windows[i]["refused"] and windows[i]["label"] is None for i in refused)
-    assert all(w["label"] == "sadness" and w["claims"] for i, w in enumerate(windows) if i not in refused)
+    assert all(windows[i]["abstention_reason"] == windows[i]["refused"] for i in refused)
+    abstained = {i: w["abstention_reason"] for i, w in enumerate(windows) if i not in refused and
+                 w["abstention_reason"] is not None}
+    expected = ABSTAINED.get(name, {})
+    assert set(abstained) == set(expected) and all(abstained[i].startswith(expected[i]) for i in expected), abstained
+    assert all(windows[i]["label"] is None and windows[i]["answer"] == "insufficient evidence" for i in abstained)
+    answered = [w for i, w in enumerate(windows) if i not in refused and i not in abstained]
+    assert all(w["label"] == "sadness" and w["claims"] for w in answered)
     _check_numbers(result)
     summary = claim_agreement([result])
-    assert summary["claims"] == summary["linked"] + summary["removed"] and summary["linked"] >= n_windows
+    assert summary["claims"] == summary["linked"] + summary["removed"] and summary["linked"] >= len(answered)
 
 
 def test_short_real_recordings_and_filters(pipe):

@@ -127,3 +127,8 @@ def test_refused_windows_are_said_in_the_rows(tiny_e2llm_dir, tmp_path, capsys):
     rows = _rows(capsys.readouterr().out)
     assert "refused" not in rows[0] and rows[1]["label"] is None and "flat" in rows[1]["refused"]
     assert rows[2]["n_refused"] == 1 and rows[2]["n_unparseable"] == 0
+    # the first window is white noise: no emotion EEG, so the answer is "insufficient evidence" and the row says why
+    assert rows[0]["label"] is None and rows[0]["answer"] == "insufficient evidence"
+    assert rows[0]["abstention_reason"].startswith("not like the training EEG (spectrum flat like noise")
+    assert rows[1]["abstention_reason"] == rows[1]["refused"] and rows[2]["n_abstained"] == 2
+    assert rows[2]["answer"] == "insufficient evidence" and rows[0]["label_support"]["reason"] == "no label to support"

@@ -161,10 +161,23 @@ def test_permuting_channels_with_their_names_leaves_the_output_unchanged(tiny_e2
 # -- apply_chat_template is ProcessorMixin's (issue 12, item 5) ---------------------------------------------------
 
 
-def test_apply_chat_template_is_processor_mixins():
+def test_apply_chat_template_is_processor_mixins(tiny_e2llm, monkeypatch):
+    """The processor only checks that no conversation is empty (issue 27's still-open list), then hands every
+    argument to `ProcessorMixin.apply_chat_template` unchanged."""
     from transformers.processing_utils import ProcessorMixin
 
-    assert E2LLMProcessor.apply_chat_template is ProcessorMixin.apply_chat_template
+    _, processor = tiny_e2llm
+    calls, original = [], ProcessorMixin.apply_chat_template
+
+    def spy(self, *args, **kwargs):
+        calls.append((args, kwargs))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ProcessorMixin, "apply_chat_template", spy)
+    conversation = [_user()]
+    prompt = processor.apply_chat_template(conversation, add_generation_prompt=True, tools=None)
+    assert calls == [((conversation,), {"add_generation_prompt": True, "tools": None})]
+    assert prompt == original(processor, conversation, add_generation_prompt=True)
 
 
 def test_tokenize_true_returns_input_ids_and_return_dict_the_batch(tiny_e2llm):

@@ -7,13 +7,16 @@
 Any file MNE reads works (EDF/BDF, FIF, BrainVision, EEGLAB, ...), read by the pipeline's own path (one channel rule;
 `--channel-map`, `--montage`, `--units`, `--line-freq` for files whose labels, units or mains frequency need saying).
 JSON lines (default) hold one object per window (file, start/end seconds, label or null when the answer could not be
-parsed, probabilities per label, the rationale with its numbers from measurement, the generated text, the measured
-evidence, the claims linked to it), then one closing object per file (``"window": "all"``: the aggregate label, the
-channels used and dropped, the filter).
+parsed or the window is no emotion EEG (``"answer": "insufficient evidence"`` and its ``abstention_reason``),
+probabilities per label, the rationale with its numbers from measurement, the generated text, the measured
+evidence, the claims linked to it, the label support of the cited evidence), then one closing object per file
+(``"window": "all"``: the aggregate label, the channels used and dropped, the filter).
 
-Each file's rows are written (and flushed) as soon as the file is done. A file that fails is reported on standard
-error with its path and the reason, and the other files still run. Standard output carries only the rows: MNE's own
-messages go to standard error.
+Each file's rows are written (and flushed) as soon as the file is done; with ``--output`` into a hidden temporary
+beside it that replaces it at the end (whole or not at all). ``--output`` is never an input nor inside one, and an
+existing file there is replaced only when e2llm wrote it, or with ``--overwrite``. A file that fails is reported on
+standard error with its path and the reason, and the other files still run. Standard output carries only the rows:
+MNE's own messages go to standard error.
 
 Exit status: 0 when every file was predicted; 1 when some files failed (the others' rows are written); 2 for an error
 in the arguments or the model, before any file.
@@ -34,11 +37,12 @@ import sys
 from pathlib import Path
 
 from e2llm.processing.signal_options import add_signal_arguments, signal_options
+from e2llm.safe_output import atomic_open, check_output_file
 
 EXIT_SOME_FAILED = 1
-WINDOW_KEYS = ("start", "end", "label", "parseable", "refused", "unusable_channels", "scores", "rationale",
-               "generated_text", "evidence", "claims", "removed_claims")
-SUMMARY_KEYS = ("channels", "filter", "warning", "file_warnings")
+WINDOW_KEYS = ("start", "end", "label", "answer", "abstention_reason", "parseable", "refused", "unusable_channels",
+               "scores", "rationale", "generated_text", "evidence", "claims", "removed_claims", "label_support")
+SUMMARY_KEYS = ("answer", "abstention_reason", "channels", "filter", "warning", "file_warnings")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "model, before any file")
     parser.add_argument("files", nargs="+", metavar="FILE", help="recordings MNE can read")
     parser.add_argument("--model", required=True, metavar="DIR", help="a saved E2LLM folder or Hub id")
-    parser.add_argument("--output", metavar="FILE", help="write here instead of standard output")
+    parser.add_argument("--output", metavar="FILE",
+                        help="write here instead of standard output (never over an input; over an existing file only "
+                             "when e2llm wrote it, or with --overwrite)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an --output file that e2llm did not write (an input is never replaced)")
     parser.add_argument("--format", choices=("jsonl", "table"), default="jsonl")
     parser.add_argument("--question", default=None, help="ask this instead of the default question")
     parser.add_argument("--no-rationale", action="store_true", help="label scoring only (no text generation)")
@@ -76,15 +84,18 @@ def result_rows(path: str, result: dict) -> list[dict]:
     votes = result.get("votes", {} if result["label"] is None else {result["label"]: 1})
     rows.append({"file": path, "window": "all", "label": result["label"], "scores": result["scores"],
                  "votes": votes, "n_windows": len(windows),
-                 "n_unparseable": result.get("n_unparseable", int(result["label"] is None and "refused" not in result)),
+                 "n_unparseable": result.get("n_unparseable", int(result["label"] is None and
+                                                                  result.get("abstention_reason") is None)),
                  "n_refused": result.get("n_refused", int("refused" in result)),
+                 "n_abstained": result.get("n_abstained", int(result.get("abstention_reason") is not None)),
                  **{k: result[k] for k in SUMMARY_KEYS if k in result}})
     return rows
 
 
 def _table_line(row: dict) -> str:
     top = max(row["scores"], key=row["scores"].get)
-    label = row["label"] if row["label"] is not None else "UNPARSEABLE"
+    label = row["label"] if row["label"] is not None else \
+        "ABSTAINED" if row.get("abstention_reason") is not None else "UNPARSEABLE"
     p = f"{row['scores'][row['label']]:.3f}" if row["label"] is not None else "-"
     start = f"{row['start']:.1f}" if "start" in row else ""
     end = f"{row['end']:.1f}" if "end" in row else ""
@@ -191,10 +202,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _output_path(args: argparse.Namespace) -> Path:
+    """`--output`, checked (`e2llm.safe_output.check_output_file`): never an input or inside one, and over an
+    existing file only when e2llm wrote it or `--overwrite` is given."""
+    return check_output_file(args.output, inputs=[*args.files, args.model, args.baseline],
+                             overwrite=bool(getattr(args, "overwrite", False)), option="--output")
+
+
 def _run_one(pipe, files, options, args, stdout) -> list[tuple[str, str]]:
     if not args.output:
         return predict_files(pipe, files, options, RowWriter(stdout, args.format == "table"))
-    with open(args.output, "w", encoding="utf-8") as handle:
+    # rows go to a hidden temporary beside the output as each file completes; it replaces the output at the end
+    # (whole or not at all), recorded as written by e2llm
+    with atomic_open(_output_path(args), record=True) as handle:
         writer = RowWriter(handle, args.format == "table")
         failures = predict_files(pipe, files, options, writer)
     print(f"{writer.count} rows written to {args.output}", file=sys.stderr)
@@ -207,7 +227,7 @@ def _run_shard(pipe, files, options, args, stdout) -> list[tuple[str, str]]:
 
     from e2llm.training.sharding import is_main_process, process_index
 
-    target = Path(args.output) if args.output else None
+    target = _output_path(args) if args.output else None
     part = (target.with_name(f"{target.name}.part{process_index()}") if target
             else Path(f".e2llm-predict.part{process_index()}"))
     with open(part, "w", encoding="utf-8") as handle:
@@ -216,7 +236,7 @@ def _run_shard(pipe, files, options, args, stdout) -> list[tuple[str, str]]:
     failures = [f for group in gather_object([failures]) for f in group]
     if is_main_process():
         rows = [json.loads(line) for name in parts for line in Path(name).read_text().splitlines()]
-        out = open(target, "w", encoding="utf-8") if target else contextlib.nullcontext(stdout)
+        out = atomic_open(target, record=True) if target else contextlib.nullcontext(stdout)
         with out as handle:
             RowWriter(handle, args.format == "table").write(rows)
         for name in parts:

@@ -168,7 +168,7 @@ def test_evidence_line_in_canonical_order_and_statistics(windows):
     from e2llm.evidence_statistics_e2llm import check_statistics
 
     assert check_statistics(statistics)["abstention"] == statistics["abstention"]  # what a processor accepts
-    with pytest.raises(ValueError, match=r"\['abstention'\]\['slope'\] must be \\[low, high\\]"):
+    with pytest.raises(ValueError, match=r"\['abstention'\]\['slope'\] must be \[low, high\]"):
         check_statistics({**statistics, "abstention": {**statistics["abstention"], "slope": [1.0, -1.0]}})
 
 

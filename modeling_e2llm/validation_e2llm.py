@@ -174,9 +174,12 @@ def check_amplitude(data: np.ndarray, flat: np.ndarray, labels: list[str], plaus
     low, high = plausible_std_uv
     for label, value in zip(labels, typical):
         if value < low:
+            # EEG of ~20 µV reads as ~2e-5 when in volts and ~0.02 when in millivolts
+            likely = "volts given as microvolts (pass units='V')" if value < 1e-3 else \
+                "millivolts given as microvolts (pass units='mV')"
             raise ValueError(
-                f"{label}: median channel std is {value:.3g} µV, below {low} µV: this looks like volts "
-                "given as microvolts (pass units='V')."
+                f"{label}: median channel std is {value:.3g} µV, below {low} µV: this looks like {likely}, or a "
+                "recording without signal (electrodes off, amplifier saturated or disconnected)."
             )
         if value > high:
             raise ValueError(

@@ -283,6 +283,8 @@ BAD_INPUTS = {
                            r"no EEG channel left to use among 4 channels \(ECG: name says ECG.*channel_map"),
     "flat": (lambda: np.full((4, 1600), 7.0), {}, r"every channel is flat"),
     "volts_as_uv": (lambda: _eeg() * 1e-6, {}, r"looks like volts given as microvolts \(pass units='V'\)"),
+    "mv_as_uv": (lambda: _eeg() * 1e-3, {}, r"looks like millivolts given as microvolts \(pass units='mV'\), or a "
+                                             r"recording without signal"),
     "uv_as_volts": (lambda: _eeg(), {"units": "V"}, r"looks like microvolts given as volts \(pass units='uV'\)"),
 }
 

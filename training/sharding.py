@@ -9,6 +9,7 @@ Without a launcher (one process) the inputs are simply run in order, so callers 
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -49,6 +50,21 @@ def _leave_group() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def end_training(trainer) -> None:
+    """`trainer.end()` (destroys the process group) after dropping the trainer's wrapped model first.
+
+    A DDP wrapper's reducer holds a reference to the gloo process group. Left alive past `destroy_process_group`,
+    the reducer holds the last one, and freeing the trainer then runs the group's destructor with the GIL held: it
+    joins the group's worker threads while one of them waits for the GIL to release the tensors of the last
+    collective, and the process never exits (seen on rank 1 under load, 1 launch in 2). Freed while the group is
+    still registered, the reducer drops a reference that is not the last, and `destroy_process_group` frees the
+    group without the GIL."""
+    trainer.model_wrapped = trainer.model
+    trainer.accelerator._models.clear()  # the prepared (wrapped) models
+    gc.collect()
+    trainer.end()
 
 
 def process_count() -> int:
@@ -109,5 +125,5 @@ def _checked(results: list, expected: int) -> list:
     return results
 
 
-__all__ = ["inference_device", "is_main_process", "leave_process_group_at_exit", "process_count", "process_index",
-           "shard_bounds", "sharded_map"]
+__all__ = ["end_training", "inference_device", "is_main_process", "leave_process_group_at_exit", "process_count",
+           "process_index", "shard_bounds", "sharded_map"]

@@ -182,8 +182,8 @@ def _ids():
 
 def test_evaluation_states_each_test_window_against_its_subject_training_baseline(monkeypatch):
     from e2llm import E2LLMProcessor
-    from e2llm.training.evaluation.evaluate import EvalOptions, evaluate_model
     from e2llm.processing.splits import SplitSpec, resolve_split
+    from e2llm.training.evaluation.evaluate import EvalOptions, evaluate_model
 
     dataset = synthetic_window_dataset(n_subjects=2, clips_per_class=2, trial_seconds=4, channel_names=CHANNELS)
     split = resolve_split(dataset, SplitSpec("trial"))

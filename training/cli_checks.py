@@ -18,6 +18,9 @@ import math
 import re
 from pathlib import Path
 
+import torch
+import yaml
+
 from e2llm.folder_checks_e2llm import check_model_folder, non_finite_value, read_json_file
 from e2llm.provenance_e2llm import read_provenance
 from e2llm.safe_output import check_output_file as check_output_path
@@ -174,8 +177,6 @@ def check_json_file(path, option: str) -> object:
 def check_device(device, option: str = "--device") -> None:
     """ValueError for a `--device` this machine does not have (CUDA without a GPU or without a CUDA build of torch,
     an index past the last GPU, MPS off a Mac), or one torch does not know."""
-    import torch
-
     text = str(device)
     try:
         parsed = torch.device(text)
@@ -245,8 +246,6 @@ def train_option(options: list[str], name: str) -> str | None:
 def read_yaml_config(path, option: str = "--config") -> dict:
     """The mapping in the YAML file `path`; ValueError naming the file, line and column of malformed YAML, a file that
     holds no mapping, or a NaN / infinite value."""
-    import yaml
-
     path = check_input_file(path, option)
     try:
         content = yaml.safe_load(path.read_text(encoding="utf-8"))

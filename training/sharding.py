@@ -14,6 +14,11 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+import torch
+import torch.distributed as dist
+from accelerate import PartialState
+from accelerate.utils import gather_object
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -24,9 +29,6 @@ def _launched() -> bool:
 
 
 def _state():
-    import torch
-    from accelerate import PartialState
-
     # on a machine without CUDA, processes started by a launcher join a gloo group on CPU
     state = PartialState(cpu=not torch.cuda.is_available())
     leave_process_group_at_exit()
@@ -46,8 +48,6 @@ def leave_process_group_at_exit() -> None:
 
 
 def _leave_group() -> None:
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -107,8 +107,6 @@ def sharded_map(run: Callable[[list[T]], list[R]], items: Sequence[T]) -> list[R
     items = list(items)
     if not _launched():
         return _checked(run(items), len(items))
-    from accelerate.utils import gather_object
-
     state = _state()
     start, end = shard_bounds(len(items), state.num_processes, state.process_index)
     local = _checked(run(items[start:end]), end - start) if end > start else []

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+from tqdm.auto import tqdm
 
 from e2llm.output_lock import output_lock
 from e2llm.processing.dataset_io import (
@@ -168,8 +169,6 @@ class _Preparation:
 
     def chunks(self, progress: bool):
         """Window chunks of every trial, read one file at a time (the metadata's steps are completed at the end)."""
-        from tqdm.auto import tqdm
-
         steps, filtered = None, False
         partial = getattr(self.reader, "partial_channels", False)
         bar = tqdm(self.reader.items(), desc=f"prepare {self.reader.name}", unit="file", disable=not progress)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+import torch
 from transformers import AutoConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from .backbones_e2llm import feature_extractor_settings
@@ -129,8 +130,6 @@ def build_tiny_e2llm(
     id2label: Mapping[int, str] | None = None, tokenizer_corpus=None, seed: int = 0
 ) -> tuple[E2LLMForConditionalGeneration, E2LLMProcessor]:
     """A tiny E2LLM (Qwen3 architecture, hidden 64, 2 layers) with the offline tokenizer: for tests and demos."""
-    import torch
-
     torch.manual_seed(seed)
     tokenizer = build_offline_tokenizer(tokenizer_corpus)
     return assemble_e2llm(tokenizer, text_config=TINY_TEXT_CONFIG, eeg_config=TINY_EEG_CONFIG, id2label=id2label)

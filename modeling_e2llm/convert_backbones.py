@@ -19,9 +19,10 @@ import re
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from transformers.utils import logging
 
-from .backbones_e2llm import EEGPT_PROJECTED_CHANNELS
+from .backbones_e2llm import BACKBONE_DEFAULTS, EEGPT_PROJECTED_CHANNELS
 from .folder_checks_e2llm import read_json_file, safetensors_header
 
 logger = logging.get_logger(__name__)
@@ -195,8 +196,6 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict | None]:
     if not path.exists():
         raise ValueError(f"no checkpoint at {path}")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         safetensors_header(path)  # a damaged or truncated file is named before safetensors reads it
         return load_file(str(path)), config
     try:
@@ -233,8 +232,6 @@ def settings_from_checkpoint(backbone: str, state: dict, config: dict | None) ->
             weight = state[f"embeddings.temporal_convs.{i}.weight"]
             stack.append([weight.shape[0], weight.shape[-1]])
         given = config.get("channels_kernel_stride_padding_norm")
-        from .backbones_e2llm import BACKBONE_DEFAULTS
-
         reference = given or BACKBONE_DEFAULTS["cbramod"]["conv_stack"]
         if len(reference) != len(stack):
             raise ValueError(f"the checkpoint has {len(stack)} temporal convolutions; stride/padding are known for "

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.signal import welch
 
 from .electrodes import SEED_CHANNELS, canonical_channel_name
 
@@ -53,8 +54,6 @@ def band_power(windows_uv, sfreq: float, bands: dict[str, tuple[float, float]] |
     """Welch band power in µV²: `(n, n_channels, n_times)` (or one `(n_channels, n_times)` window) ->
     `(n, n_bands, n_channels)`. Hann segments of 2 s (or the whole window if shorter), 50 % overlap, integrated over
     ``low <= f < high`` for each of `bands` (default `BANDS`); computed `batch_size` windows at a time."""
-    from scipy.signal import welch
-
     bands = BANDS if bands is None else dict(bands)
     windows = np.asarray(windows_uv, dtype=np.float64)
     if windows.ndim == 2:

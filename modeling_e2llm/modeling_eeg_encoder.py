@@ -462,6 +462,34 @@ class E2LLMEEGEncoder(E2LLMEEGPreTrainedModel):
         """The (channel, patch) token embedding: what `enable_input_require_grads` hooks for PEFT + checkpointing."""
         return self.embeddings if self.config.backbone == "patch" else self.backbone.embeddings
 
+    def _check_inputs(self, eeg_values: torch.Tensor, eeg_channel_ids: torch.Tensor) -> None:
+        """ValueError naming the problem when `eeg_values` is not `(batch, n_channels, window_samples)` or
+        `eeg_channel_ids` not `(batch, n_channels)`."""
+        if eeg_values.ndim != 3:
+            raise ValueError(f"eeg_values must be (batch, n_channels, n_times), got shape {tuple(eeg_values.shape)}")
+        if eeg_values.shape[-1] != self.config.window_samples:
+            raise ValueError(
+                f"eeg_values has n_times={eeg_values.shape[-1]}, but the encoder takes windows of "
+                f"window_samples={self.config.window_samples} ({self.config.window_samples / self.config.sampling_rate:g} s "
+                f"at {self.config.sampling_rate} Hz); run the inputs through E2LLMFeatureExtractor"
+            )
+        if eeg_channel_ids.shape != eeg_values.shape[:2]:
+            raise ValueError(
+                f"eeg_channel_ids has shape {tuple(eeg_channel_ids.shape)}, expected {tuple(eeg_values.shape[:2])}"
+            )
+
+    def _patch_tokens(self, eeg_values: torch.Tensor, eeg_channel_ids: torch.Tensor,
+                      channel_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The patch transformer: `(hidden_states (batch, n_channels * n_patches, hidden_size), token_mask
+        (batch, n_channels * n_patches))`."""
+        hidden_states = self.embeddings(eeg_values.to(self.dtype), eeg_channel_ids, channel_mask)
+        batch, n_channels, n_patches, hidden = hidden_states.shape
+        hidden_states = hidden_states.reshape(batch, n_channels * n_patches, hidden)
+        token_mask = channel_mask[:, :, None].expand(-1, -1, n_patches).reshape(batch, -1)
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, token_mask)
+        return self.norm(hidden_states), token_mask
+
     @merge_with_config_defaults
     @capture_outputs
     def forward(
@@ -483,18 +511,7 @@ class E2LLMEEGEncoder(E2LLMEEGPreTrainedModel):
         `output_attentions`, `output_pooler_attentions`), the recorded intermediate outputs; a tuple with
         `return_dict=False`.
         """
-        if eeg_values.ndim != 3:
-            raise ValueError(f"eeg_values must be (batch, n_channels, n_times), got shape {tuple(eeg_values.shape)}")
-        if eeg_values.shape[-1] != self.config.window_samples:
-            raise ValueError(
-                f"eeg_values has n_times={eeg_values.shape[-1]}, but the encoder takes windows of "
-                f"window_samples={self.config.window_samples} ({self.config.window_samples / self.config.sampling_rate:g} s "
-                f"at {self.config.sampling_rate} Hz); run the inputs through E2LLMFeatureExtractor"
-            )
-        if eeg_channel_ids.shape != eeg_values.shape[:2]:
-            raise ValueError(
-                f"eeg_channel_ids has shape {tuple(eeg_channel_ids.shape)}, expected {tuple(eeg_values.shape[:2])}"
-            )
+        self._check_inputs(eeg_values, eeg_channel_ids)
         if eeg_channel_mask is None:
             eeg_channel_mask = torch.ones_like(eeg_channel_ids)
         channel_mask = eeg_channel_mask.bool()
@@ -508,13 +525,7 @@ class E2LLMEEGEncoder(E2LLMEEGPreTrainedModel):
             )
             pooled = self.pooler(hidden_states, token_mask)
         else:
-            hidden_states = self.embeddings(eeg_values.to(self.dtype), eeg_channel_ids, channel_mask)
-            batch, n_channels, n_patches, hidden = hidden_states.shape
-            hidden_states = hidden_states.reshape(batch, n_channels * n_patches, hidden)
-            token_mask = channel_mask[:, :, None].expand(-1, -1, n_patches).reshape(batch, -1)
-            for layer in self.layers:
-                hidden_states = layer(hidden_states, token_mask)
-            hidden_states = self.norm(hidden_states)
+            hidden_states, token_mask = self._patch_tokens(eeg_values, eeg_channel_ids, channel_mask)
             pooled = self.pooler(hidden_states, token_mask)
         if self.readout is not None:  # (batch, hidden) added to every pooled token
             standard = self.readout.standardised_log_power(eeg_values, eeg_channel_ids, channel_mask)

@@ -26,6 +26,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scipy.io import loadmat, whosmat
+
 _BRAINVISION_KEYS = ("DataFile", "MarkerFile")
 _UNITS_UV = {"uv": 1.0, "µv": 1.0, "\u03bcv": 1.0, "mv": 1e3, "v": 1e6, "nv": 1e-3}
 MAX_EEG_RANGE_UV = 1e6  # +-1 V
@@ -71,8 +73,6 @@ _EEGLAB_METADATA_BYTES = 64 * 2**20
 
 def _eeglab_data_file(path: Path) -> str | None:
     """The data file name an EEGLAB ``.set`` refers to (None when the samples are inside the ``.set``)."""
-    from scipy.io import loadmat, whosmat
-
     try:
         variables = {name: cls for name, _, cls in whosmat(path)}
         if "EEG" in variables and path.stat().st_size > _EEGLAB_METADATA_BYTES:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 EEG_START_TOKEN = "<|eeg_start|>"
@@ -51,8 +52,6 @@ def build_offline_tokenizer(
     >>> tokenizer.eeg_token, tokenizer.convert_ids_to_tokens(tokenizer("<|eeg|><|im_end|>")["input_ids"])
     ('<|eeg|>', ['<|eeg|>', '<|im_end|>'])
     ```"""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
         [

@@ -39,7 +39,6 @@ import numpy as np
 from e2llm.answers import LABEL_KEY, format_answer
 from e2llm.eeg_evidence_features import REGIONS, band_power_db, evidence_statement
 from e2llm.processing.evidence_reference import (
-    RATIONALE_OPENING,
     EvidenceReference,
     channel_regions,
     description_claims,

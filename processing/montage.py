@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import mne
 import numpy as np
 
 # One template for placing electrodes (e2llm.cap_layouts_e2llm) and for montages here: new name first.
@@ -36,8 +37,6 @@ def make_montage(ch_names: Sequence[str] | None = None):
     Raises:
         ValueError: a name in `ch_names` has no position.
     """
-    import mne
-
     template, template_name = template_montage()
     positions = template.get_positions()  # a fresh copy each call: montages are mutable
     ch_pos = {name: np.asarray(pos, dtype=np.float64) for name, pos in positions["ch_pos"].items()}

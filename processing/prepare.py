@@ -23,11 +23,15 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import sys
 from pathlib import Path
 
+import datasets
 import numpy as np
+from tqdm.auto import tqdm
 
+from e2llm.output_lock import output_lock
 from e2llm.processing.dataset_io import (
     DATASET_UNITS,
     load_prepared,
@@ -98,27 +102,44 @@ def prepare_dataset(
     """
     if output_dir is not None:  # fail before reading anything; never delete the input or a folder not ours
         output_dir = check_output_dir(output_dir, inputs=[root, *_input_paths(reader_kwargs)], overwrite=overwrite)
+    notch_freqs = _frequencies(notch_freqs)
+    settings = {"l_freq": l_freq, "h_freq": h_freq, "reference": reference, "target_sfreq": target_sfreq,
+                "window_seconds": window_seconds, "stride_seconds": stride_seconds}
+    if output_dir is None:
+        return _read_windows(name, root, notch_freqs, line_freq, settings, progress, cache_dir, reader_kwargs)[0]
+    with output_lock(output_dir):  # one writer per folder; a second one is refused with who holds it
+        dataset, run = _read_windows(name, root, notch_freqs, line_freq, settings, progress, cache_dir, reader_kwargs)
+        bars_were_on = not datasets.are_progress_bars_disabled()
+        if not progress:
+            datasets.disable_progress_bars()
+        try:
+            save_prepared(dataset, output_dir, summary=run.summary(), overwrite=overwrite)
+        finally:
+            if bars_were_on:
+                datasets.enable_progress_bars()
+    return load_prepared(output_dir)
+
+
+def _read_windows(name, root, notch_freqs, line_freq, settings: dict, progress: bool, cache_dir, reader_kwargs: dict):
+    """`(dataset, preparation)`: the windows of dataset `name` under `root` (`settings`: the other
+    `PreprocessingParams`), and the `_Preparation` that read them (its summary)."""
     reader = get_reader(name, root, **reader_kwargs)
     notch, notch_source = _notch(notch_freqs, line_freq, reader)
-    params = PreprocessingParams(
-        l_freq=l_freq, h_freq=h_freq, notch_freqs=notch, reference=reference,
-        target_sfreq=target_sfreq, window_seconds=window_seconds, stride_seconds=stride_seconds,
-    )
+    params = PreprocessingParams(notch_freqs=notch, **settings)
     run = _Preparation(reader, params, notch_source, root)
-    dataset = windows_to_dataset(run.chunks(progress), run.metadata, cache_dir=cache_dir)
-    if output_dir is None:
-        return dataset
-    import datasets
+    return windows_to_dataset(run.chunks(progress), run.metadata, cache_dir=cache_dir), run
 
-    bars_were_on = not datasets.are_progress_bars_disabled()
-    if not progress:
-        datasets.disable_progress_bars()
+
+def _frequencies(notch_freqs) -> tuple[float, ...] | None:
+    """`notch_freqs` as a tuple of Hz: one number is taken as the only frequency (``50`` -> ``(50.0,)``)."""
+    if notch_freqs is None:
+        return None
+    values = (notch_freqs,) if isinstance(notch_freqs, (int, float, np.number)) else notch_freqs
     try:
-        save_prepared(dataset, output_dir, summary=run.summary(), overwrite=overwrite)
-    finally:
-        if bars_were_on:
-            datasets.enable_progress_bars()
-    return load_prepared(output_dir)
+        return tuple(float(f) for f in values)
+    except (TypeError, ValueError):
+        raise ValueError(f"notch_freqs must be a frequency in Hz or a list of them (e.g. 50 or [50, 100]), got "
+                         f"{notch_freqs!r}") from None
 
 
 class _Preparation:
@@ -148,8 +169,6 @@ class _Preparation:
 
     def chunks(self, progress: bool):
         """Window chunks of every trial, read one file at a time (the metadata's steps are completed at the end)."""
-        from tqdm.auto import tqdm
-
         steps, filtered = None, False
         partial = getattr(self.reader, "partial_channels", False)
         bar = tqdm(self.reader.items(), desc=f"prepare {self.reader.name}", unit="file", disable=not progress)
@@ -177,7 +196,7 @@ class _Preparation:
 def _notch(notch_freqs, line_freq, reader) -> tuple[tuple[float, ...], str]:
     """The notch frequencies and where they come from: given, `line_freq`, the files, or the 50 Hz default."""
     if notch_freqs is not None:
-        return tuple(float(f) for f in notch_freqs), "notch_freqs given"
+        return notch_freqs, "notch_freqs given"
     line_freq = parse_line_freq(line_freq)
     if line_freq is not None:
         return (line_freq,), "line_freq given"
@@ -309,29 +328,23 @@ def report_lines(summary: dict) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``e2llm prepare``; returns 0, or 2 with a message on stderr for bad input."""
-    import json
-
-    try:
-        dataset = prepare_dataset(
-            args.dataset,
-            args.root,
-            output_dir=args.output_dir,
-            window_seconds=args.window_seconds,
-            stride_seconds=args.stride_seconds,
-            l_freq=args.l_freq,
-            h_freq=args.h_freq,
-            notch_freqs=None if args.notch is None else tuple(args.notch),
-            line_freq=signal_options(args)["line_freq"],
-            reference=None if args.reference == "none" else args.reference,
-            target_sfreq=args.resample,
-            overwrite=args.overwrite,
-            progress=not args.no_progress,
-            **_reader_kwargs(args.dataset, args),
-        )
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        print(f"e2llm prepare: error: {exc}", file=sys.stderr)
-        return 2
+    """Run ``e2llm prepare``; returns 0 (bad input raises: the `e2llm` command line prints it in one line)."""
+    dataset = prepare_dataset(  # errors reach the `e2llm` command line, which says them in its flags
+        args.dataset,
+        args.root,
+        output_dir=args.output_dir,
+        window_seconds=args.window_seconds,
+        stride_seconds=args.stride_seconds,
+        l_freq=args.l_freq,
+        h_freq=args.h_freq,
+        notch_freqs=None if args.notch is None else tuple(args.notch),
+        line_freq=signal_options(args)["line_freq"],
+        reference=None if args.reference == "none" else args.reference,
+        target_sfreq=args.resample,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        **_reader_kwargs(args.dataset, args),
+    )
     summary = json.loads((Path(args.output_dir) / "summary.json").read_text())
     for line in report_lines(summary):
         print(f"e2llm prepare: {line}", file=sys.stderr)

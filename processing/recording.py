@@ -14,9 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import mne
 import numpy as np
 
 from e2llm.channels_e2llm import ChannelSelection, channel_kind, select_mne_channels
+from e2llm.processing.montage import set_montage
 from e2llm.recording_file_e2llm import RawFile, read_raw_file, select_file_channels
 
 
@@ -99,8 +101,6 @@ def read_recording(path: str | Path, preload: bool = True, channel_map=None, mon
         ValueError: MNE cannot read it, it is damaged or its header implausible, a header points outside its
             folder, or no EEG channel left to use (the message names the file and the remedy).
     """
-    import mne
-
     path = Path(path)
     raw_file = read_raw_file(path, preload=preload, **kwargs)
     return recording_from_file(raw_file, str(path), channel_map=channel_map, montage=montage, interface=interface,
@@ -153,8 +153,6 @@ def crop_recording(recording: Recording, start: float, stop: float | None = None
 
 def recording_to_raw(recording: Recording, montage: bool = True):
     """An `mne.io.RawArray` (volts, EEG channels, annotations) of `recording`, with the e2llm montage."""
-    import mne
-
     if recording.units not in UNIT_SCALES:
         raise ValueError(f"Unknown units {recording.units!r}; expected one of {sorted(UNIT_SCALES)}")
     info = mne.create_info(list(recording.ch_names), float(recording.sfreq), ch_types="eeg")
@@ -163,8 +161,6 @@ def recording_to_raw(recording: Recording, montage: bool = True):
         onsets, durations, descriptions = zip(*recording.annotations)
         raw.set_annotations(mne.Annotations(onsets, durations, descriptions))
     if montage:
-        from e2llm.processing.montage import set_montage
-
         set_montage(raw, on_missing="ignore")
     return raw
 

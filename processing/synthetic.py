@@ -35,6 +35,7 @@ from e2llm.processing.synthetic_eeg import (
     harder_config,
 )
 
+
 def seed_vii_clip_labels(label_names: Sequence[str] = SEED_VII_EMOTIONS) -> np.ndarray:
     """Class index of each SEED-VII clip 1..80 (`(80,)`, index into `label_names`)."""
     return np.array([list(label_names).index(name) for name in SEED_VII_VIDEO_EMOTIONS])

@@ -180,27 +180,10 @@ def _ids():
     return list(FEATURE_IDS)
 
 
-def test_stage3_stores_the_training_spreads_only_when_asked(windows, reference, tmp_path):
-    from trl import SFTConfig
-
-    from e2llm.training.arguments import LoraArguments
-    from e2llm.training.instruct import train_stage3
-
-    model, processor = build_tiny_e2llm()
-    args = SFTConfig(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=4, bf16=False, report_to=[],
-                     save_strategy="no", max_length=None, disable_tqdm=True)
-    args.evidence_in_prompt = True
-    train_stage3(model, processor, windows, args, LoraArguments(lora_r=2), tasks=("emotion",))
-    assert processor.evidence_spread == [None if not np.isfinite(v) else float(v) for v in reference.spread]
-    args.evidence_in_prompt = False
-    train_stage3(model, processor, windows, args, LoraArguments(lora_r=2), tasks=("emotion",))
-    assert processor.evidence_spread is None
-
-
 def test_evaluation_states_each_test_window_against_its_subject_training_baseline(monkeypatch):
     from e2llm import E2LLMProcessor
-    from e2llm.training.evaluation.evaluate import EvalOptions, evaluate_model
     from e2llm.processing.splits import SplitSpec, resolve_split
+    from e2llm.training.evaluation.evaluate import EvalOptions, evaluate_model
 
     dataset = synthetic_window_dataset(n_subjects=2, clips_per_class=2, trial_seconds=4, channel_names=CHANNELS)
     split = resolve_split(dataset, SplitSpec("trial"))
@@ -276,28 +259,3 @@ def test_evidence_is_stated_in_microvolts_for_an_encoder_taking_millivolts(windo
                     return_band_power=True, return_tensors="np")
     np.testing.assert_allclose(out["eeg_values"][0], eeg / 1000.0, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out["eeg_band_power"], band_power_db(eeg[None], SFREQ), atol=1e-4)
-
-
-def test_stage3_refuses_evidence_prompts_for_a_re_referencing_encoder(windows, tmp_path):
-    from trl import SFTConfig
-
-    from e2llm.training.arguments import LoraArguments
-    from e2llm.training.instruct import train_stage3
-
-    model, processor = build_tiny_e2llm()
-    processor.feature_extractor.reference = "average"
-    args = SFTConfig(output_dir=str(tmp_path), max_steps=1, bf16=False, report_to=[], max_length=None)
-    args.evidence_in_prompt = True
-    with pytest.raises(ValueError, match="re-references them"):
-        train_stage3(model, processor, windows, args, LoraArguments(lora_r=2))
-
-
-def test_stage_arguments_refuse_a_strongest_without_the_evidence_line(tmp_path):
-    from e2llm.training.arguments import InstructConfig
-
-    with pytest.raises(ValueError, match="set without it"):
-        InstructConfig(output_dir=str(tmp_path), evidence_strongest=4)
-    with pytest.raises(ValueError, match="at least 1"):
-        InstructConfig(output_dir=str(tmp_path), evidence_in_prompt=True, evidence_strongest=0)
-    config = InstructConfig(output_dir=str(tmp_path), evidence_in_prompt=True, evidence_strongest=4, bf16=False)
-    assert config.evidence_strongest == 4

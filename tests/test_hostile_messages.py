@@ -81,8 +81,6 @@ def test_an_invalid_configuration_is_the_user_s():
                                              "num_attention_heads=4")
 
 
-@pytest.mark.xfail(strict=True, reason="needs training: training/cli.py calls e2llm.training.cli_errors.handle_error "
-                                       "(/work/coord/requests/training.md)")
 def test_an_invalid_configuration_through_the_cli(tmp_path, capsys):
     eeg_config = tmp_path / "eeg.json"
     eeg_config.write_text(json.dumps({"hidden_size": 30, "num_attention_heads": 4}))
@@ -197,9 +195,6 @@ def test_a_label_map_of_one_label_through_the_cli(tiny_e2llm_dir, tmp_path, caps
 # ------------------------------------------------------------------ rows whose fix lands in other helpers' files
 
 
-@pytest.mark.xfail(strict=True, reason="needs training: training/cli.py calls e2llm.training.cli_errors.handle_error "
-                                       "(/work/coord/requests/training.md); and channels: `e2llm prepare` lets errors "
-                                       "reach it (/work/coord/requests/channels.md)")
 def test_the_cli_speaks_in_flags(tmp_path, capsys):
     out = tmp_path / "prepared"
     out.mkdir()
@@ -240,8 +235,6 @@ def test_a_single_notch_frequency_in_the_feature_extractor():
     assert list(E2LLMFeatureExtractor(notch_freqs=50).notch_freqs) == [50]
 
 
-@pytest.mark.xfail(strict=True, reason="needs channels: prepare_dataset takes notch_freqs=50 as (50,) "
-                                       "(/work/coord/requests/channels.md)")
 def test_a_single_notch_frequency_in_prepare():
     from e2llm.processing.prepare import prepare_dataset
 

@@ -234,8 +234,6 @@ def test_a_model_card_replaces_only_generated_cards(tiny_e2llm_dir, tmp_path):
     assert "My notes" not in readme.read_text()
 
 
-@pytest.mark.xfail(strict=True, reason="needs training: `e2llm init` writes its folder with check_output_dir + staged_dir "
-                                       "(/work/coord/requests/training.md)")
 def test_init_does_not_write_into_a_folder_it_did_not_create(tmp_path, capsys):
     mine = tmp_path / "project"
     mine.mkdir()
@@ -245,8 +243,6 @@ def test_init_does_not_write_into_a_folder_it_did_not_create(tmp_path, capsys):
     assert "--output-dir" in capsys.readouterr().err
 
 
-@pytest.mark.xfail(strict=True, reason="needs training: `e2llm train` refuses an --output_dir e2llm did not write "
-                                       "(/work/coord/requests/training.md)")
 def test_train_does_not_write_into_a_folder_it_did_not_create(tmp_path, capsys):
     from e2llm.processing.prepare import prepare_dataset
 

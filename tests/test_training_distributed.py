@@ -27,7 +27,7 @@ def _launch(stage: str, config: str, *args: str) -> str:
                "--main_process_port", "0", "-m", "e2llm.training.train", stage, "--config", str(CONFIG_DIR / config),
                "--disable_tqdm", "true", "--dataloader_num_workers", "0", "--save_strategy", "no", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=240)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     for rank in (0, 1):
         assert f"rank {rank}/2: {stage} done" in result.stdout, result.stdout[-3000:]

@@ -43,7 +43,7 @@ def test_quickstart_writes_model_report_and_tables(smoke):
         assert len(saved["summary"][method]["accuracy"]["ci"]) == 2
     assert set(saved["quickstart"]["runs"][0]["timings_seconds"]) == {"init", "stage1", "stage2", "stage3",
                                                                       "evaluation"}
-    assert saved["synthetic"] is True and saved["dataset"] == "synthetic" and "reliance" in saved
+    assert saved["synthetic"] is True and saved["dataset"] == "synthetic" and "explanations" in saved
     assert saved["command"] == f"e2llm quickstart --output-dir {output} --seeds 0 --protocol trial --max-test-windows 6"
     model = AutoModelForCausalLM.from_pretrained(output / "final")
     assert model.config.label_names == report["label_names"]
@@ -53,7 +53,7 @@ def test_quickstart_writes_model_report_and_tables(smoke):
     assert AutoProcessor.from_pretrained(output / "final").evidence_spread is not None  # measured evidence in prompts
     table = results_table(report)
     assert "stage-1 encoder head" in table and "DE + logistic regression" in table and "95% CI" in table
-    assert "synthetic" in table and "mismatched EEG" in table
+    assert "synthetic" in table and "answer changed when another class's input was swapped in" in table
     assert "rationales: faithfulness" in table and "shuffled across windows" in table
     assert "stage 2: description NLL with shuffled minus real EEG" in table
     timing = timing_table(report)
@@ -134,7 +134,7 @@ def test_quickstart_on_prepared_data_prints_the_tables(smoke, tmp_path, capsys, 
     output, _ = smoke
     settings = QuickstartSettings.from_file
     monkeypatch.setattr(QuickstartSettings, "from_file", classmethod(
-        lambda cls, **kw: settings(**{**SMOKE, **kw, "max_test_windows": 6})))
+        lambda cls, path, **kw: settings(path, **{**SMOKE, **kw, "max_test_windows": 6})))
     monkeypatch.setattr(quickstart, "QuickstartRun", lambda *a, **kw: QuickstartRun(*a, **kw, overrides=OVERRIDES))
     args = Namespace(output_dir=tmp_path, data=output / "prepared", seeds=[1], protocol="trial", full=False,
                      on_validation=False, baselines=["de_logreg"], max_test_windows=6, eeg_encoder="patch")

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from transformers.trainer_utils import rotate_checkpoints
 
-from e2llm.provenance_e2llm import write_provenance
+from e2llm.provenance_e2llm import PROVENANCE_FILE, write_provenance
+from e2llm.safe_output import is_e2llm_output
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,25 @@ def mark_complete(folder) -> None:
 
 
 stage_started = mark_incomplete
+
+
+def written_by_a_stage(folder) -> bool:
+    """Whether `folder` is a stage output folder e2llm wrote: marked incomplete (a stage running or stopped), or
+    holding a stage's provenance at its top or in its ``adapter``/``merged`` subfolders (a finished stage), or
+    e2llm's folder marker."""
+    folder = Path(folder)
+    return (is_e2llm_output(folder) or (folder / INCOMPLETE_MARKER).is_file()
+            or any((folder / sub / PROVENANCE_FILE).is_file() for sub in ("", *_STAGE_SUBFOLDERS)))
+
+
+def check_stage_output_dir(output_dir, option: str = "--output_dir") -> None:
+    """ValueError when `output_dir` holds files but no stage of e2llm wrote it: a stage writes its weights,
+    ``config.json`` and checkpoints there, over whatever has those names."""
+    folder = Path(output_dir)
+    if folder.is_dir() and any(folder.iterdir()) and not written_by_a_stage(folder):
+        raise ValueError(f"{option} {folder} holds files no e2llm training stage wrote (no {PROVENANCE_FILE}, no "
+                         f"{INCOMPLETE_MARKER} of an unfinished stage); a stage would write its weights, config.json "
+                         "and checkpoints among them. Choose a new or empty folder")
 
 
 def stage_finished(folder) -> None:
@@ -230,6 +250,7 @@ __all__ = [
     "PARTIAL_SUFFIX",
     "AtomicCheckpointMixin",
     "check_complete",
+    "check_stage_output_dir",
     "checkpoints",
     "incomplete_reason",
     "mark_complete",
@@ -239,4 +260,5 @@ __all__ = [
     "resolve_resume",
     "stage_finished",
     "stage_started",
+    "written_by_a_stage",
 ]

@@ -15,6 +15,7 @@ import logging
 import sys
 
 from e2llm.training.cli_checks import check_arguments
+from e2llm.training.cli_errors import handle_error
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -28,10 +29,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "push": ("e2llm.hub_cards.push", "export a self-contained folder with its model card and upload it to the Hub"),
     "serve": ("e2llm.serving.cli", "serve a merged E2LLM over HTTP (OpenAI-style API) with vLLM (extra: serve)"),
 }
-
-
-# Exceptions that mean "the user's input or environment is wrong", not "e2llm has a bug".
-USER_ERRORS = (ValueError, OSError, ImportError)  # ImportError: an optional extra (serve) is not installed
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
@@ -52,22 +49,17 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv  # accepted anywhere on the line, so `e2llm predict ... --debug` works too
     argv = [arg for arg in argv if arg != "--debug"]
-    args = build_parser(argv).parse_args(argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
     try:
         check_arguments(args)
         return int(importlib.import_module(args._module).run(args) or 0)
-    except USER_ERRORS as error:
-        if debug:
-            raise
-        message = str(error) or type(error).__name__
-        if isinstance(error, OSError) and error.filename and str(error.filename) not in message:
-            message = f"{message}: {error.filename}"
-        logging.getLogger(__name__).debug("user error", exc_info=True)
-        print(f"e2llm {args.command}: error: {message} (--debug shows the traceback)", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"e2llm {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # a user error becomes one line in the command's words; a bug keeps its traceback
+        logging.getLogger(__name__).debug("error", exc_info=True)
+        return handle_error(error, parser, args.command, debug)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,13 @@ import math
 import re
 from pathlib import Path
 
+import torch
+import yaml
+
 from e2llm.folder_checks_e2llm import check_model_folder, non_finite_value, read_json_file
+from e2llm.provenance_e2llm import read_provenance
 from e2llm.safe_output import check_output_file as check_output_path
+from e2llm.training.checkpoints import check_complete, check_stage_output_dir
 
 # A Hub repo id: "name" or "owner/name" of letters, digits, "-", "_", "." (no "--" or ".." inside).
 _HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
@@ -65,8 +70,6 @@ def check_model_reference(reference, option: str = "--model") -> str:
         if not any((path / name).is_file() for name in ("config.json", "adapter_config.json")):
             raise ValueError(f"{option} {text} is a folder without config.json, not a saved model: pass the folder "
                              "a training stage or `e2llm init` wrote")
-        from e2llm.training.checkpoints import check_complete
-
         check_complete(path, what=option)
         if (path / "config.json").is_file():  # damaged JSON or safetensors, label map, tokenizer: named here
             check_model_folder(path)
@@ -174,8 +177,6 @@ def check_json_file(path, option: str) -> object:
 def check_device(device, option: str = "--device") -> None:
     """ValueError for a `--device` this machine does not have (CUDA without a GPU or without a CUDA build of torch,
     an index past the last GPU, MPS off a Mac), or one torch does not know."""
-    import torch
-
     text = str(device)
     try:
         parsed = torch.device(text)
@@ -245,8 +246,6 @@ def train_option(options: list[str], name: str) -> str | None:
 def read_yaml_config(path, option: str = "--config") -> dict:
     """The mapping in the YAML file `path`; ValueError naming the file, line and column of malformed YAML, a file that
     holds no mapping, or a NaN / infinite value."""
-    import yaml
-
     path = check_input_file(path, option)
     try:
         content = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -302,9 +301,12 @@ def check_resume(stage: str, resume, output_dir) -> None:
                else "stage 3 starts from the stage-2 model: pass --model_name_or_path with its folder")
     else:
         fix = "stage 1 resumes only from stage-1 checkpoints"
-    raise ValueError(f"{how} is a checkpoint of {'the EEG encoder (stage 1)' if kind == 'encoder' else 'an E2LLM (stage 2 or 3)'}, "
-                     f"not of {stage}: a run resumes only from its own stage's checkpoints (in its --output_dir); "
-                     f"{fix}, and choose a new --output_dir")
+    stages = (read_provenance(folder) or {}).get("stages") or [{}]
+    writer = stages[-1].get("stage") or ("stage1" if kind == "encoder" else "stage2 or stage3")
+    model = "the EEG encoder (stage 1)" if kind == "encoder" else "an E2LLM (stage 2 or 3)"
+    raise ValueError(f"{how} is a checkpoint of {model}, not of {stage} (it was written by {writer}, this run is "
+                     f"{stage}): a run resumes only from its own stage's checkpoints (in its --output_dir); {fix}, and "
+                     "choose a new --output_dir")
 
 
 def check_train_options(stage: str, options: list[str]) -> None:
@@ -349,6 +351,7 @@ def check_training_arguments(training_args) -> None:
     output_dir = getattr(training_args, "output_dir", None)
     if output_dir is not None:
         check_output_folder(output_dir, "--output_dir")
+        check_stage_output_dir(output_dir)
     if getattr(training_args, "save_total_limit", None) is not None and training_args.save_total_limit < 1:
         raise ValueError(f"--save_total_limit must be >= 1 (or unset), got {training_args.save_total_limit}")
 

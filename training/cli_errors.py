@@ -159,7 +159,7 @@ def user_error_text(error: BaseException) -> str | None:
     traceback)."""
     text = str(error).strip() or type(error).__name__
     if isinstance(error, OSError) and error.errno in _DISK_FULL and not isinstance(error, DiskFullError):
-        return f"the disk is full ({text}); free some space or choose another output folder"
+        return _disk_full_text(getattr(error, "filename", None), error.strerror or text)
     if isinstance(error, OSError):
         filename = getattr(error, "filename", None)
         return text if not filename or str(filename) in text else f"{text}: {filename}"
@@ -182,8 +182,17 @@ def user_error_text(error: BaseException) -> str | None:
         return f"no usable CUDA device ({text.splitlines()[0]}); pass --device cpu, or run where a GPU is visible"
     if isinstance(error, RuntimeError) and re.search(r"No space left|Disk quota|File too large|file write failed",
                                                      text):
-        return f"the disk is full while writing ({text.splitlines()[0]}); free some space or choose another folder"
+        return _disk_full_text(None, text.splitlines()[0])
+    if isinstance(error, ImportError):  # an optional extra's module raises ImportError saying what to install
+        return text
     return None
+
+
+def _disk_full_text(filename, cause: str) -> str:
+    """The message of a write that failed on a full disk (ENOSPC), quota (EDQUOT) or file-size limit (EFBIG)."""
+    target = f" {filename}" if filename else ""
+    return (f"no room left to write{target}: the disk is full, or a quota or the file-size limit is reached "
+            f"({cause}); free some space or choose another output folder")
 
 
 def cli_message(error: BaseException, parser: argparse.ArgumentParser | None, command: str | None = None) -> str | None:

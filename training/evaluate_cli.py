@@ -24,6 +24,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from e2llm.output_lock import output_lock
 from e2llm.processing.dataset_io import load_prepared
 from e2llm.processing.splits import SPLIT_ALIASES, SPLITS, SplitSpec, n_folds, resolve_split
 from e2llm.training.evaluation.baselines import BASELINES
@@ -144,6 +145,11 @@ def evaluate_all_folds(models, trained, dataset, kind: str, args) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    with output_lock(args.output_dir):  # one writer per folder: a second evaluation into it is refused
+        return _evaluate(args)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     # --fold all: which split each model was trained on, read once and before any model is loaded
     trained = [trained_split(path) for path in args.model] if args.fold == "all" else None
     dataset = load_prepared(args.data)
@@ -195,7 +201,7 @@ def _write_side_by_side(protocols: dict, output: Path, command: str) -> None:
     output.mkdir(parents=True, exist_ok=True)
     (output / "report.md").write_text("\n".join(lines))
     summary = {"command": command, "protocols": {k: {"summary": r["summary"], "paired": r["paired"],
-                                                     "reliance": r.get("reliance"), "explanations": r.get("explanations"),
+                                                     "explanations": r.get("explanations"),
                                                      "synthetic": r.get("synthetic"),
                                                      "dataset": r["dataset"], "split": r["split"]}
                                                  for k, r in protocols.items()}}

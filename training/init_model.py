@@ -35,6 +35,7 @@ from e2llm.assembly import (
     eeg_config_from_checkpoint,
     load_eeg_encoder_weights,
 )
+from e2llm.safe_output import check_output_dir, staged_dir
 from e2llm.tokenization_e2llm import build_offline_tokenizer
 from e2llm.training.language_models import instruction_corpus
 
@@ -51,7 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument(
         "--tiny", action="store_true", help="a tiny Qwen3-architecture language model (random weights, offline tokenizer)"
     )
-    parser.add_argument("--output-dir", required=True, type=Path, help="folder to write the model and processor to")
+    parser.add_argument("--output-dir", required=True, type=Path,
+                        help="folder to write the model and processor to (new or empty; an existing one only with "
+                             "--overwrite, and only when e2llm wrote it)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an --output-dir e2llm wrote before")
     parser.add_argument(
         "--labels",
         nargs="+",
@@ -108,8 +112,12 @@ def init_model(
     trust_remote_code: bool = False,
     eeg_encoder: str = "patch",
     eeg_encoder_weights: str | Path | None = None,
+    overwrite: bool = False,
 ):
     """Build an untrained E2LLM from `text_model` (a checkpoint) or `tiny=True`, save it with its processor.
+
+    `output_dir` must be new or empty, or (with `overwrite`) a folder e2llm wrote; checked before anything is built
+    (`e2llm.safe_output.check_output_dir`). The folder is written beside it and renamed into place when complete.
 
     `eeg_config` overrides encoder settings (the quickstart's are ``training/configs/quickstart/eeg_config.yaml``);
     `eeg_encoder` picks the encoder backbone; `eeg_encoder_weights` (a braindecode Hub repo id or folder, or an
@@ -119,6 +127,8 @@ def init_model(
         raise ValueError("pass exactly one of text_model (a Qwen checkpoint) or tiny=True")
     if labels is not None and (len(labels) < 2 or len(set(labels)) != len(labels)):
         raise ValueError(f"labels must be at least two distinct names, got {labels}")
+    inputs = [text_model, eeg_encoder_weights if eeg_encoder != "patch" else None]  # what will be read
+    output_dir = check_output_dir(output_dir, inputs=inputs, overwrite=overwrite)
     labels_map = dict(enumerate(labels)) if labels else None
     torch_dtype = getattr(torch, dtype)
     torch.manual_seed(seed)
@@ -131,10 +141,9 @@ def init_model(
     if backbone_state is not None:
         load_eeg_encoder_weights(model, backbone_state, source=str(eeg_encoder_weights))
     model = model.to(torch_dtype)
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(output_dir)
-    processor.save_pretrained(output_dir)
+    with staged_dir(output_dir, kind="model") as staging:
+        model.save_pretrained(staging)
+        processor.save_pretrained(staging)
     return model, processor
 
 
@@ -193,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
         trust_remote_code=args.trust_remote_code,
         eeg_encoder=args.eeg_encoder,
         eeg_encoder_weights=args.eeg_encoder_weights,
+        overwrite=args.overwrite,
     )
     n_params = sum(p.numel() for p in model.parameters())
     n_eeg = sum(p.numel() for p in model.model.eeg_encoder.parameters())

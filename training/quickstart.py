@@ -147,7 +147,7 @@ def train_run(commands: dict[str, list[str]], folder: Path, labels, seed: int, e
     init = commands["init"]
     eeg_config = read_eeg_config(Path(init[init.index("--eeg-config") + 1])) if "--eeg-config" in init else None
     init_model(folder / "init", tiny=True, labels=list(labels), eeg_config=eeg_config, seed=seed,
-               eeg_encoder=eeg_encoder)
+               eeg_encoder=eeg_encoder, overwrite=True)  # a rerun replaces its own init folder
     timings["init"] = round(time.perf_counter() - started, 1)
     for stage in STAGES:
         started = time.perf_counter()

@@ -1,6 +1,6 @@
 """What `e2llm quickstart` prints at its end: the results per protocol (stage-1 head, the LLM's answers and the
-baselines with intervals, paired differences, reliance on the EEG, rationale checks, the stage-2 gap) and the time
-each part of each run took."""
+baselines with intervals, paired differences, the conflict tests (another class's input swapped in), rationale
+checks, the stage-2 gap) and the time each part of each run took."""
 
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ def _method_lines(summary: dict, names: dict) -> list[str]:
 
 
 def _mean(value) -> float:
-    return float(value["mean"] if isinstance(value, dict) else value)
+    """A mean (or a plain number); NaN for one that is missing (a report read back from JSON writes NaN as null)."""
+    value = value["mean"] if isinstance(value, dict) else value
+    return float("nan") if value is None else float(value)
 
 
 def _explanation_lines(explanations: dict) -> list[str]:
@@ -49,12 +51,6 @@ def _check_lines(protocol: dict) -> list[str]:
     for name, paired in protocol.get("paired", {}).items():
         lo, hi = paired["ci"]
         lines.append(f"  paired {name}: {paired['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}], p = {paired['p_value']:.4f}")
-    reliance = protocol.get("reliance")
-    if reliance:
-        lines.append(f"  mismatched EEG: accuracy {reliance['normal_accuracy']['mean']:.3f} -> "
-                     f"{reliance['accuracy']['mean']:.3f}, mean confidence "
-                     f"{reliance['normal_mean_confidence']['mean']:.3f} -> {reliance['mean_confidence']['mean']:.3f}"
-                     + ("  [FLAG: confidence does not drop]" if reliance["flag_confidence_does_not_drop"] else ""))
     answers = protocol["summary"].get("e2llm/emotion", {})
     if "selective_accuracy_50%" in answers:
         lines.append("  E2LLM selective accuracy at 50/80/100% coverage: " + " / ".join(
@@ -66,7 +62,7 @@ def rationale_lines(answers: dict, alignments: list[dict]) -> list[str]:
     """The rationale checks (means over training seeds) and the stage-2 gap (mean over runs) of one protocol."""
     lines = []
     if "faithfulness" in answers:
-        mean = {k: answers[k]["mean"] for k in ("faithfulness", "shuffled_faithfulness", "most_frequent_faithfulness",
+        mean = {k: _mean(answers[k]) for k in ("faithfulness", "shuffled_faithfulness", "most_frequent_faithfulness",
                                                 "distinct_share", "duplicate_or_contradictory_share") if k in answers}
         lines.append(f"  rationales: faithfulness {mean['faithfulness']:.3f} (shuffled across windows "
                      f"{mean.get('shuffled_faithfulness', float('nan')):.3f}, most frequent "
@@ -83,7 +79,7 @@ def rationale_lines(answers: dict, alignments: list[dict]) -> list[str]:
 
 def results_table(report: dict) -> str:
     """The printed summary per protocol: stage-1 head, the LLM's answers and the baselines, each as mean ± std over
-    training seeds with the 95% interval over held-out trials, then the paired differences and the reliance check."""
+    training seeds with the 95% interval over held-out trials, then the conflict tests and the paired differences."""
     names = {"stage1_head": "stage-1 encoder head", "e2llm/emotion": "E2LLM answer (generated)",
              "de_logreg": "DE + logistic regression", "eegnet_v4": "EEGNet-v4"}
     quickstart = report.get("quickstart") or {}

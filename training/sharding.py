@@ -9,9 +9,15 @@ Without a launcher (one process) the inputs are simply run in order, so callers 
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 from collections.abc import Callable, Sequence
 from typing import TypeVar
+
+import torch
+import torch.distributed as dist
+from accelerate import PartialState
+from accelerate.utils import gather_object
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -23,9 +29,6 @@ def _launched() -> bool:
 
 
 def _state():
-    import torch
-    from accelerate import PartialState
-
     # on a machine without CUDA, processes started by a launcher join a gloo group on CPU
     state = PartialState(cpu=not torch.cuda.is_available())
     leave_process_group_at_exit()
@@ -45,10 +48,23 @@ def leave_process_group_at_exit() -> None:
 
 
 def _leave_group() -> None:
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def end_training(trainer) -> None:
+    """`trainer.end()` (destroys the process group) after dropping the trainer's wrapped model first.
+
+    A DDP wrapper's reducer holds a reference to the gloo process group. Left alive past `destroy_process_group`,
+    the reducer holds the last one, and freeing the trainer then runs the group's destructor with the GIL held: it
+    joins the group's worker threads while one of them waits for the GIL to release the tensors of the last
+    collective, and the process never exits (seen on rank 1 under load, 1 launch in 2). Freed while the group is
+    still registered, the reducer drops a reference that is not the last, and `destroy_process_group` frees the
+    group without the GIL."""
+    trainer.model_wrapped = trainer.model
+    trainer.accelerator._models.clear()  # the prepared (wrapped) models
+    gc.collect()
+    trainer.end()
 
 
 def process_count() -> int:
@@ -91,8 +107,6 @@ def sharded_map(run: Callable[[list[T]], list[R]], items: Sequence[T]) -> list[R
     items = list(items)
     if not _launched():
         return _checked(run(items), len(items))
-    from accelerate.utils import gather_object
-
     state = _state()
     start, end = shard_bounds(len(items), state.num_processes, state.process_index)
     local = _checked(run(items[start:end]), end - start) if end > start else []
@@ -109,5 +123,5 @@ def _checked(results: list, expected: int) -> list:
     return results
 
 
-__all__ = ["inference_device", "is_main_process", "leave_process_group_at_exit", "process_count", "process_index",
-           "shard_bounds", "sharded_map"]
+__all__ = ["end_training", "inference_device", "is_main_process", "leave_process_group_at_exit", "process_count",
+           "process_index", "shard_bounds", "sharded_map"]

@@ -29,6 +29,7 @@ from e2llm.training.encoder_pretraining import (
     linear_probe,
 )
 from e2llm.training.provenance import check_resume, inherited_stages, stage_record, write_provenance
+from e2llm.training.sharding import end_training
 from e2llm.training.stage_data import StageData, check_validation, load_stage_data
 from e2llm.training.starting_models import build_stage1_model
 from e2llm.training.window_tensors import extract_windows
@@ -96,7 +97,7 @@ def main(script_args, training_args, model_args):
         feature_extractor.save_pretrained(training_args.output_dir)
         write_provenance(training_args.output_dir, stages)
         stage_finished(training_args.output_dir)
-    trainer.end()
+    end_training(trainer)
     return trainer
 
 

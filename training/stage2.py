@@ -30,6 +30,7 @@ from e2llm.training.instruction_rows import description_rows
 from e2llm.training.provenance import check_resume, inherited_stages, stage_record, write_provenance
 from e2llm.training.saving import merged_model
 from e2llm.training.sft_trainer import E2LLMSFTTrainer
+from e2llm.training.sharding import end_training
 from e2llm.training.stage_data import check_validation, load_stage_data
 from e2llm.training.starting_models import load_e2llm, load_encoder_weights, train_only
 from e2llm.training.window_tensors import encode_windows, extract_windows
@@ -81,7 +82,7 @@ def main(script_args, training_args, model_args):
             gap = alignment_gap(aligned, processor, data.validation, reference, seed=seed)
             Path(training_args.output_dir, "alignment.json").write_text(json.dumps(gap, indent=2) + "\n")
         stage_finished(training_args.output_dir)
-    trainer.end()
+    end_training(trainer)
     return trainer
 
 

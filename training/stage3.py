@@ -28,6 +28,7 @@ from e2llm.training.instruction_rows import instruction_rows
 from e2llm.training.provenance import check_resume, inherited_stages, stage_record
 from e2llm.training.saving import save_instruction_model
 from e2llm.training.sft_trainer import E2LLMSFTTrainer
+from e2llm.training.sharding import end_training
 from e2llm.training.stage_data import check_validation, load_stage_data
 from e2llm.training.starting_models import load_e2llm, train_only
 from e2llm.training.window_tensors import encode_windows, extract_windows
@@ -92,7 +93,7 @@ def main(script_args, training_args, model_args):
     save_instruction_model(trainer, processor, training_args.output_dir, merge=script_args.merge, provenance=stages)
     if trainer.is_world_process_zero():
         stage_finished(training_args.output_dir)
-    trainer.end()
+    end_training(trainer)
     return trainer
 
 

@@ -20,11 +20,13 @@ One model per training seed: run the stages once per `--seed` (the quickstart's 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
 from accelerate import PartialState
 
+from e2llm.output_lock import output_lock
 from e2llm.training import stage1, stage2, stage3
 from e2llm.training.arguments import STAGES
 from e2llm.training.cli_checks import check_training_arguments
@@ -41,10 +43,12 @@ def parse_stage_args(stage: str, argv: list[str]) -> tuple:
 
 
 def run_stage(stage: str, argv: list[str]) -> Path:
-    """Parse `stage`'s arguments, run its script's `main`, and return its output folder."""
+    """Parse `stage`'s arguments, run its script's `main` holding the output folder's lock (one writer per folder:
+    `e2llm.output_lock`), and return the folder."""
     script_args, training_args, model_args = parse_stage_args(stage, argv)
     check_training_arguments(training_args)  # before any data is read
-    STAGE_SCRIPTS[stage].main(script_args, training_args, model_args)
+    with output_lock(training_args.output_dir, command=shlex.join(["e2llm", "train", stage, *argv])):
+        STAGE_SCRIPTS[stage].main(script_args, training_args, model_args)
     return Path(training_args.output_dir)
 
 

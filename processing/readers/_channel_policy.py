@@ -18,9 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import mne
 import numpy as np
 
-from e2llm.processing.recording import Recording
+from e2llm.processing.montage import make_montage
+from e2llm.processing.recording import UNIT_SCALES, Recording
 from e2llm.recording_file_e2llm import read_raw_file, select_file_channels
 
 CHANNEL_POLICIES = ("common", "each", "interpolate")
@@ -115,11 +117,6 @@ def resolve_channels(files: dict[Path, FileChannels], policy: str | None, channe
 
 def interpolate_missing(recording: Recording, target) -> Recording:
     """`recording` on the `target` channels: those it lacks interpolated (spherical splines, 10-05 positions)."""
-    import mne
-
-    from e2llm.processing.montage import make_montage
-    from e2llm.processing.recording import UNIT_SCALES
-
     target = list(target)
     missing = [n for n in target if n not in recording.ch_names]
     source = recording.provenance.get("source", "recording")

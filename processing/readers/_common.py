@@ -7,8 +7,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+from scipy.io import loadmat
 
-from e2llm.processing.recording import Recording
+from e2llm.processing.recording import Recording, recording_from_raw
+from e2llm.recording_file_e2llm import read_raw_file, select_file_channels
 
 
 def require_dir(path: str | Path, what: str) -> Path:
@@ -28,8 +30,6 @@ def require_file(path: str | Path, what: str) -> Path:
 
 def load_mat(path: str | Path, variable_names: Iterable[str] | None = None) -> dict:
     """`scipy.io.loadmat` without MATLAB's ``__header__`` entries; ValueError naming the file if unreadable."""
-    from scipy.io import loadmat
-
     path = Path(path)
     try:
         content = loadmat(path, variable_names=None if variable_names is None else list(variable_names))
@@ -70,8 +70,6 @@ def open_raw(path: str | Path):
     """The file opened without loading its samples (clips are read one by one), as a
     `e2llm.recording_file_e2llm.RawFile` (``.raw``, MNE's ``.warnings``, the EDF ``.header`` checks); damaged files and
     unreadable formats are refused with a clear ValueError."""
-    from e2llm.recording_file_e2llm import read_raw_file
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"EEG recording not found: {path}")
@@ -81,9 +79,6 @@ def open_raw(path: str | Path):
 def raw_clip(raw_file, start: float, stop: float, source: str) -> Recording:
     """The EEG channels of `raw_file` (from `open_raw`) from `start` to `stop` seconds as a `Recording` in volts
     (reads only that part); the channels by the one channel rule, MNE's warnings in the provenance."""
-    from e2llm.processing.recording import recording_from_raw
-    from e2llm.recording_file_e2llm import select_file_channels
-
     raw = raw_file.raw
     duration = raw.n_times / raw.info["sfreq"]
     if not 0 <= start < stop <= duration:

@@ -34,7 +34,7 @@ from pathlib import Path
 from e2llm.processing.dataset_io import RATING_COLUMNS, EEGDatasetReader, Trial
 from e2llm.processing.readers._channel_policy import inspect_files, interpolate_missing, resolve_channels
 from e2llm.processing.readers._common import require_dir, require_file
-from e2llm.processing.recording import UNIT_SCALES, Recording
+from e2llm.processing.recording import UNIT_SCALES, Recording, crop_recording, read_recording
 
 DEFAULT_TABLES = ("labels.csv", "labels.tsv")
 
@@ -164,8 +164,6 @@ class FolderReader(EEGDatasetReader):
 
     def _recording(self, path: Path) -> Recording:
         """The file's EEG in volts on the dataset's channels (its own subset with channel_policy="each")."""
-        from e2llm.processing.recording import read_recording
-
         recording = read_recording(path, channel_map=self.channel_map, montage=self.montage,
                                    interface=self.interface)
         if self.units is not None:  # the header's unit is wrong: MNE's numbers are really in `units`
@@ -182,8 +180,6 @@ class FolderReader(EEGDatasetReader):
         return recording
 
     def read_item(self, path: Path) -> Iterator[Trial]:
-        from e2llm.processing.recording import crop_recording
-
         recording = self._recording(path)
         for row in (r for r in self.rows if r["path"] == path):
             part = recording

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from openpyxl import Workbook, load_workbook
 
 from e2llm.configuration_e2llm import SEED_VII_EMOTIONS
 from e2llm.electrodes import SEED_CHANNELS
@@ -87,8 +88,6 @@ def read_label_table(path: str | Path) -> tuple[str, ...]:
     The sheet has a "Video index" row (numbers in columns B..U) followed by a "Session k" row
     with the 20 emotion names of those videos, for k = 1..4.
     """
-    from openpyxl import load_workbook
-
     path = require_file(path, "SEED-VII label table")
     try:
         workbook = load_workbook(path, read_only=True, data_only=True)
@@ -118,8 +117,6 @@ def read_label_table(path: str | Path) -> tuple[str, ...]:
 
 def write_label_table(path: str | Path, emotions=SEED_VII_VIDEO_EMOTIONS) -> Path:
     """Write the label table in SEED-VII's layout (emotion names spelled as in the dataset: "Happy", "Sad"...)."""
-    from openpyxl import Workbook
-
     spelled = {"happiness": "Happy", "sadness": "Sad"}
     workbook = Workbook()
     sheet = workbook.active

@@ -20,15 +20,14 @@ import numpy as np
 from transformers import pipeline
 
 from e2llm.processing.dataset_io import dataset_metadata
-from e2llm.processing.splits import check_split, trial_keys
+from e2llm.processing.splits import SplitIndices, SplitSpec, check_split, resolve_split, trial_keys
 from e2llm.training import provenance as prov
 from e2llm.training.evaluation.baselines import BASELINES
 from e2llm.training.evaluation.eraser import METHODS
 from e2llm.training.evaluation.explanations import explanation_checks
 from e2llm.training.evaluation.metrics import classification_metrics, expected_calibration_error
-from e2llm.training.evaluation.runner import EVAL_TASKS, Evaluator, _subject_baselines
 from e2llm.training.evaluation.report import write_report
-from e2llm.processing.splits import SplitIndices, SplitSpec, resolve_split
+from e2llm.training.evaluation.runner import EVAL_TASKS, Evaluator, _subject_baselines
 from e2llm.training.evaluation.summary import summarize
 
 AUTO = "auto"

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+from sklearn.metrics import classification_report, cohen_kappa_score, confusion_matrix, f1_score
 
 UNPARSEABLE = "unparseable"
 
@@ -51,8 +52,6 @@ def classification_metrics(y_true, y_pred, label_names: Sequence[str]) -> dict:
         columns the predicted labels then ``"unparseable"``. Balanced accuracy is the mean recall over
         the labels present in `y_true`.
     """
-    from sklearn.metrics import classification_report, cohen_kappa_score, confusion_matrix, f1_score
-
     label_names = [str(n) for n in label_names]
     if len(y_true) != len(y_pred):
         raise ValueError(f"y_true has {len(y_true)} entries but y_pred has {len(y_pred)}")

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from e2llm.training.evaluation.metrics import format_mean_std
 from e2llm.training.evaluation.report_explanations import explanation_sections
@@ -47,14 +48,10 @@ def _clean(value):
 
 def plot_confusion(matrix: dict, title: str, path: Path) -> Path:
     """PNG of a confusion matrix `(n_labels, n_labels + 1)` (last column: unparseable), rows normalised."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     counts = np.asarray(matrix["matrix"], dtype=np.float64)
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * counts.shape[1], 1.0 + 0.7 * counts.shape[0]))
+    fig = Figure(figsize=(1.0 + 0.75 * counts.shape[1], 1.0 + 0.7 * counts.shape[0]))  # no pyplot: no backend
+    ax = fig.subplots()
     ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     for (i, j), n in np.ndenumerate(counts):
         ax.text(j, i, f"{int(n)}", ha="center", va="center", color="white" if shares[i, j] > 0.5 else "black", fontsize=8)
@@ -65,7 +62,6 @@ def plot_confusion(matrix: dict, title: str, path: Path) -> Path:
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

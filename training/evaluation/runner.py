@@ -21,7 +21,6 @@ from e2llm.processing.instructions import (
     channel_regions,
     templates_for,
 )
-
 from e2llm.training.evaluation.metrics import (
     classification_metrics,
     consistency_rate,

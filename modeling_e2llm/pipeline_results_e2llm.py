@@ -29,7 +29,6 @@ from .measured_evidence_e2llm import MIN_OWN_REFERENCE_WINDOWS, choose_reference
 from .rationale_e2llm import ground_rationale
 from .window_verdicts_e2llm import INSUFFICIENT_EVIDENCE, evidence_label_support, window_abstention
 
-
 _PARENTHESES = re.compile(r"\s*\([^)]*\)")
 
 

@@ -9,12 +9,11 @@ import pytest
 
 from e2llm import build_tiny_e2llm
 from e2llm.processing.dataset_io import save_prepared
-from e2llm.processing.splits import trial_keys
+from e2llm.processing.splits import SplitIndices, SplitSpec, resolve_split, trial_keys
 from e2llm.training.cli import main as cli_main
 from e2llm.training.data import synthetic_window_dataset
 from e2llm.training.evaluation.evaluate import EvalOptions, evaluate_model
 from e2llm.training.evaluation.runner import multitask_consistent
-from e2llm.processing.splits import SplitIndices, SplitSpec, resolve_split
 from e2llm.training.evaluation.summary import summarize
 
 pytest.importorskip("sklearn")

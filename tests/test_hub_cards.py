@@ -290,9 +290,9 @@ def test_card_from_a_real_evaluation_report(tmp_path):
     from e2llm.hub_cards import export_model
     from e2llm.processing.dataset_io import dataset_metadata
     from e2llm.processing.prepare import prepare_dataset
+    from e2llm.processing.splits import SplitSpec
     from e2llm.processing.synthetic import write_synthetic_seed_vii
     from e2llm.training.evaluation.evaluate import EvalOptions, evaluate_model
-    from e2llm.processing.splits import SplitSpec
 
     raw = write_synthetic_seed_vii(tmp_path / "raw", n_subjects=1, trial_seconds=8.0, seed=0)
     dataset = prepare_dataset(

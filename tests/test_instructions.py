@@ -10,6 +10,7 @@ import pytest
 
 from e2llm.answers import parse_answer
 from e2llm.eeg_evidence_features import parse_claims
+from e2llm.label_evidence_e2llm import MAX_CITED_ITEMS, feature_ids, label_support, parse_label_support
 from e2llm.processing.instructions import (
     MULTITASK_FIELDS,
     REGIONS,
@@ -22,7 +23,6 @@ from e2llm.processing.instructions import (
     templates_for,
 )
 from e2llm.training.data import synthetic_window_dataset
-from e2llm.label_evidence_e2llm import MAX_CITED_ITEMS, feature_ids, label_support, parse_label_support
 from e2llm.training.evaluation.rationales import (
     check_claims,
     cited_items,

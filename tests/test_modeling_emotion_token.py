@@ -10,9 +10,8 @@ from e2llm import E2LLMEEGConfig, E2LLMEEGEncoder, assemble_e2llm, build_offline
 from e2llm.assembly import TINY_TEXT_CONFIG
 from e2llm.electrodes import ELECTRODE_NAMES
 from e2llm.modeling_eeg_encoder import E2LLMEEGForEmotionClassification
-from e2llm.training.starting_models import load_encoder_weights, set_label_names
 from e2llm.training.encoder_pretraining import LINEAR_PROBE_MODULES
-from e2llm.training.starting_models import classifier_from_e2llm
+from e2llm.training.starting_models import classifier_from_e2llm, load_encoder_weights, set_label_names
 
 CONFIG = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64, patch_size=400,
               band_power_readout=True, region_tokens=True, emotion_token=True, num_output_tokens=9)

@@ -132,3 +132,12 @@ def test_refused_windows_are_said_in_the_rows(tiny_e2llm_dir, tmp_path, capsys):
     assert rows[0]["abstention_reason"].startswith("not like the training EEG (spectrum flat like noise")
     assert rows[1]["abstention_reason"] == rows[1]["refused"] and rows[2]["n_abstained"] == 2
     assert rows[2]["answer"] == "insufficient evidence" and rows[0]["label_support"]["reason"] == "no label to support"
+
+
+def test_a_failing_file_gets_its_remedy_in_command_line_words(tiny_e2llm_dir, capsys):
+    numbered = REAL / "eeglab" / "test_raw_2021.set"  # channels "EEG 000".. without positions
+    status = cli_main(["predict", str(numbered), "--model", str(tiny_e2llm_dir), "--no-rationale", "--device", "cpu"])
+    assert status == 1
+    err = capsys.readouterr().err
+    assert "--montage NAME" in err and "--channel-map old=new ..." in err
+    assert "montage=" not in err and "channel_map=" not in err  # the library's Python words are translated

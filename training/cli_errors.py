@@ -78,11 +78,14 @@ def _scan_value(text: str, start: int) -> int:
 
 def _cli_value(raw: str) -> str:
     """A Python literal as command-line words: ``'V'`` -> ``V``; ``[50, 60]`` -> ``50 60``; ``{'A1': 'Fp1'}`` ->
-    ``A1=Fp1``; anything else as written."""
+    ``A1=Fp1``, ``{"old": "new", ...}`` -> ``old=new ...``; anything else as written."""
+    more = re.search(r",\s*\.\.\.\s*([}\]])$", raw)  # an example that goes on: {"old": "new", ...}
     try:
-        value = ast.literal_eval(raw)
+        value = ast.literal_eval(raw[:more.start()] + more.group(1) if more else raw)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         return raw
+    if more and isinstance(value, (dict, list)):
+        return f"{_cli_value(repr(value))} ..."
     if isinstance(value, str):
         return shlex.quote(value) if value else "''"
     if isinstance(value, dict):

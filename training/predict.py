@@ -32,12 +32,26 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import sys
 from pathlib import Path
 
+import mne
+from accelerate.utils import gather_object
+from transformers import pipeline
+
 from e2llm.processing.signal_options import add_signal_arguments, signal_options
 from e2llm.safe_output import atomic_open, check_output_file
+from e2llm.training.cli_errors import cli_words
+from e2llm.training.model_loading import load_model
+from e2llm.training.sharding import (
+    inference_device,
+    is_main_process,
+    process_count,
+    process_index,
+    shard_bounds,
+)
 
 EXIT_SOME_FAILED = 1
 WINDOW_KEYS = ("start", "end", "label", "answer", "abstention_reason", "parseable", "refused", "unusable_channels",
@@ -140,6 +154,13 @@ def _options(args: argparse.Namespace) -> dict:
     return options
 
 
+@functools.cache
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="e2llm predict")
+    add_arguments(parser)
+    return parser
+
+
 def predict_files(pipe, paths: list[str], options: dict, writer: RowWriter) -> list[tuple[str, str]]:
     """Run every file, writing its rows when it completes; `(path, reason)` of the files that failed."""
     failures = []
@@ -147,7 +168,7 @@ def predict_files(pipe, paths: list[str], options: dict, writer: RowWriter) -> l
         try:
             result = pipe(path, **options)
         except (ValueError, OSError) as error:  # this file's problem: say so, go on with the others
-            reason = str(error) or type(error).__name__
+            reason = cli_words(str(error) or type(error).__name__, _parser())  # in the words of this command
             failures.append((path, reason))
             print(f"e2llm predict: {path}: failed: {reason}", file=sys.stderr, flush=True)
             continue
@@ -161,8 +182,6 @@ def predict_files(pipe, paths: list[str], options: dict, writer: RowWriter) -> l
 def _quiet_stdout():
     """Everything printed while predicting (MNE's progress messages, a library's print) goes to standard error;
     yields the real standard output for the rows."""
-    import mne
-
     real = sys.stdout
     handlers = list(mne.utils.logger.handlers)
     for handler in handlers:
@@ -178,11 +197,6 @@ def _quiet_stdout():
 
 
 def run(args: argparse.Namespace) -> int:
-    from transformers import pipeline
-
-    from e2llm.training.evaluate import load_model
-    from e2llm.training.sharding import inference_device, process_count, process_index, shard_bounds
-
     model, processor = load_model(args.model, inference_device(args.device), args.trust_remote_code)
     pipe = pipeline("eeg-emotion", model=model, processor=processor, device=model.device)
     options = _options(args)
@@ -223,10 +237,6 @@ def _run_one(pipe, files, options, args, stdout) -> list[tuple[str, str]]:
 
 def _run_shard(pipe, files, options, args, stdout) -> list[tuple[str, str]]:
     """One process of several: rows to `OUTPUT.part<rank>` as files complete; the main process joins the parts."""
-    from accelerate.utils import gather_object
-
-    from e2llm.training.sharding import is_main_process, process_index
-
     target = _output_path(args) if args.output else None
     part = (target.with_name(f"{target.name}.part{process_index()}") if target
             else Path(f".e2llm-predict.part{process_index()}"))

@@ -55,6 +55,9 @@ def test_quickstart_writes_model_report_and_tables(smoke):
     assert "stage-1 encoder head" in table and "DE + logistic regression" in table and "95% CI" in table
     assert "synthetic" in table and "answer changed when another class's input was swapped in" in table
     assert "rationales: faithfulness" in table and "shuffled across windows" in table
+    assert saved["summary"]["e2llm/emotion"]["numbers_not_measured"]["mean"] == 0  # numbers come from measurement
+    assert "0 numbers that are not the measured value" in table
+    assert saved["explanations"]["eraser"] and saved["explanations"]["abstention"]["inputs"]
     assert "stage 2: description NLL with shuffled minus real EEG" in table
     timing = timing_table(report)
     assert "stage3" in timing and "trial fold 0 seed 0" in timing and "whole run" in timing

@@ -69,6 +69,12 @@ def rationale_lines(answers: dict, alignments: list[dict]) -> list[str]:
                      f"{mean.get('most_frequent_faithfulness', float('nan')):.3f}); distinct "
                      f"{mean.get('distinct_share', float('nan')):.0%}, with duplicate or contradictory claims "
                      f"{mean.get('duplicate_or_contradictory_share', float('nan')):.0%}")
+    if "numbers_not_measured" in answers:
+        agreement = _mean(answers["claim_agreement"]) if "claim_agreement" in answers else float("nan")
+        lines.append(f"  returned rationales: {_mean(answers['numbers_not_measured']):.0f} numbers that are not the "
+                     f"measured value; claims whose item, direction and strength agree with measurement "
+                     f"{agreement:.3f} ({_mean(answers['claims_linked']):.0f} linked, "
+                     f"{_mean(answers['claims_removed']):.0f} removed for having no measured item)")
     if alignments:
         per_description = np.mean([a["description_gap_shuffled_minus_real"] for a in alignments])
         per_token = np.mean([a["gap_shuffled_minus_real"] for a in alignments])

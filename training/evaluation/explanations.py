@@ -26,6 +26,7 @@ from e2llm.eeg_evidence_features import band_power_db
 from e2llm.label_evidence_e2llm import MAX_CITED_ITEMS, feature_ids
 from e2llm.processing.dataset_io import dataset_metadata
 from e2llm.processing.instructions import evidence_reference, label_rationale, rationale_text
+from e2llm.rationale_e2llm import claim_agreement, numbers_not_measured
 from e2llm.training.evaluation.abstention import abstention_report, non_emotion_windows
 from e2llm.training.evaluation.calibration import (
     answer_logits,
@@ -116,6 +117,20 @@ def _controls(probe, reference, windows, lines, train, test, present, seed, meth
     return out
 
 
+def grounding_report(outputs) -> dict:
+    """What the returned rationales state against the results' measured evidence: numbers that are no measured
+    item's printed value (0 by construction; counted by a parser of their own), claims linked to a measured item or
+    removed for having none, and the share of parsed claims whose item, direction and strength word agree with
+    measurement (`e2llm.claim_agreement`)."""
+    agreement = claim_agreement(outputs)
+    out = {"numbers_not_measured": sum(len(numbers_not_measured(o)) for o in outputs),
+           "claims_linked": agreement["linked"], "claims_removed": agreement["removed"],
+           "numbers_removed": agreement["removed_numbers"]}
+    if agreement["agree_share"] is not None:
+        out["claim_agreement"] = agreement["agree_share"]
+    return out
+
+
 def _flat(report: dict) -> dict:
     return {k: v for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
@@ -168,6 +183,7 @@ def explanation_checks(model, processor, evaluator, outputs, train, question: st
     checks = {"rationale": _flat(split_rationale_report(rationales, [o["label"] for o in outputs], train,
                                                          evaluator.test, seed=seed, reference=reference,
                                                          prompts=lines))}
+    checks["rationale"].update(grounding_report(outputs))
     cited = [[i for i in cited_items(r) if i in set(p)] for r, p in zip(rationales, present)]
     score = lm_scorer(probe, question)
     checks["eraser"] = clock("eraser", _eraser_pair(score, windows, probe, cited, predicted, present, seed,

@@ -47,6 +47,8 @@ PREDICT_LIKE = _parser(("--baseline", {}), ("--units", {}), ("--overwrite", {"ac
     ("sampling_rate=200 is not an option here, id2label={0: 'a'} neither", "sampling_rate=200 is not an option here, "
                                                                             "id2label={0: 'a'} neither"),
     ("see https://hf.co/x?units=V and a==b", "see https://hf.co/x?units=V and a==b"),
+    ("pass baseline= (a recording at rest)", "pass --baseline (a recording at rest)"),
+    ("or channel_map={\"old\": \"new\", ...} to rename them", "or --channel-map old=new ... to rename them"),
 ])
 def test_python_words_become_the_command_line_s(python, cli_text):
     assert cli_words(python, PREDICT_LIKE) == cli_text

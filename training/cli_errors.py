@@ -131,8 +131,10 @@ def cli_words(message: str, parser: argparse.ArgumentParser | None, extra_fields
                 out.append(option)
             elif switch and raw == "False":
                 out.append(f"no {option}")
-            else:
+            elif raw:
                 out.append(f"{option} {_cli_value(raw)}")
+            else:  # "pass baseline= (a recording ...)": the option alone
+                out.append(option)
         position = end
     out.append(message[position:])
     return "".join(out)

@@ -23,7 +23,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from e2llm.safe_output import atomic_write, made_by_e2llm
 
 from .paths import redact_paths
-from .quickstart import quickstart_code
+from .usage_code import usage_code
 
 TEMPLATES = Path(__file__).parent / "templates"
 HUB_PIPELINE_TAG = "other"  # a Hub task id (huggingface.js PIPELINE_DATA); the Hub has no EEG task
@@ -431,7 +431,7 @@ def build_model_card(
         datasets_info=described,
         rows=rows,
         stages=_training_recipe(training),
-        quickstart=quickstart_code(repo_id or model_name, channels, contract, with_pipeline=with_pipeline),
+        quickstart=usage_code(repo_id or model_name, channels, contract, with_pipeline=with_pipeline),
         provenance=provenance_view(model_dir),
         evaluation=_evaluation_context(report),
         pipeline_task=PIPELINE_TASK,

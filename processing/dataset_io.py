@@ -45,7 +45,7 @@ from e2llm.processing.metadata import (
 )
 from e2llm.processing.preprocess import preprocess_recording, window_recording
 from e2llm.processing.recording import Recording, convert_units
-from e2llm.processing.safe_output import check_output_dir, staged_dir
+from e2llm.safe_output import check_output_dir, staged_dir
 from e2llm.signal_e2llm import count_windows, window_params
 
 RATING_COLUMNS: tuple[str, ...] = ("valence", "arousal", "dominance")
@@ -294,7 +294,7 @@ def save_prepared(dataset, output_dir: str | Path, summary: dict | None = None, 
         dataset: a dataset from `windows_to_dataset` (or a selection of one).
         output_dir: the folder to create.
         summary: extra entries for ``summary.json`` (merged over `summarize(dataset)`).
-        overwrite: replace an existing `output_dir` that e2llm wrote (see `e2llm.processing.safe_output`);
+        overwrite: replace an existing `output_dir` that e2llm wrote (see `e2llm.safe_output`);
             otherwise an existing non-empty one is an error.
     """
     metadata = dataset_metadata(dataset)

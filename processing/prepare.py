@@ -42,10 +42,10 @@ from e2llm.processing.dataset_io import (
 from e2llm.processing.preprocess import PreprocessingParams
 from e2llm.processing.readers import READERS, get_reader
 from e2llm.processing.readers._channel_policy import CHANNEL_POLICIES
-from e2llm.processing.safe_output import check_output_dir
 from e2llm.processing.signal_options import add_signal_arguments, parse_line_freq, signal_options
 from e2llm.processing.synthetic import read_synthetic_marker
 from e2llm.processing.window_quality import WindowQuality, window_problems
+from e2llm.safe_output import check_output_dir
 
 DEFAULT_LINE_FREQ = 50.0
 

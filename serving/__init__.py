@@ -16,6 +16,6 @@ internal model interfaces from release to release; the EEG enters as prompt embe
 takes as they are. Only `export` and `requests` import without vLLM.
 """
 
-from .export import export_language_model
+from .language_model_export import export_language_model
 
 __all__ = ["export_language_model"]

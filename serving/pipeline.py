@@ -26,7 +26,7 @@ from e2llm.generation_e2llm import Answers
 from e2llm.scoring_e2llm import label_prompt_ids
 
 from .engine import EngineSettings, VLLMLanguageModel
-from .export import export_language_model, fingerprint
+from .language_model_export import export_language_model, fingerprint
 from .sampling import sampling_kwargs
 
 

@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from e2llm import build_offline_tokenizer
 from e2llm.assembly import TINY_EEG_CONFIG, TINY_TEXT_CONFIG, assemble_e2llm
 from e2llm.serving import export_language_model
-from e2llm.serving.export import EXPORT_RECORD, copy_language_model, weight_files
+from e2llm.serving.language_model_export import EXPORT_RECORD, copy_language_model, weight_files
 from e2llm.serving.pipeline import load_front_end
 
 

@@ -10,7 +10,7 @@ in place. So:
 - `stage_started` / `stage_finished` mark a stage's output folder for the whole run (`e2llm train` calls them).
   That folder also holds the checkpoints a resume needs, so it is marked rather than renamed as a whole; its
   ``adapter``/``merged`` subfolders count as incomplete while it is marked. Prepared datasets and exports are
-  written to a hidden sibling and renamed (`e2llm.processing.safe_output.staged_dir`);
+  written to a hidden sibling and renamed (`e2llm.safe_output.staged_dir`);
 - `resolve_resume(output_dir, True)` picks the newest *complete* checkpoint and logs every newer one it skipped;
 - `check_complete(folder)` refuses to load a marked (or visibly truncated) folder with a clear message.
 """

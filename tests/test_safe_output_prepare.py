@@ -1,9 +1,7 @@
-"""`--overwrite` deletes only folders e2llm wrote; never the input, a folder holding it, or a plain file. (The module moved
-to `e2llm.safe_output`; `e2llm.processing.safe_output` keeps the old name working.)"""
+"""`--overwrite` deletes only folders e2llm wrote; never the input, a folder holding it, or a plain file."""
 
 import pytest
 
-from e2llm.processing import safe_output as old_name
 from e2llm.processing.prepare import prepare_dataset
 from e2llm.safe_output import MARKER_FILE, check_output_dir, is_e2llm_output, staged_dir
 
@@ -65,10 +63,6 @@ def test_failed_write_leaves_nothing_under_the_real_name(tmp_path):
             (staging / "half.txt").write_text("half")
             raise RuntimeError("killed")
     assert not out.exists() and list(tmp_path.iterdir()) == []
-
-
-def test_old_module_name_still_works():
-    assert old_name.check_output_dir is check_output_dir and old_name.staged_dir is staged_dir
 
 
 def test_output_inside_the_input_is_refused(tmp_path):

@@ -17,6 +17,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
@@ -318,8 +319,6 @@ def describe_dataset(dataset) -> dict:
 
 def _training_recipe(training) -> list[dict]:
     """Stages as ``{stage, config}`` with the config as YAML text (local paths redacted)."""
-    import yaml
-
     if not training:
         return []
     if not isinstance(training, Mapping):
@@ -556,7 +555,6 @@ def write_model_card(
 
 
 def _read_yaml(path) -> dict:
-    import yaml
 
     return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
 

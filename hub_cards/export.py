@@ -25,9 +25,15 @@ import fnmatch
 import json
 import logging
 import shutil
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from transformers.dynamic_module_utils import get_imports, get_relative_import_files
+from transformers.pipelines import PIPELINE_REGISTRY
+
+import e2llm  # registers the pipeline
+from e2llm.modeling_e2llm import REMOTE_CODE_AUTO_MAP
 from e2llm.safe_output import check_output_dir, staged_dir
 
 from .cards import (
@@ -85,11 +91,6 @@ def is_pickle(path: str | Path) -> bool:
 
 def _remote_code_files() -> dict[str, Path]:
     """File name -> source path of every module the remote code needs, from the installed `e2llm` package."""
-    from transformers.dynamic_module_utils import get_relative_import_files
-
-    import e2llm
-    from e2llm.modeling_e2llm import REMOTE_CODE_AUTO_MAP
-
     package = Path(e2llm.__file__).parent
     modules = {ref.split(".")[0] for ref in REMOTE_CODE_AUTO_MAP.values()}
     entry = pipeline_entry()
@@ -109,10 +110,6 @@ def _remote_code_files() -> dict[str, Path]:
 
 def pipeline_entry() -> dict | None:
     """The `custom_pipelines` entry of the `eeg-emotion` pipeline as `e2llm` registers it (None if it does not)."""
-    from transformers.pipelines import PIPELINE_REGISTRY
-
-    import e2llm  # noqa: F401  (registers the pipeline)
-
     info = PIPELINE_REGISTRY.supported_tasks.get(PIPELINE_TASK)
     if info is None:
         return None
@@ -212,9 +209,7 @@ def check_remote_imports(folder: str | Path) -> None:
     """Raise ValueError if a `.py` file under `folder` imports, outside a try/except block, a module other than the
     standard library and `REMOTE_CODE_DEPENDENCIES`: `trust_remote_code` loading refuses such files
     (`transformers.dynamic_module_utils.check_imports`) where that module is not installed."""
-    import sys
 
-    from transformers.dynamic_module_utils import get_imports
 
     allowed = REMOTE_CODE_DEPENDENCIES | set(sys.stdlib_module_names)
     extra = {
@@ -307,8 +302,6 @@ def export_model(
 
 def _complete_configs(folder: Path) -> None:
     """Complete `auto_map` in config.json / processor files and register the pipeline for remote code."""
-    from e2llm.modeling_e2llm import REMOTE_CODE_AUTO_MAP
-
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     config["auto_map"] = {**(config.get("auto_map") or {}), **REMOTE_CODE_AUTO_MAP}
     entry = pipeline_entry()

@@ -7,6 +7,7 @@ text, and a scan that refuses any absolute path left in a text file.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -107,7 +108,6 @@ def _texts_for_scan(path: Path) -> list[str]:
     except UnicodeDecodeError:
         return []
     if path.suffix == ".json":
-        import json
 
         try:
             content = json.loads(text)

@@ -364,6 +364,24 @@ def _model_name(model_dir: Path, repo_id: str | None) -> str:
     return (repo_id or model_dir.resolve().name).split("/")[-1]
 
 
+def _card_data(rows, backbone: str, base_model: str | None, described: list[dict], license: str | None,
+               model_name: str) -> ModelCardData:
+    """The card's metadata block (`model-index` from the evaluation rows)."""
+    results = eval_results(rows)
+    return ModelCardData(
+        library_name="transformers",
+        pipeline_tag=HUB_PIPELINE_TAG,
+        tags=[*MODEL_TAGS, backbone],
+        base_model=base_model,
+        base_model_relation="finetune" if base_model else None,
+        datasets=[d["hub_id"] for d in described if d["hub_id"]] or None,
+        license=license,
+        language=["en"],
+        model_name=model_name if results else None,
+        eval_results=results or None,
+    )
+
+
 def build_model_card(
     model_dir: str | Path,
     report=None,
@@ -403,21 +421,8 @@ def build_model_card(
     id2label = config.get("id2label") or {}
     labels = [id2label[k] for k in sorted(id2label, key=int)]
     channels = next((d["channel_names"] for d in described if d.get("channel_names")), [])
-    results = eval_results(rows)
-    data = ModelCardData(
-        library_name="transformers",
-        pipeline_tag=HUB_PIPELINE_TAG,
-        tags=[*MODEL_TAGS, backbone],
-        base_model=base_model,
-        base_model_relation="finetune" if base_model else None,
-        datasets=[d["hub_id"] for d in described if d["hub_id"]] or None,
-        license=license,
-        language=["en"],
-        model_name=model_name if results else None,
-        eval_results=results or None,
-    )
     return ModelCard.from_template(
-        data,
+        _card_data(rows, backbone, base_model, described, license, model_name),
         template_path=str(TEMPLATES / "model_card.md"),
         model_title=model_name,
         base_model_id=base_model,

@@ -100,7 +100,7 @@ def model_reference(statistics, names: list[str]) -> Reference | None:
     power, known = shipped
     provenance = (statistics or {}).get("provenance") or {}
     source = provenance.get("dataset", "its training data")
-    synthetic = " (synthetic)" if provenance.get("synthetic") else ""
+    synthetic = " (synthetic)" if provenance.get("synthetic") and "synthetic" not in str(source).lower() else ""
     n = provenance.get("n_windows")
     return Reference("model_reference", f"the model's training windows' mean band power per channel ({source}"
                      f"{synthetic}{f', {n} windows' if n else ''})", power, [n for n, k in zip(names, known) if k],

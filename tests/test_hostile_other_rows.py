@@ -1,8 +1,7 @@
 """Issue 27, the table's rows whose fixes are other helpers' items: recordings that lie (#27.5, helper `channels`) and
 provenance that cannot be bent (#27.6, helper `training`). Each test asserts the behaviour the issue asks for, loosely
 on the wording (the owners write the messages): a refusal that names the file, channel or option, or the channel
-dropped with its reason. They are marked `xfail(strict=True)` until those items land; the lead removes the marks at
-merge.
+dropped with its reason.
 """
 
 from __future__ import annotations

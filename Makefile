@@ -6,6 +6,10 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
+# GNU OpenMP's threads spin while they wait: on a CPU shared with other jobs the tiny models' steps took 4-7 times
+# longer than with waiting threads asleep (the quickstart's report prints this setting with its time table).
+OMP_WAIT_POLICY ?= PASSIVE
+export OMP_WAIT_POLICY
 
 .PHONY: install test test-all test-serve quickstart bench lint clean
 

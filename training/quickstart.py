@@ -264,7 +264,8 @@ def _write_reports(plan: QuickstartRun, reports: dict, runs: list, data_seconds:
                              "protocol": plan.protocol, "on_validation": plan.on_validation,
                              "data": str(plan.data) if plan.data is not None else "synthetic (SEED-VII's layout)",
                              "runs": runs, "data_seconds": data_seconds, "total_seconds": round(total, 1),
-                             "device": "cuda" if torch.cuda.is_available() else "cpu", "load_average_1min": round(os.getloadavg()[0], 2),
+                             "device": "cuda" if torch.cuda.is_available() else "cpu",
+                             "load_average_1min": round(os.getloadavg()[0], 2),
                              "threads": {"torch": torch.get_num_threads(),
                                          **{name: os.environ.get(name) for name in THREAD_SETTINGS}}}}
     report["files"] = write_report(report, plan.output_dir)

@@ -55,9 +55,9 @@ from e2llm.training.train import parse_stage_args, run_stage
 CONFIGS = CONFIG_DIR / "quickstart"
 PROTOCOLS = ("trial", "subject", "both")
 STAGES = ("stage1", "stage2", "stage3")
-# What decides the CPU's speed besides the load, printed with the time table: OpenMP threads that spin while they wait
-# (GNU OpenMP's default) make a CPU shared with other jobs several times slower; `make quickstart` sets PASSIVE.
-THREAD_SETTINGS = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")
+# What decides the CPU's speed besides the load, printed with the time table: OpenMP threads that spin long while they
+# wait (GNU OpenMP's default) make a CPU shared with other jobs several times slower (`make quickstart` shortens it).
+THREAD_SETTINGS = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 QUICKSTART_EEG_CONFIG = read_eeg_config(CONFIGS / "eeg_config.yaml")
 
 

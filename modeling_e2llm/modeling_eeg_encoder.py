@@ -120,6 +120,20 @@ class E2LLMEEGLayer(GradientCheckpointingLayer):
         return hidden_states + self.dropout(self.mlp(self.mlp_norm(hidden_states)))
 
 
+def patch_band_power(eeg_values: torch.Tensor, band_weights: torch.Tensor, patch_size: int,
+                     amplitude: torch.Tensor | None = None) -> torch.Tensor:
+    """`(batch, n_channels, n_times)` -> `(batch, n_channels, n_patches, n_bands)` float32: each patch's mean power
+    per bin of the orthonormal transform over each band (`band_weights` `(n_bands, n_bins)`); about the variance for
+    white noise, whatever the patch. FFTs are not implemented for half precision on CPU: taken in float32.
+    `amplitude`: the patches' spectrum magnitude `(batch, n_channels, n_patches, n_bins)` when already computed."""
+    if amplitude is None:
+        batch, n_channels, n_times = eeg_values.shape
+        patches = eeg_values.float().view(batch, n_channels, n_times // patch_size, patch_size)
+        amplitude = torch.fft.rfft(patches, dim=-1).abs()
+    power = amplitude.square() / patch_size
+    return power @ band_weights.T.float()
+
+
 class E2LLMEEGPatchEmbedding(nn.Module):
     """Token per (channel, time patch): the sum of the enabled patch views (samples, log spectrum, log band powers)
     and of the electrode and patch-position embeddings."""
@@ -154,10 +168,12 @@ class E2LLMEEGPatchEmbedding(nn.Module):
         return masks / masks.sum(-1, keepdim=True)
 
     def forward(
-        self, eeg_values: torch.Tensor, eeg_channel_ids: torch.Tensor, channel_mask: torch.Tensor
+        self, eeg_values: torch.Tensor, eeg_channel_ids: torch.Tensor, channel_mask: torch.Tensor,
+        band_power: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """`(batch, n_channels, n_times)` -> `(batch, n_channels, n_patches, hidden_size)`; `channel_mask`
-        `(batch, n_channels)` bool marks the real channels (the others never enter the channel mean)."""
+        `(batch, n_channels)` bool marks the real channels (the others never enter the channel mean); `band_power`:
+        the windows' `patch_band_power` when already computed (the encoder shares it with its readout)."""
         batch, n_channels, _ = eeg_values.shape
         patches = eeg_values.view(batch, n_channels, self.config.num_patches, self.config.patch_size)
         positions = torch.arange(self.config.num_patches, device=eeg_values.device)
@@ -166,27 +182,26 @@ class E2LLMEEGPatchEmbedding(nn.Module):
         )
         if self.sample_projection is not None:
             embeddings = embeddings + self.sample_projection(patches)
-        if self.spectral_projection is not None or self.band_power_projection is not None:
+        amplitude = None
+        if self.spectral_projection is not None:
             # FFTs are not implemented for half precision on CPU: take the spectrum in float32.
             amplitude = torch.fft.rfft(patches.float(), dim=-1).abs()
-            if self.spectral_projection is not None:
-                embeddings = embeddings + self.spectral_projection(torch.log1p(amplitude).to(patches.dtype))
-            if self.band_power_projection is not None:
-                # power per bin of the orthonormal transform: about the variance for white noise, whatever the patch
-                power = amplitude.square() / self.config.patch_size
-                band_power = power @ self.band_weights.T.float()  # (batch, n_channels, n_patches, n_bands)
-                weights = channel_mask[:, :, None, None].float()
-                # Inputs are normalised windows (unit scale), so a floor far below any real band's power keeps an
-                # empty band (a pure tone, a padded channel) at a fixed value instead of the log of rounding noise;
-                # padded channels are also kept out of the channel mean.
-                log_power = torch.log(band_power + self.band_power_floor) * weights
-                embeddings = embeddings + self.band_power_projection(log_power.to(patches.dtype))
-                if self.config.electrode_band_rank > 0:
-                    channel_mean = log_power.sum(1, keepdim=True) / weights.sum(1, keepdim=True)
-                    relative = (log_power - channel_mean) * weights  # (batch, n_channels, n_patches, n_bands)
-                    factors = self.electrode_band_factors(eeg_channel_ids).float()  # (batch, n_channels, rank)
-                    spatial = relative[..., :, None] * factors[:, :, None, None, :]
-                    embeddings = embeddings + self.electrode_band_projection(spatial.flatten(-2).to(patches.dtype))
+            embeddings = embeddings + self.spectral_projection(torch.log1p(amplitude).to(patches.dtype))
+        if self.band_power_projection is not None:
+            if band_power is None:  # (batch, n_channels, n_patches, n_bands)
+                band_power = patch_band_power(eeg_values, self.band_weights, self.config.patch_size, amplitude)
+            weights = channel_mask[:, :, None, None].float()
+            # Inputs are normalised windows (unit scale), so a floor far below any real band's power keeps an
+            # empty band (a pure tone, a padded channel) at a fixed value instead of the log of rounding noise;
+            # padded channels are also kept out of the channel mean.
+            log_power = torch.log(band_power + self.band_power_floor) * weights
+            embeddings = embeddings + self.band_power_projection(log_power.to(patches.dtype))
+            if self.config.electrode_band_rank > 0:
+                channel_mean = log_power.sum(1, keepdim=True) / weights.sum(1, keepdim=True)
+                relative = (log_power - channel_mean) * weights  # (batch, n_channels, n_patches, n_bands)
+                factors = self.electrode_band_factors(eeg_channel_ids).float()  # (batch, n_channels, rank)
+                spatial = relative[..., :, None] * factors[:, :, None, None, :]
+                embeddings = embeddings + self.electrode_band_projection(spatial.flatten(-2).to(patches.dtype))
         return self.norm(embeddings)
 
 
@@ -233,13 +248,12 @@ class E2LLMEEGBandPowerReadout(nn.Module):
         self.register_buffer("num_updates", torch.zeros(config.num_electrodes))
         self.weight = nn.Embedding(config.num_electrodes, n_bands * config.hidden_size)
 
-    def log_band_power(self, eeg_values: torch.Tensor) -> torch.Tensor:
-        """`(batch, n_channels, n_times)` -> `(batch, n_channels, n_bands)` log band power over the window's patches."""
-        batch, n_channels, _ = eeg_values.shape
-        patches = eeg_values.float().view(batch, n_channels, self.config.num_patches, self.config.patch_size)
-        power = torch.fft.rfft(patches, dim=-1).abs().square() / self.config.patch_size
-        band_power = (power @ self.band_weights.T.float()).mean(2)
-        return torch.log(band_power + E2LLMEEGPatchEmbedding.band_power_floor)
+    def log_band_power(self, eeg_values: torch.Tensor, band_power: torch.Tensor | None = None) -> torch.Tensor:
+        """`(batch, n_channels, n_times)` -> `(batch, n_channels, n_bands)` log band power over the window's patches
+        (`band_power`: the windows' `patch_band_power` when already computed)."""
+        if band_power is None:
+            band_power = patch_band_power(eeg_values, self.band_weights, self.config.patch_size)
+        return torch.log(band_power.mean(2) + E2LLMEEGPatchEmbedding.band_power_floor)
 
     @torch.no_grad()
     def _update(self, log_power: torch.Tensor, ids: torch.Tensor) -> None:
@@ -255,10 +269,10 @@ class E2LLMEEGBandPowerReadout(nn.Module):
         self.num_updates[seen] += 1
 
     def standardised_log_power(self, eeg_values: torch.Tensor, eeg_channel_ids: torch.Tensor,
-                               channel_mask: torch.Tensor) -> torch.Tensor:
+                               channel_mask: torch.Tensor, band_power: torch.Tensor | None = None) -> torch.Tensor:
         """`(batch, n_channels, n_bands)` float32: log band power standardised per (electrode, band); updates the
-        running statistics while the readout trains."""
-        log_power = self.log_band_power(eeg_values)
+        running statistics while the readout trains. `band_power` as in `log_band_power`."""
+        log_power = self.log_band_power(eeg_values, band_power)
         if self.training and self.weight.weight.requires_grad:  # a frozen readout keeps its statistics
             self._update(log_power[channel_mask], eeg_channel_ids[channel_mask])
         return (log_power - self.running_mean[eeg_channel_ids]) / self.running_var[eeg_channel_ids].sqrt()
@@ -478,11 +492,11 @@ class E2LLMEEGEncoder(E2LLMEEGPreTrainedModel):
                 f"eeg_channel_ids has shape {tuple(eeg_channel_ids.shape)}, expected {tuple(eeg_values.shape[:2])}"
             )
 
-    def _patch_tokens(self, eeg_values: torch.Tensor, eeg_channel_ids: torch.Tensor,
-                      channel_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _patch_tokens(self, eeg_values: torch.Tensor, eeg_channel_ids: torch.Tensor, channel_mask: torch.Tensor,
+                      band_power: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The patch transformer: `(hidden_states (batch, n_channels * n_patches, hidden_size), token_mask
-        (batch, n_channels * n_patches))`."""
-        hidden_states = self.embeddings(eeg_values.to(self.dtype), eeg_channel_ids, channel_mask)
+        (batch, n_channels * n_patches))`; `band_power`: the windows' `patch_band_power` when already computed."""
+        hidden_states = self.embeddings(eeg_values.to(self.dtype), eeg_channel_ids, channel_mask, band_power)
         batch, n_channels, n_patches, hidden = hidden_states.shape
         hidden_states = hidden_states.reshape(batch, n_channels * n_patches, hidden)
         token_mask = channel_mask[:, :, None].expand(-1, -1, n_patches).reshape(batch, -1)
@@ -518,17 +532,19 @@ class E2LLMEEGEncoder(E2LLMEEGPreTrainedModel):
         # a tensor check, not `if`: no graph break under torch.compile / torch.export
         torch_compilable_check(channel_mask.any(-1).all(), "every EEG window needs at least one unmasked channel")
 
-        backbone_output = None
+        backbone_output = band_power = None
         if self.config.backbone != "patch":
             hidden_states, token_mask, backbone_output = backbone_tokens(
                 self.backbone, self.config, eeg_values.to(self.dtype), eeg_channel_ids, channel_mask
             )
             pooled = self.pooler(hidden_states, token_mask)
         else:
-            hidden_states, token_mask = self._patch_tokens(eeg_values, eeg_channel_ids, channel_mask)
+            if self.readout is not None and self.dtype == eeg_values.dtype:  # one spectrum for both
+                band_power = patch_band_power(eeg_values, self.readout.band_weights, self.config.patch_size)
+            hidden_states, token_mask = self._patch_tokens(eeg_values, eeg_channel_ids, channel_mask, band_power)
             pooled = self.pooler(hidden_states, token_mask)
         if self.readout is not None:  # (batch, hidden) added to every pooled token
-            standard = self.readout.standardised_log_power(eeg_values, eeg_channel_ids, channel_mask)
+            standard = self.readout.standardised_log_power(eeg_values, eeg_channel_ids, channel_mask, band_power)
             pooled = pooled + self.readout(eeg_values, eeg_channel_ids, channel_mask, standard)[:, None].to(self.dtype)
             if self.region_tokens is not None:
                 region_tokens = self.region_tokens(standard, eeg_channel_ids, channel_mask).to(pooled.dtype)

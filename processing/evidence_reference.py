@@ -12,6 +12,8 @@ fear.``); `description_text` the stage-2 description (no label).
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -188,10 +190,60 @@ def description_text(reference: EvidenceReference, features: EvidenceFeatures, i
     return rationale_text(description_claims(reference, features, index))
 
 
+class WindowEvidenceCache:
+    """Each window's band power (dB) and `window_statistics`, keyed by the window's samples (a hash of its bytes), the
+    sampling rate and the channel names; at most `max_windows` windows, the least recently used dropped first.
+
+    The stages, the evaluation and the label-only rows read the evidence of the same windows again and again (stage
+    2's reference and descriptions, stage 3's reference, conversations and label-only subset, the evaluation's
+    reference and rationale checks): two Welch spectra per window each time. Keyed by content, a window is computed
+    once per process whatever dataset, subset or order it comes in; the values are those of a fresh computation
+    (each window's spectra are computed independently of the others in its batch)."""
+
+    def __init__(self, max_windows: int = 50_000):
+        self.max_windows = max_windows
+        self._rows: OrderedDict[bytes, tuple[np.ndarray, dict]] = OrderedDict()
+
+    def clear(self) -> None:
+        self._rows.clear()
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @staticmethod
+    def _key(window: np.ndarray, context: bytes) -> bytes:
+        digest = hashlib.blake2b(np.ascontiguousarray(window).data, digest_size=20)
+        digest.update(context)
+        return digest.digest()
+
+    def evidence(self, eeg: np.ndarray, sfreq: float, channel_names: Sequence[str]) -> tuple[np.ndarray, dict]:
+        """`(power_db (n, n_bands, n_channels), window_stats {name: (n,)})` of windows `eeg` `(n, n_channels,
+        n_times)`, computing only the windows not seen before."""
+        context = repr((float(sfreq), tuple(channel_names), eeg.shape[1:], str(eeg.dtype))).encode()
+        keys = [self._key(window, context) for window in eeg]
+        missing = [i for i, key in enumerate(keys) if key not in self._rows]
+        if missing:
+            power = band_power_db(eeg[missing], sfreq)
+            stats = window_statistics(eeg[missing], sfreq, channel_names)
+            for j, i in enumerate(missing):
+                self._rows[keys[i]] = (power[j], {name: values[j] for name, values in stats.items()})
+        rows = [self._rows[key] for key in keys]
+        for key in keys:
+            self._rows.move_to_end(key)
+        while len(self._rows) > self.max_windows:
+            self._rows.popitem(last=False)
+        return (np.stack([power for power, _ in rows]),
+                {name: np.asarray([stats[name] for _, stats in rows]) for name in rows[0][1]})
+
+
+WINDOW_EVIDENCE = WindowEvidenceCache()  # what `read_evidence_columns` reads windows through
+
+
 def read_evidence_columns(dataset, batch_size: int = 256) -> dict:
     """Band power (dB) `(n, n_bands, n_channels)` and `window_statistics` of every window of a prepared dataset
-    (reading `eeg` in chunks), with its ``channel_names``, ``sfreq``, ``label_names``, the ``labels``, ``subjects``
-    and ``ratings`` columns, and ``notes`` (the dataset's name and whether it is synthetic)."""
+    (reading `eeg` in chunks, each window computed once per process: `WINDOW_EVIDENCE`), with its
+    ``channel_names``, ``sfreq``, ``label_names``, the ``labels``, ``subjects`` and ``ratings`` columns, and
+    ``notes`` (the dataset's name and whether it is synthetic)."""
     metadata = dataset_metadata(dataset)
     sfreq, channel_names = float(metadata["sampling_rate"]), list(metadata["channel_names"])
     label_column = metadata.get("label_column") or "emotion"
@@ -200,9 +252,9 @@ def read_evidence_columns(dataset, batch_size: int = 256) -> dict:
     table = dataset.with_format("numpy")
     power, stats = [], []
     for i in range(0, len(dataset), batch_size):
-        eeg = table[i : i + batch_size]["eeg"]
-        power.append(band_power_db(eeg, sfreq))
-        stats.append(window_statistics(eeg, sfreq, channel_names))
+        chunk_power, chunk_stats = WINDOW_EVIDENCE.evidence(table[i : i + batch_size]["eeg"], sfreq, channel_names)
+        power.append(chunk_power)
+        stats.append(chunk_stats)
     small = table.select_columns([c for c in dataset.column_names if c != "eeg"])[:]
     return {
         "power_db": np.concatenate(power) if power else np.zeros((0, len(BAND_NAMES), len(channel_names))),
@@ -229,7 +281,9 @@ def evidence_reference(dataset, batch_size: int = 256) -> EvidenceReference:
 
 __all__ = [
     "RATIONALE_OPENING",
+    "WINDOW_EVIDENCE",
     "EvidenceReference",
+    "WindowEvidenceCache",
     "channel_regions",
     "description_claims",
     "description_text",

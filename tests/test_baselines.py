@@ -1,5 +1,7 @@
 """Baselines: DE + logistic regression, EEGNet-v4 (Lawhern et al. 2018), FBCNet and the Shallow ConvNet."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -83,6 +85,30 @@ def test_eegnet_fast_convolutions_equal_the_plain_ones():
     x = model.spatial(model.temporal_norm(model.temporal(x)))  # the paper's layers as plain Conv2d
     reference = model.classifier(model.block2(model.block1(x)).flatten(1))
     torch.testing.assert_close(model(eeg), reference, atol=1e-5, rtol=1e-4)
+
+
+def test_eegnet_trains_as_the_paper_layers_in_the_paper_order():
+    """In training the first batch norm normalises with the temporal outputs' batch statistics (computed without
+    those outputs) and updates its running ones: outputs, gradients and statistics of the plain layers."""
+    torch.manual_seed(0)
+    model = EEGNetV4(n_channels=6, n_times=96, n_classes=3, kernel_length=11)
+    with torch.no_grad():
+        model.temporal_norm.weight.uniform_(0.5, 1.5)
+        model.temporal_norm.bias.uniform_(-0.5, 0.5)
+    plain = copy.deepcopy(model)
+    eeg = torch.randn(4, 6, 96) * 2.0 + 0.5
+    torch.manual_seed(1)
+    out = model(eeg)
+    torch.manual_seed(1)  # the same dropout masks
+    x = plain.spatial(plain.temporal_norm(plain.temporal(torch.nn.functional.pad(eeg[:, None], (5, 5)))))
+    reference = plain.classifier(plain.block2(plain.block1(x)).flatten(1))
+    torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-4)
+    out.square().sum().backward()
+    reference.square().sum().backward()
+    for name in ("temporal.weight", "spatial.weight", "classifier.weight"):
+        torch.testing.assert_close(model.get_parameter(name).grad, plain.get_parameter(name).grad, atol=1e-5, rtol=1e-3)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(model.temporal_norm, name), getattr(plain.temporal_norm, name))
 
 
 def test_spatial_first_eegnet_is_eegnet_without_its_first_batch_norm():

@@ -201,6 +201,25 @@ def test_reference_comes_from_the_windows_it_is_given(windows):
     assert list(other["rationale"]) != list(own["rationale"])  # the baseline is the reference's, not the subset's
 
 
+def test_evidence_of_a_window_is_computed_once_with_the_values_of_a_fresh_computation(windows, monkeypatch):
+    from e2llm.processing import evidence_reference as module
+
+    calls = []
+    original = module.band_power_db
+    monkeypatch.setattr(module, "band_power_db", lambda eeg, sfreq: calls.append(len(eeg)) or original(eeg, sfreq))
+    monkeypatch.setattr(module, "WINDOW_EVIDENCE", module.WindowEvidenceCache())
+    rows = np.arange(len(windows))[::-1]
+    first = read_evidence_columns(windows.select(rows[::2]))  # a subset, in reverse order
+    again = read_evidence_columns(windows.select(rows))  # every window: only the other half is new
+    assert calls == [len(rows[::2]), len(rows) - len(rows[::2])]
+    eeg = windows.with_format("numpy")[:]["eeg"][rows]
+    np.testing.assert_array_equal(again["power_db"], original(eeg, again["sfreq"]))
+    np.testing.assert_array_equal(first["power_db"], again["power_db"][::2])
+    fresh = module.window_statistics(eeg, again["sfreq"], again["channel_names"])
+    for name, values in fresh.items():
+        np.testing.assert_array_equal(again["window_stats"][name], values)
+
+
 def test_labels_come_from_the_data():
     data = synthetic_window_dataset(n_subjects=1, clips_per_class=2, trial_seconds=4, channel_names=CHANNELS,
                                     label_names=["sadness", "neutral", "happiness"])

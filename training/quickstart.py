@@ -55,6 +55,9 @@ from e2llm.training.train import parse_stage_args, run_stage
 CONFIGS = CONFIG_DIR / "quickstart"
 PROTOCOLS = ("trial", "subject", "both")
 STAGES = ("stage1", "stage2", "stage3")
+# What decides the CPU's speed besides the load, printed with the time table: OpenMP threads that spin long while they
+# wait (GNU OpenMP's default) make a CPU shared with other jobs several times slower (`make quickstart` shortens it).
+THREAD_SETTINGS = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 QUICKSTART_EEG_CONFIG = read_eeg_config(CONFIGS / "eeg_config.yaml")
 
 
@@ -246,7 +249,8 @@ def run_quickstart(plan: QuickstartRun) -> dict:
             folder = plan.output_dir if single else plan.output_dir / "runs" / f"{spec.kind}-fold{spec.fold}-seed{seed}"
             report = _one_run(plan, dataset, prepared, spec, seed, folder)
             runs.append({"protocol": spec.kind, "fold": spec.fold, "seed": seed, "folder": str(folder),
-                         "timings_seconds": report["timings_seconds"], "alignment": report.get("alignment"),
+                         "timings_seconds": report["timings_seconds"],
+                         "evaluation_seconds": report["runs"][0].get("seconds", {}), "alignment": report.get("alignment"),
                          "commands": report["commands"]})
             reports.setdefault(spec.kind, []).append(report)
     return _write_reports(plan, reports, runs, data_seconds, time.perf_counter() - started)
@@ -260,7 +264,10 @@ def _write_reports(plan: QuickstartRun, reports: dict, runs: list, data_seconds:
                              "protocol": plan.protocol, "on_validation": plan.on_validation,
                              "data": str(plan.data) if plan.data is not None else "synthetic (SEED-VII's layout)",
                              "runs": runs, "data_seconds": data_seconds, "total_seconds": round(total, 1),
-                             "device": "cuda" if torch.cuda.is_available() else "cpu", "load_average_1min": round(os.getloadavg()[0], 2)}}
+                             "device": "cuda" if torch.cuda.is_available() else "cpu",
+                             "load_average_1min": round(os.getloadavg()[0], 2),
+                             "threads": {"torch": torch.get_num_threads(),
+                                         **{name: os.environ.get(name) for name in THREAD_SETTINGS}}}}
     report["files"] = write_report(report, plan.output_dir)
     for kind, summary in protocols.items():
         if len(protocols) > 1:

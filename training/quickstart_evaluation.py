@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -67,11 +68,18 @@ def evaluate_run(dataset, spec, seed: int, folder: Path, settings, command: str)
     report = evaluate_model(model, processor, dataset, options=options, indices=split)  # provenance: final/
     label_names = list(dataset.features["emotion"].names)
     tested = dataset.select(test_rows(split, settings.max_test_windows))
+    seconds = report["runs"][0]["seconds"]  # the language model's and each baseline's, from evaluate_model
+    started = time.perf_counter()
     report["runs"][0]["methods"]["stage1_head"] = stage1_head(folder / "stage1", tested, label_names)
+    seconds["stage1_head"] = round(time.perf_counter() - started, 1)
+    started = time.perf_counter()
     aligned, aligned_processor = load_model(str(folder / "stage2"))
     report["alignment"] = alignment_gap(aligned, aligned_processor, dataset.select(split.test),
                                         evidence_reference(dataset.select(split.train)), seed=seed)
+    seconds["alignment"] = round(time.perf_counter() - started, 1)
+    started = time.perf_counter()
     write_card(final, report, command)
+    seconds["card"] = round(time.perf_counter() - started, 1)
     return report
 
 

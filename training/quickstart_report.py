@@ -109,18 +109,31 @@ def results_table(report: dict) -> str:
 
 
 def timing_table(report: dict) -> str:
-    """Seconds per part of each run (`TIMED_PARTS`), the data preparation and the total, as a table."""
+    """Seconds per part of each run (`TIMED_PARTS`), the data preparation and the total, as a table; then what the
+    evaluation's time went to (the language model's answers and checks, each baseline, the stage-1 head, the stage-2
+    gap, the model card)."""
     quickstart = report["quickstart"]
+    threads = quickstart.get("threads") or {}
+    where = ", ".join(f"{name} {value}" for name, value in threads.items() if value is not None)
     header = f"{'seconds':<26}" + "".join(f"{part:>11}" for part in (*TIMED_PARTS, "total"))
-    lines = [f"time per part (on {quickstart['device']}, load average {quickstart['load_average_1min']}):", header]
+    lines = [f"time per part (on {quickstart['device']}, load average {quickstart['load_average_1min']}"
+             + (f"; threads: {where}" if where else "") + "):", header]
     for run in quickstart["runs"]:
         timings = run["timings_seconds"]
-        name = f"{run['protocol']} fold {run['fold']} seed {run['seed']}"
-        lines.append(f"{name:<26}" + "".join(f"{timings.get(p, 0.0):>11.1f}" for p in TIMED_PARTS)
+        lines.append(f"{_run_name(run):<26}" + "".join(f"{timings.get(p, 0.0):>11.1f}" for p in TIMED_PARTS)
                      + f"{sum(timings.values()):>11.1f}")
     lines.append(f"{'data (once)':<26}{quickstart['data_seconds']:>11.1f}")
     lines.append(f"{'whole run':<26}{'':>{11 * len(TIMED_PARTS)}}{quickstart['total_seconds']:>11.1f}")
+    parts = list(dict.fromkeys(part for run in quickstart["runs"] for part in run.get("evaluation_seconds") or {}))
+    if parts:
+        lines += ["evaluation, seconds per part:", f"{'':<26}" + "".join(f"{part:>15}" for part in parts)]
+        lines += [f"{_run_name(run):<26}" + "".join(f"{(run.get('evaluation_seconds') or {}).get(p, 0.0):>15.1f}"
+                                                   for p in parts) for run in quickstart["runs"]]
     return "\n".join(lines)
+
+
+def _run_name(run: dict) -> str:
+    return f"{run['protocol']} fold {run['fold']} seed {run['seed']}"
 
 
 __all__ = ["TIMED_PARTS", "rationale_lines", "results_table", "timing_table"]

@@ -134,6 +134,49 @@ def _fft_cross_correlation(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tens
     return torch.fft.irfft(spectrum, n=n)[..., : length - k + 1]
 
 
+def _fft_filter(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """`_fft_cross_correlation` of each signal with its own kernel: `x` `(batch, n_filters, L)`, `kernels`
+    `(n_filters, K)` -> `(batch, n_filters, L - K + 1)`."""
+    length, k = x.shape[-1], kernels.shape[-1]
+    n = 1 << (length - 1).bit_length()
+    spectrum = torch.fft.rfft(x, n=n) * torch.fft.rfft(kernels, n=n).conj()
+    return torch.fft.irfft(spectrum, n=n)[..., : length - k + 1]
+
+
+def _correlation_moments(x: torch.Tensor, kernels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """`(sums, squares, count)`: per kernel f, the sum and the sum of squares (float64, differentiable in `kernels`)
+    of the `count` values of `_fft_cross_correlation(x, kernels)[:, f]`, without computing them.
+
+    The circular cross-correlation of length `n` (the FFT's) holds the valid outputs at `t < L - K + 1` and
+    wrapped-around ones after them: its sum is `sum(x) * sum(kernel)`, its sum of squares `sum_w |X_w|^2 |H_w|^2 / n`
+    (Parseval); those of the wrapped-around outputs (`n - L + K - 1` per signal), from the few input samples they
+    read, are taken off."""
+    length, k = x.shape[-1], kernels.shape[-1]
+    n = 1 << (length - 1).bit_length()
+    valid = length - k + 1
+    signals = x.reshape(-1, length)
+    spectrum = torch.fft.rfft(signals, n=n)
+    power = (spectrum.real.double().square() + spectrum.imag.double().square()).sum(0)  # (n // 2 + 1,)
+    bins = torch.full_like(power, 2.0)
+    bins[0] = 1.0
+    if n % 2 == 0:
+        bins[-1] = 1.0
+    filters = torch.fft.rfft(kernels.double(), n=n)
+    circular_squares = (filters.real.square() + filters.imag.square()) @ (bins * power) / n
+    circular_sums = kernels.double().sum(-1) * signals.double().sum()
+    tail = n - valid
+    wrapped = nn.functional.pad(signals, (0, n - length))
+    wrapped = torch.cat([wrapped, wrapped[:, : k - 1]], -1)[:, valid:]  # output valid + t reads wrapped[:, t : t + K]
+    # sums: kernel . (sum over signals and outputs of each tap's input); squares: kernel' A kernel with
+    # A[i, j] = sum over signals and outputs t of wrapped[t + i] * wrapped[t + j], from the Gram matrix of positions
+    column_sums = wrapped.double().sum(0).unfold(0, tail, 1).sum(-1)  # (K,)
+    gram = (wrapped.T @ wrapped).double()
+    taps = torch.diagonal(gram.unfold(0, k, 1).unfold(1, k, 1), dim1=0, dim2=1).sum(-1)  # (K, K)
+    kernels64 = kernels.double()
+    tail_squares = torch.einsum("fi,ij,fj->f", kernels64, taps, kernels64)
+    return circular_sums - kernels64 @ column_sums, circular_squares - tail_squares, len(signals) * valid
+
+
 class EEGNetV4(nn.Module):
     """EEGNet-v4 (Lawhern et al. 2018, Table 2): temporal conv -> depthwise spatial conv -> separable conv -> dense.
 
@@ -141,8 +184,11 @@ class EEGNetV4(nn.Module):
     sampling rate in the paper (64 at 128 Hz); `F1`=8, `D`=2, `F2`=`F1 * D`, dropout 0.5 (within-subject) or
     0.25 (cross-subject). The depthwise spatial kernel has a max-norm of 1 and the dense layer 0.25 (call
     :meth:`apply_max_norm` after each optimiser step, as Keras' constraints do). The temporal and the depthwise
-    spatial convolutions hold their weights in `nn.Conv2d` modules of the paper's shapes but are computed as an
-    FFT cross-correlation and an `einsum` (identical results, much faster gradients on CPU).
+    spatial convolutions hold their weights in `nn.Conv2d` modules of the paper's shapes, and the batch norm between
+    them its parameters and statistics, but they are computed spatial filter first (the batch norm being affine per
+    temporal filter, with the statistics of the temporal outputs it would normalise: `_correlation_moments`), the
+    temporal filters as FFT cross-correlations: the paper's results up to rounding, about ten times faster for 62
+    channels.
     """
 
     def __init__(self, n_channels: int, n_times: int, n_classes: int, kernel_length: int = 64, F1: int = 8,
@@ -172,13 +218,50 @@ class EEGNetV4(nn.Module):
     def forward(self, eeg: torch.Tensor) -> torch.Tensor:
         k = self.kernel_length
         padded = nn.functional.pad(eeg, ((k - 1) // 2, k // 2))  # Keras 'same'
-        x = self.temporal_norm(_fft_cross_correlation(padded, self.temporal.weight.view(self.F1, k)))
-        # depthwise spatial filter: each temporal filter f gets D spatial filters over the channels
-        weight = self.spatial.weight.view(self.F1, self.D, -1)  # (F1, D, n_channels)
-        x = torch.einsum("bfct,fdc->bfdt", x, weight).flatten(1, 2).unsqueeze(2)  # (batch, F1 * D, 1, n_times)
-        x = self.block1(x)  # (batch, F1 * D, 1, n_times // 4)
+        kernels = self.temporal.weight.view(self.F1, k)
+        weight = self.spatial.weight.view(self.F1, self.D, -1)  # (F1, D, n_channels): D spatial filters per f
+        # The batch norm after the temporal convolution is an affine map per temporal filter f (`scale_f`, `shift_f`)
+        # and the depthwise spatial filter is linear, so spatial filter d of f applied to the normalised temporal
+        # outputs is `scale_f * (temporal filter f of spatial filter d) + shift_f * sum(spatial filter d)`: the
+        # filters run on `F1 * D` mixed signals instead of on `F1 * n_channels` (a 62-channel window: 31 times less
+        # work), with the batch norm's statistics over the `(batch, channel, time)` outputs it would have seen.
+        scale, shift = self._temporal_norm_affine(padded, kernels)
+        mixed = torch.einsum("bcl,fdc->bfdl", padded, weight)  # (batch, F1, D, n_times + k - 1)
+        x = _fft_filter(mixed.flatten(1, 2), kernels.repeat_interleave(self.D, 0))  # filter f * D + d: kernel f
+        x = x.view(mixed.shape[0], self.F1, self.D, -1) * scale[:, None, None]
+        x = x + (shift[:, None] * weight.sum(-1))[..., None]  # (batch, F1, D, n_times)
+        x = self.block1(x.flatten(1, 2).unsqueeze(2))  # (batch, F1 * D, 1, n_times // 4)
         x = self.block2(x)  # (batch, F2, 1, n_times // 32)
         return self.classifier(x.flatten(1))
+
+    def _temporal_norm_affine(self, padded: torch.Tensor, kernels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(scale, shift)` `(F1,)`: the first batch norm as the affine map per temporal filter it applies to this
+        batch (the identity without one)."""
+        norm = self.temporal_norm
+        if not isinstance(norm, nn.BatchNorm2d):
+            return kernels.new_ones(self.F1), kernels.new_zeros(self.F1)
+        mean, var = self._temporal_statistics(padded, kernels)
+        scale = norm.weight / torch.sqrt(var + norm.eps)
+        return scale, norm.bias - scale * mean
+
+    def _temporal_statistics(self, padded: torch.Tensor, kernels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(mean, var)` `(F1,)` the first batch norm normalises the temporal outputs with: in training, the biased
+        mean and variance over `(batch, channel, time)` of `_fft_cross_correlation(padded, kernels)` (updating its
+        running statistics as `nn.BatchNorm2d` does), computed without those outputs; otherwise its running ones."""
+        norm = self.temporal_norm
+        if not norm.training and norm.track_running_stats:
+            return norm.running_mean, norm.running_var
+        sums, squares, count = _correlation_moments(padded, kernels)
+        mean = sums / count
+        var = (squares / count - mean.square()).clamp_min(0.0)
+        mean, var = mean.to(padded.dtype), var.to(padded.dtype)
+        if norm.track_running_stats:
+            with torch.no_grad():
+                norm.num_batches_tracked.add_(1)
+                factor = 1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum
+                norm.running_mean.mul_(1 - factor).add_(factor * mean)
+                norm.running_var.mul_(1 - factor).add_(factor * var * count / max(count - 1, 1))
+        return mean, var
 
     @torch.no_grad()
     def apply_max_norm(self) -> None:

@@ -38,7 +38,9 @@ LIGHT_IMPORT = textwrap.dedent(f"""
 # A second process that takes the lock of argv[1], makes a temporary folder and a staged (partial) output, says
 # "ready", then waits to be ended.
 _HOLDER = LIGHT_IMPORT + textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
+    # Ctrl-C as at a terminal, also when the suite runs as a background job (whose shell starts it with SIGINT ignored)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from e2llm.output_lock import output_lock, temporary_directory
     from e2llm.safe_output import staged_dir
     with output_lock(sys.argv[1], command="e2llm prepare synthetic --output-dir " + sys.argv[1]):

@@ -222,7 +222,7 @@ def test_predict_cli_states_evidence_against_the_baseline_file(reference, tmp_pa
     common = [str(paths[0]), "--model", str(tmp_path / "model"), "--max-new-tokens", "2", "--device", "cpu"]
     assert cli_main(["predict", *common]) == 1  # the file is refused, named, with what is needed
     err = capsys.readouterr().err
-    assert f"{paths[0]}: failed:" in err and "pass baseline=" in err
+    assert f"{paths[0]}: failed:" in err and "pass --baseline (a recording" in err  # the CLI's words
     output = tmp_path / "pred.jsonl"
     assert cli_main(["predict", *common, "--baseline", str(paths[1]), "--output", str(output)]) == 0
     assert len(output.read_text().splitlines()) == 2  # the window and the aggregate

@@ -438,10 +438,24 @@ def build_model_card(
         quickstart=usage_code(repo_id or model_name, channels, contract, with_pipeline=with_pipeline),
         provenance=provenance_view(model_dir),
         evaluation=_evaluation_context(report),
+        label_source=label_source_context(config),
         pipeline_task=PIPELINE_TASK,
         with_pipeline=with_pipeline,
         paper=PAPER,
     )
+
+
+def label_source_context(config: Mapping) -> dict:
+    """Where the model's label probabilities come from (`config.label_probabilities`) and the validation figures that
+    chose it (`config.label_calibration`, None for a model that was not calibrated)."""
+    source = config.get("label_probabilities") or "language_model"
+    calibration = config.get("label_calibration") or None
+    temperatures = {"language_model": config.get("label_temperature", 1.0),
+                    "emotion_head": config.get("head_temperature", 1.0)}
+    figures = [{"name": name.replace("_", " "), "ece": stats["ece"], "temperature": stats["temperature"]}
+               for name, stats in ((calibration or {}).get("sources") or {}).items()]
+    return {"name": source.replace("_", " "), "temperature": temperatures.get(source, 1.0),
+            "n_windows": (calibration or {}).get("n_windows"), "figures": figures}
 
 
 # What each conflict test swaps in from a window of another class (e2llm evaluate's `explanations.conflicts`).

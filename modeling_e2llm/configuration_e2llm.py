@@ -18,6 +18,7 @@ from .backbones_e2llm import (
 )
 from .eeg_evidence_features import REGIONS
 from .electrodes import ELECTRODE_NAMES
+from .label_sources_e2llm import check_label_source
 
 # SEED-VII's seven emotions, in the order its labels are numbered in e2llm datasets.
 SEED_VII_EMOTIONS: tuple[str, ...] = ("happiness", "sadness", "fear", "disgust", "neutral", "anger", "surprise")
@@ -233,6 +234,13 @@ class E2LLMConfig(PreTrainedConfig):
         label_temperature (`float`): temperature of the label probabilities (`score_emotions`: softmax of the labels'
             log-likelihoods divided by it; Guo et al. 2017), fitted on validation windows at the end of stage 3
             (`e2llm.training.evaluation.calibration.fit_temperature`); 1.0 leaves them as they are.
+        label_probabilities (`str`): where `score_emotions` and the pipeline's ``scores`` come from: ``"language_model"``
+            (the labels' log-likelihoods) or ``"emotion_head"`` (the encoder's stage-1 head, with
+            `eeg_config.emotion_token`); stage 3 picks the better calibrated on validation windows
+            (`e2llm.label_sources_e2llm`).
+        head_temperature (`float`): temperature of the emotion head's probabilities, fitted as `label_temperature`.
+        label_calibration (`dict`, *optional*): the validation figures behind the three fields above (windows,
+            each source's temperature and calibration error); None when the model was not calibrated.
 
     Example:
 
@@ -258,6 +266,9 @@ class E2LLMConfig(PreTrainedConfig):
     tie_word_embeddings: bool = False
     initializer_range: float = 0.02
     label_temperature: float | int = 1.0
+    label_probabilities: str = "language_model"
+    head_temperature: float | int = 1.0
+    label_calibration: dict | None = None
 
     def __post_init__(self, **kwargs):
         if self.id2label is None and kwargs.get("num_labels") is None:
@@ -273,8 +284,7 @@ class E2LLMConfig(PreTrainedConfig):
 
     def validate_architecture(self):
         super().validate_architecture()
-        if not (math.isfinite(self.label_temperature) and self.label_temperature > 0):
-            raise ValueError(f"label_temperature must be a finite number > 0, got {self.label_temperature}")
+        check_label_source(self)
 
     @property
     def label_names(self) -> list[str]:

@@ -20,6 +20,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_e2llm import E2LLMConfig
+from .label_sources_e2llm import source_probabilities
 from .model_folder_e2llm import ModelFolderMixin
 from .modeling_eeg_encoder import E2LLMEEGAttentionPooler, E2LLMEEGEncoder
 from .scoring_e2llm import score_candidates
@@ -132,10 +133,14 @@ class E2LLMModel(E2LLMPreTrainedModel):
         eeg_values: torch.Tensor,
         eeg_channel_ids: torch.Tensor,
         eeg_channel_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """`(n_windows, n_channels, n_times)` -> projected EEG tokens `(n_windows, num_eeg_tokens, text_hidden)`."""
-        pooled = self.eeg_encoder(eeg_values, eeg_channel_ids, eeg_channel_mask, return_dict=True).pooler_output
-        return self.projector(pooled)
+        return_emotion_logits: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+        """`(n_windows, n_channels, n_times)` -> projected EEG tokens `(n_windows, num_eeg_tokens, text_hidden)`;
+        with `return_emotion_logits`, also the encoder's emotion-head logits `(n_windows, num_labels)` (None without
+        an emotion token) from the same pass."""
+        encoded = self.eeg_encoder(eeg_values, eeg_channel_ids, eeg_channel_mask, return_dict=True)
+        features = self.projector(encoded.pooler_output)
+        return (features, encoded.emotion_logits) if return_emotion_logits else features
 
     def get_placeholder_mask(
         self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor, eeg_features: torch.Tensor
@@ -294,10 +299,11 @@ class E2LLMForConditionalGeneration(E2LLMPreTrainedModel, GenerationMixin):
     def set_output_embeddings(self, new_embeddings: nn.Module):
         self.lm_head = new_embeddings
 
-    def get_eeg_features(self, eeg_values, eeg_channel_ids, eeg_channel_mask=None) -> torch.Tensor:
+    def get_eeg_features(self, eeg_values, eeg_channel_ids, eeg_channel_mask=None, return_emotion_logits=False):
         """Projected EEG tokens `(n_windows, num_eeg_tokens, hidden)`: pass them as `eeg_features` to `forward`,
-        `generate` or label scoring to encode the EEG once."""
-        return self.model.get_eeg_features(eeg_values, eeg_channel_ids, eeg_channel_mask)
+        `generate` or label scoring to encode the EEG once (with `return_emotion_logits`, also the emotion head's
+        logits, see `E2LLMModel.get_eeg_features`)."""
+        return self.model.get_eeg_features(eeg_values, eeg_channel_ids, eeg_channel_mask, return_emotion_logits)
 
     @can_return_tuple
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
@@ -437,9 +443,11 @@ class E2LLMForConditionalGeneration(E2LLMPreTrainedModel, GenerationMixin):
         )
 
     def score_emotions(self, input_ids, attention_mask, candidate_ids, **eeg_inputs) -> torch.Tensor:
-        """Probability of each label `(batch, n_labels)`: softmax over the labels' log-likelihoods, temperature-scaled
-        (Guo et al. 2017): `config.label_temperature` is fitted on validation windows at the end of stage 3
-        (`e2llm.training.evaluation.calibration.fit_temperature`).
+        """Probability of each label `(batch, n_labels)` from the source `config.label_probabilities` names, each
+        temperature-scaled (Guo et al. 2017) with the temperatures stage 3 fits on validation windows:
+        ``"language_model"``, the softmax over the labels' log-likelihoods / `config.label_temperature`;
+        ``"emotion_head"``, the encoder's stage-1 head / `config.head_temperature` (it needs `eeg_values`, not
+        `eeg_features`; the prompt is not read). See `e2llm.label_sources_e2llm`.
 
         `candidate_ids` are the token ids of the label strings in `config.id2label` order (see
         `E2LLMProcessor.label_candidate_ids`); the prompts end where the label is written (after `Emotion:`).
@@ -448,8 +456,16 @@ class E2LLMForConditionalGeneration(E2LLMPreTrainedModel, GenerationMixin):
             raise ValueError(
                 f"got {len(candidate_ids)} label candidates but the model has {len(self.config.id2label)} labels"
             )
+        if self.config.label_probabilities == "emotion_head":
+            if eeg_inputs.get("eeg_values") is None:
+                raise ValueError("this model's label probabilities come from its emotion head "
+                                 "(config.label_probabilities='emotion_head'): pass eeg_values (and eeg_channel_ids), "
+                                 "not eeg_features")
+            names = ("eeg_values", "eeg_channel_ids", "eeg_channel_mask")
+            _, logits = self.get_eeg_features(**{k: eeg_inputs.get(k) for k in names}, return_emotion_logits=True)
+            return source_probabilities(self.config, None, logits)["emotion_head"]
         scores = self.score_labels(input_ids, attention_mask, candidate_ids, **eeg_inputs)
-        return (scores / self.config.label_temperature).softmax(-1)
+        return source_probabilities(self.config, scores, None)["language_model"]
 
 
 __all__ = ["E2LLMForConditionalGeneration", "E2LLMModel", "E2LLMPreTrainedModel", "E2LLMProjector"]

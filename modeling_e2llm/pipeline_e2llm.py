@@ -17,6 +17,7 @@ from transformers.pipelines.pt_utils import PipelineChunkIterator, PipelineItera
 
 from .evidence_e2llm import integrated_gradients
 from .generation_e2llm import Answers, generate_and_score, generation_defaults, score_without_rationale
+from .label_sources_e2llm import source_probabilities
 from .pipeline_chunks_e2llm import window_chunks
 from .pipeline_results_e2llm import WindowOutput, build_results
 from .prompts_e2llm import DEFAULT_QUESTION, PromptBuilder
@@ -160,17 +161,22 @@ class EEGEmotionPipeline(ChunkPipeline):
         """One batch of windows: encode once, generate and score (or score only), attributions if asked."""
         eeg = self._stack(model_inputs)
         prompts = [torch.as_tensor(c["prompt_ids"], dtype=torch.long, device=self.device) for c in model_inputs]
-        features = self.model.get_eeg_features(**eeg)  # the one encoder pass of these windows
+        # the one encoder pass of these windows: the projected EEG tokens and the emotion head's logits
+        features, head_logits = self.model.get_eeg_features(**eeg, return_emotion_logits=True)
         answers = self._answer_and_score(prompts, features, generate_kwargs, return_rationale)
-        # temperature-scaled label probabilities when the model ships a fitted temperature (1 otherwise)
-        probs = (answers.scores.float() / float(getattr(self.model.config, "label_temperature", 1.0))).softmax(-1)
-        check_finite_scores(probs)  # never a label from NaN/Inf scores
-        attribution = self._attribution(prompts, answers.tails, probs, eeg, attribution_steps) if return_evidence \
-            else [None] * len(prompts)
-        windows = [WindowOutput(text, p, c["start"], c["item"], c["band_power"], c["eeg_channel_mask"] == 1,
-                                c["context"], a, reused, c["unusable"], c["refused"], c.get("signal_statistics"))
-                   for c, text, p, a, reused in zip(model_inputs, answers.texts, probs.cpu().numpy(), attribution,
-                                                    answers.from_generation)]
+        # each source's temperature-scaled probabilities; `scores` are those of config.label_probabilities
+        sources = source_probabilities(self.model.config, answers.scores, head_logits)
+        for probs in sources.values():
+            if probs is not None:
+                check_finite_scores(probs)  # never a label or a confidence from NaN/Inf scores
+        language_model = sources["language_model"]
+        attribution = self._attribution(prompts, answers.tails, language_model, eeg, attribution_steps) \
+            if return_evidence else [None] * len(prompts)
+        head = [None] * len(prompts) if sources["emotion_head"] is None else sources["emotion_head"].cpu().numpy()
+        windows = [WindowOutput(text, lm, c["start"], c["item"], c["band_power"], c["eeg_channel_mask"] == 1,
+                                c["context"], a, reused, c["unusable"], c["refused"], c.get("signal_statistics"), h)
+                   for c, text, lm, h, a, reused in zip(model_inputs, answers.texts, language_model.cpu().numpy(),
+                                                        head, attribution, answers.from_generation)]
         return {"window": windows, "is_last": [c["is_last"] for c in model_inputs]}
 
     def _answer_and_score(self, prompts: list[torch.Tensor], eeg_features: torch.Tensor, generate_kwargs,

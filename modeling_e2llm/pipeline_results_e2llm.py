@@ -2,7 +2,8 @@
 
 Every window's result carries its label (parsed from the answer, never guessed; None for a window refused because
 more than half of its channels are flat, stuck, clipped or saturated in its raw samples, which says why), label
-probabilities, the returned
+probabilities (``scores``, from the source the model's `config.label_probabilities` names, said in
+``scores_source``; both sources' in ``language_model_scores`` and ``head_scores``), the returned
 rationale (its numbers rendered from measurement, `e2llm.rationale_e2llm`), the generated text as written, its
 measured evidence (`{"reference", "items"}`, `e2llm.measured_evidence_e2llm`), the claims linked to their items and
 those removed, its `abstention_reason` (a window that is not emotion EEG answers "insufficient evidence", without
@@ -37,7 +38,7 @@ class WindowOutput:
     """What `_forward` returns per window (kept as one object so Transformers' batch unpacking leaves it whole)."""
 
     text: str
-    scores: np.ndarray  # (n_labels,) probabilities
+    scores: np.ndarray  # (n_labels,) the language model's label probabilities
     start: float
     item: int
     band_power: np.ndarray  # (n_bands, n_channels) dB, NaN on flat channels
@@ -48,6 +49,7 @@ class WindowOutput:
     unusable: dict | None = None  # {channel: reason} unusable in this window's raw samples (masked)
     refused: str | None = None  # why the window is refused (too many unusable channels)
     signal_statistics: dict | None = None  # `window_statistics` of its raw samples (for abstention)
+    head_scores: np.ndarray | None = None  # (n_labels,) the emotion head's probabilities (None without one)
 
 
 def _reference(windows: list[WindowOutput], statistics):
@@ -71,7 +73,10 @@ def _no_items_reason(reference, n_windows: int) -> str:
 def window_result(pipe, window: WindowOutput, items: list[dict], reference, n_windows: int,
                   extra_fields=None) -> dict:
     """One window's result (see the module docstring)."""
-    scores = dict(zip(pipe.label_names, window.scores.tolist()))
+    by_source = {"language_model": dict(zip(pipe.label_names, window.scores.tolist())),
+                 "emotion_head": None if window.head_scores is None
+                 else dict(zip(pipe.label_names, window.head_scores.tolist()))}
+    source = pipe.model.config.label_probabilities
     fields: dict = {}
     if window.text:
         parsed = parse_answer(window.text, pipe.label_names, extra_fields)
@@ -81,7 +86,9 @@ def window_result(pipe, window: WindowOutput, items: list[dict], reference, n_wi
     grounded = ground_rationale(rationale, items, None if items else _no_items_reason(reference, n_windows),
                                 None if reference is None else reference.kind)
     end = window.start + window.context.window_seconds
-    result = {"label": label, "scores": scores, "rationale": grounded.text, "generated_text": window.text,
+    result = {"label": label, "scores": by_source[source], "scores_source": source,
+              "language_model_scores": by_source["language_model"], "head_scores": by_source["emotion_head"],
+              "rationale": grounded.text, "generated_text": window.text,
               "parseable": label is not None, "start": window.start, "end": end,
               "evidence": {"reference": None if reference is None else reference.report(), "items": items},
               "claims": grounded.claims, "removed_claims": grounded.removed_claims,

@@ -69,9 +69,13 @@ def test_every_metric_is_reported(report):
 
 def test_explanations_conflicts_calibration_and_abstention_are_reported(report):
     checks = report["explanations"]
-    assert set(checks) == {"rationale", "eraser", "controls", "conflicts", "calibration", "abstention", "seconds"}
+    assert set(checks) == {"rationale", "eraser", "controls", "conflicts", "calibration", "abstention", "seconds",
+                           "label_probabilities"}
     assert checks["conflicts"]["none"]["accuracy"]["n"] == 1 and "eeg_tokens" in checks["conflicts"]
-    assert {"answer", "label_only"} <= set(checks["calibration"])
+    assert {"answer", "answer_language_model", "label_only"} <= set(checks["calibration"])
+    # the tiny model has no emotion head and was never calibrated: the language model gives the scores, said so
+    assert checks["label_probabilities"]["source"] == "language_model"
+    assert checks["calibration"]["answer"]["ece"] == checks["calibration"]["answer_language_model"]["ece"]
     assert checks["calibration"]["answer"]["ece"]["n"] == 1
     abstention = checks["abstention"]
     assert set(abstention["inputs"]) == {"noise", "flat", "line_noise", "muscle", "eyes_closed"}

@@ -114,6 +114,24 @@ def test_model_card_states_the_emotion_token(model_dir, tmp_path):
     assert f"The last of the {config['num_eeg_tokens']} EEG tokens of a window is the encoder's emotion reading" in text
 
 
+def test_model_card_states_where_the_label_probabilities_come_from(model_dir, tmp_path):
+    text = " ".join(_parse(build_model_card(model_dir)).text.split())
+    assert "come from **the language model** (`config.label_probabilities`, temperature 1.00); not calibrated" in text
+    folder = tmp_path / "calibrated"
+    shutil.copytree(model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["eeg_config"]["emotion_token"] = True
+    config.update(label_probabilities="emotion_head", head_temperature=1.5, label_temperature=3.0, label_calibration={
+        "chosen": "emotion_head", "n_windows": 90, "rule": "lower ECE",
+        "sources": {"language_model": {"temperature": 3.0, "ece": 0.08}, "emotion_head": {"temperature": 1.5,
+                                                                                          "ece": 0.05}}})
+    (folder / "config.json").write_text(json.dumps(config))
+    text = " ".join(_parse(build_model_card(folder)).text.split())
+    assert ("come from **the emotion head** (`config.label_probabilities`, temperature 1.50), the better calibrated of "
+            "the two sources on 90 validation windows after temperature scaling (expected calibration error: language "
+            "model 0.080 at temperature 3.00, emotion head 0.050 at temperature 1.50)") in text
+
+
 def test_model_card_without_report_claims_no_score(model_dir):
     card = _parse(build_model_card(model_dir))
     assert "model-index" not in card.data.to_dict()

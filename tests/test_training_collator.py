@@ -151,3 +151,37 @@ def test_extract_windows_spills_to_a_memory_mapped_file(tiny_e2llm, windows, tmp
     assert (tmp_path / "eeg_values.npy").stat().st_size > in_memory.tensors["eeg_values"].numel() * 4
     for name, value in in_memory.tensors.items():
         assert torch.equal(mapped.tensors[name], value)
+
+
+def test_emotion_token_dropout_blanks_training_rows_only(tiny_e2llm, windows, rows):
+    """A share of the training rows get the blank emotion token (the last pooled token); validation rows never."""
+    from e2llm.training.data import EmotionTokenDropout
+    from e2llm.training.window_tensors import POOLED, WindowTensors
+
+    _, processor = tiny_e2llm
+    tokenized = tokenize_instructions(processor, rows)
+    n = len(windows)
+    pooled = torch.randn(n, 5, 8)
+    blank = torch.full((8,), 7.0)
+    dropout = EmotionTokenDropout(0.5, blank, n_train_windows=n // 2, seed=0)
+    collator = InstructionCollator(WindowTensors({POOLED: pooled.clone()}), processor.tokenizer.pad_token_id,
+                                   emotion_token_dropout=dropout)
+    picked = list(range(len(tokenized))) * 8
+    changed, train_rows, validation_rows = 0, 0, 0
+    for start in range(0, len(picked), 4):
+        batch_rows = [tokenized[i] for i in picked[start:start + 4]]
+        out = collator(batch_rows)["eeg_features"].pooler_output
+        for row, tokens in zip(batch_rows, out):
+            window = row["window"]
+            torch.testing.assert_close(tokens[:-1], pooled[window, :-1])  # only the emotion token may change
+            if torch.equal(tokens[-1], blank):
+                changed += 1
+                assert window < n // 2  # validation windows keep their token
+            else:
+                torch.testing.assert_close(tokens[-1], pooled[window, -1])
+            train_rows += window < n // 2
+            validation_rows += window >= n // 2
+    assert validation_rows > 0 and 0.3 < changed / train_rows < 0.7
+    assert torch.equal(collator.windows.tensors[POOLED], pooled)  # the cached tokens are never modified
+    with pytest.raises(ValueError, match="emotion_token_dropout must be in"):
+        EmotionTokenDropout(1.0, blank, n)

@@ -124,6 +124,18 @@ class InstructionScriptArguments(E2LLMScriptArguments):
         default=False, metadata={"help": "also train the EEG encoder (whole); otherwise it stays frozen, in eval mode."}
     )
     merge: bool = field(default=True, metadata={"help": "with LoRA: also save a merged model in OUTPUT/merged."})
+    emotion_token_dropout: float = field(
+        default=0.0,
+        metadata={"help": "share of training rows whose emotion token (the stage-1 head's reading, the last EEG token) "
+                          "is replaced by the token of no class, so the language model learns to read the other EEG "
+                          "tokens (frozen encoder with an emotion token only)."},
+    )
+    calibrate_labels: bool = field(
+        default=True,
+        metadata={"help": "with validation windows (--validation_size > 0): fit the temperatures of the language "
+                          "model's label scores and of the emotion head on them and let the better calibrated give the "
+                          "saved model's label probabilities (config.label_probabilities, label_calibration)."},
+    )
 
     def __post_init__(self):
         if not 0.0 <= self.label_only_share <= 1.0:

@@ -145,6 +145,24 @@ def tokenize_instructions(processor, conversations, windows: Sequence[int] | Non
     return datasets.Dataset.from_dict({"input_ids": rows, "prompt_length": lengths, "window": [int(w) for w in index]})
 
 
+class EmotionTokenDropout:
+    """Replace the emotion token (the last of a frozen encoder's pooled tokens) of each training row with
+    probability `p` by `blank` `(hidden,)`, the token of uniform class probabilities. Rows of windows at or after
+    `n_train_windows` (validation) are never changed; the draws are seeded."""
+
+    def __init__(self, p: float, blank: torch.Tensor, n_train_windows: int, seed: int = 0):
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"emotion_token_dropout must be in [0, 1), got {p}")
+        self.p, self.blank, self.n_train_windows = p, blank.detach().cpu(), n_train_windows
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, eeg: dict, windows: Sequence[int]) -> None:
+        pooled = eeg["eeg_features"].pooler_output  # (rows, n_tokens, hidden), a fresh gather: changed in place
+        drop = torch.rand(len(windows), generator=self.generator) < self.p
+        drop &= torch.tensor([w < self.n_train_windows for w in windows])
+        pooled[drop, -1] = self.blank.to(pooled.dtype)
+
+
 @dataclass
 class InstructionCollator:
     """Stage-2/3 batches from `tokenize_instructions` rows, loss on the answer only (``labels`` -100 on the prompt, the
@@ -160,17 +178,24 @@ class InstructionCollator:
     row attends to another), ``cu_seq_lens_q``/``cu_seq_lens_k`` `(n_rows + 1,)` and ``max_length_q``/
     ``max_length_k`` for flash-attention's variable-length kernel (computed here, not from the device), and
     ``use_cache=False`` (Transformers reads row boundaries from the position ids only without a cache). Each row's
-    EEG tokens stay inside it and are filled in row order, as in the padded batch."""
+    EEG tokens stay inside it and are filled in row order, as in the padded batch.
+
+    Emotion-token dropout (`EmotionTokenDropout`, frozen encoder only): the emotion token of a share of the training
+    rows is replaced by the head's reading of no class (uniform probabilities), so the language model must read the
+    other EEG tokens to answer them."""
 
     windows: WindowTensors
     pad_token_id: int
     pack_rows: bool = False
+    emotion_token_dropout: EmotionTokenDropout | None = None
 
     def __call__(self, rows: Sequence[dict]) -> dict:
         ids = [torch.tensor(row["input_ids"], dtype=torch.long) for row in rows]
         labels = [torch.cat([torch.full((row["prompt_length"],), IGNORE_INDEX), i[row["prompt_length"]:]])
                   for row, i in zip(rows, ids)]
         eeg = self.windows.model_inputs(torch.tensor([row["window"] for row in rows]))
+        if self.emotion_token_dropout is not None:
+            self.emotion_token_dropout(eeg, [row["window"] for row in rows])
         if self.pack_rows:
             return {**_packed(ids, labels), **eeg}
         return {**_left_padded(ids, labels, self.pad_token_id, [row["prompt_length"] for row in rows]), **eeg}

@@ -75,6 +75,7 @@ class QuickstartSettings:
     batch_size: int
     max_new_tokens: int
     max_test_windows: int | None = None
+    fbcnet_epochs: int = 20
 
     @classmethod
     def from_file(cls, path: Path = CONFIGS / "quickstart.yaml", **overrides) -> QuickstartSettings:
@@ -160,12 +161,12 @@ def train_run(commands: dict[str, list[str]], folder: Path, labels, seed: int, e
 
 
 def _specs(dataset, protocol: str, commands_stage3: list[str]) -> list[SplitSpec]:
-    """Every (protocol, fold) split, with the test size and seed of the shipped stage-3 config (parsed from its
-    command line, so the evaluation uses the split the stages trained on)."""
+    """Every (protocol, fold) split, with the test size, seed and validation share of the shipped stage-3 config
+    (parsed from its command line, so the evaluation uses the split the stages trained and calibrated on)."""
     script_args = parse_stage_args("stage3", commands_stage3)[0]
     kinds = ("trial", "subject") if protocol == "both" else (protocol,)
-    return [SplitSpec(kind, fold=k, test_size=script_args.test_size, seed=script_args.split_seed)
-            for kind in kinds for k in range(n_folds(dataset, kind))]
+    return [SplitSpec(kind, fold=k, test_size=script_args.test_size, seed=script_args.split_seed,
+                      validation_size=script_args.validation_size) for kind in kinds for k in range(n_folds(dataset, kind))]
 
 
 @dataclass
@@ -290,7 +291,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--on-validation", action="store_true",
                         help="for recipe work: train on the training trials minus a validation part and score that "
                              "part; the test trials are left out")
-    parser.add_argument("--baselines", nargs="*", default=None, choices=["de_logreg", "eegnet_v4"],
+    parser.add_argument("--baselines", nargs="*", default=None, choices=["de_logreg", "eegnet_v4", "fbcnet", "shallow_convnet"],
                         help="baselines on the same split (default: quickstart.yaml's)")
     parser.add_argument("--max-test-windows", type=int, default=None, help="evaluate on at most this many windows")
     parser.add_argument("--configs", type=Path, default=CONFIGS, metavar="DIR",

@@ -64,7 +64,8 @@ def evaluate_run(dataset, spec, seed: int, folder: Path, settings, command: str)
     split = resolve_split(dataset, spec)
     options = EvalOptions(tasks=settings.tasks, baselines=settings.baselines, prompt_seed=settings.prompt_seed,
                           training_seed=seed, batch_size=settings.batch_size, max_new_tokens=settings.max_new_tokens,
-                          max_test_windows=settings.max_test_windows, eegnet_epochs=settings.eegnet_epochs)
+                          max_test_windows=settings.max_test_windows, eegnet_epochs=settings.eegnet_epochs,
+                          fbcnet_epochs=settings.fbcnet_epochs)
     report = evaluate_model(model, processor, dataset, options=options, indices=split)  # provenance: final/
     label_names = list(dataset.features["emotion"].names)
     tested = dataset.select(test_rows(split, settings.max_test_windows))

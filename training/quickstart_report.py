@@ -9,11 +9,12 @@ import numpy as np
 from e2llm.training.evaluation.report import dataset_title, format_metric
 
 TIMED_PARTS = ("init", "stage1", "stage2", "stage3", "evaluation")
+BASELINE_NAMES = ("de_logreg", "fbcnet", "eegnet_v4", "shallow_convnet")
 
 
 def _method_lines(summary: dict, names: dict) -> list[str]:
     lines = []
-    for method in ("stage1_head", "e2llm/emotion", *[m for m in summary if m in ("de_logreg", "eegnet_v4")]):
+    for method in ("stage1_head", "e2llm/emotion", *[m for m in summary if m in BASELINE_NAMES]):
         if method not in summary:
             continue
         stats = summary[method]
@@ -29,6 +30,22 @@ def _mean(value) -> float:
     return float("nan") if value is None else float(value)
 
 
+def _calibration_lines(explanations: dict) -> list[str]:
+    """Where the answers' probabilities come from (chosen on validation windows in stage 3) and their test ECE."""
+    calibration = explanations.get("calibration") or {}
+    if "answer" not in calibration:
+        return []
+    source = (explanations.get("label_probabilities") or {}).get("source", "language_model")
+    shipped = (explanations.get("label_probabilities") or {}).get("shipped_calibration") or {}
+    chosen = ("chosen on validation windows: " + ", ".join(
+        f"{name.replace('_', ' ')} ECE {_mean(figures.get('ece')):.3f}"
+        for name, figures in (shipped.get("sources") or {}).items())) if shipped else "not calibrated"
+    test = [f"{title} {_mean(calibration[key]['ece']):.3f}" for key, title in
+            (("answer", "scores as returned"), ("answer_language_model", "language model"),
+             ("answer_head", "emotion head")) if "ece" in (calibration.get(key) or {})]
+    return [f"  label probabilities from the {source.replace('_', ' ')} ({chosen}); test ECE: " + ", ".join(test)]
+
+
 def _explanation_lines(explanations: dict) -> list[str]:
     """The evaluation's conflict tests (an input of another class swapped in) and label consistency."""
     lines = []
@@ -38,6 +55,7 @@ def _explanation_lines(explanations: dict) -> list[str]:
                if "changed_answer" in (conflicts.get(key) or {})]
     if swapped:
         lines.append("  answer changed when another class's input was swapped in: " + ", ".join(swapped))
+    lines += _calibration_lines(explanations)
     rationale = explanations.get("rationale") or {}
     if "label_consistency" in rationale:
         shuffled = rationale.get("shuffled_label_consistency")
@@ -87,11 +105,13 @@ def results_table(report: dict) -> str:
     """The printed summary per protocol: stage-1 head, the LLM's answers and the baselines, each as mean ± std over
     training seeds with the 95% interval over held-out trials, then the conflict tests and the paired differences."""
     names = {"stage1_head": "stage-1 encoder head", "e2llm/emotion": "E2LLM answer (generated)",
-             "de_logreg": "DE + logistic regression", "eegnet_v4": "EEGNet-v4"}
+             "de_logreg": "DE + logistic regression", "eegnet_v4": "EEGNet-v4", "fbcnet": "FBCNet",
+             "shallow_convnet": "Shallow ConvNet", "emotion_head": "emotion head (in the E2LLM)"}
     quickstart = report.get("quickstart") or {}
-    epochs = quickstart.get("settings", {}).get("eegnet_epochs")
-    if epochs:
-        names["eegnet_v4"] = f"EEGNet-v4 ({epochs} ep.)"
+    for name, title in (("eegnet_v4", "EEGNet-v4"), ("fbcnet", "FBCNet")):
+        epochs = quickstart.get("settings", {}).get(f"{name.split('_')[0]}_epochs")
+        if epochs:
+            names[name] = f"{title} ({epochs} ep.)"
     lines, runs = [], quickstart.get("runs", [])
     for kind, protocol in report.get("protocols", {"trial": report}).items():
         split = protocol["split"]

@@ -17,13 +17,17 @@ Writes ``OUTPUT/adapter`` and ``OUTPUT/merged`` (`e2llm.training.saving`), each 
 
 from __future__ import annotations
 
+import logging
+
+import torch
 from transformers import set_seed
 from trl import TrlParser, get_peft_config
 
 from e2llm.processing.instructions import evidence_reference
 from e2llm.training.arguments import E2LLMModelConfig, InstructConfig, InstructionScriptArguments
 from e2llm.training.checkpoints import resolve_resume, stage_finished, stage_started
-from e2llm.training.data import InstructionCollator
+from e2llm.training.data import EmotionTokenDropout, InstructionCollator
+from e2llm.training.evaluation.calibration import calibrate_label_sources
 from e2llm.training.instruction_rows import instruction_rows
 from e2llm.training.provenance import check_resume, inherited_stages, stage_record
 from e2llm.training.saving import save_instruction_model
@@ -33,6 +37,7 @@ from e2llm.training.stage_data import check_validation, load_stage_data
 from e2llm.training.starting_models import load_e2llm, train_only
 from e2llm.training.window_tensors import encode_windows, extract_windows
 
+logger = logging.getLogger(__name__)
 LANGUAGE_MODEL = ("model.projector.", "model.language_model.", "lm_head.")
 
 
@@ -44,6 +49,43 @@ def check_evidence_prompt(script_args, processor) -> None:
         raise ValueError(f"evidence_in_prompt states band power as the prepared windows have it, but this encoder's "
                          f"feature extractor re-references them ({rereference!r}), so the stated evidence would not "
                          f"be that of the signal the model reads: train without --evidence_in_prompt")
+
+
+def emotion_token_dropout(script_args, model, n_train_windows: int, seed: int) -> EmotionTokenDropout | None:
+    """The collator's emotion-token dropout for ``--emotion_token_dropout`` (None at 0), refused where it cannot
+    apply: an encoder without an emotion token, or one trained in this stage (its tokens are not computed once)."""
+    if script_args.emotion_token_dropout == 0:
+        return None
+    token = model.model.eeg_encoder.emotion_token
+    if token is None:
+        raise ValueError("--emotion_token_dropout replaces the encoder's emotion token, but this encoder has none "
+                         "(eeg_config.emotion_token false): leave it at 0")
+    if script_args.train_encoder:
+        raise ValueError("--emotion_token_dropout works on the frozen encoder's tokens, computed once: use it with "
+                         "--train_encoder false")
+    with torch.no_grad():  # the head's reading of uniform class probabilities
+        blank = token.label_embeddings.float().mean(0)
+    return EmotionTokenDropout(script_args.emotion_token_dropout, blank, n_train_windows, seed)
+
+
+def calibrate_saved_model(script_args, training_args, written: dict, processor, data) -> dict | None:
+    """Fit the label sources' temperatures on the validation windows and choose the better calibrated
+    (`calibrate_label_sources`), written into the merged model's config; None (and the model left at temperature 1,
+    language-model probabilities) without validation windows, a merged model or ``--calibrate_labels``."""
+    if not script_args.calibrate_labels or "model" not in written:
+        return None
+    if data.validation is None:
+        logger.warning("stage3: no validation windows (--validation_size 0), so the label probabilities are not "
+                       "calibrated: the model gives the language model's, at temperature 1")
+        return None
+    record = calibrate_label_sources(written["model"], processor, data.validation, data.train,
+                                     batch_size=training_args.per_device_eval_batch_size, seed=training_args.seed)
+    written["model"].config.save_pretrained(written["merged"])
+    sources = ", ".join(f"{name} ECE {figures['ece']:.3f} at T={figures['temperature']:.2f}"
+                        for name, figures in record["sources"].items())
+    logger.info(f"stage3: label probabilities from the {record['chosen']} ({record['n_windows']} validation windows: "
+                f"{sources})")
+    return record
 
 
 def main(script_args, training_args, model_args):
@@ -84,14 +126,17 @@ def main(script_args, training_args, model_args):
     train_only(model, () if peft_config is not None else LANGUAGE_MODEL + encoder)  # PEFT enables its modules
     if training_args.should_save:
         stage_started(training_args.output_dir, "stage3 output")
+    collator = InstructionCollator(windows, processor.tokenizer.pad_token_id, training_args.pack_rows,
+                                   emotion_token_dropout(script_args, model, len(data.train_rows), seed))
     trainer = E2LLMSFTTrainer(model=model, args=training_args, train_dataset=train_rows,
                               eval_dataset=validation_rows, processing_class=processor, peft_config=peft_config,
-                              data_collator=InstructionCollator(windows, processor.tokenizer.pad_token_id,
-                                                                training_args.pack_rows))
+                              data_collator=collator)
     trainer.provenance_stages = stages
     trainer.train(resume_from_checkpoint=resume)
-    save_instruction_model(trainer, processor, training_args.output_dir, merge=script_args.merge, provenance=stages)
+    written = save_instruction_model(trainer, processor, training_args.output_dir, merge=script_args.merge,
+                                     provenance=stages)
     if trainer.is_world_process_zero():
+        calibrate_saved_model(script_args, training_args, written, processor, data)
         stage_finished(training_args.output_dir)
     end_training(trainer)
     return trainer

@@ -4,7 +4,9 @@
 on validation windows (training trials held out of training, never test windows); a model stores it and its label
 scoring divides the labels' log-likelihoods by it. `calibration_summary` gives what the report shows for one
 source of probabilities (the language model's label scores, the stage-1 head): accuracy, mean confidence, expected
-calibration error, negative log-likelihood and Brier score.
+calibration error, negative log-likelihood and Brier score. `calibrate_label_sources` (run by stage 3 when it has
+validation windows) fits both label sources' temperatures, the language model's and the stage-1 emotion head's, and
+chooses the better calibrated as the model's `config.label_probabilities`.
 
     >>> import numpy as np
     >>> logits = np.log(np.array([[0.99, 0.01], [0.99, 0.01], [0.01, 0.99], [0.99, 0.01]]))
@@ -62,32 +64,79 @@ def calibration_summary(probs, labels) -> dict:
             "brier": float(np.mean(np.sum((probs - onehot) ** 2, axis=1)))}
 
 
-def answer_logits(outputs, label_names) -> np.ndarray:
-    """`(n, n_labels)` log-probabilities of the ``eeg-emotion`` pipeline's label scores (one output per window)."""
-    return logits_from_probs([[o["scores"][name] for name in label_names] for o in outputs])
+def answer_logits(outputs, label_names, key: str = "scores") -> np.ndarray:
+    """`(n, n_labels)` log-probabilities of the ``eeg-emotion`` pipeline's label probabilities (one output per
+    window): `key` ``"scores"`` (the source the model's config names), ``"language_model_scores"`` or
+    ``"head_scores"``."""
+    return logits_from_probs([[o[key][name] for name in label_names] for o in outputs])
+
+
+def validation_answers(model, processor, validation, train, batch_size: int = 32, max_new_tokens: int = 160,
+                       seed: int = 0) -> tuple[list[dict], np.ndarray]:
+    """The pipeline's answers (rationale, then label scores) on `validation` windows (a prepared dataset carved from
+    the training trials, never test windows), with baselines from `train`, and their true label indices."""
+    metadata = dataset_metadata(validation)
+    was_training = model.training
+    model.eval()
+    pipe = pipeline("eeg-emotion", model=model, processor=processor, device=model.device)
+    evaluator = Evaluator(pipe, validation, metadata, list(model.config.label_names), batch_size, max_new_tokens,
+                          _subject_baselines(train, validation, float(metadata["sampling_rate"])))
+    outputs = evaluator.run(evaluator.prompts("emotion", "train", seed))
+    model.train(was_training)
+    return outputs, np.asarray(evaluator.labels)
 
 
 def validation_temperature(model, processor, validation, train, batch_size: int = 32, max_new_tokens: int = 160,
                            seed: int = 0) -> dict:
-    """The label temperature fitted on `validation` windows (a prepared dataset carved from the training trials,
-    never test windows) through the pipeline's answers (rationale, then label scores), with baselines from `train`.
+    """The temperature of the pipeline's ``scores`` fitted on `validation` windows (`validation_answers`).
 
     Returns ``{"label_temperature", "ece_before", "ece_after", "n_windows"}`` (the ECE on the validation windows
-    themselves). Set ``model.config.label_temperature`` to the first before saving the model."""
-    metadata = dataset_metadata(validation)
-    names = list(model.config.label_names)
-    was_training = model.training
-    model.eval()
-    pipe = pipeline("eeg-emotion", model=model, processor=processor, device=model.device)
-    evaluator = Evaluator(pipe, validation, metadata, names, batch_size, max_new_tokens,
-                          _subject_baselines(train, validation, float(metadata["sampling_rate"])))
-    outputs = evaluator.run(evaluator.prompts("emotion", "train", seed))
-    model.train(was_training)
-    logits = answer_logits(outputs, names)
-    temperature = fit_temperature(logits, evaluator.labels)
+    themselves)."""
+    outputs, labels = validation_answers(model, processor, validation, train, batch_size, max_new_tokens, seed)
+    logits = answer_logits(outputs, list(model.config.label_names))
+    temperature = fit_temperature(logits, labels)
     return {"label_temperature": temperature, "n_windows": len(outputs),
-            "ece_before": expected_calibration_error(softmax(logits), evaluator.labels),
-            "ece_after": expected_calibration_error(softmax(logits, temperature), evaluator.labels)}
+            "ece_before": expected_calibration_error(softmax(logits), labels),
+            "ece_after": expected_calibration_error(softmax(logits, temperature), labels)}
 
-__all__ = ["TEMPERATURE_BOUNDS", "answer_logits", "calibration_summary", "fit_temperature", "logits_from_probs",
-           "validation_temperature"]
+
+SOURCE_KEYS = {"language_model": "language_model_scores", "emotion_head": "head_scores"}
+
+
+def calibrate_label_sources(model, processor, validation, train, batch_size: int = 32, max_new_tokens: int = 160,
+                            seed: int = 0) -> dict:
+    """Fit each label source's temperature on `validation` windows and choose the better calibrated one (lower ECE
+    after scaling; the language model on a tie), then set ``model.config``'s `label_temperature`,
+    `head_temperature`, `label_probabilities` and `label_calibration` (see `e2llm.label_sources_e2llm`).
+
+    Returns the `label_calibration` record: ``{"chosen", "n_windows", "sources": {source: {"temperature",
+    "ece_before", "ece", "nll", "accuracy"}}, "rule"}``, the figures on the validation windows themselves."""
+    config = model.config
+    config.label_temperature, config.head_temperature = 1.0, 1.0  # fitted from the raw scores
+    config.label_probabilities = "language_model"
+    outputs, labels = validation_answers(model, processor, validation, train, batch_size, max_new_tokens, seed)
+    names = list(config.label_names)
+    sources = {}
+    for source, key in SOURCE_KEYS.items():
+        if outputs[0].get(key) is None:
+            continue
+        logits = answer_logits(outputs, names, key)
+        temperature = fit_temperature(logits, labels)
+        scaled = calibration_summary(softmax(logits, temperature), labels)
+        sources[source] = {"temperature": temperature,
+                           "ece_before": expected_calibration_error(softmax(logits), labels),
+                           "ece": scaled["ece"], "nll": scaled["nll"], "accuracy": scaled["accuracy"]}
+    chosen = min(sources, key=lambda s: (round(sources[s]["ece"], 4), s != "language_model"))
+    config.label_temperature = sources["language_model"]["temperature"]
+    if "emotion_head" in sources:
+        config.head_temperature = sources["emotion_head"]["temperature"]
+    config.label_probabilities = chosen
+    config.label_calibration = {
+        "chosen": chosen, "n_windows": len(outputs), "sources": sources,
+        "rule": "each source's temperature minimises its NLL on the validation windows; the source with the lower "
+                "expected calibration error after scaling gives the label probabilities (the language model on a "
+                "tie)"}
+    return config.label_calibration
+
+__all__ = ["SOURCE_KEYS", "TEMPERATURE_BOUNDS", "answer_logits", "calibrate_label_sources", "calibration_summary",
+           "fit_temperature", "logits_from_probs", "validation_answers", "validation_temperature"]

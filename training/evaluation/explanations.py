@@ -136,11 +136,16 @@ def _flat(report: dict) -> dict:
 
 
 def _calibration(outputs, label_only, head, labels, names, temperatures: dict | None) -> dict:
-    """Calibration of the answers' scores, the label-only scores and the head; with `temperatures` (fitted on
-    validation windows) also of the temperature-scaled answers and head."""
+    """Calibration of the answers' scores as returned (from the source the model's config names, at its shipped
+    temperature), of each source's as returned, of the label-only scores and of the unscaled head; with
+    `temperatures` (fitted here on validation windows) also of the temperature-scaled answers and head."""
     answers = answer_logits(outputs, names)
     out = {"answer": calibration_summary(softmax(answers), labels),
-           "label_only": calibration_summary(label_only, labels)}
+           "answer_language_model": calibration_summary(softmax(answer_logits(outputs, names,
+                                                                             "language_model_scores")), labels)}
+    if outputs and outputs[0].get("head_scores") is not None:
+        out["answer_head"] = calibration_summary(softmax(answer_logits(outputs, names, "head_scores")), labels)
+    out["label_only"] = calibration_summary(label_only, labels)
     if head is not None:
         out["head"] = calibration_summary(head, labels)
     if temperatures:
@@ -193,8 +198,8 @@ def explanation_checks(model, processor, evaluator, outputs, train, question: st
     head = checks["controls"].pop("head_probs", None)
     checks["conflicts"] = clock("conflicts", conflict_tests(probe, windows.eeg, windows.labels, lines, question,
                                                             seed))
-    temperatures = None
-    if validation is not None and len(validation) > 1:
+    temperatures = None  # a model calibrated in stage 3 ships its temperatures, fitted on these validation windows
+    if validation is not None and len(validation) > 1 and not model.config.label_calibration:
         temperatures = validation_temperatures(model, processor, probe, validation, train, evaluator.batch_size,
                                                evaluator.max_new_tokens, seed)
     label_only = score(windows.eeg, windows.baselines)
@@ -204,6 +209,8 @@ def explanation_checks(model, processor, evaluator, outputs, train, question: st
                                 windows.eeg.shape[-1], non_emotion, seed) if non_emotion else {}
     checks["abstention"] = clock("abstention", abstention_report(
         reference.statistics(), windows.eeg, probe.signal["sampling_rate"], probe.signal["channel_names"], other))
+    checks["label_probabilities"] = {"source": model.config.label_probabilities,
+                                     "shipped_calibration": model.config.label_calibration}
     return {**checks, "seconds": clock.seconds, "head_probs": head}
 
 

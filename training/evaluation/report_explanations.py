@@ -75,13 +75,24 @@ def calibration_lines(checks: Mapping) -> list[str]:
     calibration = checks.get("calibration") or {}
     if not calibration:
         return []
-    names = {"answer": "E2LLM answer (label scores after the rationale)", "label_only": "E2LLM label-only scores",
-             "head": "stage-1 emotion head",
+    names = {"answer": "E2LLM answer's `scores` (as returned)",
+             "answer_language_model": "language model's label scores after the rationale (shipped temperature)",
+             "answer_head": "emotion head's probabilities (shipped temperature)",
+             "label_only": "E2LLM label-only scores", "head": "stage-1 emotion head (temperature 1)",
              "answer_scaled": "E2LLM answer, temperature fitted on validation windows",
              "head_scaled": "stage-1 head, temperature fitted on validation windows"}
     columns = (("accuracy", "accuracy"), ("mean_confidence", "mean confidence"), ("ece", "ECE"), ("nll", "NLL"),
                ("brier", "Brier"), ("temperature", "temperature"))
-    lines = ["## Calibration", "", *_header(columns, "probabilities")]
+    source = (checks.get("label_probabilities") or {}).get("source")
+    shipped = (checks.get("label_probabilities") or {}).get("shipped_calibration")
+    lines = ["## Calibration", ""]
+    if source is not None:
+        lines += [f"The answers' `scores` come from the {source.replace('_', ' ')} (`config.label_probabilities`), "
+                  + (f"chosen on {_cell(shipped.get('n_windows'))} validation windows by the lower ECE after "
+                     "temperature scaling (" + ", ".join(f"{name.replace('_', ' ')} {_cell(figures.get('ece'))}"
+                                                        for name, figures in shipped["sources"].items()) + ")."
+                     if shipped else "not calibrated (no validation windows in stage 3)."), ""]
+    lines += _header(columns, "probabilities")
     lines += [_row(names.get(name, name), stats, columns) for name, stats in calibration.items()]
     return lines + [""]
 

@@ -11,7 +11,7 @@ window's correctness averaged over replicates.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -75,25 +75,35 @@ def _window_correctness(runs: Sequence[Mapping], method: str):
     return np.concatenate(correct), np.concatenate(labels), np.concatenate(keys)
 
 
+def _same_text(found: Sequence) -> str:
+    """A text leaf across replicates: itself when they agree, else each distinct one with its count."""
+    counts = Counter(str(f) for f in found)
+    return found[0] if len(counts) == 1 else "; ".join(f"{text} ({n} of {len(found)})" for text, n in counts.items())
+
+
 def _nested_mean(values: Sequence[Mapping]) -> dict:
-    """Leaf-wise mean of nested dicts of numbers (lists and strings are left out)."""
+    """Leaf-wise mean of nested dicts of numbers (texts kept as `_same_text`; lists are left out)."""
     out = {}
     for key in values[0]:
         found = [v[key] for v in values if key in v]
         if isinstance(found[0], Mapping):
             out[key] = _nested_mean(found)
+        elif isinstance(found[0], str):
+            out[key] = _same_text(found)
         elif isinstance(found[0], (int, float)) and not isinstance(found[0], bool):
             out[key] = float(np.nanmean([float(f) for f in found])) if any(f == f for f in found) else float("nan")
     return out
 
 
 def _nested_mean_std(values: Sequence[Mapping]) -> dict:
-    """Leaf-wise `mean_std` of nested dicts of numbers."""
+    """Leaf-wise `mean_std` of nested dicts of numbers (texts kept as `_same_text`)."""
     out = {}
     for key in values[0]:
         found = [v[key] for v in values if key in v]
         if isinstance(found[0], Mapping):
             out[key] = _nested_mean_std(found)
+        elif isinstance(found[0], str):
+            out[key] = _same_text(found)
         elif isinstance(found[0], (int, float)) and not isinstance(found[0], bool):
             out[key] = mean_std(found)
     return out

@@ -62,9 +62,10 @@ def protocol_lines(name: str, kind: str, protocol: dict, gaps: list[float]) -> l
             ("sufficiency (random items)", ("eraser", "sufficiency"), ("eraser", "random_sufficiency")),
             ("answer changed: EEG tokens swapped (emotion token swapped)", ("conflicts", "eeg_tokens", "changed_answer"),
              ("conflicts", "emotion_token", "changed_answer")),
-            ("ECE answers (head)", ("calibration", "answer", "ece"), ("calibration", "head", "ece")),
-            ("ECE answers, temperature from validation (head)", ("calibration", "answer_scaled", "ece"),
-             ("calibration", "head_scaled", "ece")),
+            ("ECE of the returned scores (emotion head at its shipped temperature)", ("calibration", "answer", "ece"),
+             ("calibration", "answer_head", "ece")),
+            ("ECE of the language model's scores at its shipped temperature (head at temperature 1)",
+             ("calibration", "answer_language_model", "ece"), ("calibration", "head", "ece")),
             ("abstention on non-emotion inputs (false abstention)", ("abstention", "mean_abstention_non_emotion"),
              ("abstention", "false_abstention"))]
     for title, first, second in rows:

@@ -185,3 +185,33 @@ def test_emotion_token_dropout_blanks_training_rows_only(tiny_e2llm, windows, ro
     assert torch.equal(collator.windows.tensors[POOLED], pooled)  # the cached tokens are never modified
     with pytest.raises(ValueError, match="emotion_token_dropout must be in"):
         EmotionTokenDropout(1.0, blank, n)
+
+
+def test_stage3_emotion_token_dropout_is_refused_where_it_cannot_apply(tiny_e2llm):
+    """No emotion token, or an encoder trained in stage 3: one clear error each; otherwise the blank token is the
+    head's reading of uniform class probabilities."""
+    from types import SimpleNamespace
+
+    from e2llm import assemble_e2llm, build_offline_tokenizer
+    from e2llm.assembly import TINY_TEXT_CONFIG
+    from e2llm.training.arguments import InstructionScriptArguments
+    from e2llm.training.stage3 import emotion_token_dropout
+
+    args = SimpleNamespace(emotion_token_dropout=0.5, train_encoder=False)
+    assert emotion_token_dropout(SimpleNamespace(emotion_token_dropout=0.0, train_encoder=False), tiny_e2llm[0], 10,
+                                 0) is None
+    with pytest.raises(ValueError, match="this encoder has none"):
+        emotion_token_dropout(args, tiny_e2llm[0], 10, 0)
+    torch.manual_seed(0)
+    model, _ = assemble_e2llm(build_offline_tokenizer(), text_config=TINY_TEXT_CONFIG, eeg_config={
+        "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4, "intermediate_size": 64,
+        "patch_size": 400, "band_power_readout": True, "region_tokens": True, "emotion_token": True,
+        "num_output_tokens": 9})
+    with pytest.raises(ValueError, match="use it with --train_encoder false"):
+        emotion_token_dropout(SimpleNamespace(emotion_token_dropout=0.5, train_encoder=True), model, 10, 0)
+    dropout = emotion_token_dropout(args, model, 10, 0)
+    token = model.model.eeg_encoder.emotion_token
+    uniform = torch.full((1, token.label_embeddings.shape[0]), 1.0 / token.label_embeddings.shape[0])
+    torch.testing.assert_close(dropout.blank, (uniform @ token.label_embeddings.detach())[0])
+    with pytest.raises(ValueError, match=r"emotion_token_dropout must be in \[0, 1\)"):
+        InstructionScriptArguments(dataset_path="x", emotion_token_dropout=1.0)

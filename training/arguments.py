@@ -140,6 +140,8 @@ class InstructionScriptArguments(E2LLMScriptArguments):
     def __post_init__(self):
         if not 0.0 <= self.label_only_share <= 1.0:
             raise ValueError(f"label_only_share must be in [0, 1], got {self.label_only_share}")
+        if not 0.0 <= self.emotion_token_dropout < 1.0:
+            raise ValueError(f"emotion_token_dropout must be in [0, 1), got {self.emotion_token_dropout}")
         if self.evidence_strongest is not None and self.evidence_strongest < 1:
             raise ValueError(f"evidence_strongest must be at least 1, got {self.evidence_strongest}")
         if self.evidence_strongest is not None and not self.evidence_in_prompt:

@@ -135,7 +135,7 @@ def aggregate(label_names, windows: list[dict]) -> dict:
         label = max((name for name, c in votes.items() if c == top), key=lambda name: mean[name])
     refused = sum("refused" in w for w in windows)
     abstained = sum(w.get("abstention_reason") is not None for w in windows)
-    out = {"label": label, "scores": mean, "votes": dict(votes),
+    out = {"label": label, "scores": mean, "scores_source": windows[0].get("scores_source"), "votes": dict(votes),
            "n_unparseable": sum(w["label"] is None and w.get("abstention_reason") is None for w in windows),
            "n_refused": refused, "n_abstained": abstained, "windows": windows}
     if abstained == len(windows):  # no window is emotion EEG: the recording's answer is "insufficient evidence"

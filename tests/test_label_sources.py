@@ -110,3 +110,20 @@ def test_stage3_calibration_fits_both_sources_and_keeps_the_better_calibrated(tm
         assert 0.05 <= figures["temperature"] <= 100 and 0 <= figures["ece"] <= 1
     model.save_pretrained(tmp_path / "model")
     assert E2LLMConfig.from_pretrained(tmp_path / "model").label_calibration == record
+
+
+def test_a_real_recording_gets_the_configured_sources_probabilities():
+    """A real BioSemi recording (MNE's test data, 20 s, 5 windows): each window's `scores` are the
+    emotion head's when the config says so, a probability per label summing to 1, and the language model's stay."""
+    from pathlib import Path
+
+    model, processor = _model()
+    model.config.label_probabilities = "emotion_head"
+    pipe = pipeline("eeg-emotion", model=model, processor=processor)
+    result = pipe(str(Path(__file__).parent / "fixtures" / "real" / "bdf" / "multiple_annotation_chans_20s.bdf"),
+                  return_rationale=False)
+    assert len(result.get("windows", [])) > 1 and result["scores_source"] == "emotion_head"  # the aggregate says it
+    for window in result["windows"]:
+        assert window["scores_source"] == "emotion_head" and window["scores"] == window["head_scores"]
+        assert abs(sum(window["scores"].values()) - 1) < 1e-5
+        assert abs(sum(window["language_model_scores"].values()) - 1) < 1e-5

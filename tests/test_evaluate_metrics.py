@@ -81,3 +81,26 @@ def test_mean_std_over_seeds():
     summary = aggregate_runs([{"accuracy": 0.5, "name": "x"}, {"accuracy": 0.7, "name": "y"}])
     assert list(summary) == ["accuracy"]
     assert format_mean_std(summary["accuracy"]) == "0.600 ± 0.141"
+
+
+def test_a_text_leaf_is_counted_once_per_run_across_folds_and_seeds():
+    from e2llm.training.evaluation.summary import _explanations
+
+    sources = {(0, 0): "emotion_head", (0, 1): "language_model", (1, 0): "language_model", (1, 1): "language_model"}
+    runs = [{"seed": seed, "explanations": {"label_probabilities": {"source": source, "n_windows": 90}}}
+            for (seed, _fold), source in sources.items()]
+    summary = _explanations(runs)["label_probabilities"]
+    assert summary["source"] == "emotion_head (1 of 4); language_model (3 of 4)"
+    assert summary["n_windows"]["mean"] == 90 and summary["n_windows"]["std"] == 0
+
+
+def test_the_calibration_section_gives_the_validation_windows_as_a_count():
+    from e2llm.training.evaluation.report_explanations import calibration_lines
+
+    checks = {"calibration": {"head": {"ece": 0.1}},
+              "label_probabilities": {"source": "language_model", "shipped_calibration": {
+                  "n_windows": {"mean": 90.0, "std": 0.0, "n": 3},
+                  "sources": {"language_model": {"ece": {"mean": 0.07, "std": 0.01, "n": 3}}}}}}
+    assert "chosen on 90 validation windows" in "\n".join(calibration_lines(checks))
+    checks["label_probabilities"]["shipped_calibration"]["n_windows"] = 45
+    assert "chosen on 45 validation windows" in "\n".join(calibration_lines(checks))

@@ -28,6 +28,13 @@ def _cell(stats: Mapping | None) -> str:
     return format_mean_std(stats) if isinstance(stats, Mapping) and "n" in stats else "n/a"
 
 
+def _count(found) -> str:
+    """A count that is the same in every replicate as a whole number, else as mean ± std."""
+    if isinstance(found, Mapping) and "mean" in found and not found.get("std"):
+        found = found["mean"]
+    return f"{found:g}" if isinstance(found, (int, float)) else _cell(found)
+
+
 def _row(name: str, stats: Mapping, columns) -> str:
     return f"| {name} | " + " | ".join(_cell(stats.get(key)) for key, _ in columns) + " |"
 
@@ -88,7 +95,7 @@ def calibration_lines(checks: Mapping) -> list[str]:
     lines = ["## Calibration", ""]
     if source is not None:
         lines += [f"The answers' `scores` come from the {source.replace('_', ' ')} (`config.label_probabilities`), "
-                  + (f"chosen on {_cell(shipped.get('n_windows'))} validation windows by the lower ECE after "
+                  + (f"chosen on {_count(shipped.get('n_windows'))} validation windows by the lower ECE after "
                      "temperature scaling (" + ", ".join(f"{name.replace('_', ' ')} {_cell(figures.get('ece'))}"
                                                         for name, figures in shipped["sources"].items()) + ")."
                      if shipped else "not calibrated (no validation windows in stage 3)."), ""]

@@ -82,14 +82,15 @@ def _same_text(found: Sequence) -> str:
 
 
 def _nested_mean(values: Sequence[Mapping]) -> dict:
-    """Leaf-wise mean of nested dicts of numbers (texts kept as `_same_text`; lists are left out)."""
+    """Leaf-wise mean of nested dicts of numbers (texts kept as a tuple of every replicate's, so that a later
+    `_nested_mean_std` counts each one once; lists are left out)."""
     out = {}
     for key in values[0]:
         found = [v[key] for v in values if key in v]
         if isinstance(found[0], Mapping):
             out[key] = _nested_mean(found)
         elif isinstance(found[0], str):
-            out[key] = _same_text(found)
+            out[key] = tuple(found)
         elif isinstance(found[0], (int, float)) and not isinstance(found[0], bool):
             out[key] = float(np.nanmean([float(f) for f in found])) if any(f == f for f in found) else float("nan")
     return out
@@ -102,8 +103,8 @@ def _nested_mean_std(values: Sequence[Mapping]) -> dict:
         found = [v[key] for v in values if key in v]
         if isinstance(found[0], Mapping):
             out[key] = _nested_mean_std(found)
-        elif isinstance(found[0], str):
-            out[key] = _same_text(found)
+        elif isinstance(found[0], (str, tuple)):
+            out[key] = _same_text([text for f in found for text in ((f,) if isinstance(f, str) else f)])
         elif isinstance(found[0], (int, float)) and not isinstance(found[0], bool):
             out[key] = mean_std(found)
     return out

@@ -236,8 +236,8 @@ def format_label_support(label: str, against: str, favoured: bool = True) -> str
 
 
 def parse_label_support(text: str | None, label_names: Sequence[str]) -> dict | None:
-    """``{"label", "against", "favoured"}`` of the last label-support sentence in `text` (labels matched
-    case-insensitively against `label_names`), or None when there is none."""
+    """``{"label", "against", "favoured", "text"}`` of the last label-support sentence in `text` (labels matched
+    case-insensitively against `label_names`; `text` the sentence as written), or None when there is none."""
     names = "|".join(re.escape(n) for n in sorted(label_names, key=len, reverse=True))
     pattern = re.compile(rf"so the evidence (?P<strength>{SUPPORT_FAVOURS}|{SUPPORT_PARTLY}) (?P<label>{names}) "
                          rf"over (?P<against>{names})\b", re.IGNORECASE)
@@ -247,7 +247,7 @@ def parse_label_support(text: str | None, label_names: Sequence[str]) -> dict | 
     found = matches[-1]
     canonical = {n.lower(): n for n in label_names}
     return {"label": canonical[found["label"].lower()], "against": canonical[found["against"].lower()],
-            "favoured": found["strength"].lower() == SUPPORT_FAVOURS}
+            "favoured": found["strength"].lower() == SUPPORT_FAVOURS, "text": found.group(0)}
 
 
 def claim_words(claim: Claim) -> str:

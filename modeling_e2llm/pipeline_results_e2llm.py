@@ -6,7 +6,8 @@ probabilities (``scores``, from the source the model's `config.label_probabiliti
 ``scores_source``; both sources' in ``language_model_scores`` and ``head_scores``), the returned
 rationale (its numbers rendered from measurement, `e2llm.rationale_e2llm`), the generated text as written, its
 measured evidence (`{"reference", "items"}`, `e2llm.measured_evidence_e2llm`), the claims linked to their items and
-those removed, its `abstention_reason` (a window that is not emotion EEG answers "insufficient evidence", without
+those removed (and a closing label-support sentence that is not about the returned label, `removed_support`), its
+`abstention_reason` (a window that is not emotion EEG answers "insufficient evidence", without
 label or rationale) and the `label_support` of its cited evidence (`e2llm.window_verdicts_e2llm`). A recording of
 several windows (or each epoch of an `Epochs`) gets the aggregate: the most frequent parsed label (ties broken by the
 mean scores), the mean scores, the votes, the counts of unparseable, refused and abstained windows, and its windows.
@@ -27,7 +28,7 @@ from .answers import parse_answer
 from .evidence_e2llm import evidence_map
 from .evidence_statistics_e2llm import spread_vector
 from .measured_evidence_e2llm import MIN_OWN_REFERENCE_WINDOWS, choose_reference, recording_mean, window_items
-from .rationale_e2llm import ground_rationale
+from .rationale_e2llm import check_label_support, ground_rationale
 from .window_verdicts_e2llm import INSUFFICIENT_EVIDENCE, evidence_label_support, window_abstention
 
 _PARENTHESES = re.compile(r"\s*\([^)]*\)")
@@ -85,14 +86,15 @@ def window_result(pipe, window: WindowOutput, items: list[dict], reference, n_wi
         label, rationale = pipe.label_names[int(window.scores.argmax())], None
     grounded = ground_rationale(rationale, items, None if items else _no_items_reason(reference, n_windows),
                                 None if reference is None else reference.kind)
+    returned, removed_support = check_label_support(grounded.text, label, pipe.label_names)
     end = window.start + window.context.window_seconds
     result = {"label": label, "scores": by_source[source], "scores_source": source,
               "language_model_scores": by_source["language_model"], "head_scores": by_source["emotion_head"],
-              "rationale": grounded.text, "generated_text": window.text,
+              "rationale": returned, "generated_text": window.text,
               "parseable": label is not None, "start": window.start, "end": end,
               "evidence": {"reference": None if reference is None else reference.report(), "items": items},
               "claims": grounded.claims, "removed_claims": grounded.removed_claims,
-              "removed_numbers": grounded.removed_numbers}
+              "removed_numbers": grounded.removed_numbers, "removed_support": removed_support}
     if extra_fields:
         result["fields"] = fields
     if window.unusable:
@@ -104,7 +106,7 @@ def window_result(pipe, window: WindowOutput, items: list[dict], reference, n_wi
     result["abstention_reason"] = reason
     if reason is not None:  # not emotion EEG: the answer is "insufficient evidence", never a label nor a rationale
         result.update(label=None, parseable=False, answer=INSUFFICIENT_EVIDENCE, claims=[], removed_claims=[],
-                      removed_numbers=[], rationale=f"{INSUFFICIENT_EVIDENCE.capitalize()}.")
+                      removed_numbers=[], removed_support=None, rationale=f"{INSUFFICIENT_EVIDENCE.capitalize()}.")
     result["label_support"] = evidence_label_support(result["label"], items, [c["item"] for c in result["claims"]],
                                                      statistics)
     return result

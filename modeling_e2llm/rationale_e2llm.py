@@ -6,7 +6,9 @@ frontal channels (strongly)``, the number optional) is linked to the window's me
 rewritten with the measured value (``... (strongly, -5.5 dB)``), replacing any number the model wrote; the model's
 direction and strength words stay, and the result records whether they agree with the measurement. A claim without a
 measured item (a region without channels, an asymmetry without a frontal pair, a window without a reference) is
-removed and counted, and so is any other number the text holds.
+removed and counted, and so is any other number the text holds. A closing label-support sentence (``so the evidence
+favours X over Y``) that is not about the returned label, or sets the label against itself, says nothing true of the
+answer: `check_label_support` removes it and says why.
 
 `claim_agreement` gives the figure for reports: the share of parsed claims whose item exists and whose direction and
 strength words agree with the measurement.
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 
 from .eeg_evidence_features import Claim, parse_claims
 from .evidence_statistics_e2llm import feature_id
+from .label_evidence_e2llm import parse_label_support
 
 # A number standing on its own (not part of a name such as Fp1 or a word), with the unit it may carry.
 _NUMBER = re.compile(r"(?<![\w.])[+-]?\d+(?:\.\d+)?(?:\s*(?:dB|nats|%|Hz|µV|uV))?(?![\w])")
@@ -113,6 +116,32 @@ def ground_rationale(rationale: str | None, items: Sequence[dict], missing_reaso
     return out
 
 
+def check_label_support(rationale: str | None, label: str | None,
+                        label_names: Sequence[str]) -> tuple[str | None, dict | None]:
+    """`rationale` without its label-support sentence when that sentence favours a label other than `label` or sets
+    `label` against itself, and ``{"text", "reason"}`` of the removed sentence (None when it stays or is absent).
+
+    >>> text, removed = check_label_support("theta power is higher over occipital channels (slightly); so the "
+    ...                                     "evidence favours disgust over disgust.", "disgust", ["disgust", "fear"])
+    >>> text, removed["reason"]
+    ('theta power is higher over occipital channels (slightly).', 'it sets the label disgust against itself')
+    """
+    support = parse_label_support(rationale, label_names)
+    if support is None or label is None:
+        return rationale, None
+    if support["label"] != label:
+        reason = f"it favours {support['label']}, not the answer {label}"
+    elif support["against"] == label:
+        reason = f"it sets the label {label} against itself"
+    else:
+        return rationale, None
+    sentence = support["text"]
+    text = re.sub(rf"(?:[;,]\s*)?{re.escape(sentence)}", "", rationale, count=1).strip()
+    text = re.sub(r"^[;,\s]+", "", text)
+    text = re.sub(r":\s*\.", ": no claim the measured evidence supports.", text)
+    return text or None, {"text": sentence, "reason": reason}
+
+
 def numbers_not_measured(result: dict) -> list[str]:
     """Numbers in a result's returned rationale(s) that are not a measured item's printed value: the check, by a
     parser of its own, that must give nothing (for reports and tests)."""
@@ -127,9 +156,9 @@ def numbers_not_measured(result: dict) -> list[str]:
 
 def claim_agreement(results: Iterable[dict]) -> dict:
     """Over pipeline results (a window or a recording with `windows`): parsed claims, those linked to a measured item,
-    removed ones, and the share of parsed claims whose item, direction and strength word agree with measurement
+    removed ones, removed label-support sentences, and the share of parsed claims whose item, direction and strength word agree with measurement
     (strength counted only where the model ships spreads)."""
-    linked = removed = agree = numbers = 0
+    linked = removed = agree = numbers = support = 0
     direction = bucket = 0
     for result in results:
         for window in result.get("windows", [result]):
@@ -137,13 +166,15 @@ def claim_agreement(results: Iterable[dict]) -> dict:
             linked += len(claims)
             removed += len(window.get("removed_claims") or [])
             numbers += len(window.get("removed_numbers") or [])
+            support += window.get("removed_support") is not None
             direction += sum(c["direction_agrees"] for c in claims)
             bucket += sum(bool(c["bucket_agrees"]) for c in claims)
             agree += sum(c["direction_agrees"] and c["bucket_agrees"] is not False for c in claims)
     parsed = linked + removed
     return {"claims": parsed, "linked": linked, "removed": removed, "removed_numbers": numbers,
+            "removed_support": support,
             "direction_agrees": direction, "bucket_agrees": bucket,
             "agree_share": agree / parsed if parsed else None}
 
 
-__all__ = ["GroundedRationale", "claim_agreement", "ground_rationale", "numbers_not_measured", "render_claim"]
+__all__ = ["GroundedRationale", "check_label_support", "claim_agreement", "ground_rationale", "numbers_not_measured", "render_claim"]

@@ -83,7 +83,8 @@ def test_selected_evidence_points_to_the_label(signatures):
 def test_label_support_sentence_round_trips():
     names = ["happiness", "sadness", "very sad"]
     text = "Relative to baseline: x; " + format_label_support("very sad", "sadness", favoured=False) + "."
-    assert parse_label_support(text, names) == {"label": "very sad", "against": "sadness", "favoured": False}
+    assert parse_label_support(text, names) == {"label": "very sad", "against": "sadness", "favoured": False,
+                                                "text": "so the evidence only partly favours very sad over sadness"}
     assert parse_label_support("so the evidence favours Happiness over SADNESS.", names)["label"] == "happiness"
     assert parse_label_support("so the evidence favours anger over fear.", names) is None
 

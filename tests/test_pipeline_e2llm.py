@@ -66,6 +66,20 @@ def test_parsed_answer_and_garbage(pipe):
     assert pipe(_recording(4.0), **SIGNAL, **forced(pipe, "sadness sadness fear"))["label"] is None
 
 
+def test_a_closing_sentence_that_sets_the_label_against_itself_is_not_returned(pipe):
+    claim = "alpha power is higher over occipital channels (slightly)"
+    for closing, reason in [("so the evidence favours sadness over sadness", "it sets the label sadness against itself"),
+                            ("so the evidence favours fear over anger", "it favours fear, not the answer sadness"),
+                            ("so the evidence favours sadness over fear", None)]:
+        out = pipe(_recording(4.0), **SIGNAL, **forced(pipe, f"Reasoning: {claim}; {closing}.\nEmotion: sadness"))
+        assert out["label"] == "sadness" and closing in out["generated_text"]  # what the model wrote stays visible
+        if reason is None:
+            assert out["removed_support"] is None and closing in out["rationale"]
+        else:
+            assert out["removed_support"] == {"text": closing, "reason": reason}
+            assert "so the evidence" not in out["rationale"]
+
+
 def test_scoring_prefix():
     prefix = EEGEmotionPipeline.scoring_prefix
     assert prefix("Reasoning: x.\nEmotion: fear\n") == "Reasoning: x.\nEmotion:"

@@ -3,7 +3,7 @@ when nothing was measured; the agreement figure for reports."""
 
 from __future__ import annotations
 
-from e2llm.rationale_e2llm import claim_agreement, ground_rationale, numbers_not_measured
+from e2llm.rationale_e2llm import check_label_support, claim_agreement, ground_rationale, numbers_not_measured
 
 ITEMS = [
     {"id": "power:alpha:frontal", "kind": "power", "value": -5.53, "z": -2.1, "bucket": "strongly", "text": "-5.5 dB"},
@@ -30,8 +30,8 @@ def test_numbers_come_from_the_items_whatever_the_model_wrote():
     assert numbers_not_measured(window) == []
     assert numbers_not_measured({**window, "rationale": "alpha is -1.5 dB"}) == ["-1.5"]
     summary = claim_agreement([{"windows": [window]}])
-    assert summary == {"claims": 4, "linked": 3, "removed": 1, "removed_numbers": 1, "direction_agrees": 2,
-                       "bucket_agrees": 1, "agree_share": 0.5}  # alpha (all agree) and faa (no spread to judge)
+    assert summary == {"claims": 4, "linked": 3, "removed": 1, "removed_numbers": 1, "removed_support": 0,
+                       "direction_agrees": 2, "bucket_agrees": 1, "agree_share": 0.5}  # alpha (all agree) and faa (no spread to judge)
 
 
 def test_a_window_without_measured_items_keeps_no_claim():
@@ -40,3 +40,26 @@ def test_a_window_without_measured_items_keeps_no_claim():
     assert out.claims == [] and out.removed_claims[0]["reason"] == "no reference to measure this window against"
     assert out.text == "." or "1.5" not in out.text
     assert ground_rationale(None, ITEMS).text is None
+
+
+NAMES = ["anger", "disgust", "fear", "sadness"]
+CLAIM = "Relative to the baseline recording: theta power is higher over occipital channels (slightly)"
+
+
+def test_a_closing_sentence_not_about_the_label_is_removed_and_said_why():
+    text, removed = check_label_support(f"{CLAIM}; so the evidence favours disgust over disgust.", "disgust", NAMES)
+    assert text == f"{CLAIM}." and removed == {"text": "so the evidence favours disgust over disgust",
+                                                "reason": "it sets the label disgust against itself"}
+    text, removed = check_label_support(f"{CLAIM}; so the evidence only partly favours Fear over sadness.",
+                                        "sadness", NAMES)
+    assert text == f"{CLAIM}." and removed["reason"] == "it favours fear, not the answer sadness"
+    text, removed = check_label_support("Relative to the baseline recording: so the evidence favours fear over fear.",
+                                        "fear", NAMES)
+    assert text == "Relative to the baseline recording: no claim the measured evidence supports."
+    kept = f"{CLAIM}; so the evidence favours disgust over anger."
+    assert check_label_support(kept, "disgust", NAMES) == (kept, None)
+    assert check_label_support(CLAIM, "disgust", NAMES) == (CLAIM, None)  # no closing sentence
+    assert check_label_support(kept, None, NAMES) == (kept, None)  # no label to hold it against
+    assert check_label_support(None, "disgust", NAMES) == (None, None)
+    windows = [{"claims": [], "removed_support": removed}, {"claims": [], "removed_support": None}]
+    assert claim_agreement(windows)["removed_support"] == 1

@@ -55,7 +55,8 @@ from e2llm.training.sharding import (
 
 EXIT_SOME_FAILED = 1
 WINDOW_KEYS = ("start", "end", "label", "answer", "abstention_reason", "parseable", "refused", "unusable_channels",
-               "scores", "rationale", "generated_text", "evidence", "claims", "removed_claims", "label_support")
+               "scores", "rationale", "generated_text", "evidence", "claims", "removed_claims", "removed_support",
+               "label_support")
 SUMMARY_KEYS = ("answer", "abstention_reason", "channels", "filter", "warning", "file_warnings")
 
 

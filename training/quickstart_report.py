@@ -92,7 +92,9 @@ def rationale_lines(answers: dict, alignments: list[dict]) -> list[str]:
         lines.append(f"  returned rationales: {_mean(answers['numbers_not_measured']):.0f} numbers that are not the "
                      f"measured value; claims whose item, direction and strength agree with measurement "
                      f"{agreement:.3f} ({_mean(answers['claims_linked']):.0f} linked, "
-                     f"{_mean(answers['claims_removed']):.0f} removed for having no measured item)")
+                     f"{_mean(answers['claims_removed']):.0f} removed for having no measured item; "
+                     f"{_mean(answers.get('support_sentences_removed')):.0f} closing sentences removed for "
+                     "favouring another label or the label over itself)")
     if alignments:
         per_description = np.mean([a["description_gap_shuffled_minus_real"] for a in alignments])
         per_token = np.mean([a["gap_shuffled_minus_real"] for a in alignments])

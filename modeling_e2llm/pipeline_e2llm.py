@@ -48,17 +48,17 @@ class EEGEmotionPipeline(ChunkPipeline):
 
     Output per recording of one window: `{"label", "scores", "rationale", "generated_text", "parseable", "start",
     "end", "evidence", "claims", "removed_claims", "removed_numbers", "removed_support", "abstention_reason",
-    "label_support", "channels", "filter"}`. `label` is parsed from the generated answer, None when it cannot be parsed (`parseable`
-    False): never guessed. A window that is not emotion EEG (noise, flat, line noise only, muscle artefact, a
+    "label_support", "channels", "filter"}`. `label` is parsed from the generated answer, None when it cannot be
+    parsed (`parseable` False): never guessed. A window that is not emotion EEG (noise, flat, line noise only, muscle artefact, a
     spectrum unlike EEG's, or most channels unusable) gets no label: `answer` is "insufficient evidence" and
     `abstention_reason` says why (None otherwise; `e2llm.window_verdicts_e2llm`). `label_support` gives, for the
     label, each cited item's support over the most confusable alternative and how typical its value is of the label,
     under the class signatures the model ships (its `reason` says why there is none, e.g. a model without them). `scores` maps each label to
     its probability. `rationale` is the answer's reasoning with every number rendered from measurement: each claim is
     linked to the window's measured item (`claims`, with whether its direction and strength words agree), claims
-    without one are removed (`removed_claims`), as are numbers outside claims and a closing ``so the evidence favours X
-over Y`` whose X is not the label or whose Y is (`removed_support` says which and why). `evidence` holds the reference the
-    window was measured against and every measured item (`e2llm.measured_evidence_e2llm`). `channels` says which
+    without one are removed (`removed_claims`), as are numbers outside claims and a closing ``so the evidence
+    favours X over Y`` whose X is not the label or whose Y is (`removed_support` says which and why). `evidence`
+    holds the reference the window was measured against and every measured item (`e2llm.measured_evidence_e2llm`). `channels` says which
     channels were used, which dropped and why; `filter` what filter the input got. A recording of several windows
     gives `{"label", "scores", "votes", "n_unparseable", "n_refused", "n_abstained", "windows": [...], "channels",
     "filter"}` (with `answer` and `abstention_reason` when every window abstained). A channel masked in every window

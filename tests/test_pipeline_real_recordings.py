@@ -26,7 +26,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:only .* EEG channel:UserWarning"
 ANSWER = ("Reasoning: Relative to this subject's baseline: alpha power is lower over frontal channels (strongly, "
           "-1.5 dB); theta power is higher over central channels (slightly); gamma differential entropy is higher "
           "across the scalp (moderately, +9.99 nats); frontal alpha asymmetry is shifted left (slightly, -0.77); beta "
-          "power is higher over occipital channels (strongly) near 12 Hz.\nEmotion: sadness")
+          "power is higher over occipital channels (strongly) near 12 Hz; so the evidence favours sadness over sadness."
+          "\nEmotion: sadness")
 # file -> (pipeline arguments, windows, channels used, a dropped channel and its reason, refused windows)
 USABLE = {
     # the last 4 s are constant on every channel (a padded end): the second window is refused, said why
@@ -88,6 +89,8 @@ def test_real_recording_numbers_come_from_measurement(pipe, name):
     assert all(windows[i]["label"] is None and windows[i]["answer"] == "insufficient evidence" for i in abstained)
     answered = [w for i, w in enumerate(windows) if i not in refused and i not in abstained]
     assert all(w["label"] == "sadness" and w["claims"] for w in answered)
+    assert all(w["removed_support"]["reason"] == "it sets the label sadness against itself" and
+               "so the evidence" not in w["rationale"] for w in answered)
     _check_numbers(result)
     summary = claim_agreement([result])
     assert summary["claims"] == summary["linked"] + summary["removed"] and summary["linked"] >= len(answered)

@@ -471,7 +471,8 @@ def _mean(value) -> float | None:
 
 def _explanations_context(report: Mapping) -> dict | None:
     """What drives the answer (the conflict tests: how often the answer changed when one input came from a window of
-    another class) and the rationales' label consistency next to its shuffled control."""
+    another class), the rationales' label consistency next to its shuffled control, and where claims were completed
+    from measurement the model's own agreement with it."""
     checks = report.get("explanations") or {}
     conflicts = [{"inputs": CONFLICT_INPUTS.get(name, name), "changed_answer": _mean(stats.get("changed_answer")),
                   "accuracy": _mean(stats.get("accuracy"))}
@@ -480,7 +481,8 @@ def _explanations_context(report: Mapping) -> dict | None:
     rationale = checks.get("rationale") or {}
     context = {"conflicts": [row for row in conflicts if row["changed_answer"] is not None],
                "label_consistency": _mean(rationale.get("label_consistency")),
-               "shuffled_label_consistency": _mean(rationale.get("shuffled_label_consistency"))}
+               "shuffled_label_consistency": _mean(rationale.get("shuffled_label_consistency")),
+               "model_claim_agreement": _mean(rationale.get("model_claim_agreement"))}
     return context if context["conflicts"] or context["label_consistency"] is not None else None
 
 

@@ -11,22 +11,23 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from transformers import GenerationConfig
+from transformers import GenerationConfig, LogitsProcessorList
 from transformers.pipelines.base import ChunkPipeline
 from transformers.pipelines.pt_utils import PipelineChunkIterator, PipelineIterator, PipelinePackIterator
 
+from .claim_constraints_e2llm import MeasuredClaimsLogitsProcessor
 from .evidence_e2llm import integrated_gradients
 from .generation_e2llm import Answers, generate_and_score, generation_defaults, score_without_rationale
 from .label_sources_e2llm import source_probabilities
 from .pipeline_chunks_e2llm import window_chunks
-from .pipeline_results_e2llm import WindowOutput, build_results
+from .pipeline_results_e2llm import WindowOutput, build_results, measured_items
 from .prompts_e2llm import DEFAULT_QUESTION, PromptBuilder
 from .scoring_e2llm import LABEL_LINE, left_pad
 from .validation_e2llm import check_finite_scores, check_pipeline_arguments, check_user_text
 
 _PREPROCESS = ("sampling_rate", "channel_names", "units", "channel_map", "montage", "line_freq", "question",
                "prompt", "apply_filters", "baseline", "baseline_power")
-_FORWARD = ("return_rationale", "return_evidence", "attribution_steps")
+_FORWARD = ("return_rationale", "return_evidence", "attribution_steps", "constrain_claims")
 _POSTPROCESS = ("extra_fields", "return_evidence", "evidence_dir")
 
 
@@ -48,7 +49,7 @@ class EEGEmotionPipeline(ChunkPipeline):
 
     Output per recording of one window: `{"label", "scores", "rationale", "generated_text", "parseable", "start",
     "end", "evidence", "claims", "removed_claims", "removed_numbers", "removed_support", "abstention_reason",
-    "label_support", "channels", "filter"}`. `label` is parsed from the generated answer, None when it cannot be
+    "label_support", "claim_constraint", "channels", "filter"}`. `label` is parsed from the generated answer, None when it cannot be
     parsed (`parseable` False): never guessed. A window that is not emotion EEG (noise, flat, line noise only, muscle artefact, a
     spectrum unlike EEG's, or most channels unusable) gets no label: `answer` is "insufficient evidence" and
     `abstention_reason` says why (None otherwise; `e2llm.window_verdicts_e2llm`). `label_support` gives, for the
@@ -57,7 +58,12 @@ class EEGEmotionPipeline(ChunkPipeline):
     its probability. `rationale` is the answer's reasoning with every number rendered from measurement: each claim is
     linked to the window's measured item (`claims`, with whether its direction and strength words agree), claims
     without one are removed (`removed_claims`), as are numbers outside claims and a closing ``so the evidence
-    favours X over Y`` whose X is not the label or whose Y is (`removed_support` says which and why). `evidence`
+    favours X over Y`` whose X is not the label or whose Y is (`removed_support` says which and why). Where the window's
+    reference is known before the answer is written (a model with the evidence in its prompts, or a given baseline),
+    each claim the model opens is completed from measurement as it writes (`e2llm.claim_constraints_e2llm`: the
+    measured direction and strength, a region whose item has that direction, no item cited twice); the model still
+    chooses which evidence to cite and the label, and `claim_constraint` counts the window's constrained claims and
+    those where the model's own next word was not the measured one (`overridden`; None where it did not apply). `evidence`
     holds the reference the window was measured against and every measured item (`e2llm.measured_evidence_e2llm`). `channels` says which
     channels were used, which dropped and why; `filter` what filter the input got. A recording of several windows
     gives `{"label", "scores", "votes", "n_unparseable", "n_refused", "n_abstained", "windows": [...], "channels",
@@ -69,6 +75,7 @@ class EEGEmotionPipeline(ChunkPipeline):
     labels are not 10-05 names by position), `line_freq` (mains frequency to notch; a file's own where
     MNE knows it, else the extractor's 50 Hz), `question` (or `prompt`, a chat with one `{"type": "eeg"}` part),
     `apply_filters` (False for windows already band-passed), `return_rationale` (False: label scoring only),
+    `constrain_claims` (False: the model's claims as it writes them, flagged where they disagree with measurement),
     `max_new_tokens` and other generation parameters (or `generate_kwargs`), `extra_fields` (`{"Valence": [...]}`
     to parse), `return_evidence` (scalp maps as PNG in `evidence_dir`, with integrated-gradient attributions over
     `attribution_steps` steps; needs MNE and matplotlib), `baseline` (a recording evidence is measured against) or
@@ -110,7 +117,8 @@ class EEGEmotionPipeline(ChunkPipeline):
 
     def _sanitize_parameters(self, max_new_tokens=None, generate_kwargs=None, **kwargs):
         check_pipeline_arguments(**{k: kwargs.get(k) for k in ("apply_filters", "return_rationale",
-                                                                "return_evidence", "attribution_steps")},
+                                                                "return_evidence", "attribution_steps",
+                                                                "constrain_claims")},
                                  max_new_tokens=max_new_tokens)
         check_user_text(kwargs.get("question"), kwargs.get("prompt"), getattr(self.processor, "tokenizer", None))
         generate = dict(generate_kwargs or {})
@@ -158,10 +166,17 @@ class EEGEmotionPipeline(ChunkPipeline):
 
     # ---------------------------------------------------------------- forward
     def _forward(self, model_inputs: list[dict], generate_kwargs=None, return_rationale: bool = True,
-                 return_evidence: bool = False, attribution_steps: int = 16):
-        """One batch of windows: encode once, generate and score (or score only), attributions if asked."""
+                 return_evidence: bool = False, attribution_steps: int = 16, constrain_claims: bool = True):
+        """One batch of windows: encode once, generate (claims completed from measurement unless
+        `constrain_claims` is False) and score (or score only), attributions if asked."""
         eeg = self._stack(model_inputs)
         prompts = [torch.as_tensor(c["prompt_ids"], dtype=torch.long, device=self.device) for c in model_inputs]
+        items = measured_items(self.processor.evidence_statistics, model_inputs)
+        constraint = None
+        if return_rationale and constrain_claims and any(i is not None for i in items):
+            constraint = MeasuredClaimsLogitsProcessor(self.processor.tokenizer, items, max(len(p) for p in prompts))
+            generate_kwargs = {**(generate_kwargs or {}), "logits_processor": LogitsProcessorList(
+                [*((generate_kwargs or {}).get("logits_processor") or []), constraint])}
         # the one encoder pass of these windows: the projected EEG tokens and the emotion head's logits
         features, head_logits = self.model.get_eeg_features(**eeg, return_emotion_logits=True)
         answers = self._answer_and_score(prompts, features, generate_kwargs, return_rationale)
@@ -174,10 +189,13 @@ class EEGEmotionPipeline(ChunkPipeline):
         attribution = self._attribution(prompts, answers.tails, language_model, eeg, attribution_steps) \
             if return_evidence else [None] * len(prompts)
         head = [None] * len(prompts) if sources["emotion_head"] is None else sources["emotion_head"].cpu().numpy()
+        constrained = _constraint_counts(constraint, items)
         windows = [WindowOutput(text, lm, c["start"], c["item"], c["band_power"], c["eeg_channel_mask"] == 1,
-                                c["context"], a, reused, c["unusable"], c["refused"], c.get("signal_statistics"), h)
-                   for c, text, lm, h, a, reused in zip(model_inputs, answers.texts, language_model.cpu().numpy(),
-                                                        head, attribution, answers.from_generation)]
+                                c["context"], a, reused, c["unusable"], c["refused"], c.get("signal_statistics"), h,
+                                i, k)
+                   for c, text, lm, h, a, reused, i, k in zip(model_inputs, answers.texts,
+                                                              language_model.cpu().numpy(), head, attribution,
+                                                              answers.from_generation, items, constrained)]
         return {"window": windows, "is_last": [c["is_last"] for c in model_inputs]}
 
     def _answer_and_score(self, prompts: list[torch.Tensor], eeg_features: torch.Tensor, generate_kwargs,
@@ -230,6 +248,15 @@ class EEGEmotionPipeline(ChunkPipeline):
         """Results of one input from its windows' outputs (see `e2llm.pipeline_results_e2llm`)."""
         windows = [output["window"] for output in model_outputs]
         return build_results(self, windows, extra_fields, return_evidence, evidence_dir)
+
+
+def _constraint_counts(constraint: MeasuredClaimsLogitsProcessor | None, items: list) -> list[dict | None]:
+    """Per window ``{"claims", "overridden"}`` of the claim constraint, None where it did not run (no measured items,
+    `constrain_claims=False`, no rationale, or a backend that does not apply logits processors)."""
+    if constraint is None or constraint.calls == 0:
+        return [None] * len(items)
+    return [None if i is None else {"claims": n, "overridden": k}
+            for i, n, k in zip(items, constraint.claims, constraint.overridden)]
 
 
 __all__ = ["DEFAULT_QUESTION", "EEGEmotionPipeline"]

@@ -51,6 +51,8 @@ class WindowOutput:
     refused: str | None = None  # why the window is refused (too many unusable channels)
     signal_statistics: dict | None = None  # `window_statistics` of its raw samples (for abstention)
     head_scores: np.ndarray | None = None  # (n_labels,) the emotion head's probabilities (None without one)
+    items: list[dict] | None = None  # its measured items when `_forward` measured them (reference known up front)
+    claim_constraint: dict | None = None  # {"claims", "overridden"} of the claim constraint (None: not applied)
 
 
 def _reference(windows: list[WindowOutput], statistics):
@@ -94,7 +96,8 @@ def window_result(pipe, window: WindowOutput, items: list[dict], reference, n_wi
               "parseable": label is not None, "start": window.start, "end": end,
               "evidence": {"reference": None if reference is None else reference.report(), "items": items},
               "claims": grounded.claims, "removed_claims": grounded.removed_claims,
-              "removed_numbers": grounded.removed_numbers, "removed_support": removed_support}
+              "removed_numbers": grounded.removed_numbers, "removed_support": removed_support,
+              "claim_constraint": window.claim_constraint}
     if extra_fields:
         result["fields"] = fields
     if window.unusable:
@@ -166,14 +169,37 @@ def _channels_report(channels: dict, dropped: dict[str, str]) -> dict:
             "dropped": {**channels.get("dropped", {}), **dropped}}
 
 
+def measured_items(statistics, chunks: list[dict]) -> list[list[dict] | None]:
+    """The measured items of each window chunk whose input's reference is known before the windows are answered (a
+    reference the prompts are measured against, or a given baseline); None for the others (their reference may be
+    the input's own mean, known once every window is in: `build_results` measures them)."""
+    out: list[list[dict] | None] = [None] * len(chunks)
+    groups: dict[int, list[int]] = {}
+    for i, chunk in enumerate(chunks):
+        groups.setdefault(id(chunk["context"]), []).append(i)
+    for rows in groups.values():
+        context = chunks[rows[0]]["context"]
+        reference = context.reference or context.baseline
+        if reference is None:
+            continue
+        power = np.stack([chunks[i]["band_power"] for i in rows])
+        live = np.stack([chunks[i]["eeg_channel_mask"] == 1 for i in rows]) & np.isfinite(power).all(axis=1)
+        for i, items in zip(rows, window_items(power, context.names, live, reference, spread_vector(statistics))):
+            out[i] = items
+    return out
+
+
 def build_results(pipe, windows: list[WindowOutput], extra_fields=None, return_evidence: bool = False,
                   evidence_dir=None):
     """The result of one input: one dict, or one per epoch of an `Epochs`."""
     context = windows[0].context
     reference = _reference(windows, pipe.processor.evidence_statistics)
-    power = np.stack([w.band_power for w in windows])
-    live = np.stack([w.live for w in windows]) & np.isfinite(power).all(axis=1)
-    items = window_items(power, context.names, live, reference, spread_vector(pipe.processor.evidence_statistics))
+    if all(w.items is not None for w in windows):  # measured once already, against this reference
+        items = [w.items for w in windows]
+    else:
+        power = np.stack([w.band_power for w in windows])
+        live = np.stack([w.live for w in windows]) & np.isfinite(power).all(axis=1)
+        items = window_items(power, context.names, live, reference, spread_vector(pipe.processor.evidence_statistics))
     results = [window_result(pipe, w, i, reference, len(windows), extra_fields) for w, i in zip(windows, items)]
     if return_evidence:
         for k, (window, result) in enumerate(zip(windows, results)):
@@ -197,4 +223,4 @@ def build_results(pipe, windows: list[WindowOutput], extra_fields=None, return_e
     return out if context.epochs else out[0]
 
 
-__all__ = ["WindowOutput", "aggregate", "build_results", "window_result"]
+__all__ = ["WindowOutput", "aggregate", "build_results", "measured_items", "window_result"]

@@ -1,7 +1,8 @@
 """Numbers by construction: the rationale a pipeline returns states only measured values.
 
 The language model chooses which evidence to cite and how to reason from it to the label; it is never the source of a
-number. Each claim of the fixed grammar (`e2llm.eeg_evidence_features.parse_claims`, e.g. ``alpha power is lower over
+number (and, where the pipeline completes its claims from measurement, `e2llm.claim_constraints_e2llm`, not of their
+direction and strength words either). Each claim of the fixed grammar (`e2llm.eeg_evidence_features.parse_claims`, e.g. ``alpha power is lower over
 frontal channels (strongly)``, the number optional) is linked to the window's measured item of the same feature and
 rewritten with the measured value (``... (strongly, -5.5 dB)``), replacing any number the model wrote; the model's
 direction and strength words stay, and the result records whether they agree with the measurement. A claim without a
@@ -156,10 +157,13 @@ def numbers_not_measured(result: dict) -> list[str]:
 
 def claim_agreement(results: Iterable[dict]) -> dict:
     """Over pipeline results (a window or a recording with `windows`): parsed claims, those linked to a measured item,
-    removed ones, removed label-support sentences, and the share of parsed claims whose item, direction and strength word agree with measurement
-    (strength counted only where the model ships spreads)."""
+    removed ones, removed label-support sentences, and the share of parsed claims whose item, direction and strength
+    word agree with measurement (strength counted only where the model ships spreads). Where the claims were completed
+    from measurement (`e2llm.claim_constraints_e2llm`), that share is 1 by construction: ``constrained`` and
+    ``overridden`` count those claims and the ones whose wording the constraint changed, and ``own_agree_share`` is
+    the share the model would have written true of the window itself (None without constrained claims)."""
     linked = removed = agree = numbers = support = 0
-    direction = bucket = 0
+    direction = bucket = constrained = overridden = 0
     for result in results:
         for window in result.get("windows", [result]):
             claims = window.get("claims") or []
@@ -170,11 +174,16 @@ def claim_agreement(results: Iterable[dict]) -> dict:
             direction += sum(c["direction_agrees"] for c in claims)
             bucket += sum(bool(c["bucket_agrees"]) for c in claims)
             agree += sum(c["direction_agrees"] and c["bucket_agrees"] is not False for c in claims)
+            counts = window.get("claim_constraint") or {}
+            constrained += counts.get("claims", 0)
+            overridden += counts.get("overridden", 0)
     parsed = linked + removed
     return {"claims": parsed, "linked": linked, "removed": removed, "removed_numbers": numbers,
             "removed_support": support,
             "direction_agrees": direction, "bucket_agrees": bucket,
-            "agree_share": agree / parsed if parsed else None}
+            "agree_share": agree / parsed if parsed else None,
+            "constrained": constrained, "overridden": overridden,
+            "own_agree_share": 1 - overridden / constrained if constrained else None}
 
 
 __all__ = ["GroundedRationale", "check_label_support", "claim_agreement", "ground_rationale", "numbers_not_measured", "render_claim"]

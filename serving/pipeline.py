@@ -48,7 +48,11 @@ class VLLMEEGEmotionPipeline(EEGEmotionPipeline):
         if kwargs.get("return_evidence"):
             raise ValueError("return_evidence needs the language model's gradients, which the vLLM engine does not "
                              "give: use the Transformers pipeline (pipeline('eeg-emotion', model=...)) for evidence")
-        return super()._sanitize_parameters(**kwargs)
+        if kwargs.get("constrain_claims"):
+            raise ValueError("constrain_claims=True completes claims from measurement one generation step at a time, "
+                             "which the vLLM engine does not do: use the Transformers pipeline for it")
+        # the engine writes the model's own claims: results say so (`claim_constraint` None)
+        return super()._sanitize_parameters(**{**kwargs, "constrain_claims": False})
 
     def _generation_settings(self, generate_kwargs: dict | None) -> dict:
         """The generation settings `generate()` would use in this call (only those differing from the defaults)."""

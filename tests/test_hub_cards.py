@@ -353,6 +353,10 @@ def test_model_card_shows_the_explanation_checks(model_dir):
     assert "| its evidence line | 0.050 | 0.580 |" in text and "own inputs" not in text
     assert "label consistency 0.830" in text and "against 0.310 when the same rationales" in text
     assert "Flag" not in text and "Reliance" not in text
+    assert "by construction" not in text  # no claim constraint in this report
+    report["explanations"]["rationale"]["model_claim_agreement"] = {"mean": 0.34}
+    text = build_model_card(model_dir, report=report).text
+    assert "agree with the measured values by construction" in text and "words in 0.340 of its claims" in text
 
 
 def test_model_card_reads_the_evidence_statistics(model_dir, tmp_path):

@@ -31,7 +31,15 @@ def test_numbers_come_from_the_items_whatever_the_model_wrote():
     assert numbers_not_measured({**window, "rationale": "alpha is -1.5 dB"}) == ["-1.5"]
     summary = claim_agreement([{"windows": [window]}])
     assert summary == {"claims": 4, "linked": 3, "removed": 1, "removed_numbers": 1, "removed_support": 0,
-                       "direction_agrees": 2, "bucket_agrees": 1, "agree_share": 0.5}  # alpha (all agree) and faa (no spread to judge)
+                       "direction_agrees": 2, "bucket_agrees": 1, "agree_share": 0.5,  # alpha (all agree), faa (no spread)
+                       "constrained": 0, "overridden": 0, "own_agree_share": None}
+
+
+def test_claim_agreement_counts_what_the_claim_constraint_changed():
+    windows = [{"claims": [], "claim_constraint": {"claims": 3, "overridden": 2}},
+               {"claims": [], "claim_constraint": {"claims": 1, "overridden": 0}}, {"claims": [], "claim_constraint": None}]
+    summary = claim_agreement(windows)
+    assert (summary["constrained"], summary["overridden"], summary["own_agree_share"]) == (4, 2, 0.5)
 
 
 def test_a_window_without_measured_items_keeps_no_claim():

@@ -95,6 +95,11 @@ def rationale_lines(answers: dict, alignments: list[dict]) -> list[str]:
                      f"{_mean(answers['claims_removed']):.0f} removed for having no measured item; "
                      f"{_mean(answers.get('support_sentences_removed')):.0f} closing sentences removed for "
                      "favouring another label or the label over itself)")
+    if "model_claim_agreement" in answers:
+        lines.append(f"  claims completed from measurement: {_mean(answers['claims_constrained']):.0f}, of which "
+                     f"{_mean(answers['claims_overridden']):.0f} where the model's own next word was not the measured "
+                     f"one (its own agreement {_mean(answers['model_claim_agreement']):.3f}; agreement and "
+                     "faithfulness above are 1 by construction)")
     if alignments:
         per_description = np.mean([a["description_gap_shuffled_minus_real"] for a in alignments])
         per_token = np.mean([a["gap_shuffled_minus_real"] for a in alignments])

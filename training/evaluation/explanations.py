@@ -120,14 +120,19 @@ def _controls(probe, reference, windows, lines, train, test, present, seed, meth
 def grounding_report(outputs) -> dict:
     """What the returned rationales state against the results' measured evidence: numbers that are no measured
     item's printed value (0 by construction; counted by a parser of their own), claims linked to a measured item or
-    removed for having none, label-support sentences removed for not being about the label, and the share of parsed claims whose item, direction and strength word agree with
-    measurement (`e2llm.claim_agreement`)."""
+    removed for having none, label-support sentences removed for not being about the label, and the share of parsed
+    claims whose item, direction and strength word agree with measurement (`e2llm.claim_agreement`); with claims
+    completed from measurement (1 by construction), also how many the constraint changed and the model's own
+    agreement (``model_claim_agreement``: the share it did not change)."""
     agreement = claim_agreement(outputs)
     out = {"numbers_not_measured": sum(len(numbers_not_measured(o)) for o in outputs),
            "claims_linked": agreement["linked"], "claims_removed": agreement["removed"],
            "numbers_removed": agreement["removed_numbers"], "support_sentences_removed": agreement["removed_support"]}
     if agreement["agree_share"] is not None:
         out["claim_agreement"] = agreement["agree_share"]
+    if agreement["own_agree_share"] is not None:  # claims completed from measurement: agreement 1 by construction
+        out.update(claims_constrained=agreement["constrained"], claims_overridden=agreement["overridden"],
+                   model_claim_agreement=agreement["own_agree_share"])
     return out
 
 

@@ -24,7 +24,8 @@ TASK_COLUMNS = ("valence_accuracy", "arousal_accuracy", "intensity_accuracy", "c
                 "share_with_checkable_claims", "self_consistency_agreement", "self_consistency_unanimous_rate",
                 "shuffled_faithfulness", "most_frequent_faithfulness", "distinct_share",
                 "duplicate_or_contradictory_share", "label_consistency", "label_only_accuracy",
-                "label_only_balanced_accuracy", "numbers_not_measured", "claim_agreement")
+                "label_only_balanced_accuracy", "numbers_not_measured", "claim_agreement",
+                "model_claim_agreement")
 
 
 def _json_default(value):

@@ -16,6 +16,7 @@ EXPLAINERS = {"rationale": "E2LLM rationale", "head_rule": "head + rule-written 
               "head_line_copier": "head + copy of the evidence line's first items"}
 RATIONALE_COLUMNS = (("label_consistency", "label consistency"), ("shuffled_label_consistency", "shuffled"),
                      ("faithfulness", "faithfulness"), ("shuffled_faithfulness", "shuffled"),
+                     ("model_claim_agreement", "model's own claim agreement"),
                      ("ngram_copy_share", "4-grams copied from prompt"),
                      ("first_items_share", "cites the line's first items"))
 ERASER_COLUMNS = (("comprehensiveness", "comprehensiveness"), ("random_comprehensiveness", "random items"),

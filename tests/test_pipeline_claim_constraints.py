@@ -1,0 +1,169 @@
+"""Claims completed from measurement while the model writes them (`e2llm.claim_constraints_e2llm`)."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList, pipeline
+
+from e2llm import SEED_CHANNELS, build_offline_tokenizer, build_tiny_e2llm
+from e2llm.claim_constraints_e2llm import MeasuredClaimsLogitsProcessor, claim_endings, completions
+from e2llm.eeg_evidence_features import BAND_NAMES, band_power_db
+
+_spec = importlib.util.spec_from_file_location("pipeline_helpers", Path(__file__).parent / "fixtures" /
+                                               "pipeline_helpers.py")
+helpers = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(helpers)
+pytestmark = pytest.mark.filterwarnings("ignore:only .* EEG channel:UserWarning")
+
+
+def _item(item_id: str, value: float, bucket: str | None = "strongly") -> dict:
+    kind, band, region = (item_id.split(":") + [None, None])[:3]
+    return {"id": item_id, "kind": kind, "band": band, "region": region, "value": value, "bucket": bucket}
+
+
+ITEMS = [_item("power:alpha:frontal", -5.5), _item("power:alpha:occipital", -1.2, "moderately"),
+         _item("power:alpha:temporal", 0.4, "slightly"), _item("de:gamma", 0.3, "moderately"),
+         _item("faa:alpha", -0.2, "slightly")]
+OPEN = "Reasoning: Relative to baseline: "
+
+
+def test_an_open_claim_ends_only_as_a_measured_item():
+    assert completions(OPEN + "alpha power is", ITEMS) == [" lower over frontal channels (strongly)",
+                                                           " lower over occipital channels (moderately)",
+                                                           " higher over temporal channels (slightly)"]
+    assert completions(OPEN + "alpha power is lower over o", ITEMS) == ["ccipital channels (moderately)"]
+    assert completions(OPEN + "gamma differential entropy is", ITEMS) == [" higher across the scalp (moderately)"]
+    assert completions(OPEN + "frontal alpha asymmetry is shifted", ITEMS) == [" left (slightly)"]
+
+
+def test_outside_a_claim_the_model_writes_freely():
+    assert completions(OPEN, ITEMS) is None
+    assert completions(OPEN + "alpha power is lower over frontal channels (strongly); so", ITEMS) is None
+    assert completions(OPEN + "beta power is", ITEMS) == []  # nothing measured for beta: free, the grounding decides
+    assert completions(OPEN + "alpha power is higher over frontal", ITEMS) == []  # off the measured items
+
+
+def test_a_cited_item_is_not_cited_again():
+    text = OPEN + "alpha power is lower over frontal channels (strongly); alpha power is"
+    assert completions(text, ITEMS) == [" lower over occipital channels (moderately)",
+                                        " higher over temporal channels (slightly)"]
+
+
+def test_without_a_measured_strength_every_strength_is_allowed():
+    endings = claim_endings("power", "alpha", [_item("power:alpha:frontal", -5.5, None)], set())
+    assert endings == [" lower over frontal channels (slightly)", " lower over frontal channels (moderately)",
+                       " lower over frontal channels (strongly)"]
+
+
+def _step(processor, tokenizer, prompt: list[int], written: str, scores: torch.Tensor) -> torch.Tensor:
+    ids = torch.tensor([prompt + tokenizer(written, add_special_tokens=False)["input_ids"]])
+    return processor(ids, scores.clone())
+
+
+def test_the_processor_masks_every_other_token_and_counts_what_it_changed():
+    tokenizer = build_offline_tokenizer()
+    prompt = tokenizer("<|im_start|>user\nWhich emotion?<|im_end|>\n", add_special_tokens=False)["input_ids"]
+    processor = MeasuredClaimsLogitsProcessor(tokenizer, [ITEMS], len(prompt))
+    higher = tokenizer(" higher", add_special_tokens=False)["input_ids"][0]
+    scores = torch.zeros(1, len(tokenizer))
+    scores[0, higher] = 10.0  # the model wants "higher": alpha is lower over frontal and occipital, higher temporally
+    out = _step(processor, tokenizer, prompt, OPEN + "alpha power is", scores)
+    allowed = torch.isfinite(out[0]).nonzero().flatten().tolist()
+    texts = [tokenizer.decode([i]) for i in allowed]
+    assert higher in allowed and all(any(e.startswith(t) for e in completions(OPEN + "alpha power is", ITEMS))
+                                     for t in texts)
+    assert processor.claims == [1] and processor.overridden == [0]  # its choice was measured: not overridden
+
+    processor = MeasuredClaimsLogitsProcessor(tokenizer, [ITEMS], len(prompt))
+    scores = torch.zeros(1, len(tokenizer))
+    scores[0, higher] = 10.0
+    out = _step(processor, tokenizer, prompt, OPEN + "alpha power is higher over", scores)
+    assert " temporal channels (slightly)".startswith(tokenizer.decode([int(out[0].argmax())]))  # the one higher
+    assert processor.overridden == [1]  # it wanted " higher" again where only " temporal" fits
+    processor = MeasuredClaimsLogitsProcessor(tokenizer, [ITEMS], len(prompt))
+    out = _step(processor, tokenizer, prompt, OPEN + "frontal alpha asymmetry is shifted", scores)
+    assert tokenizer.decode([int(out[0].argmax())]) in (" ", " l", " le", " left")
+    assert processor.overridden == [1]  # it wanted " higher" where only " left" was measured
+
+
+def test_outside_claims_and_without_items_nothing_is_masked():
+    tokenizer = build_offline_tokenizer()
+    processor = MeasuredClaimsLogitsProcessor(tokenizer, [ITEMS, None], 0)
+    ids = tokenizer([OPEN + "so the", OPEN + "alpha power is"], add_special_tokens=False)["input_ids"]
+    width = max(map(len, ids))
+    batch = torch.tensor([row + [0] * (width - len(row)) for row in ids])  # right-padded: only text matters here
+    scores = torch.randn(2, len(tokenizer))
+    torch.testing.assert_close(processor(batch[:1], scores[:1].clone()), scores[:1])
+    processor = MeasuredClaimsLogitsProcessor(tokenizer, [None], 0)
+    torch.testing.assert_close(processor(torch.tensor([ids[1]]), scores[1:].clone()), scores[1:])
+
+
+# ---------------------------------------------------------------- in the pipeline
+NAMES = list(SEED_CHANNELS[:24])
+SFREQ = 200.0
+
+
+class PreferAnswer(LogitsProcessor):
+    """Adds a large bonus to the tokens of `answer_ids`, one per step: the model would write them, but other tokens
+    stay possible (unlike forcing)."""
+
+    def __init__(self, answer_ids, eos: int):
+        self.answer_ids, self.eos, self.start = list(answer_ids), eos, None
+
+    def __call__(self, input_ids, scores):
+        if self.start is None:
+            self.start = input_ids.shape[1]
+        step = input_ids.shape[1] - self.start
+        scores = scores.clone()
+        scores[:, self.answer_ids[step] if step < len(self.answer_ids) else self.eos] += 100.0
+        return scores
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    model, processor = build_tiny_e2llm()
+    processor.set_evidence_statistics(helpers.statistics(NAMES, spread=2.0))
+    return pipeline("eeg-emotion", model=model, processor=processor)
+
+
+def _inputs():
+    eeg = helpers.recording(NAMES, 4.0, SFREQ, seed=1)
+    baseline = band_power_db(eeg[None], SFREQ)[0]
+    baseline[list(BAND_NAMES).index("alpha")] += 10.0  # alpha 10 dB below the baseline everywhere: "lower"
+    return eeg, baseline
+
+
+def test_the_pipeline_returns_the_measured_direction_where_the_model_would_write_another(pipe):
+    eeg, baseline = _inputs()
+    answer = "Reasoning: alpha power is higher over frontal channels (slightly).\nEmotion: sadness"
+    ids = pipe.processor.tokenizer(answer, add_special_tokens=False)["input_ids"]
+    prefer = {"logits_processor": LogitsProcessorList([PreferAnswer(ids, pipe.processor.tokenizer.eos_token_id)]),
+              "max_new_tokens": len(ids) + 12}
+    out = pipe(eeg, sampling_rate=SFREQ, channel_names=NAMES, units="uV", baseline_power=baseline,
+               generate_kwargs=prefer)
+    assert out["generated_text"].startswith("Reasoning: alpha power is lower over ")
+    assert out["claims"] and all(c["direction_agrees"] and c["bucket_agrees"] for c in out["claims"])
+    assert out["claim_constraint"] == {"claims": 1, "overridden": 1}
+    free = pipe(eeg, sampling_rate=SFREQ, channel_names=NAMES, units="uV", baseline_power=baseline,
+                generate_kwargs=prefer, constrain_claims=False)
+    assert free["generated_text"] == answer and free["claim_constraint"] is None
+    assert [c["direction_agrees"] for c in free["claims"]] == [False]  # what the model wrote, flagged
+
+
+def test_a_forced_answer_is_left_as_forced(pipe):
+    eeg, baseline = _inputs()
+    answer = "Reasoning: alpha power is higher over frontal channels (slightly).\nEmotion: sadness"
+    out = pipe(eeg, sampling_rate=SFREQ, channel_names=NAMES, units="uV", baseline_power=baseline,
+               **helpers.forced(pipe, answer))
+    assert out["generated_text"] == answer and out["claim_constraint"] == {"claims": 0, "overridden": 0}
+    assert out["claims"][0]["direction_agrees"] is False
+
+
+def test_windows_without_a_known_reference_are_not_constrained(pipe):
+    eeg, _ = _inputs()
+    out = pipe(eeg, sampling_rate=SFREQ, channel_names=NAMES, units="uV", max_new_tokens=4)
+    assert out["claim_constraint"] is None  # one window: its reference (the model's) is chosen after answering
+    np.testing.assert_equal(out["evidence"]["reference"]["kind"], "model_reference")

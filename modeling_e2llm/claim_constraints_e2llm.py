@@ -1,43 +1,51 @@
-"""Claims true by construction: while the language model writes a claim, measurement decides what it says.
+"""Claims true by construction: while the language model writes its rationale, measurement decides what it can say.
 
-The language model chooses which evidence to cite (a band and a kind of claim: ``alpha power is``, ``gamma
-differential entropy is``, ``frontal alpha asymmetry is shifted``) and how to reason from it to a label. Once it has
-written such an opening, `MeasuredClaimsLogitsProcessor` lets it finish the claim only as one of the window's
-measured items: the direction and strength words the measurement gives, over a region whose item has that direction
-(and that the rationale has not cited yet). Every other token is masked, one generation step at a time, so the text
-stays the model's own wording of a true statement: ``alpha power is lower over frontal channels (strongly)``. Its
-numbers are rendered from measurement afterwards (`e2llm.rationale_e2llm`). Outside a claim, and inside one that no
-measured item can complete (a region without channels, a feature cited already), the model writes freely; the
-grounding step then treats the claim as before.
+A rationale opens with the label (``The evidence favours X over Y.``), then lists claims in a fixed grammar after
+``Relative to baseline:``. The language model chooses the label, which evidence to cite (a kind of claim and a band:
+``alpha power is``, ``gamma differential entropy is``, ``frontal alpha asymmetry is shifted``), in what order and how
+many. `MeasuredClaimsLogitsProcessor` keeps each choice within the window's measured items, one generation step at a
+time, by masking every other token:
 
-How much the constraint changed is counted, per row: a claim is *overridden* when at one of its steps the model's
-own most likely token was not allowed (it would have written another direction, strength or region). The share of
-claims not overridden is the model's own agreement with the measurement, the figure the constraint would otherwise
-hide. Where an earlier logits processor forbids every measured ending (a caller forcing an answer), that processor
-decides.
+* **which item** (where a claim starts, after the list's ``Relative to ...:`` or a finished claim's ``);``): only the
+  opening of an item not cited yet; after the label, only of an item that alone favours that label over every other
+  under the class signatures the model ships (`e2llm.label_evidence_e2llm.items_for_label`), while one is left;
+* **what it says** (once a claim is opened): only the measured direction and strength words, over a region whose
+  item has that direction, again favouring the label where such an item can end the claim.
 
->>> from e2llm import build_offline_tokenizer
->>> tokenizer = build_offline_tokenizer()
+The text stays the model's own wording of true statements: ``alpha power is lower over frontal channels
+(strongly)``; its numbers are rendered from measurement afterwards (`e2llm.rationale_e2llm`). Elsewhere (the label,
+the answer lines) the model writes freely, and so it does where no measured item fits (the grounding step then
+removes or flags the claim). Where an earlier logits processor forbids every measured continuation (a caller forcing
+an answer), that processor decides.
+
+How much the constraint changed is counted per window: a claim is *overridden* when at one of its steps the model's
+own most likely token was not allowed (it would have cited another item, direction, strength or region). The share
+of claims not overridden is the model's own agreement with the measurement and the label's evidence, the figure the
+constraint would otherwise hide.
+
 >>> items = [{"id": "power:alpha:frontal", "kind": "power", "band": "alpha", "region": "frontal", "value": -5.5,
 ...           "bucket": "strongly"}]
 >>> completions("Reasoning: Relative to baseline: alpha power is lo", items)
 ['wer over frontal channels (strongly)']
 >>> completions("Reasoning: Relative to baseline: alpha power is higher over", items)
 []
->>> completions("Reasoning: Relative to baseline: alpha power is lower over frontal channels (strongly); ", items) is None
+>>> completions("Reasoning: Relative to baseline:", items)
+[' alpha power is']
+>>> completions("Reasoning: Relative to baseline: alpha power is lower over frontal channels (strongly).", items) is None
 True
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from transformers import LogitsProcessor
 
 from .eeg_evidence_features import BAND_NAMES, BUCKETS, parse_claims
 from .evidence_statistics_e2llm import feature_id
+from .label_evidence_e2llm import items_for_label, parse_label_support
 
 _BANDS = "|".join(BAND_NAMES)
 # The opening the model chooses freely; from its end on, the claim is completed from measurement.
@@ -71,34 +79,87 @@ def claim_endings(kind: str, band: str, items: Sequence[dict], cited: set[str]) 
     return endings
 
 
-def completions(text: str, items: Sequence[dict]) -> list[str] | None:
-    """What may follow `text` (the answer written so far) to finish its open claim as a measured item of `items`;
-    None when no claim is open (the model writes freely), an empty list when the open claim has no measured ending
-    (also free: the grounding step removes or flags it)."""
+# Where a claim starts: after the list's opening or a finished claim, with what is written of the next one so far.
+CLAIM_START = re.compile(r"(?:Relative to [^:;.\n]{1,60}:|\);)(?P<written>[ a-z]*)$")
+# An earlier model's closing label-support sentence may follow a claim (``; so the evidence favours X over Y``).
+_CLOSING = " so the evidence"
+
+
+def claim_openings(items: Sequence[dict], cited: set[str]) -> list[str]:
+    """The openings of the claims `items` (not in `cited`, with a direction) allow: `` alpha power is``, `` gamma
+    differential entropy is``, `` frontal alpha asymmetry is shifted``, each once, in the items' order."""
+    openings = {}
+    for item in items:
+        if item["id"] in cited or _words(item["kind"], item["value"]) is None:
+            continue
+        opening = {"power": f" {item['band']} power is", "de": f" {item['band']} differential entropy is",
+                   "faa": " frontal alpha asymmetry is shifted"}[item["kind"]]
+        openings.setdefault(opening, None)
+    return list(openings)
+
+
+def _favoured(items: Sequence[dict], text: str, for_label, label_names) -> list[dict] | None:
+    """The items favouring the label a support sentence in `text` names, or None without one."""
+    support = parse_label_support(text, label_names) if for_label is not None and label_names else None
+    if support is None:
+        return None
+    favouring = for_label(support["label"])
+    return [i for i in items if i["id"] in favouring]
+
+
+def completions(text: str, items: Sequence[dict], for_label: Callable[[str], set[str]] | None = None,
+                label_names: Sequence[str] = ()) -> list[str] | None:
+    """What may follow `text` (the answer written so far) so that its current claim is one of the measured `items`
+    (see the module docstring): the rest of an allowed opening where a claim starts, the rest of an allowed ending
+    where one is open. None outside claims (the model writes freely); an empty list where nothing measured fits
+    (free as well). With `for_label` (label -> ids of the items that favour it) and a label-support sentence of
+    `label_names` before the claim, items favouring that label where they fit."""
     opening = _last_opening(text)
-    if opening is None:
+    if opening is not None and ")" not in text[opening.end():]:
+        before, written = text[: opening.start()], text[opening.end():]
+        kind = next(k for k in ("power", "de", "faa") if opening[k] is not None)
+        band = opening[kind] if kind != "faa" else "alpha"
+        cited = _cited(before)
+        endings = [e for e in claim_endings(kind, band, items, cited) if e.startswith(written)]
+        favoured = _favoured(items, before, for_label, label_names)
+        if favoured is not None:
+            endings = [e for e in claim_endings(kind, band, favoured, cited) if e.startswith(written)] or endings
+        return [e[len(written):] for e in endings]
+    start = CLAIM_START.search(text)
+    if start is None:
         return None
-    written = text[opening.end():]
-    if ")" in written:  # the last claim is finished
-        return None
-    kind = next(k for k in ("power", "de", "faa") if opening[k] is not None)
-    band = opening[kind] if kind != "faa" else "alpha"
-    cited = {feature_id(c.kind, c.band, c.region) for c in parse_claims(text[: opening.start()])}
-    return [e[len(written):] for e in claim_endings(kind, band, items, cited) if e.startswith(written)]
+    written, cited = start["written"], _cited(text)
+    favoured = _favoured(items, text, for_label, label_names)
+    openings = (claim_openings(favoured, cited) if favoured else []) or claim_openings(items, cited)
+    if not openings:
+        return []
+    openings += [_CLOSING] if start.group(0).startswith(")") else []
+    return [o[len(written):] for o in openings if o.startswith(written) and o != written]
+
+
+def _cited(text: str) -> set[str]:
+    return {feature_id(c.kind, c.band, c.region) for c in parse_claims(text)}
 
 
 class MeasuredClaimsLogitsProcessor(LogitsProcessor):
-    """Masks every token that would not finish an open claim as a measured item (see the module docstring).
+    """Masks every token that would not open or finish a claim as an allowed measured item (see the module
+    docstring).
 
     `items` holds each window's measured items (`e2llm.measured_evidence_e2llm.window_items`; None: no constraint
-    for that window); `prompt_length` is the (padded) prompt length of `input_ids`. With beam search every beam of a
+    for that window); `prompt_length` is the (padded) prompt length of `input_ids`; `signatures` (the model's
+    ``evidence_statistics["signatures"]``, or None) and `label_names` let claims after a label-support sentence cite
+    only evidence for its label. With beam search every beam of a
     window is constrained. After generation, `claims[i]` and `overridden[i]` count window `i`'s constrained claims
     and those the constraint changed (on its first row: the answer itself without beam search)."""
 
-    def __init__(self, tokenizer, items: Sequence[Sequence[dict] | None], prompt_length: int):
+    def __init__(self, tokenizer, items: Sequence[Sequence[dict] | None], prompt_length: int,
+                 signatures: Mapping | None = None, label_names: Sequence[str] = ()):
         self.tokenizer = tokenizer
         self.items = list(items)
         self.prompt_length = prompt_length
+        self.signatures = signatures
+        self.label_names = [n for n in label_names if signatures and n in signatures.get("labels", ())]
+        self._favouring: dict[tuple[int, str], set[str]] = {}
         self.token_texts = _token_texts(tokenizer)
         self._allowed: dict[tuple[str, ...], torch.Tensor] = {}
         self._claims: list[dict[int, bool]] = [{} for _ in self.items]
@@ -111,6 +172,13 @@ class MeasuredClaimsLogitsProcessor(LogitsProcessor):
     @property
     def overridden(self) -> list[int]:
         return [sum(window.values()) for window in self._claims]
+
+    def favouring(self, window: int, label: str) -> set[str]:
+        """Ids of window `window`'s items that alone favour `label` (cached per window and label)."""
+        if (window, label) not in self._favouring:
+            z = {i["id"]: i["z"] for i in self.items[window] or () if i.get("z") is not None}
+            self._favouring[window, label] = set(items_for_label(z, self.signatures, label)) if z else set()
+        return self._favouring[window, label]
 
     def allowed_ids(self, endings: Sequence[str]) -> torch.Tensor:
         """Ids of the tokens that start one of `endings` or finish one and go on (`(n_allowed,)`, cached)."""
@@ -130,7 +198,8 @@ class MeasuredClaimsLogitsProcessor(LogitsProcessor):
             if window >= len(self.items) or self.items[window] is None:
                 continue
             text = self.tokenizer.decode(input_ids[row, self.prompt_length :], skip_special_tokens=True)
-            endings = completions(text, self.items[window])
+            endings = completions(text, self.items[window], lambda label, w=window: self.favouring(w, label),
+                                  self.label_names)
             if not endings:
                 continue
             allowed = self.allowed_ids(endings).to(scores.device)
@@ -144,9 +213,9 @@ class MeasuredClaimsLogitsProcessor(LogitsProcessor):
             own = int(scores[row].argmax())
             masked[row] = float("-inf")
             masked[row, allowed] = keep
-            if row % per_window == 0:
-                claims, start = self._claims[window], _last_opening(text).start()
-                claims[start] = claims.get(start, False) or not bool((allowed == own).any())
+            if row % per_window == 0:  # the claim being written: the one after the finished ones
+                claims, index = self._claims[window], len(parse_claims(text))
+                claims[index] = claims.get(index, False) or not bool((allowed == own).any())
         return masked
 
 
@@ -164,4 +233,5 @@ def _token_texts(tokenizer) -> list[str]:
     return cached
 
 
-__all__ = ["CLAIM_OPENING", "MeasuredClaimsLogitsProcessor", "claim_endings", "completions"]
+__all__ = ["CLAIM_OPENING", "CLAIM_START", "MeasuredClaimsLogitsProcessor", "claim_endings", "claim_openings",
+           "completions"]

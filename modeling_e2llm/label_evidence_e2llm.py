@@ -14,9 +14,10 @@ for a label against its most confusable alternative (the label whose signature t
 the label itself) and how typical the item's value is of the label (``exp(-((z - mu_a) / sd)**2 / 2)``, 1 at the
 label's mean). `select_label_evidence` picks the few items that favour the label against every alternative (the
 evidence a rationale cites), and `evidence_label` is the label the cited items point to (for label consistency).
-A rationale ends with one sentence in a fixed grammar, ``so the evidence favours sadness over fear.`` (``only partly
+A rationale opens with one sentence in a fixed grammar, ``The evidence favours sadness over fear.`` (``only partly
 favours`` when the window's whole evidence fits another label better), written by `format_label_support` and read
-by `parse_label_support`.
+by `parse_label_support`; the items it then cites are evidence for that label (`items_for_label`: each alone favours
+it over every alternative).
 
 **Abstention.** `window_statistics` measures, per window, what separates EEG from other signals (amplitude, line
 noise, high-frequency muscle activity, the slope of the spectrum, posterior alpha); `abstention_reason` turns one
@@ -214,6 +215,22 @@ def select_label_evidence(z_features, signatures: Mapping, label: str, max_items
             "favoured": bool(totals[a] >= totals.max())}
 
 
+def items_for_label(z_features, signatures: Mapping, label: str) -> list[str]:
+    """The measured items that each, alone, favour `label` over every other label of the signatures (support
+    positive against each): any of them cited together point to `label` (`evidence_label`), since their supports
+    add up."""
+    labels, ids, mean, sd = _signature_arrays(signatures)
+    z = z_vector(z_features, ids)
+    a = _label_index(labels, label)
+    others = [b for b in range(len(labels)) if b != a and np.isfinite(mean[b]).any()]
+    if not others:
+        return []
+    support = np.stack([_support(z, mean, sd, a, b) for b in others])
+    with np.errstate(invalid="ignore"):
+        alone = np.isfinite(support).all(axis=0) & (support > 0).all(axis=0)
+    return [ids[k] for k in np.flatnonzero(alone)]
+
+
 def evidence_label(z_features, signatures: Mapping, items: Sequence[str]) -> str | None:
     """The label the features `items` of the window point to (largest log-likelihood of those features alone);
     None when no item is measured."""
@@ -230,16 +247,17 @@ SUPPORT_FAVOURS, SUPPORT_PARTLY = "favours", "only partly favours"
 
 
 def format_label_support(label: str, against: str, favoured: bool = True) -> str:
-    """``so the evidence favours sadness over fear`` (``only partly favours`` when the window's whole evidence fits
-    another label better than `label`)."""
-    return f"so the evidence {SUPPORT_FAVOURS if favoured else SUPPORT_PARTLY} {label} over {against}"
+    """``The evidence favours sadness over fear`` (``only partly favours`` when the window's whole evidence fits
+    another label better than `label`): the sentence a rationale opens with, before the evidence it cites."""
+    return f"The evidence {SUPPORT_FAVOURS if favoured else SUPPORT_PARTLY} {label} over {against}"
 
 
 def parse_label_support(text: str | None, label_names: Sequence[str]) -> dict | None:
     """``{"label", "against", "favoured", "text"}`` of the last label-support sentence in `text` (labels matched
-    case-insensitively against `label_names`; `text` the sentence as written), or None when there is none."""
+    case-insensitively against `label_names`; `text` the sentence as written; the closing ``so the evidence favours
+    X over Y`` of earlier models' rationales too), or None when there is none."""
     names = "|".join(re.escape(n) for n in sorted(label_names, key=len, reverse=True))
-    pattern = re.compile(rf"so the evidence (?P<strength>{SUPPORT_FAVOURS}|{SUPPORT_PARTLY}) (?P<label>{names}) "
+    pattern = re.compile(rf"(?:so )?the evidence (?P<strength>{SUPPORT_FAVOURS}|{SUPPORT_PARTLY}) (?P<label>{names}) "
                          rf"over (?P<against>{names})\b", re.IGNORECASE)
     matches = list(pattern.finditer(text or ""))
     if not matches:

@@ -57,13 +57,14 @@ class EEGEmotionPipeline(ChunkPipeline):
     under the class signatures the model ships (its `reason` says why there is none, e.g. a model without them). `scores` maps each label to
     its probability. `rationale` is the answer's reasoning with every number rendered from measurement: each claim is
     linked to the window's measured item (`claims`, with whether its direction and strength words agree), claims
-    without one are removed (`removed_claims`), as are numbers outside claims and a closing ``so the evidence
-    favours X over Y`` whose X is not the label or whose Y is (`removed_support` says which and why). Where the window's
-    reference is known before the answer is written (a model with the evidence in its prompts, or a given baseline),
-    each claim the model opens is completed from measurement as it writes (`e2llm.claim_constraints_e2llm`: the
-    measured direction and strength, a region whose item has that direction, no item cited twice); the model still
-    chooses which evidence to cite and the label, and `claim_constraint` counts the window's constrained claims and
-    those where the model's own next word was not the measured one (`overridden`; None where it did not apply). `evidence`
+    without one are removed (`removed_claims`), as are numbers outside claims and a label sentence (``The evidence
+    favours X over Y``) whose X is not the answered label or whose Y is (`removed_support` says which and why). Where
+    the window's reference is known before the answer is written (a model with the evidence in its prompts, or a given
+    baseline), each claim is kept to the measured items as the model writes it (`e2llm.claim_constraints_e2llm`: an
+    item not cited yet, after the label sentence one that favours that label under the class signatures the model
+    ships, with its measured direction, strength and region); the model still chooses the label and which of those
+    items to cite, and `claim_constraint` counts the window's constrained claims and those where the model's own next
+    word was not allowed (`overridden`; None where the constraint did not apply). `evidence`
     holds the reference the window was measured against and every measured item (`e2llm.measured_evidence_e2llm`). `channels` says which
     channels were used, which dropped and why; `filter` what filter the input got. A recording of several windows
     gives `{"label", "scores", "votes", "n_unparseable", "n_refused", "n_abstained", "windows": [...], "channels",
@@ -174,7 +175,9 @@ class EEGEmotionPipeline(ChunkPipeline):
         items = measured_items(self.processor.evidence_statistics, model_inputs)
         constraint = None
         if return_rationale and constrain_claims and any(i is not None for i in items):
-            constraint = MeasuredClaimsLogitsProcessor(self.processor.tokenizer, items, max(len(p) for p in prompts))
+            constraint = MeasuredClaimsLogitsProcessor(
+                self.processor.tokenizer, items, max(len(p) for p in prompts),
+                (self.processor.evidence_statistics or {}).get("signatures"), self.label_names)
             generate_kwargs = {**(generate_kwargs or {}), "logits_processor": LogitsProcessorList(
                 [*((generate_kwargs or {}).get("logits_processor") or []), constraint])}
         # the one encoder pass of these windows: the projected EEG tokens and the emotion head's logits

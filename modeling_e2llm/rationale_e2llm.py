@@ -7,9 +7,9 @@ frontal channels (strongly)``, the number optional) is linked to the window's me
 rewritten with the measured value (``... (strongly, -5.5 dB)``), replacing any number the model wrote; the model's
 direction and strength words stay, and the result records whether they agree with the measurement. A claim without a
 measured item (a region without channels, an asymmetry without a frontal pair, a window without a reference) is
-removed and counted, and so is any other number the text holds. A closing label-support sentence (``so the evidence
-favours X over Y``) that is not about the returned label, or sets the label against itself, says nothing true of the
-answer: `check_label_support` removes it and says why.
+removed and counted, and so is any other number the text holds. A label-support sentence (``The evidence favours X
+over Y``, or an earlier model's closing ``so the evidence favours X over Y``) that is not about the returned label, or
+sets the label against itself, says nothing true of the answer: `check_label_support` removes it and says why.
 
 `claim_agreement` gives the figure for reports: the share of parsed claims whose item exists and whose direction and
 strength words agree with the measurement.
@@ -86,7 +86,7 @@ def _strip_numbers(text: str, keep: Sequence[str]) -> tuple[str, list[str]]:
 
 REFERENCE_PHRASES = {"baseline": "the baseline recording", "baseline_power": "the given baseline",
                      "recording_mean": "this recording's mean", "model_reference": "the model's reference"}
-_OPENING = re.compile(r"^\s*Relative to [^:;.]{1,60}:")
+_OPENING = re.compile(r"(?<!\w)Relative to [^:;.]{1,60}:")
 
 
 def ground_rationale(rationale: str | None, items: Sequence[dict], missing_reason: str | None = None,
@@ -138,7 +138,7 @@ def check_label_support(rationale: str | None, label: str | None,
         return rationale, None
     sentence = support["text"]
     text = re.sub(rf"(?:[;,]\s*)?{re.escape(sentence)}", "", rationale, count=1).strip()
-    text = re.sub(r"^[;,\s]+", "", text)
+    text = re.sub(r"^[;,.\s]+", "", text)
     text = re.sub(r":\s*\.", ": no claim the measured evidence supports.", text)
     return text or None, {"text": sentence, "reason": reason}
 

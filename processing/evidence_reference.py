@@ -146,14 +146,15 @@ def label_evidence(reference: EvidenceReference, features: EvidenceFeatures, ind
 
 
 def rationale_text(claims: Sequence[Claim], label: str | None = None, selection: Mapping | None = None) -> str:
-    """A rationale from its claims, without numbers (the pipeline renders them from measurement): ``Relative to
-    baseline: claim; claim; so the evidence favours <label> over <against>.``, or without `label` the claims alone
-    (stage-2 descriptions)."""
+    """A rationale from its claims, without numbers (the pipeline renders them from measurement): ``The evidence
+    favours <label> over <against>. Relative to baseline: claim; claim.`` (the label first, then the evidence for it),
+    or without `label` the claims alone (stage-2 descriptions)."""
     clauses = [claim_words(c) for c in claims]
     if label is not None and selection is not None:
+        opening = f"{format_label_support(label, selection['against'], selection['favoured'])}. {RATIONALE_OPENING}"
         if not clauses:
-            return f"{RATIONALE_OPENING}no measured feature speaks for {label} over {selection['against']}."
-        clauses.append(format_label_support(label, selection["against"], selection["favoured"]))
+            return f"{opening}no measured feature speaks for {label} over {selection['against']}."
+        return opening + "; ".join(clauses) + "."
     if not clauses:
         return RATIONALE_OPENING + "no claim the recorded channels support."
     return RATIONALE_OPENING + "; ".join(clauses) + "."

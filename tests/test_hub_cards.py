@@ -356,7 +356,7 @@ def test_model_card_shows_the_explanation_checks(model_dir):
     assert "by construction" not in text  # no claim constraint in this report
     report["explanations"]["rationale"]["model_claim_agreement"] = {"mean": 0.34}
     text = build_model_card(model_dir, report=report).text
-    assert "agree with the measured values by construction" in text and "words in 0.340 of its claims" in text
+    assert "agree with the measured values by construction" in text and "step of 0.340 of its claims" in text
 
 
 def test_model_card_reads_the_evidence_statistics(model_dir, tmp_path):

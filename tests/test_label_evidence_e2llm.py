@@ -17,6 +17,7 @@ from e2llm.label_evidence_e2llm import (
     evidence_label,
     feature_ids,
     format_label_support,
+    items_for_label,
     label_log_likelihoods,
     label_support,
     most_confusable,
@@ -80,11 +81,29 @@ def test_selected_evidence_points_to_the_label(signatures):
     assert evidence_label(z, signatures, []) is None
 
 
+def test_items_for_label_point_to_it_alone_and_together(signatures):
+    rng = np.random.default_rng(1)
+    found = 0
+    for z in rng.normal(0, 2, (40, 31)):
+        for label in LABELS:
+            items = items_for_label(z, signatures, label)
+            found += len(items)
+            assert all(evidence_label(z, signatures, [item]) == label for item in items)
+            if items:
+                assert evidence_label(z, signatures, items) == label
+                assert evidence_label(z, signatures, rng.permutation(items)[: max(1, len(items) // 2)]) == label
+    assert found > 0
+    z = np.zeros(31)
+    z[0] = 2.0  # happiness's delta, far from sadness's: for happiness alone
+    assert items_for_label(z, signatures, "happiness")[0] == "power:delta:frontal"
+    assert "power:delta:frontal" not in items_for_label(z, signatures, "sadness")
+
+
 def test_label_support_sentence_round_trips():
     names = ["happiness", "sadness", "very sad"]
-    text = "Relative to baseline: x; " + format_label_support("very sad", "sadness", favoured=False) + "."
+    text = format_label_support("very sad", "sadness", favoured=False) + ". Relative to baseline: x."
     assert parse_label_support(text, names) == {"label": "very sad", "against": "sadness", "favoured": False,
-                                                "text": "so the evidence only partly favours very sad over sadness"}
+                                                "text": "The evidence only partly favours very sad over sadness"}
     assert parse_label_support("so the evidence favours Happiness over SADNESS.", names)["label"] == "happiness"
     assert parse_label_support("so the evidence favours anger over fear.", names) is None
 

@@ -11,6 +11,7 @@ from transformers import LogitsProcessor, LogitsProcessorList, pipeline
 from e2llm import SEED_CHANNELS, build_offline_tokenizer, build_tiny_e2llm
 from e2llm.claim_constraints_e2llm import MeasuredClaimsLogitsProcessor, claim_endings, completions
 from e2llm.eeg_evidence_features import BAND_NAMES, band_power_db
+from e2llm.label_evidence_e2llm import feature_ids
 
 _spec = importlib.util.spec_from_file_location("pipeline_helpers", Path(__file__).parent / "fixtures" /
                                                "pipeline_helpers.py")
@@ -39,9 +40,19 @@ def test_an_open_claim_ends_only_as_a_measured_item():
     assert completions(OPEN + "frontal alpha asymmetry is shifted", ITEMS) == [" left (slightly)"]
 
 
+def test_where_a_claim_starts_only_an_item_not_cited_yet_opens():
+    assert completions(OPEN.rstrip(), ITEMS) == [" alpha power is", " gamma differential entropy is",
+                                                 " frontal alpha asymmetry is shifted"]
+    assert completions(OPEN + "gam", ITEMS) == ["ma differential entropy is"]
+    done = OPEN + "gamma differential entropy is higher across the scalp (moderately);"
+    assert completions(done, ITEMS) == [" alpha power is", " frontal alpha asymmetry is shifted", " so the evidence"]
+    assert completions(done + " so", ITEMS) == [" the evidence"]  # an earlier model's closing sentence
+
+
 def test_outside_a_claim_the_model_writes_freely():
-    assert completions(OPEN, ITEMS) is None
-    assert completions(OPEN + "alpha power is lower over frontal channels (strongly); so", ITEMS) is None
+    assert completions("Reasoning: The evidence favours sadness over", ITEMS) is None
+    assert completions(OPEN + "alpha power is lower over frontal channels (strongly).", ITEMS) is None
+    assert not completions(OPEN + "alpha power is lower over frontal channels (strongly); so the evidence", ITEMS)
     assert completions(OPEN + "beta power is", ITEMS) == []  # nothing measured for beta: free, the grounding decides
     assert completions(OPEN + "alpha power is higher over frontal", ITEMS) == []  # off the measured items
 
@@ -167,3 +178,36 @@ def test_windows_without_a_known_reference_are_not_constrained(pipe):
     out = pipe(eeg, sampling_rate=SFREQ, channel_names=NAMES, units="uV", max_new_tokens=4)
     assert out["claim_constraint"] is None  # one window: its reference (the model's) is chosen after answering
     np.testing.assert_equal(out["evidence"]["reference"]["kind"], "model_reference")
+
+
+def _signatures() -> dict:
+    """Sadness: alpha low frontally and high occipitally; fear the reverse (spread units, within-class SD 1)."""
+    ids = feature_ids()
+    mean = np.zeros((2, len(ids)))
+    mean[:, ids.index("power:alpha:frontal")] = [-2.0, 1.0]
+    mean[:, ids.index("power:alpha:occipital")] = [1.0, -1.0]
+    return {"labels": ["sadness", "fear"], "feature_ids": ids, "mean_z": mean.tolist(), "within_sd": [1.0] * len(ids)}
+
+
+def test_after_the_label_only_evidence_for_it_ends_a_claim():
+    items = [{**_item("power:alpha:frontal", -5.5), "z": -2.75}, {**_item("power:alpha:occipital", -1.2,
+                                                                           "moderately"), "z": -0.6}]
+    tokenizer = build_offline_tokenizer()
+    processor = MeasuredClaimsLogitsProcessor(tokenizer, [items], 0, _signatures(), ["sadness", "fear"])
+    assert processor.favouring(0, "sadness") == {"power:alpha:frontal"}
+    assert processor.favouring(0, "fear") == {"power:alpha:occipital"}
+    for_label = lambda label: processor.favouring(0, label)  # noqa: E731
+    names = ["sadness", "fear"]
+    opened = OPEN + "alpha power is"
+    assert completions(opened, items, for_label, names) == [" lower over frontal channels (strongly)",
+                                                           " lower over occipital channels (moderately)"]
+    assert completions("The evidence favours sadness over fear. " + opened, items, for_label, names) == [
+        " lower over frontal channels (strongly)"]
+    assert completions("The evidence favours fear over sadness. " + opened, items, for_label, names) == [
+        " lower over occipital channels (moderately)"]
+    assert completions("The evidence favours fear over sadness. " + OPEN.rstrip(), items, for_label, names) == [
+        " alpha power is"]
+    # no item of this band favours the label: the measured endings stay (true, if not evidence for it)
+    assert completions("The evidence favours fear over sadness. " + opened + " lower over occipital channels "
+                       "(moderately); alpha power is", items, for_label, names) == [
+        " lower over frontal channels (strongly)"]

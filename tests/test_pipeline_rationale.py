@@ -54,7 +54,7 @@ NAMES = ["anger", "disgust", "fear", "sadness"]
 CLAIM = "Relative to the baseline recording: theta power is higher over occipital channels (slightly)"
 
 
-def test_a_closing_sentence_not_about_the_label_is_removed_and_said_why():
+def test_a_closing_sentence_not_about_the_label_is_removed_and_said_why():  # earlier models' grammar
     text, removed = check_label_support(f"{CLAIM}; so the evidence favours disgust over disgust.", "disgust", NAMES)
     assert text == f"{CLAIM}." and removed == {"text": "so the evidence favours disgust over disgust",
                                                 "reason": "it sets the label disgust against itself"}
@@ -71,3 +71,16 @@ def test_a_closing_sentence_not_about_the_label_is_removed_and_said_why():
     assert check_label_support(None, "disgust", NAMES) == (None, None)
     windows = [{"claims": [], "removed_support": removed}, {"claims": [], "removed_support": None}]
     assert claim_agreement(windows)["removed_support"] == 1
+
+
+def test_an_opening_sentence_not_about_the_label_is_removed_and_said_why():
+    text, removed = check_label_support(f"The evidence favours fear over sadness. {CLAIM}.", "sadness", NAMES)
+    assert text == f"{CLAIM}." and removed == {"text": "The evidence favours fear over sadness",
+                                                "reason": "it favours fear, not the answer sadness"}
+    kept = f"The evidence favours sadness over fear. {CLAIM}."
+    assert check_label_support(kept, "sadness", NAMES) == (kept, None)
+    items = [{"id": "power:theta:occipital", "value": 1.2, "bucket": "slightly", "text": "+1.2 dB"}]
+    out = ground_rationale("The evidence favours sadness over fear. Relative to baseline: theta power is higher over "
+                           "occipital channels (slightly).", items, reference_kind="baseline")
+    assert out.text == ("The evidence favours sadness over fear. Relative to the baseline recording: theta power is "
+                        "higher over occipital channels (slightly, +1.2 dB).")

@@ -93,13 +93,14 @@ def rationale_lines(answers: dict, alignments: list[dict]) -> list[str]:
                      f"measured value; claims whose item, direction and strength agree with measurement "
                      f"{agreement:.3f} ({_mean(answers['claims_linked']):.0f} linked, "
                      f"{_mean(answers['claims_removed']):.0f} removed for having no measured item; "
-                     f"{_mean(answers.get('support_sentences_removed')):.0f} closing sentences removed for "
-                     "favouring another label or the label over itself)")
+                     f"{_mean(answers.get('support_sentences_removed')):.0f} label sentences removed for "
+                     "naming another label than the answer or the label over itself)")
     if "model_claim_agreement" in answers:
-        lines.append(f"  claims completed from measurement: {_mean(answers['claims_constrained']):.0f}, of which "
-                     f"{_mean(answers['claims_overridden']):.0f} where the model's own next word was not the measured "
-                     f"one (its own agreement {_mean(answers['model_claim_agreement']):.3f}; agreement and "
-                     "faithfulness above are 1 by construction)")
+        lines.append(f"  claims kept to measured evidence for the label as they were written: "
+                     f"{_mean(answers['claims_constrained']):.0f}, of which {_mean(answers['claims_overridden']):.0f} "
+                     "where the model's own next word was another item, direction, strength or region (its own "
+                     f"agreement {_mean(answers['model_claim_agreement']):.3f}; agreement and faithfulness above are "
+                     "1 by construction)")
     if alignments:
         per_description = np.mean([a["description_gap_shuffled_minus_real"] for a in alignments])
         per_token = np.mean([a["gap_shuffled_minus_real"] for a in alignments])

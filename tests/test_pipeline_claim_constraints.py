@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList, pipeline
+from transformers import pipeline
 
 from e2llm import SEED_CHANNELS, build_offline_tokenizer, build_tiny_e2llm
 from e2llm.claim_constraints_e2llm import MeasuredClaimsLogitsProcessor, claim_endings, completions
@@ -117,22 +117,6 @@ NAMES = list(SEED_CHANNELS[:24])
 SFREQ = 200.0
 
 
-class PreferAnswer(LogitsProcessor):
-    """Adds a large bonus to the tokens of `answer_ids`, one per step: the model would write them, but other tokens
-    stay possible (unlike forcing)."""
-
-    def __init__(self, answer_ids, eos: int):
-        self.answer_ids, self.eos, self.start = list(answer_ids), eos, None
-
-    def __call__(self, input_ids, scores):
-        if self.start is None:
-            self.start = input_ids.shape[1]
-        step = input_ids.shape[1] - self.start
-        scores = scores.clone()
-        scores[:, self.answer_ids[step] if step < len(self.answer_ids) else self.eos] += 100.0
-        return scores
-
-
 @pytest.fixture(scope="module")
 def pipe():
     model, processor = build_tiny_e2llm()
@@ -150,9 +134,7 @@ def _inputs():
 def test_the_pipeline_returns_the_measured_direction_where_the_model_would_write_another(pipe):
     eeg, baseline = _inputs()
     answer = "Reasoning: alpha power is higher over frontal channels (slightly).\nEmotion: sadness"
-    ids = pipe.processor.tokenizer(answer, add_special_tokens=False)["input_ids"]
-    prefer = {"logits_processor": LogitsProcessorList([PreferAnswer(ids, pipe.processor.tokenizer.eos_token_id)]),
-              "max_new_tokens": len(ids) + 12}
+    prefer = helpers.forced(pipe, answer, bonus=100.0, extra_tokens=12)["generate_kwargs"]
     out = pipe(eeg, sampling_rate=SFREQ, channel_names=NAMES, units="uV", baseline_power=baseline,
                generate_kwargs=prefer)
     assert out["generated_text"].startswith("Reasoning: alpha power is lower over ")

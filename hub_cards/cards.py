@@ -447,15 +447,20 @@ def build_model_card(
 
 def label_source_context(config: Mapping) -> dict:
     """Where the model's label probabilities come from (`config.label_probabilities`) and the validation figures that
-    chose it (`config.label_calibration`, None for a model that was not calibrated)."""
+    chose it (`config.label_calibration`, None for a model that was not calibrated), and how much the emotion head
+    guides the written label (`config.label_guidance_weight`, with the weights tried on validation windows)."""
     source = config.get("label_probabilities") or "language_model"
     calibration = config.get("label_calibration") or None
     temperatures = {"language_model": config.get("label_temperature", 1.0),
                     "emotion_head": config.get("head_temperature", 1.0)}
     figures = [{"name": name.replace("_", " "), "ece": stats["ece"], "temperature": stats["temperature"]}
                for name, stats in ((calibration or {}).get("sources") or {}).items()]
+    guidance = (calibration or {}).get("label_guidance") or {}
+    tried = [{"weight": weight, "balanced_accuracy": stats["balanced_accuracy"]}
+             for weight, stats in sorted((guidance.get("weights") or {}).items(), key=lambda ws: float(ws[0]))]
     return {"name": source.replace("_", " "), "temperature": temperatures.get(source, 1.0),
-            "n_windows": (calibration or {}).get("n_windows"), "figures": figures}
+            "n_windows": (calibration or {}).get("n_windows"), "figures": figures,
+            "guidance_weight": float(config.get("label_guidance_weight") or 0.0), "guidance_tried": tried}
 
 
 # What each conflict test swaps in from a window of another class (e2llm evaluate's `explanations.conflicts`).

@@ -160,7 +160,7 @@ class MeasuredClaimsLogitsProcessor(LogitsProcessor):
         self.signatures = signatures
         self.label_names = [n for n in label_names if signatures and n in signatures.get("labels", ())]
         self._favouring: dict[tuple[int, str], set[str]] = {}
-        self.token_texts = _token_texts(tokenizer)
+        self.token_texts = token_texts(tokenizer)
         self._allowed: dict[tuple[str, ...], torch.Tensor] = {}
         self._claims: list[dict[int, bool]] = [{} for _ in self.items]
         self.calls = 0  # generation steps it was called for (0: the backend never applied it)
@@ -224,7 +224,7 @@ def _last_opening(text: str) -> re.Match | None:
     return matches[-1] if matches else None
 
 
-def _token_texts(tokenizer) -> list[str]:
+def token_texts(tokenizer) -> list[str]:
     """Each token id's text as it decodes on its own (cached on the tokenizer: the vocabulary is read once)."""
     cached = getattr(tokenizer, "_e2llm_token_texts", None)
     if cached is None or len(cached) != len(tokenizer):
@@ -234,4 +234,4 @@ def _token_texts(tokenizer) -> list[str]:
 
 
 __all__ = ["CLAIM_OPENING", "CLAIM_START", "MeasuredClaimsLogitsProcessor", "claim_endings", "claim_openings",
-           "completions"]
+           "completions", "token_texts"]

@@ -239,8 +239,12 @@ class E2LLMConfig(PreTrainedConfig):
             `eeg_config.emotion_token`); stage 3 picks the better calibrated on validation windows
             (`e2llm.label_sources_e2llm`).
         head_temperature (`float`): temperature of the emotion head's probabilities, fitted as `label_temperature`.
-        label_calibration (`dict`, *optional*): the validation figures behind the three fields above (windows,
-            each source's temperature and calibration error); None when the model was not calibrated.
+        label_guidance_weight (`float`): how much the emotion head's (temperature-scaled) log-probabilities add to
+            the language model's where it writes a label (`e2llm.label_guidance_e2llm`); 0 (the default): the
+            language model alone. Stage 3 chooses it on validation windows.
+        label_calibration (`dict`, *optional*): the validation figures behind the fields above (windows, each
+            source's temperature and calibration error, the guidance weights tried); None when the model was not
+            calibrated.
 
     Example:
 
@@ -268,6 +272,7 @@ class E2LLMConfig(PreTrainedConfig):
     label_temperature: float | int = 1.0
     label_probabilities: str = "language_model"
     head_temperature: float | int = 1.0
+    label_guidance_weight: float | int = 0.0
     label_calibration: dict | None = None
 
     def __post_init__(self, **kwargs):

@@ -14,6 +14,8 @@ import math
 
 import torch
 
+from .label_guidance_e2llm import check_guidance_weight
+
 LABEL_SOURCES = ("language_model", "emotion_head")
 
 
@@ -25,6 +27,10 @@ def check_label_source(config) -> None:
         value = getattr(config, name)
         if not (math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    check_guidance_weight(config.label_guidance_weight)
+    if config.label_guidance_weight > 0 and not getattr(config.eeg_config, "emotion_token", False):
+        raise ValueError("label_guidance_weight > 0 adds the encoder's emotion head to the written label, but this "
+                         "encoder has none (eeg_config.emotion_token is false): set label_guidance_weight=0")
     if config.label_probabilities == "emotion_head" and not getattr(config.eeg_config, "emotion_token", False):
         raise ValueError("label_probabilities='emotion_head' reads the encoder's emotion head, but this encoder has "
                          "none (eeg_config.emotion_token is false): use label_probabilities='language_model'")

@@ -18,6 +18,7 @@ from transformers.pipelines.pt_utils import PipelineChunkIterator, PipelineItera
 from .claim_constraints_e2llm import MeasuredClaimsLogitsProcessor
 from .evidence_e2llm import integrated_gradients
 from .generation_e2llm import Answers, generate_and_score, generation_defaults, score_without_rationale
+from .label_guidance_e2llm import HeadGuidedLabelsLogitsProcessor
 from .label_sources_e2llm import source_probabilities
 from .pipeline_chunks_e2llm import window_chunks
 from .pipeline_results_e2llm import WindowOutput, build_results, measured_items
@@ -27,7 +28,7 @@ from .validation_e2llm import check_finite_scores, check_pipeline_arguments, che
 
 _PREPROCESS = ("sampling_rate", "channel_names", "units", "channel_map", "montage", "line_freq", "question",
                "prompt", "apply_filters", "baseline", "baseline_power")
-_FORWARD = ("return_rationale", "return_evidence", "attribution_steps", "constrain_claims")
+_FORWARD = ("return_rationale", "return_evidence", "attribution_steps", "constrain_claims", "guide_labels")
 _POSTPROCESS = ("extra_fields", "return_evidence", "evidence_dir")
 
 
@@ -49,7 +50,7 @@ class EEGEmotionPipeline(ChunkPipeline):
 
     Output per recording of one window: `{"label", "scores", "rationale", "generated_text", "parseable", "start",
     "end", "evidence", "claims", "removed_claims", "removed_numbers", "removed_support", "abstention_reason",
-    "label_support", "claim_constraint", "channels", "filter"}`. `label` is parsed from the generated answer, None when it cannot be
+    "label_support", "claim_constraint", "label_guidance", "channels", "filter"}`. `label` is parsed from the generated answer, None when it cannot be
     parsed (`parseable` False): never guessed. A window that is not emotion EEG (noise, flat, line noise only, muscle artefact, a
     spectrum unlike EEG's, or most channels unusable) gets no label: `answer` is "insufficient evidence" and
     `abstention_reason` says why (None otherwise; `e2llm.window_verdicts_e2llm`). `label_support` gives, for the
@@ -64,7 +65,10 @@ class EEGEmotionPipeline(ChunkPipeline):
     item not cited yet, after the label sentence one that favours that label under the class signatures the model
     ships, with its measured direction, strength and region); the model still chooses the label and which of those
     items to cite, and `claim_constraint` counts the window's constrained claims and those where the model's own next
-    word was not allowed (`overridden`; None where the constraint did not apply). `evidence`
+    word was not allowed (`overridden`; None where the constraint did not apply). A model whose
+    `config.label_guidance_weight` is above 0 writes its labels with the emotion head's probabilities added at the
+    label's tokens (`e2llm.label_guidance_e2llm`); `label_guidance` gives the weight and whether it changed a label
+    the language model would have written (None where it did not apply). `evidence`
     holds the reference the window was measured against and every measured item (`e2llm.measured_evidence_e2llm`). `channels` says which
     channels were used, which dropped and why; `filter` what filter the input got. A recording of several windows
     gives `{"label", "scores", "votes", "n_unparseable", "n_refused", "n_abstained", "windows": [...], "channels",
@@ -77,6 +81,7 @@ class EEGEmotionPipeline(ChunkPipeline):
     MNE knows it, else the extractor's 50 Hz), `question` (or `prompt`, a chat with one `{"type": "eeg"}` part),
     `apply_filters` (False for windows already band-passed), `return_rationale` (False: label scoring only),
     `constrain_claims` (False: the model's claims as it writes them, flagged where they disagree with measurement),
+    `guide_labels` (False: the language model's labels alone, without the head's guidance),
     `max_new_tokens` and other generation parameters (or `generate_kwargs`), `extra_fields` (`{"Valence": [...]}`
     to parse), `return_evidence` (scalp maps as PNG in `evidence_dir`, with integrated-gradient attributions over
     `attribution_steps` steps; needs MNE and matplotlib), `baseline` (a recording evidence is measured against) or
@@ -119,7 +124,7 @@ class EEGEmotionPipeline(ChunkPipeline):
     def _sanitize_parameters(self, max_new_tokens=None, generate_kwargs=None, **kwargs):
         check_pipeline_arguments(**{k: kwargs.get(k) for k in ("apply_filters", "return_rationale",
                                                                 "return_evidence", "attribution_steps",
-                                                                "constrain_claims")},
+                                                                "constrain_claims", "guide_labels")},
                                  max_new_tokens=max_new_tokens)
         check_user_text(kwargs.get("question"), kwargs.get("prompt"), getattr(self.processor, "tokenizer", None))
         generate = dict(generate_kwargs or {})
@@ -167,9 +172,11 @@ class EEGEmotionPipeline(ChunkPipeline):
 
     # ---------------------------------------------------------------- forward
     def _forward(self, model_inputs: list[dict], generate_kwargs=None, return_rationale: bool = True,
-                 return_evidence: bool = False, attribution_steps: int = 16, constrain_claims: bool = True):
+                 return_evidence: bool = False, attribution_steps: int = 16, constrain_claims: bool = True,
+                 guide_labels: bool = True):
         """One batch of windows: encode once, generate (claims completed from measurement unless
-        `constrain_claims` is False) and score (or score only), attributions if asked."""
+        `constrain_claims` is False, labels guided by the head as the model's config says unless `guide_labels` is
+        False) and score (or score only), attributions if asked."""
         eeg = self._stack(model_inputs)
         prompts = [torch.as_tensor(c["prompt_ids"], dtype=torch.long, device=self.device) for c in model_inputs]
         items = measured_items(self.processor.evidence_statistics, model_inputs)
@@ -182,6 +189,11 @@ class EEGEmotionPipeline(ChunkPipeline):
                 [*((generate_kwargs or {}).get("logits_processor") or []), constraint])}
         # the one encoder pass of these windows: the projected EEG tokens and the emotion head's logits
         features, head_logits = self.model.get_eeg_features(**eeg, return_emotion_logits=True)
+        guidance = self._label_guidance(head_logits, max(len(p) for p in prompts)) \
+            if return_rationale and guide_labels else None
+        if guidance is not None:
+            generate_kwargs = {**(generate_kwargs or {}), "logits_processor": LogitsProcessorList(
+                [*((generate_kwargs or {}).get("logits_processor") or []), guidance])}
         answers = self._answer_and_score(prompts, features, generate_kwargs, return_rationale)
         # each source's temperature-scaled probabilities; `scores` are those of config.label_probabilities
         sources = source_probabilities(self.model.config, answers.scores, head_logits)
@@ -193,13 +205,25 @@ class EEGEmotionPipeline(ChunkPipeline):
             if return_evidence else [None] * len(prompts)
         head = [None] * len(prompts) if sources["emotion_head"] is None else sources["emotion_head"].cpu().numpy()
         constrained = _constraint_counts(constraint, items)
+        guided = [None] * len(prompts) if guidance is None or guidance.calls == 0 else \
+            [{"weight": guidance.weight, "changed": changed} for changed in guidance.changed]
         windows = [WindowOutput(text, lm, c["start"], c["item"], c["band_power"], c["eeg_channel_mask"] == 1,
                                 c["context"], a, reused, c["unusable"], c["refused"], c.get("signal_statistics"), h,
-                                i, k)
-                   for c, text, lm, h, a, reused, i, k in zip(model_inputs, answers.texts,
-                                                              language_model.cpu().numpy(), head, attribution,
-                                                              answers.from_generation, items, constrained)]
+                                i, k, g)
+                   for c, text, lm, h, a, reused, i, k, g in zip(model_inputs, answers.texts,
+                                                                 language_model.cpu().numpy(), head, attribution,
+                                                                 answers.from_generation, items, constrained, guided)]
         return {"window": windows, "is_last": [c["is_last"] for c in model_inputs]}
+
+    def _label_guidance(self, head_logits: torch.Tensor | None,
+                        prompt_length: int) -> HeadGuidedLabelsLogitsProcessor | None:
+        """The head's guidance of the written labels (`config.label_guidance_weight`), None at weight 0."""
+        weight = float(getattr(self.model.config, "label_guidance_weight", 0.0) or 0.0)
+        if weight == 0 or head_logits is None:
+            return None
+        head = source_probabilities(self.model.config, None, head_logits)["emotion_head"]
+        return HeadGuidedLabelsLogitsProcessor(self.processor.tokenizer, head, self.label_names, weight,
+                                               prompt_length)
 
     def _answer_and_score(self, prompts: list[torch.Tensor], eeg_features: torch.Tensor, generate_kwargs,
                           return_rationale: bool) -> Answers:

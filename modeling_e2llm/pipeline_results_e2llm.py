@@ -53,6 +53,7 @@ class WindowOutput:
     head_scores: np.ndarray | None = None  # (n_labels,) the emotion head's probabilities (None without one)
     items: list[dict] | None = None  # its measured items when `_forward` measured them (reference known up front)
     claim_constraint: dict | None = None  # {"claims", "overridden"} of the claim constraint (None: not applied)
+    label_guidance: dict | None = None  # {"weight", "changed"} of the head's label guidance (None: not applied)
 
 
 def _reference(windows: list[WindowOutput], statistics):
@@ -97,7 +98,7 @@ def window_result(pipe, window: WindowOutput, items: list[dict], reference, n_wi
               "evidence": {"reference": None if reference is None else reference.report(), "items": items},
               "claims": grounded.claims, "removed_claims": grounded.removed_claims,
               "removed_numbers": grounded.removed_numbers, "removed_support": removed_support,
-              "claim_constraint": window.claim_constraint}
+              "claim_constraint": window.claim_constraint, "label_guidance": window.label_guidance}
     if extra_fields:
         result["fields"] = fields
     if window.unusable:

@@ -221,10 +221,12 @@ def _positive_int(name: str, value) -> None:
 
 
 def check_pipeline_arguments(batch_size=None, apply_filters=None, return_rationale=None, return_evidence=None,
-                             max_new_tokens=None, attribution_steps=None, constrain_claims=None) -> None:
+                             max_new_tokens=None, attribution_steps=None, constrain_claims=None,
+                             guide_labels=None) -> None:
     """TypeError / ValueError for a pipeline argument of the wrong type or out of range (None: not given)."""
     for name, value in (("apply_filters", apply_filters), ("return_rationale", return_rationale),
-                        ("return_evidence", return_evidence), ("constrain_claims", constrain_claims)):
+                        ("return_evidence", return_evidence), ("constrain_claims", constrain_claims),
+                        ("guide_labels", guide_labels)):
         check_flag(name, value)
     for name, value in (("batch_size", batch_size), ("max_new_tokens", max_new_tokens),
                         ("attribution_steps", attribution_steps)):

@@ -16,6 +16,7 @@ Transformers path on the same weights (greedy).
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -43,6 +44,11 @@ class VLLMEEGEmotionPipeline(EEGEmotionPipeline):
         weight = self.model.get_input_embeddings().weight
         tokens = sorted({int(t) for candidate in self.candidate_ids for t in candidate})
         self.candidate_embeds = {t: weight[t].detach().cpu() for t in tokens}
+        guidance = float(getattr(self.model.config, "label_guidance_weight", 0.0) or 0.0)
+        if guidance > 0:
+            warnings.warn(f"this model writes its labels with its emotion head's guidance (label_guidance_weight "
+                          f"{guidance:g}) in the Transformers pipeline; the vLLM engine writes the language model's "
+                          f"labels alone (results' label_guidance is None)", stacklevel=2)
 
     def _sanitize_parameters(self, **kwargs):
         if kwargs.get("return_evidence"):
@@ -51,8 +57,13 @@ class VLLMEEGEmotionPipeline(EEGEmotionPipeline):
         if kwargs.get("constrain_claims"):
             raise ValueError("constrain_claims=True completes claims from measurement one generation step at a time, "
                              "which the vLLM engine does not do: use the Transformers pipeline for it")
-        # the engine writes the model's own claims: results say so (`claim_constraint` None)
-        return super()._sanitize_parameters(**{**kwargs, "constrain_claims": False})
+        if kwargs.get("guide_labels"):
+            raise ValueError("guide_labels=True adds the emotion head's probabilities to the label's tokens one "
+                             "generation step at a time, which the vLLM engine does not do: use the Transformers "
+                             "pipeline for it")
+        # the engine writes the model's own claims and labels: results say so (`claim_constraint`, `label_guidance`
+        # None)
+        return super()._sanitize_parameters(**{**kwargs, "constrain_claims": False, "guide_labels": False})
 
     def _generation_settings(self, generate_kwargs: dict | None) -> dict:
         """The generation settings `generate()` would use in this call (only those differing from the defaults)."""

@@ -104,3 +104,34 @@ def test_the_calibration_section_gives_the_validation_windows_as_a_count():
     assert "chosen on 90 validation windows" in "\n".join(calibration_lines(checks))
     checks["label_probabilities"]["shipped_calibration"]["n_windows"] = 45
     assert "chosen on 45 validation windows" in "\n".join(calibration_lines(checks))
+
+
+def test_the_report_says_who_writes_the_label_and_how_often_the_head_changed_it():
+    from e2llm.training.evaluation.explanations import label_guidance_report
+    from e2llm.training.evaluation.report_explanations import calibration_lines
+    from e2llm.training.evaluation.summary import _explanations
+    from e2llm.training.quickstart_report import _calibration_lines
+
+    class Config:
+        label_guidance_weight = 4.0
+
+    outputs = [{"label_guidance": {"weight": 4.0, "changed": changed}} for changed in (True, False, False, False)]
+    assert label_guidance_report(outputs, Config()) == {"weight": 4.0, "guided": 1.0, "changed": 0.25}
+    assert label_guidance_report([{"label_guidance": None}], Config())["guided"] == 0.0
+    shipped = {"n_windows": 90, "sources": {"language_model": {"ece": 0.07}},
+               "label_guidance": {"weight": 4.0, "weights": {"0": {"balanced_accuracy": 0.72},
+                                                             "16": {"balanced_accuracy": 0.75},
+                                                             "4": {"balanced_accuracy": 0.77}}}}
+    runs = [{"seed": seed, "explanations": {
+        "calibration": {"answer": {"ece": 0.05}}, "label_guidance": label_guidance_report(outputs, Config()),
+        "label_probabilities": {"source": "language_model", "shipped_calibration": shipped}}} for seed in (0, 1)]
+    checks = _explanations(runs)
+    text = "\n".join(calibration_lines(checks))
+    assert "(weight 4, chosen on validation windows; validation balanced accuracy by weight: 0 0.720" in text
+    assert ", 4 0.770 ± 0.000, 16 0.750" in text and "label in 0.250 ± 0.000 of the answers" in text
+    quick = "\n".join(_calibration_lines(checks))
+    assert "guidance, weight 4 (chosen on validation windows, balanced accuracy by weight: 0 0.720, 4 0.770, 16 " \
+           "0.750); it changed the language model's own label in 0.250 of the answers" in quick
+    checks["label_guidance"]["weight"] = {"mean": 0.0, "std": 0.0, "n": 2}
+    assert "language model's alone" in "\n".join(calibration_lines(checks))
+    assert "guidance" not in "\n".join(_calibration_lines(checks))

@@ -130,6 +130,15 @@ def test_model_card_states_where_the_label_probabilities_come_from(model_dir, tm
     assert ("come from **the emotion head** (`config.label_probabilities`, temperature 1.50), the better calibrated of "
             "the two sources on 90 validation windows after temperature scaling (expected calibration error: language "
             "model 0.080 at temperature 3.00, emotion head 0.050 at temperature 1.50)") in text
+    assert "The answer's label is the language model's alone." in text
+    config.update(label_guidance_weight=4.0)
+    config["label_calibration"]["label_guidance"] = {"weight": 4.0, "weights": {
+        "0": {"balanced_accuracy": 0.721}, "4": {"balanced_accuracy": 0.771}}}
+    (folder / "config.json").write_text(json.dumps(config))
+    text = " ".join(_parse(build_model_card(folder)).text.split())
+    assert ("written by the language model with the emotion head's log-probabilities, times 4, added at the label's "
+            "tokens (`config.label_guidance_weight`, chosen by balanced accuracy on the validation windows: 0 0.721, 4 "
+            "0.771; 0 is the language model alone): both the language model and the stage-1 head decide it") in text
 
 
 def test_model_card_without_report_claims_no_score(model_dir):

@@ -27,6 +27,7 @@ MODULES = [
     "e2llm.atomic_files",
     "e2llm.rationale_e2llm",
     "e2llm.claim_constraints_e2llm",
+    "e2llm.label_guidance_e2llm",
     "e2llm.folder_checks_e2llm",
     "e2llm.output_lock",
     "e2llm.hub_cards.own_files",

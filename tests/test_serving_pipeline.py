@@ -91,5 +91,7 @@ def test_serving_pipeline_refuses_what_vllm_cannot_do(pipes):
     signal = {"sampling_rate": 200, "channel_names": list(SEED_CHANNELS), "units": "uV"}
     with pytest.raises(ValueError, match="return_evidence needs the language model's gradients"):
         served(eeg, **signal, return_evidence=True)
+    with pytest.raises(ValueError, match="guide_labels=True adds the emotion head's probabilities"):
+        served(eeg, **signal, guide_labels=True)
     with pytest.raises(ValueError, match=r"does not support the generation settings \['num_beams'\]"):
         served(eeg, **signal, max_new_tokens=4, num_beams=2)

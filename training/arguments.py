@@ -136,12 +136,22 @@ class InstructionScriptArguments(E2LLMScriptArguments):
                           "model's label scores and of the emotion head on them and let the better calibrated give the "
                           "saved model's label probabilities (config.label_probabilities, label_calibration)."},
     )
+    label_guidance_weights: list[float] = field(
+        default_factory=list,
+        metadata={"help": "with --calibrate_labels and an encoder with an emotion token: weights of the emotion "
+                          "head's log-probabilities added to the language model's where it writes a label, each tried "
+                          "on the validation windows; the one whose answers have the highest balanced accuracy is "
+                          "saved (config.label_guidance_weight; 0, the language model alone, always competes). "
+                          "Empty: no guidance."},
+    )
 
     def __post_init__(self):
         if not 0.0 <= self.label_only_share <= 1.0:
             raise ValueError(f"label_only_share must be in [0, 1], got {self.label_only_share}")
         if not 0.0 <= self.emotion_token_dropout < 1.0:
             raise ValueError(f"emotion_token_dropout must be in [0, 1), got {self.emotion_token_dropout}")
+        if any(not (w >= 0 and w < float("inf")) for w in self.label_guidance_weights):
+            raise ValueError(f"label_guidance_weights must be finite numbers >= 0, got {self.label_guidance_weights}")
         if self.evidence_strongest is not None and self.evidence_strongest < 1:
             raise ValueError(f"evidence_strongest must be at least 1, got {self.evidence_strongest}")
         if self.evidence_strongest is not None and not self.evidence_in_prompt:

@@ -43,7 +43,16 @@ def _calibration_lines(explanations: dict) -> list[str]:
     test = [f"{title} {_mean(calibration[key]['ece']):.3f}" for key, title in
             (("answer", "scores as returned"), ("answer_language_model", "language model"),
              ("answer_head", "emotion head")) if "ece" in (calibration.get(key) or {})]
-    return [f"  label probabilities from the {source.replace('_', ' ')} ({chosen}); test ECE: " + ", ".join(test)]
+    lines = [f"  label probabilities from the {source.replace('_', ' ')} ({chosen}); test ECE: " + ", ".join(test)]
+    guidance = explanations.get("label_guidance") or {}
+    if _mean(guidance.get("weight", 0.0)) > 0:
+        tried = (shipped.get("label_guidance") or {}).get("weights") or {}
+        lines.append(f"  labels written with the emotion head's guidance, weight {_mean(guidance['weight']):g} (chosen "
+                     "on validation windows, balanced accuracy by weight: "
+                     + ", ".join(f"{w} {_mean(f.get('balanced_accuracy')):.3f}" for w, f in sorted(tried.items(), key=lambda wf: float(wf[0])))
+                     + f"); it changed the language model's own label in {_mean(guidance.get('changed')):.3f} of "
+                     "the answers")
+    return lines
 
 
 def _explanation_lines(explanations: dict) -> list[str]:

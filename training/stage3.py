@@ -79,12 +79,18 @@ def calibrate_saved_model(script_args, training_args, written: dict, processor, 
                        "calibrated: the model gives the language model's, at temperature 1")
         return None
     record = calibrate_label_sources(written["model"], processor, data.validation, data.train,
-                                     batch_size=training_args.per_device_eval_batch_size, seed=training_args.seed)
+                                     batch_size=training_args.per_device_eval_batch_size, seed=training_args.seed,
+                                     guidance_weights=script_args.label_guidance_weights)
     written["model"].config.save_pretrained(written["merged"])
     sources = ", ".join(f"{name} ECE {figures['ece']:.3f} at T={figures['temperature']:.2f}"
                         for name, figures in record["sources"].items())
     logger.info(f"stage3: label probabilities from the {record['chosen']} ({record['n_windows']} validation windows: "
                 f"{sources})")
+    guidance = record.get("label_guidance")
+    if guidance is not None:
+        tried = ", ".join(f"{w}: {f['balanced_accuracy']:.3f}" for w, f in guidance["weights"].items())
+        logger.info(f"stage3: labels written with the emotion head's guidance at weight {guidance['weight']:g} "
+                    f"(validation balanced accuracy by weight: {tried})")
     return record
 
 

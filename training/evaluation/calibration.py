@@ -6,7 +6,8 @@ scoring divides the labels' log-likelihoods by it. `calibration_summary` gives w
 source of probabilities (the language model's label scores, the stage-1 head): accuracy, mean confidence, expected
 calibration error, negative log-likelihood and Brier score. `calibrate_label_sources` (run by stage 3 when it has
 validation windows) fits both label sources' temperatures, the language model's and the stage-1 emotion head's, and
-chooses the better calibrated as the model's `config.label_probabilities`.
+chooses the better calibrated as the model's `config.label_probabilities`; given weights to try, it also chooses
+how much the head guides the written labels (`config.label_guidance_weight`, `e2llm.label_guidance_e2llm`).
 
     >>> import numpy as np
     >>> logits = np.log(np.array([[0.99, 0.01], [0.99, 0.01], [0.01, 0.99], [0.99, 0.01]]))
@@ -17,12 +18,14 @@ chooses the better calibrated as the model's `config.label_probabilities`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy.optimize import minimize_scalar
 from transformers import pipeline
 
 from e2llm.processing.dataset_io import dataset_metadata
-from e2llm.training.evaluation.metrics import expected_calibration_error
+from e2llm.training.evaluation.metrics import classification_metrics, expected_calibration_error
 from e2llm.training.evaluation.probes import softmax
 from e2llm.training.evaluation.runner import Evaluator, _subject_baselines
 
@@ -103,40 +106,74 @@ def validation_temperature(model, processor, validation, train, batch_size: int 
 SOURCE_KEYS = {"language_model": "language_model_scores", "emotion_head": "head_scores"}
 
 
+def _source_figures(logits: np.ndarray, labels: np.ndarray) -> dict:
+    temperature = fit_temperature(logits, labels)
+    scaled = calibration_summary(softmax(logits, temperature), labels)
+    return {"temperature": temperature, "ece_before": expected_calibration_error(softmax(logits), labels),
+            "ece": scaled["ece"], "nll": scaled["nll"], "accuracy": scaled["accuracy"]}
+
+
+def answered_label_figures(outputs, labels: np.ndarray, label_names) -> dict:
+    """``{"balanced_accuracy", "accuracy", "unparseable", "guided_changed"}`` of the pipeline's answered labels
+    (`outputs`, one per window; an unparseable or abstained answer counts as wrong)."""
+    predicted = [o.get("label") for o in outputs]
+    figures = classification_metrics([label_names[i] for i in labels], predicted, label_names)
+    changed = sum(bool((o.get("label_guidance") or {}).get("changed")) for o in outputs)
+    return {"balanced_accuracy": figures["balanced_accuracy"], "accuracy": figures["accuracy"],
+            "unparseable": sum(p is None for p in predicted), "guided_changed": changed}
+
+
 def calibrate_label_sources(model, processor, validation, train, batch_size: int = 32, max_new_tokens: int = 160,
-                            seed: int = 0) -> dict:
+                            seed: int = 0, guidance_weights: Sequence[float] = ()) -> dict:
     """Fit each label source's temperature on `validation` windows and choose the better calibrated one (lower ECE
     after scaling; the language model on a tie), then set ``model.config``'s `label_temperature`,
     `head_temperature`, `label_probabilities` and `label_calibration` (see `e2llm.label_sources_e2llm`).
 
+    With `guidance_weights`, the validation answers are also generated with the head's guidance at each weight
+    (`e2llm.label_guidance_e2llm`, the head at its fitted temperature) and the weight whose answered labels have the
+    highest balanced accuracy is kept in `config.label_guidance_weight` (0, the language model alone, on a tie: the
+    smallest weight wins); the language model's temperature is fitted on the answers at that weight.
+
     Returns the `label_calibration` record: ``{"chosen", "n_windows", "sources": {source: {"temperature",
-    "ece_before", "ece", "nll", "accuracy"}}, "rule"}``, the figures on the validation windows themselves."""
+    "ece_before", "ece", "nll", "accuracy"}}, "rule", "label_guidance"}``, the figures on the validation windows
+    themselves (``label_guidance``: ``{"weight", "weights": {weight: answered-label figures}, "rule"}``, None
+    without `guidance_weights`)."""
     config = model.config
     config.label_temperature, config.head_temperature = 1.0, 1.0  # fitted from the raw scores
-    config.label_probabilities = "language_model"
+    config.label_probabilities, config.label_guidance_weight = "language_model", 0.0
     outputs, labels = validation_answers(model, processor, validation, train, batch_size, max_new_tokens, seed)
     names = list(config.label_names)
     sources = {}
-    for source, key in SOURCE_KEYS.items():
-        if outputs[0].get(key) is None:
-            continue
-        logits = answer_logits(outputs, names, key)
-        temperature = fit_temperature(logits, labels)
-        scaled = calibration_summary(softmax(logits, temperature), labels)
-        sources[source] = {"temperature": temperature,
-                           "ece_before": expected_calibration_error(softmax(logits), labels),
-                           "ece": scaled["ece"], "nll": scaled["nll"], "accuracy": scaled["accuracy"]}
+    if outputs[0].get(SOURCE_KEYS["emotion_head"]) is not None:
+        sources["emotion_head"] = _source_figures(answer_logits(outputs, names, SOURCE_KEYS["emotion_head"]), labels)
+        config.head_temperature = sources["emotion_head"]["temperature"]
+    guidance = None
+    if guidance_weights and "emotion_head" in sources:
+        tried = {0.0: (outputs, answered_label_figures(outputs, labels, names))}
+        for weight in sorted({float(w) for w in guidance_weights} - {0.0}):
+            config.label_guidance_weight = weight
+            answers, _ = validation_answers(model, processor, validation, train, batch_size, max_new_tokens, seed)
+            tried[weight] = (answers, answered_label_figures(answers, labels, names))
+        best = max(tried, key=lambda w: (round(tried[w][1]["balanced_accuracy"], 4), -w))
+        config.label_guidance_weight, outputs = best, tried[best][0]
+        guidance = {"weight": best, "weights": {f"{w:g}": figures for w, (_, figures) in tried.items()},
+                    "rule": "the emotion head's log-probabilities (at its fitted temperature) times the weight are "
+                            "added to the language model's at the label's tokens; the weight whose answered labels "
+                            "have the highest balanced accuracy on the validation windows is kept (the smallest on a "
+                            "tie; 0 is the language model alone)"}
+    sources = {"language_model": _source_figures(answer_logits(outputs, names, SOURCE_KEYS["language_model"]),
+                                                 labels), **sources}
     chosen = min(sources, key=lambda s: (round(sources[s]["ece"], 4), s != "language_model"))
     config.label_temperature = sources["language_model"]["temperature"]
-    if "emotion_head" in sources:
-        config.head_temperature = sources["emotion_head"]["temperature"]
     config.label_probabilities = chosen
     config.label_calibration = {
         "chosen": chosen, "n_windows": len(outputs), "sources": sources,
         "rule": "each source's temperature minimises its NLL on the validation windows; the source with the lower "
                 "expected calibration error after scaling gives the label probabilities (the language model on a "
-                "tie)"}
+                "tie)",
+        "label_guidance": guidance}
     return config.label_calibration
 
-__all__ = ["SOURCE_KEYS", "TEMPERATURE_BOUNDS", "answer_logits", "calibrate_label_sources", "calibration_summary",
-           "fit_temperature", "logits_from_probs", "validation_answers", "validation_temperature"]
+__all__ = ["SOURCE_KEYS", "TEMPERATURE_BOUNDS", "answer_logits", "answered_label_figures", "calibrate_label_sources",
+           "calibration_summary", "fit_temperature", "logits_from_probs", "validation_answers",
+           "validation_temperature"]

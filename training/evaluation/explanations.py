@@ -140,6 +140,16 @@ def _flat(report: dict) -> dict:
     return {k: v for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
+def label_guidance_report(outputs, config) -> dict:
+    """How much the emotion head guided the written labels (`e2llm.label_guidance_e2llm`): ``{"weight", "guided",
+    "changed"}``, the model's weight, the share of answers written under guidance and the share whose label the
+    guidance changed from the language model's own most likely one."""
+    guided = [o["label_guidance"] for o in outputs if o.get("label_guidance")]
+    n = max(1, len(outputs))
+    return {"weight": float(getattr(config, "label_guidance_weight", 0.0) or 0.0), "guided": len(guided) / n,
+            "changed": sum(bool(g["changed"]) for g in guided) / n}
+
+
 def _calibration(outputs, label_only, head, labels, names, temperatures: dict | None) -> dict:
     """Calibration of the answers' scores as returned (from the source the model's config names, at its shipped
     temperature), of each source's as returned, of the label-only scores and of the unscaled head; with
@@ -216,6 +226,7 @@ def explanation_checks(model, processor, evaluator, outputs, train, question: st
         reference.statistics(), windows.eeg, probe.signal["sampling_rate"], probe.signal["channel_names"], other))
     checks["label_probabilities"] = {"source": model.config.label_probabilities,
                                      "shipped_calibration": model.config.label_calibration}
+    checks["label_guidance"] = label_guidance_report(outputs, model.config)
     return {**checks, "seconds": clock.seconds, "head_probs": head}
 
 

@@ -29,6 +29,11 @@ def _cell(stats: Mapping | None) -> str:
     return format_mean_std(stats) if isinstance(stats, Mapping) and "n" in stats else "n/a"
 
 
+def _number(found) -> str:
+    """A summarised figure (mean ± std) or a plain number."""
+    return f"{found:.3f}" if isinstance(found, (int, float)) else _cell(found)
+
+
 def _count(found) -> str:
     """A count that is the same in every replicate as a whole number, else as mean ± std."""
     if isinstance(found, Mapping) and "mean" in found and not found.get("std"):
@@ -100,9 +105,28 @@ def calibration_lines(checks: Mapping) -> list[str]:
                      "temperature scaling (" + ", ".join(f"{name.replace('_', ' ')} {_cell(figures.get('ece'))}"
                                                         for name, figures in shipped["sources"].items()) + ")."
                      if shipped else "not calibrated (no validation windows in stage 3)."), ""]
+    lines += guidance_lines(checks)
     lines += _header(columns, "probabilities")
     lines += [_row(names.get(name, name), stats, columns) for name, stats in calibration.items()]
     return lines + [""]
+
+
+def guidance_lines(checks: Mapping) -> list[str]:
+    """Who writes the label: the language model alone, or with the emotion head's guidance (and how often it
+    changed the label)."""
+    guidance = checks.get("label_guidance") or {}
+    weight = guidance.get("weight")
+    if weight is None:
+        return []
+    if not (weight["mean"] if isinstance(weight, Mapping) else weight):
+        return ["The answered labels are the language model's alone (`config.label_guidance_weight` 0).", ""]
+    shipped = ((checks.get("label_probabilities") or {}).get("shipped_calibration") or {}).get("label_guidance")
+    tried = ("; validation balanced accuracy by weight: " + ", ".join(
+        f"{w} {_number(f.get('balanced_accuracy'))}" for w, f in sorted(shipped["weights"].items(), key=lambda wf: float(wf[0])))) if shipped else ""
+    return [f"The answered labels are written with the emotion head's log-probabilities added at the label's tokens "
+            f"(weight {_count(weight)}, chosen on validation windows{tried}); this changed the language model's own "
+            f"label in {_number(guidance.get('changed'))} of the answers. The conflict tests above score the language "
+            f"model alone.", ""]
 
 
 def abstention_lines(checks: Mapping) -> list[str]:
@@ -125,4 +149,5 @@ def explanation_sections(report: Mapping) -> list[str]:
     return [*conflict_lines(checks), *explanation_lines(checks), *calibration_lines(checks), *abstention_lines(checks)]
 
 
-__all__ = ["abstention_lines", "calibration_lines", "conflict_lines", "explanation_lines", "explanation_sections"]
+__all__ = ["abstention_lines", "calibration_lines", "conflict_lines", "explanation_lines", "explanation_sections",
+           "guidance_lines"]

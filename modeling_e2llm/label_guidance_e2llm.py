@@ -1,0 +1,120 @@
+"""The stage-1 head's say in the written label: its probabilities added to the language model's at the label's tokens.
+
+Where the language model writes a label (after ``favours`` in the rationale's opening sentence, and after
+``Emotion:``), `HeadGuidedLabelsLogitsProcessor` adds ``weight * (log p_head(label) - log p_head(top))`` to the tokens
+that spell each label, spread over its tokens so that a whole label gets exactly that (a token several labels share
+gets the largest, the rest goes to the tokens where they part). Greedy decoding then writes the label maximising
+``log p_LM(label | text so far) + weight * log p_head(label)``, a product of the two experts (shallow fusion, as
+external language models are added to speech recognisers). ``weight`` 0 leaves the language model alone; a large
+``weight`` lets the head decide. The head's label is never changed; other labels are pushed down by how much less
+likely the head finds them; every other token is left as it is.
+
+A model's `config.label_guidance_weight` holds the weight, chosen by stage 3 on validation windows
+(`e2llm.training.evaluation.calibration.fit_label_guidance`) and recorded with its figures in
+`config.label_calibration`; 0 (no guidance) for models trained without it. After generation, `changed[i]` says
+whether the guidance changed a label window ``i``'s language model would have written (at some label step its own
+most likely token was not the one kept).
+
+>>> label_slot("Reasoning: The evidence favours sa")
+' sa'
+>>> label_slot("Reasoning: The evidence favours sadness over fe") is None
+True
+>>> label_slot("...).\\nEmotion:")
+''
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+
+import torch
+from transformers import LogitsProcessor
+
+from .claim_constraints_e2llm import token_texts
+
+# Where a label is written: after the opening sentence's ``favours`` (not its ``over``) and after the ``Emotion:`` key.
+_SLOT = re.compile(r"(?:\bfavours|\bEmotion\**[ \t]*[:=])(?P<written>[ \t]*[A-Za-z-]*)$", re.IGNORECASE)
+
+
+def label_slot(text: str) -> str | None:
+    """What is written of the label `text` (the answer so far) is in the middle of, or None outside a label."""
+    match = _SLOT.search(text)
+    return None if match is None else match["written"]
+
+
+def check_guidance_weight(weight) -> float:
+    """`weight` as a float, or one clear error for a weight that is not a finite number >= 0."""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+        raise ValueError(f"label_guidance_weight must be a finite number >= 0 (0: the language model alone), got "
+                         f"{weight!r}")
+    return float(weight)
+
+
+class HeadGuidedLabelsLogitsProcessor(LogitsProcessor):
+    """Adds the head's weighted log-probabilities to the label tokens (see the module docstring).
+
+    `head_probs` `(n_windows, n_labels)` are the emotion head's (temperature-scaled) probabilities of each window,
+    `label_names` their labels, `prompt_length` the (padded) prompt length of `input_ids`. With beam search every beam
+    of a window is guided."""
+
+    def __init__(self, tokenizer, head_probs: torch.Tensor, label_names: Sequence[str], weight: float,
+                 prompt_length: int):
+        self.tokenizer = tokenizer
+        self.log_head = head_probs.detach().float().clamp_min(1e-12).log().cpu()  # (n_windows, n_labels)
+        self.labels = [" " + name.lower() for name in label_names]
+        self.weight = check_guidance_weight(weight)
+        self.prompt_length = prompt_length
+        self.token_texts = [t.lower() for t in token_texts(tokenizer)]
+        self._tokens: dict[str, list[torch.Tensor]] = {}
+        self.changed = [False] * len(self.log_head)
+        self.calls = 0
+
+    def label_tokens(self, written: str) -> list[torch.Tensor]:
+        """Per label, the ids of the tokens that continue `written` (what is written of the label) as that label
+        (a token may finish it and go on: `` sad.``); empty for a label `written` does not begin (cached)."""
+        if written not in self._tokens:
+            per_label = []
+            for label in self.labels:
+                rest = label[len(written):] if label.startswith(written) and label != written else None
+                ids = [] if rest is None else [i for i, t in enumerate(self.token_texts)
+                                               if t and (rest.startswith(t) or t.startswith(rest))]
+                per_label.append(torch.tensor(ids, dtype=torch.long))
+            self._tokens[written] = per_label
+        return self._tokens[written]
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self.calls += 1
+        if self.weight == 0:
+            return scores
+        per_window = max(1, input_ids.shape[0] // max(1, len(self.log_head)))
+        guided = scores
+        for row in range(input_ids.shape[0]):
+            window = row // per_window
+            if window >= len(self.log_head):
+                continue
+            text = self.tokenizer.decode(input_ids[row, self.prompt_length :], skip_special_tokens=True)
+            written = label_slot(text)
+            if written is None:
+                continue
+            tokens = self.label_tokens(written.lower())
+            live = [k for k, ids in enumerate(tokens) if len(ids)]
+            if not live:  # a finished label, or text that is not one
+                continue
+            log_head = self.log_head[window].to(scores.device)
+            top = log_head[live].max()  # the best label still open: the labels parting later keep their share
+            bonus = torch.full((scores.shape[-1],), float("-inf"), device=scores.device)
+            for k in live:
+                ids = tokens[k].to(scores.device)
+                bonus[ids] = torch.maximum(bonus[ids], self.weight * (log_head[k] - top))
+            if guided is scores:
+                guided = scores.clone()
+            hit = torch.isfinite(bonus)
+            guided[row, hit] = scores[row, hit] + bonus[hit]
+            if row % per_window == 0 and int(guided[row].argmax()) != int(scores[row].argmax()):
+                self.changed[window] = True
+        return guided
+
+
+__all__ = ["HeadGuidedLabelsLogitsProcessor", "check_guidance_weight", "label_slot"]

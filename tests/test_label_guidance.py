@@ -1,0 +1,139 @@
+"""The emotion head's guidance of the written labels (`e2llm.label_guidance_e2llm`): its weighted log-probabilities
+added at the label's tokens, a whole label getting exactly ``weight * (log p(label) - log p(top))``, nothing elsewhere;
+chosen on validation windows by stage 3 and said in every result."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from huggingface_hub.errors import StrictDataclassClassValidationError
+from transformers import LogitsProcessor, LogitsProcessorList, pipeline
+
+from e2llm import E2LLMConfig, E2LLMForConditionalGeneration, build_offline_tokenizer
+from e2llm.label_guidance_e2llm import HeadGuidedLabelsLogitsProcessor, label_slot
+from e2llm.processing.splits import SplitSpec, resolve_split
+from e2llm.training.data import synthetic_window_dataset
+from e2llm.training.evaluation.calibration import calibrate_label_sources
+from tests.test_label_sources import CHANNELS, LABELS, _model
+
+NAMES = list(LABELS.values())
+
+
+def _processor(tokenizer, head, weight=2.0, prompt=""):
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    return HeadGuidedLabelsLogitsProcessor(tokenizer, torch.tensor([head]), NAMES, weight, len(prompt_ids)), prompt_ids
+
+
+def _step(tokenizer, guidance, prompt_ids, answer: str) -> torch.Tensor:
+    """The bonus the guidance adds to every token after `answer` (flat scores of 0)."""
+    ids = torch.tensor([prompt_ids + tokenizer(answer, add_special_tokens=False)["input_ids"]])
+    return guidance(ids, torch.zeros(1, len(tokenizer)))[0]
+
+
+def test_label_slots_are_after_favours_and_the_emotion_key_only():
+    assert label_slot("Reasoning: The evidence favours") == ""
+    assert label_slot("Reasoning: The evidence only partly favours fe") == " fe"
+    assert label_slot("x.\n**Emotion**: sad") == " sad"
+    assert label_slot("Reasoning: The evidence favours fear over") is None
+    assert label_slot("Reasoning: Relative to baseline: alpha power is") is None
+
+
+def test_a_whole_label_gets_the_heads_weighted_log_probability_relative_to_its_top():
+    tokenizer = build_offline_tokenizer()
+    head = [0.6, 0.3, 0.1]
+    for name, p in zip(NAMES, head):
+        guidance, prompt_ids = _processor(tokenizer, head, weight=2.0)
+        written, total = "Reasoning: The evidence favours", 0.0
+        for token in tokenizer(" " + name, add_special_tokens=False)["input_ids"]:
+            total += float(_step(tokenizer, guidance, prompt_ids, written)[token])
+            written += tokenizer.decode([token])
+        assert total == pytest.approx(2.0 * (math.log(p) - math.log(0.6)), abs=1e-5), name
+
+
+def test_tokens_outside_labels_and_steps_outside_label_slots_are_left_alone():
+    tokenizer = build_offline_tokenizer()
+    guidance, prompt_ids = _processor(tokenizer, [0.1, 0.1, 0.8], weight=5.0)
+    bonus = _step(tokenizer, guidance, prompt_ids, "Reasoning: The evidence favours")
+    newline = tokenizer("\n", add_special_tokens=False)["input_ids"][0]
+    assert bonus[newline] == 0 and (bonus <= 0).all() and (bonus < 0).any()
+    fear = tokenizer(" fear", add_special_tokens=False)["input_ids"][0]
+    assert int(bonus.argmax()) == fear or bonus[fear] == 0  # the head's label is never pushed down
+    for elsewhere in ("Reasoning: The evidence favours fear over", "Reasoning: Relative to baseline:",
+                      "Reasoning: The evidence favours fear"):
+        assert torch.equal(_step(tokenizer, guidance, prompt_ids, elsewhere), torch.zeros(len(tokenizer)))
+    off, prompt_ids = _processor(tokenizer, [0.1, 0.1, 0.8], weight=0.0)
+    assert torch.equal(_step(tokenizer, off, prompt_ids, "Emotion:"), torch.zeros(len(tokenizer)))
+
+
+def test_a_bad_weight_is_refused_with_the_fix():
+    with pytest.raises(StrictDataclassClassValidationError, match="label_guidance_weight must be a finite number >= 0"):
+        E2LLMConfig(label_guidance_weight=-1.0)
+    with pytest.raises(StrictDataclassClassValidationError, match="emotion_token is false.: set label_guidance_weight=0"):
+        E2LLMConfig(label_guidance_weight=1.0)
+
+
+class _WriteFirst(LogitsProcessor):
+    """Makes every row write `ids` first, then one of the tokens `then` as the model scores them (later processors
+    may change those scores)."""
+
+    def __init__(self, ids, then):
+        self.ids, self.then, self.start = list(ids), list(then), None
+
+    def __call__(self, input_ids, scores):
+        self.start = input_ids.shape[1] if self.start is None else self.start
+        step = input_ids.shape[1] - self.start
+        kept = torch.full_like(scores, -float("inf"))
+        if step < len(self.ids):
+            kept[:, self.ids[step]] = 0.0
+        else:
+            kept[:, self.then] = scores[:, self.then]
+        return kept
+
+
+def test_the_pipeline_writes_the_heads_label_at_a_large_weight_and_says_so():
+    model, processor = _model()
+    pipe = pipeline("eeg-emotion", model=model, processor=processor)
+    eeg = 20 * np.random.default_rng(1).standard_normal((len(CHANNELS), 4 * 200))
+    prefix = processor.tokenizer("Emotion:", add_special_tokens=False)["input_ids"]
+    firsts = [processor.tokenizer(" " + name, add_special_tokens=False)["input_ids"][0] for name in NAMES]
+
+    def answer(**kwargs):  # the model's own choice among the labels' first tokens, after "Emotion:"
+        generate = {"logits_processor": LogitsProcessorList([_WriteFirst(prefix, firsts)]),
+                    "max_new_tokens": len(prefix) + 1}
+        return pipe(eeg, sampling_rate=200, channel_names=list(CHANNELS), units="uV", generate_kwargs=generate,
+                    **kwargs)
+
+    own = answer()
+    assert own["label_guidance"] is None  # weight 0: the language model alone
+    model.config.label_guidance_weight = 1000.0
+    guided = answer()
+    top = max(guided["head_scores"], key=guided["head_scores"].get)
+    written = guided["generated_text"].split("Emotion:", 1)[1].lower()
+    assert (" " + top).startswith(written) and written.strip()
+    assert guided["label_guidance"]["weight"] == 1000.0
+    own_written = own["generated_text"].split("Emotion:", 1)[1].lower()
+    assert own_written != written and guided["label_guidance"]["changed"]  # the model's own first choice differs
+    assert answer(guide_labels=False)["generated_text"] == own["generated_text"]
+    with pytest.raises(TypeError, match="guide_labels must be True or False"):
+        answer(guide_labels="no")
+
+
+def test_stage3_chooses_the_guidance_weight_on_validation_windows(tmp_path):
+    model, processor = _model()
+    dataset = synthetic_window_dataset(n_subjects=2, clips_per_class=3, trial_seconds=8.0, channel_names=CHANNELS,
+                                       label_names=NAMES)
+    split = resolve_split(dataset, SplitSpec("trial", validation_size=0.4))
+    record = calibrate_label_sources(model, processor, dataset.select(split.validation), dataset.select(split.train),
+                                     batch_size=8, max_new_tokens=2, guidance_weights=[1.0, 1000.0])
+    guidance = record["label_guidance"]
+    assert set(guidance["weights"]) == {"0", "1", "1000"}
+    best = max(guidance["weights"].values(), key=lambda f: f["balanced_accuracy"])["balanced_accuracy"]
+    chosen = guidance["weights"][f"{guidance['weight']:g}"]
+    assert chosen["balanced_accuracy"] == best and model.config.label_guidance_weight == guidance["weight"]
+    assert guidance["weights"]["0"]["guided_changed"] == 0
+    model.save_pretrained(tmp_path / "model")
+    loaded = E2LLMForConditionalGeneration.from_pretrained(tmp_path / "model").config
+    assert loaded.label_guidance_weight == guidance["weight"] and loaded.label_calibration == record

@@ -173,6 +173,13 @@ class MeasuredClaimsLogitsProcessor(LogitsProcessor):
     def overridden(self) -> list[int]:
         return [sum(window.values()) for window in self._claims]
 
+    def finished(self, window: int, text: str) -> tuple[int, int]:
+        """``(claims, overridden)`` of window `window` counting only the claims its answer `text` finishes (a claim
+        cut short by the token limit is not one)."""
+        done = len(parse_claims(text))
+        kept = [changed for index, changed in self._claims[window].items() if index < done]
+        return len(kept), sum(kept)
+
     def favouring(self, window: int, label: str) -> set[str]:
         """Ids of window `window`'s items that alone favour `label` (cached per window and label)."""
         if (window, label) not in self._favouring:

@@ -204,7 +204,7 @@ class EEGEmotionPipeline(ChunkPipeline):
         attribution = self._attribution(prompts, answers.tails, language_model, eeg, attribution_steps) \
             if return_evidence else [None] * len(prompts)
         head = [None] * len(prompts) if sources["emotion_head"] is None else sources["emotion_head"].cpu().numpy()
-        constrained = _constraint_counts(constraint, items)
+        constrained = _constraint_counts(constraint, items, answers.texts)
         guided = [None] * len(prompts) if guidance is None or guidance.calls == 0 else \
             [{"weight": guidance.weight, "changed": changed} for changed in guidance.changed]
         windows = [WindowOutput(text, lm, c["start"], c["item"], c["band_power"], c["eeg_channel_mask"] == 1,
@@ -277,13 +277,15 @@ class EEGEmotionPipeline(ChunkPipeline):
         return build_results(self, windows, extra_fields, return_evidence, evidence_dir)
 
 
-def _constraint_counts(constraint: MeasuredClaimsLogitsProcessor | None, items: list) -> list[dict | None]:
-    """Per window ``{"claims", "overridden"}`` of the claim constraint, None where it did not run (no measured items,
-    `constrain_claims=False`, no rationale, or a backend that does not apply logits processors)."""
+def _constraint_counts(constraint: MeasuredClaimsLogitsProcessor | None, items: list,
+                       texts: list[str]) -> list[dict | None]:
+    """Per window ``{"claims", "overridden"}`` of the claim constraint over the claims its answer finishes, None where
+    it did not run (no measured items, `constrain_claims=False`, no rationale, or a backend that does not apply
+    logits processors)."""
     if constraint is None or constraint.calls == 0:
         return [None] * len(items)
-    return [None if i is None else {"claims": n, "overridden": k}
-            for i, n, k in zip(items, constraint.claims, constraint.overridden)]
+    counts = [constraint.finished(window, text) for window, text in enumerate(texts)]
+    return [None if i is None else {"claims": n, "overridden": k} for i, (n, k) in zip(items, counts)]
 
 
 __all__ = ["DEFAULT_QUESTION", "EEGEmotionPipeline"]

@@ -98,6 +98,8 @@ def test_the_processor_masks_every_other_token_and_counts_what_it_changed():
     out = _step(processor, tokenizer, prompt, OPEN + "frontal alpha asymmetry is shifted", scores)
     assert tokenizer.decode([int(out[0].argmax())]) in (" ", " l", " le", " left")
     assert processor.overridden == [1]  # it wanted " higher" where only " left" was measured
+    finished = OPEN + "frontal alpha asymmetry is shifted left (slightly)"
+    assert processor.finished(0, finished) == (1, 1) and processor.finished(0, OPEN + "frontal alpha") == (0, 0)
 
 
 def test_outside_claims_and_without_items_nothing_is_masked():

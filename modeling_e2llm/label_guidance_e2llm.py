@@ -66,23 +66,27 @@ class HeadGuidedLabelsLogitsProcessor(LogitsProcessor):
         self.labels = [" " + name.lower() for name in label_names]
         self.weight = check_guidance_weight(weight)
         self.prompt_length = prompt_length
-        self.token_texts = [t.lower() for t in token_texts(tokenizer)]
-        self._tokens: dict[str, list[torch.Tensor]] = {}
+        # per (labels, written) the label tokens, kept on the tokenizer: a large vocabulary is scanned once per state
+        if not hasattr(tokenizer, "_e2llm_label_tokens"):
+            tokenizer._e2llm_label_tokens = {}
+        self._tokens: dict[tuple, list[torch.Tensor]] = tokenizer._e2llm_label_tokens
         self.changed = [False] * len(self.log_head)
         self.calls = 0
 
     def label_tokens(self, written: str) -> list[torch.Tensor]:
         """Per label, the ids of the tokens that continue `written` (what is written of the label) as that label
         (a token may finish it and go on: `` sad.``); empty for a label `written` does not begin (cached)."""
-        if written not in self._tokens:
+        key = (tuple(self.labels), written, len(self.tokenizer))
+        if key not in self._tokens:
+            texts = [t.lower() for t in token_texts(self.tokenizer)]
             per_label = []
             for label in self.labels:
                 rest = label[len(written):] if label.startswith(written) and label != written else None
-                ids = [] if rest is None else [i for i, t in enumerate(self.token_texts)
+                ids = [] if rest is None else [i for i, t in enumerate(texts)
                                                if t and (rest.startswith(t) or t.startswith(rest))]
                 per_label.append(torch.tensor(ids, dtype=torch.long))
-            self._tokens[written] = per_label
-        return self._tokens[written]
+            self._tokens[key] = per_label
+        return self._tokens[key]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         self.calls += 1

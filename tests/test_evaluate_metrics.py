@@ -132,6 +132,8 @@ def test_the_report_says_who_writes_the_label_and_how_often_the_head_changed_it(
     quick = "\n".join(_calibration_lines(checks))
     assert "guidance, weight 4 (chosen on validation windows, balanced accuracy by weight: 0 0.720, 4 0.770, 16 " \
            "0.750); it changed the language model's own label in 0.250 of the answers" in quick
+    checks["label_guidance"]["weight"] = {"mean": 6.0, "std": 2.83, "n": 2}
+    assert "guidance, weight 6.0 ± 2.8 over runs (chosen" in "\n".join(_calibration_lines(checks))
     checks["label_guidance"]["weight"] = {"mean": 0.0, "std": 0.0, "n": 2}
     assert "language model's alone" in "\n".join(calibration_lines(checks))
     assert "guidance" not in "\n".join(_calibration_lines(checks))

@@ -47,7 +47,10 @@ def _calibration_lines(explanations: dict) -> list[str]:
     guidance = explanations.get("label_guidance") or {}
     if _mean(guidance.get("weight", 0.0)) > 0:
         tried = (shipped.get("label_guidance") or {}).get("weights") or {}
-        lines.append(f"  labels written with the emotion head's guidance, weight {_mean(guidance['weight']):g} (chosen "
+        weight = guidance["weight"]
+        spread = weight.get("std") if isinstance(weight, dict) else None
+        weight = f"{_mean(weight):g}" if not spread else f"{_mean(weight):.1f} ± {spread:.1f} over runs"
+        lines.append(f"  labels written with the emotion head's guidance, weight {weight} (chosen "
                      "on validation windows, balanced accuracy by weight: "
                      + ", ".join(f"{w} {_mean(f.get('balanced_accuracy')):.3f}" for w, f in sorted(tried.items(), key=lambda wf: float(wf[0])))
                      + f"); it changed the language model's own label in {_mean(guidance.get('changed')):.3f} of "

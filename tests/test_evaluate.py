@@ -70,7 +70,9 @@ def test_every_metric_is_reported(report):
 def test_explanations_conflicts_calibration_and_abstention_are_reported(report):
     checks = report["explanations"]
     assert set(checks) == {"rationale", "eraser", "controls", "conflicts", "calibration", "abstention", "seconds",
-                           "label_probabilities"}
+                           "label_probabilities", "label_guidance"}
+    # no emotion head, no guidance: the language model writes every label alone, said so
+    assert checks["label_guidance"]["weight"]["mean"] == 0 and checks["label_guidance"]["guided"]["mean"] == 0
     assert checks["conflicts"]["none"]["accuracy"]["n"] == 1 and "eeg_tokens" in checks["conflicts"]
     assert {"answer", "answer_language_model", "label_only"} <= set(checks["calibration"])
     # the tiny model has no emotion head and was never calibrated: the language model gives the scores, said so

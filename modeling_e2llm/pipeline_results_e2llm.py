@@ -110,7 +110,8 @@ def window_result(pipe, window: WindowOutput, items: list[dict], reference, n_wi
     result["abstention_reason"] = reason
     if reason is not None:  # not emotion EEG: the answer is "insufficient evidence", never a label nor a rationale
         result.update(label=None, parseable=False, answer=INSUFFICIENT_EVIDENCE, claims=[], removed_claims=[],
-                      removed_numbers=[], removed_support=None, rationale=f"{INSUFFICIENT_EVIDENCE.capitalize()}.")
+                      removed_numbers=[], removed_support=None, rationale=f"{INSUFFICIENT_EVIDENCE.capitalize()}.",
+                      claim_constraint=None, label_guidance=None)  # nothing written is returned: nothing to count
     result["label_support"] = evidence_label_support(result["label"], items, [c["item"] for c in result["claims"]],
                                                      statistics)
     return result

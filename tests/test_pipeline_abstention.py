@@ -100,6 +100,7 @@ def test_non_emotion_windows_abstain(pipe, generator, kind):
         assert window["abstention_reason"].startswith(EXPECTED[kind]), window["abstention_reason"]
         assert window["label"] is None and window["answer"] == INSUFFICIENT_EVIDENCE and not window["parseable"]
         assert window["rationale"] == "Insufficient evidence." and window["claims"] == []
+        assert window["claim_constraint"] is None and window["label_guidance"] is None  # nothing returned to count
         assert window["generated_text"].endswith("Emotion: sadness")  # what the model wrote stays visible
         assert window["label_support"]["reason"] == "no label to support"
     assert out["abstention_reason"] == EXPECTED[kind].split(" (")[0]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 from huggingface_hub.errors import StrictDataclassClassValidationError
@@ -17,6 +16,7 @@ from e2llm.label_guidance_e2llm import HeadGuidedLabelsLogitsProcessor, label_sl
 from e2llm.processing.splits import SplitSpec, resolve_split
 from e2llm.training.data import synthetic_window_dataset
 from e2llm.training.evaluation.calibration import calibrate_label_sources
+from tests.fixtures.pipeline_helpers import eeg_like
 from tests.test_label_sources import CHANNELS, LABELS, _model
 
 NAMES = list(LABELS.values())
@@ -96,7 +96,7 @@ class _WriteFirst(LogitsProcessor):
 def test_the_pipeline_writes_the_heads_label_at_a_large_weight_and_says_so():
     model, processor = _model()
     pipe = pipeline("eeg-emotion", model=model, processor=processor)
-    eeg = 20 * np.random.default_rng(1).standard_normal((len(CHANNELS), 4 * 200))
+    eeg = eeg_like(len(CHANNELS), 4 * 200, seed=1)  # EEG-like: white noise is abstained on, and returns no counts
     prefix = processor.tokenizer("Emotion:", add_special_tokens=False)["input_ids"]
     firsts = [processor.tokenizer(" " + name, add_special_tokens=False)["input_ids"][0] for name in NAMES]
 
@@ -107,7 +107,7 @@ def test_the_pipeline_writes_the_heads_label_at_a_large_weight_and_says_so():
                     **kwargs)
 
     own = answer()
-    assert own["label_guidance"] is None  # weight 0: the language model alone
+    assert own["abstention_reason"] is None and own["label_guidance"] is None  # weight 0: the language model alone
     model.config.label_guidance_weight = 1000.0
     guided = answer()
     top = max(guided["head_scores"], key=guided["head_scores"].get)

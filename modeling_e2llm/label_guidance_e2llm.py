@@ -10,7 +10,7 @@ external language models are added to speech recognisers). ``weight`` 0 leaves t
 likely the head finds them; every other token is left as it is.
 
 A model's `config.label_guidance_weight` holds the weight, chosen by stage 3 on validation windows
-(`e2llm.training.evaluation.calibration.fit_label_guidance`) and recorded with its figures in
+(`e2llm.training.evaluation.calibration.calibrate_label_sources`) and recorded with its figures in
 `config.label_calibration`; 0 (no guidance) for models trained without it. After generation, `changed[i]` says
 whether the guidance changed a label window ``i``'s language model would have written (at some label step its own
 most likely token was not the one kept).

@@ -185,15 +185,13 @@ class EEGEmotionPipeline(ChunkPipeline):
             constraint = MeasuredClaimsLogitsProcessor(
                 self.processor.tokenizer, items, max(len(p) for p in prompts),
                 (self.processor.evidence_statistics or {}).get("signatures"), self.label_names)
-            generate_kwargs = {**(generate_kwargs or {}), "logits_processor": LogitsProcessorList(
-                [*((generate_kwargs or {}).get("logits_processor") or []), constraint])}
+            generate_kwargs = _with_processor(generate_kwargs, constraint)
         # the one encoder pass of these windows: the projected EEG tokens and the emotion head's logits
         features, head_logits = self.model.get_eeg_features(**eeg, return_emotion_logits=True)
         guidance = self._label_guidance(head_logits, max(len(p) for p in prompts)) \
             if return_rationale and guide_labels else None
         if guidance is not None:
-            generate_kwargs = {**(generate_kwargs or {}), "logits_processor": LogitsProcessorList(
-                [*((generate_kwargs or {}).get("logits_processor") or []), guidance])}
+            generate_kwargs = _with_processor(generate_kwargs, guidance)
         answers = self._answer_and_score(prompts, features, generate_kwargs, return_rationale)
         # each source's temperature-scaled probabilities; `scores` are those of config.label_probabilities
         sources = source_probabilities(self.model.config, answers.scores, head_logits)
@@ -275,6 +273,13 @@ class EEGEmotionPipeline(ChunkPipeline):
         """Results of one input from its windows' outputs (see `e2llm.pipeline_results_e2llm`)."""
         windows = [output["window"] for output in model_outputs]
         return build_results(self, windows, extra_fields, return_evidence, evidence_dir)
+
+
+def _with_processor(generate_kwargs: dict | None, processor) -> dict:
+    """`generate_kwargs` with `processor` run after the caller's logits processors."""
+    kwargs = dict(generate_kwargs or {})
+    kwargs["logits_processor"] = LogitsProcessorList([*(kwargs.get("logits_processor") or []), processor])
+    return kwargs
 
 
 def _constraint_counts(constraint: MeasuredClaimsLogitsProcessor | None, items: list,

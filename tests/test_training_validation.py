@@ -107,3 +107,20 @@ def test_provenance_survives_export(windows, tmp_path):
     exported = export_model(tmp_path / "model", tmp_path / "export", repo_id="me/tiny")
     kept = json.loads((exported / PROVENANCE_FILE).read_text())
     assert kept == json.loads((tmp_path / "model" / PROVENANCE_FILE).read_text())
+
+
+def test_stage3_refuses_guidance_weights_it_cannot_use(windows, tmp_path):
+    prepared = save_prepared(windows, tmp_path / "prepared")
+    labels = stage_data(load_prepared(prepared), SplitSpec("trial")).label_names
+    model, processor = build_tiny_e2llm(id2label=dict(enumerate(labels)), seed=0)
+    assert not model.config.eeg_config.emotion_token
+    model.save_pretrained(tmp_path / "init")
+    processor.save_pretrained(tmp_path / "init")
+    args = {"dataset_path": str(prepared), "validation_size": 0.25, "max_steps": 1, "report_to": [], "use_cpu": True,
+            "model_name_or_path": str(tmp_path / "init"), "output_dir": str(tmp_path / "s3"), "bf16": False,
+            "label_guidance_weights": [1.0, 4.0]}
+    with pytest.raises(ValueError, match="encoder has none .eeg_config.emotion_token is false.: leave "
+                                         "--label_guidance_weights empty"):
+        stage3.main(*stage3.make_parser().parse_dict(args))
+    with pytest.raises(ValueError, match="label_guidance_weights must be finite numbers >= 0"):
+        stage3.make_parser().parse_dict({**args, "label_guidance_weights": [-1.0]})

@@ -119,13 +119,13 @@ def supported_tasks(tasks, label_names, column_names) -> tuple[str, ...]:
 
 def encoder_overrides(stage: str, eeg_encoder: str) -> list[str]:
     """What a foundation encoder (`--eeg-encoder eegpt|cbramod|labram`) changes in the shipped stages: no linear
-    probe (it has no band-power readout), no evidence in the prompt (its feature extractor re-references) and no
-    emotion-token dropout (it has no emotion token)."""
+    probe (it has no band-power readout), no evidence in the prompt (its feature extractor re-references), no
+    emotion-token dropout and no label guidance by the head (it has no emotion token)."""
     if eeg_encoder == "patch":
         return []
     return {"stage1": ["--linear_probe_epochs", "0"],
             "stage3": ["--evidence_in_prompt", "false", "--evidence_strongest", "None",
-                       "--emotion_token_dropout", "0"]}.get(stage, [])
+                       "--emotion_token_dropout", "0", "--label_guidance_weights", "0"]}.get(stage, [])
 
 
 def run_commands(folder: Path, prepared: Path, spec: SplitSpec, seed: int, labels, eeg_encoder: str,

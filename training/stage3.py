@@ -103,12 +103,14 @@ def main(script_args, training_args, model_args):
     check_validation(training_args, data, "stage3")
     model, processor = load_e2llm(model_args, data.label_names, training_args.seed, training_args.trust_remote_code)
     check_evidence_prompt(script_args, processor)
-    if script_args.label_guidance_weights and not getattr(model.config.eeg_config, "emotion_token", False):
+    guided = any(weight > 0 for weight in script_args.label_guidance_weights)
+    if guided and not getattr(model.config.eeg_config, "emotion_token", False):
         raise ValueError("--label_guidance_weights adds the encoder's emotion head to the written labels, but this "
-                         "encoder has none (eeg_config.emotion_token is false): leave --label_guidance_weights empty")
-    if script_args.label_guidance_weights and not script_args.calibrate_labels:
+                         "encoder has none (eeg_config.emotion_token is false): leave --label_guidance_weights empty "
+                         "(or 0)")
+    if guided and not script_args.calibrate_labels:
         raise ValueError("--label_guidance_weights are tried on the validation windows when the labels are calibrated: "
-                         "set --calibrate_labels true, or leave --label_guidance_weights empty")
+                         "set --calibrate_labels true, or leave --label_guidance_weights empty (or 0)")
     starts_from = [model_args.model_name_or_path] if model_args.model_name_or_path else []
     stages = [*inherited_stages(starts_from), stage_record("stage3", data.dataset, data.split, data.train,
                                                            data.validation, training_args.seed)]

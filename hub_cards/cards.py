@@ -447,7 +447,8 @@ def build_model_card(
 
 def label_source_context(config: Mapping) -> dict:
     """Where the model's label probabilities come from (`config.label_probabilities`) and the validation figures that
-    chose it (`config.label_calibration`, None for a model that was not calibrated), and how much the emotion head
+    chose it (`config.label_calibration`, None for a model that was not calibrated; ``comparison``: the language
+    model's minus the head's log-likelihood per validation window with its interval, None without a head), and how much the emotion head
     guides the written label (`config.label_guidance_weight`, with the weights tried on validation windows)."""
     source = config.get("label_probabilities") or "language_model"
     calibration = config.get("label_calibration") or None
@@ -458,8 +459,11 @@ def label_source_context(config: Mapping) -> dict:
     guidance = (calibration or {}).get("label_guidance") or {}
     tried = [{"weight": weight, "balanced_accuracy": stats["balanced_accuracy"]}
              for weight, stats in sorted((guidance.get("weights") or {}).items(), key=lambda ws: float(ws[0]))]
+    comparison = (calibration or {}).get("comparison") or None
+    if comparison:
+        comparison = {key: comparison[key] for key in ("difference", "ci_low", "ci_high")}
     return {"name": source.replace("_", " "), "temperature": temperatures.get(source, 1.0),
-            "n_windows": (calibration or {}).get("n_windows"), "figures": figures,
+            "n_windows": (calibration or {}).get("n_windows"), "figures": figures, "comparison": comparison,
             "guidance_weight": float(config.get("label_guidance_weight") or 0.0), "guidance_tried": tried}
 
 

@@ -236,14 +236,15 @@ class E2LLMConfig(PreTrainedConfig):
             (`e2llm.training.evaluation.calibration.fit_temperature`); 1.0 leaves them as they are.
         label_probabilities (`str`): where `score_emotions` and the pipeline's ``scores`` come from: ``"language_model"``
             (the labels' log-likelihoods) or ``"emotion_head"`` (the encoder's stage-1 head, with
-            `eeg_config.emotion_token`); stage 3 picks the better calibrated on validation windows
-            (`e2llm.label_sources_e2llm`).
+            `eeg_config.emotion_token`); stage 3 keeps the head's unless the language model's are better
+            calibrated on validation windows beyond their noise (`e2llm.label_sources_e2llm`).
         head_temperature (`float`): temperature of the emotion head's probabilities, fitted as `label_temperature`.
         label_guidance_weight (`float`): how much the emotion head's (temperature-scaled) log-probabilities add to
             the language model's where it writes a label (`e2llm.label_guidance_e2llm`); 0 (the default): the
             language model alone. Stage 3 chooses it on validation windows.
         label_calibration (`dict`, *optional*): the validation figures behind the fields above (windows, each
-            source's temperature and calibration error, the guidance weights tried); None when the model was not
+            source's temperature and calibration error, the comparison that chose the source, the guidance weights
+            tried); None when the model was not
             calibrated.
 
     Example:

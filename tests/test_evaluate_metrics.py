@@ -137,3 +137,26 @@ def test_the_report_says_who_writes_the_label_and_how_often_the_head_changed_it(
     checks["label_guidance"]["weight"] = {"mean": 0.0, "std": 0.0, "n": 2}
     assert "language model's alone" in "\n".join(calibration_lines(checks))
     assert "guidance" not in "\n".join(_calibration_lines(checks))
+
+
+def test_the_reports_give_the_comparison_that_chose_the_source_of_the_probabilities():
+    from e2llm.training.evaluation.report_explanations import calibration_lines
+    from e2llm.training.evaluation.summary import _explanations
+    from e2llm.training.quickstart_report import _calibration_lines
+
+    shipped = {"n_windows": 90, "sources": {"language_model": {"ece": 0.05}, "emotion_head": {"ece": 0.15}},
+               "comparison": {"difference": -0.2, "ci_low": -0.31, "ci_high": -0.09, "p_value": 0.001, "n_trials": 18}}
+    runs = [{"seed": seed, "explanations": {
+        "calibration": {"answer": {"ece": 0.07}},
+        "label_probabilities": {"source": "emotion_head", "shipped_calibration": shipped}}} for seed in (0, 1)]
+    checks = _explanations(runs)
+    text = " ".join("\n".join(calibration_lines(checks)).split())
+    assert ("the emotion head unless the language model's log-likelihood of the true labels is higher beyond noise "
+            "(95% interval over validation trials above 0) (language model - head: -0.200 ± 0.000 per window, 95% "
+            "interval [-0.310 ± 0.000, -0.090 ± 0.000])") in text
+    quick = "\n".join(_calibration_lines(checks))
+    assert ("label probabilities from the emotion head (chosen on validation windows: language model ECE 0.050, "
+            "emotion head ECE 0.150; log-likelihood per window, language model - head -0.200 [-0.310, -0.090]: the "
+            "head unless the interval is above 0)") in quick
+    del shipped["comparison"]  # a model without an emotion head: one source, no comparison
+    assert "language model - head" not in "\n".join(_calibration_lines(_explanations(runs)))

@@ -122,14 +122,17 @@ def test_model_card_states_where_the_label_probabilities_come_from(model_dir, tm
     config = json.loads((folder / "config.json").read_text())
     config["eeg_config"]["emotion_token"] = True
     config.update(label_probabilities="emotion_head", head_temperature=1.5, label_temperature=3.0, label_calibration={
-        "chosen": "emotion_head", "n_windows": 90, "rule": "lower ECE",
+        "chosen": "emotion_head", "n_windows": 90, "rule": "the head unless the language model is better",
+        "comparison": {"difference": 0.031, "ci_low": -0.012, "ci_high": 0.07, "p_value": 0.2, "n_trials": 18},
         "sources": {"language_model": {"temperature": 3.0, "ece": 0.08}, "emotion_head": {"temperature": 1.5,
                                                                                           "ece": 0.05}}})
     (folder / "config.json").write_text(json.dumps(config))
     text = " ".join(_parse(build_model_card(folder)).text.split())
-    assert ("come from **the emotion head** (`config.label_probabilities`, temperature 1.50), the better calibrated of "
-            "the two sources on 90 validation windows after temperature scaling (expected calibration error: language "
-            "model 0.080 at temperature 3.00, emotion head 0.050 at temperature 1.50)") in text
+    assert ("come from **the emotion head** (`config.label_probabilities`, temperature 1.50), chosen on 90 validation "
+            "windows: the emotion head's unless the language model's log-likelihood of the true labels is higher "
+            "beyond noise (language model minus head +0.031 per window, 95% interval over validation trials [-0.012, "
+            "+0.070]); expected calibration error after temperature scaling: language model 0.080 at temperature "
+            "3.00, emotion head 0.050 at temperature 1.50") in text
     assert "The answer's label is the language model's alone." in text
     config.update(label_guidance_weight=4.0)
     config["label_calibration"]["label_guidance"] = {"weight": 4.0, "weights": {

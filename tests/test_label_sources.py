@@ -17,9 +17,9 @@ from e2llm import (
     build_offline_tokenizer,
 )
 from e2llm.assembly import TINY_TEXT_CONFIG
-from e2llm.processing.splits import SplitSpec, resolve_split
+from e2llm.processing.splits import SplitSpec, resolve_split, trial_keys
 from e2llm.training.data import synthetic_window_dataset
-from e2llm.training.evaluation.calibration import calibrate_label_sources
+from e2llm.training.evaluation.calibration import calibrate_label_sources, choose_label_source
 
 CHANNELS = ("Fp1", "Fp2", "F3", "F4", "F7", "F8", "C3", "Cz", "C4", "T7", "T8", "P3", "Pz", "P4", "O1", "O2")
 EEG_CONFIG = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4, "intermediate_size": 64,
@@ -92,7 +92,7 @@ def test_pipeline_results_say_which_source_gives_the_scores():
     assert again["label"] == window["label"]  # the label is the language model's answer; only the scores move
 
 
-def test_stage3_calibration_fits_both_sources_and_keeps_the_better_calibrated(tmp_path):
+def test_stage3_calibration_fits_both_sources_and_chooses_by_the_validation_comparison(tmp_path):
     model, processor = _model()
     dataset = synthetic_window_dataset(n_subjects=2, clips_per_class=3, trial_seconds=8.0, channel_names=CHANNELS,
                                        label_names=list(LABELS.values()))
@@ -101,7 +101,10 @@ def test_stage3_calibration_fits_both_sources_and_keeps_the_better_calibrated(tm
                                      batch_size=8, max_new_tokens=2)
     sources = record["sources"]
     assert set(sources) == {"language_model", "emotion_head"} and record["n_windows"] == len(split.validation)
-    assert record["chosen"] == min(sources, key=lambda s: (round(sources[s]["ece"], 4), s != "language_model"))
+    comparison = record["comparison"]
+    assert comparison["n_trials"] == len(np.unique(trial_keys(dataset.select(split.validation)), axis=0))
+    assert comparison["ci_low"] <= comparison["difference"] <= comparison["ci_high"]
+    assert record["chosen"] == ("language_model" if comparison["ci_low"] > 0 else "emotion_head")
     config = model.config
     assert config.label_probabilities == record["chosen"] and config.label_calibration == record
     assert config.label_temperature == sources["language_model"]["temperature"]
@@ -127,3 +130,18 @@ def test_a_real_recording_gets_the_configured_sources_probabilities():
         assert window["scores_source"] == "emotion_head" and window["scores"] == window["head_scores"]
         assert abs(sum(window["scores"].values()) - 1) < 1e-5
         assert abs(sum(window["language_model_scores"].values()) - 1) < 1e-5
+
+
+def test_the_head_keeps_the_probabilities_unless_the_language_model_is_better_beyond_noise():
+    """A language model better on average but within the noise of 12 validation trials keeps the head; better on
+    every trial, it gives the probabilities; without a head it is the only source."""
+    rng = np.random.default_rng(0)
+    trials = np.repeat(np.arange(12), 5)
+    head = np.log(rng.uniform(0.3, 0.9, size=60))
+    noisy = head + rng.normal(0.02, 0.5, size=60)
+    chosen, comparison = choose_label_source({"language_model": noisy, "emotion_head": head}, trials)
+    assert comparison["difference"] > 0 and comparison["ci_low"] < 0 < comparison["ci_high"]
+    assert chosen == "emotion_head" and comparison["n_trials"] == 12
+    chosen, comparison = choose_label_source({"language_model": head + 0.2, "emotion_head": head}, trials)
+    assert chosen == "language_model" and comparison["ci_low"] > 0
+    assert choose_label_source({"language_model": head}, trials) == ("language_model", None)

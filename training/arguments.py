@@ -133,8 +133,9 @@ class InstructionScriptArguments(E2LLMScriptArguments):
     calibrate_labels: bool = field(
         default=True,
         metadata={"help": "with validation windows (--validation_size > 0): fit the temperatures of the language "
-                          "model's label scores and of the emotion head on them and let the better calibrated give the "
-                          "saved model's label probabilities (config.label_probabilities, label_calibration)."},
+                          "model's label scores and of the emotion head on them; the head gives the saved model's label "
+                          "probabilities unless the language model's are better on them beyond noise "
+                          "(config.label_probabilities, label_calibration)."},
     )
     label_guidance_weights: list[float] = field(
         default_factory=list,

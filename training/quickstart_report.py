@@ -30,6 +30,15 @@ def _mean(value) -> float:
     return float("nan") if value is None else float(value)
 
 
+def _comparison_text(comparison) -> str:
+    """The validation comparison that chose the source (`calibration.choose_label_source`), or ""."""
+    if not comparison:
+        return ""
+    return (f"; log-likelihood per window, language model - head {_mean(comparison.get('difference')):+.3f} "
+            f"[{_mean(comparison.get('ci_low')):+.3f}, {_mean(comparison.get('ci_high')):+.3f}]: the head unless the "
+            "interval is above 0")
+
+
 def _calibration_lines(explanations: dict) -> list[str]:
     """Where the answers' probabilities come from (chosen on validation windows in stage 3) and their test ECE."""
     calibration = explanations.get("calibration") or {}
@@ -39,7 +48,8 @@ def _calibration_lines(explanations: dict) -> list[str]:
     shipped = (explanations.get("label_probabilities") or {}).get("shipped_calibration") or {}
     chosen = ("chosen on validation windows: " + ", ".join(
         f"{name.replace('_', ' ')} ECE {_mean(figures.get('ece')):.3f}"
-        for name, figures in (shipped.get("sources") or {}).items())) if shipped else "not calibrated"
+        for name, figures in (shipped.get("sources") or {}).items())
+        + _comparison_text(shipped.get("comparison"))) if shipped else "not calibrated"
     test = [f"{title} {_mean(calibration[key]['ece']):.3f}" for key, title in
             (("answer", "scores as returned"), ("answer_language_model", "language model"),
              ("answer_head", "emotion head")) if "ece" in (calibration.get(key) or {})]

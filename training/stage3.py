@@ -69,8 +69,8 @@ def emotion_token_dropout(script_args, model, n_train_windows: int, seed: int) -
 
 
 def calibrate_saved_model(script_args, training_args, written: dict, processor, data) -> dict | None:
-    """Fit the label sources' temperatures on the validation windows and choose the better calibrated
-    (`calibrate_label_sources`), written into the merged model's config; None (and the model left at temperature 1,
+    """Fit the label sources' temperatures on the validation windows and choose the source of the label
+    probabilities (`calibrate_label_sources`), written into the merged model's config; None (and the model left at temperature 1,
     language-model probabilities) without validation windows, a merged model or ``--calibrate_labels``."""
     if not script_args.calibrate_labels or "model" not in written:
         return None

@@ -101,14 +101,24 @@ def calibration_lines(checks: Mapping) -> list[str]:
     lines = ["## Calibration", ""]
     if source is not None:
         lines += [f"The answers' `scores` come from the {source.replace('_', ' ')} (`config.label_probabilities`), "
-                  + (f"chosen on {_count(shipped.get('n_windows'))} validation windows by the lower ECE after "
-                     "temperature scaling (" + ", ".join(f"{name.replace('_', ' ')} {_cell(figures.get('ece'))}"
-                                                        for name, figures in shipped["sources"].items()) + ")."
+                  + (f"chosen on {_count(shipped.get('n_windows'))} validation windows: the emotion head unless the "
+                     "language model's log-likelihood of the true labels is higher beyond noise (95% interval over "
+                     "validation trials above 0)" + _comparison_cell(shipped.get("comparison"))
+                     + "; ECE after temperature scaling: "
+                     + ", ".join(f"{name.replace('_', ' ')} {_cell(figures.get('ece'))}"
+                                 for name, figures in shipped["sources"].items()) + "."
                      if shipped else "not calibrated (no validation windows in stage 3)."), ""]
     lines += guidance_lines(checks)
     lines += _header(columns, "probabilities")
     lines += [_row(names.get(name, name), stats, columns) for name, stats in calibration.items()]
     return lines + [""]
+
+
+def _comparison_cell(comparison: Mapping | None) -> str:
+    if not comparison:
+        return ""
+    return (f" (language model - head: {_number(comparison.get('difference'))} per window, 95% interval "
+            f"[{_number(comparison.get('ci_low'))}, {_number(comparison.get('ci_high'))}])")
 
 
 def guidance_lines(checks: Mapping) -> list[str]:

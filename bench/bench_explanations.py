@@ -23,14 +23,16 @@ import numpy as np
 DATASETS = ("quickstart", "harder")
 
 
-def harder_data(folder: Path):
-    """The harder synthetic set in SEED-VII's layout under `folder`, prepared (as the quickstart prepares its own)."""
+def harder_data(folder: Path, n_subjects: int = 2):
+    """The harder synthetic set (`n_subjects` subjects) in SEED-VII's layout under `folder`, prepared (as the
+    quickstart prepares its own). With 3 or more subjects a leave-one-subject-out fold validates on a whole training
+    subject (`e2llm.processing.splits`), so its checks and calibration see a subject the model did not train on."""
     from e2llm.processing.prepare import prepare_dataset
     from e2llm.processing.synthetic import harder_config, write_synthetic_seed_vii
 
     if (folder / "prepared").exists():
         return folder / "prepared"
-    raw = write_synthetic_seed_vii(folder / "raw", n_subjects=2, trial_seconds=20.0, seed=0, config=harder_config())
+    raw = write_synthetic_seed_vii(folder / "raw", n_subjects=n_subjects, trial_seconds=20.0, seed=0, config=harder_config())
     prepare_dataset("seed-vii", raw, output_dir=folder / "prepared", overwrite=True, progress=False)
     return folder / "prepared"
 
@@ -84,10 +86,13 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--protocol", default="both", choices=("trial", "subject", "both"))
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    parser.add_argument("--harder-subjects", type=int, default=2,
+                        help="subjects of the harder set (3 or more: leave-one-subject-out validates on a subject)")
     args = parser.parse_args(argv)
-    lines = ["# Issue #26 figures (synthetic data)", "", f"Seeds {args.seeds}, protocol {args.protocol}.", ""]
+    lines = ["# Issue #26 figures (synthetic data)", "",
+             f"Seeds {args.seeds}, protocol {args.protocol}, harder set: {args.harder_subjects} subjects.", ""]
     for name in args.datasets:
-        data = None if name == "quickstart" else harder_data(args.output_dir / "harder-data")
+        data = None if name == "quickstart" else harder_data(args.output_dir / "harder-data", args.harder_subjects)
         report = run_quickstart(QuickstartRun(args.output_dir / name, data, tuple(args.seeds), args.protocol))
         runs = report["quickstart"]["runs"]
         for kind, protocol in report.get("protocols", {"trial": report}).items():

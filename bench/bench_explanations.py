@@ -31,8 +31,13 @@ def harder_data(folder: Path, n_subjects: int = 2):
     from e2llm.processing.synthetic import harder_config, write_synthetic_seed_vii
 
     if (folder / "prepared").exists():
+        found = json.loads((folder / "prepared" / "summary.json").read_text())["n_subjects"]
+        if found != n_subjects:
+            raise SystemExit(f"{folder / 'prepared'} holds the harder set with {found} subjects, not {n_subjects}: "
+                             "pass another --output-dir, or remove that folder")
         return folder / "prepared"
-    raw = write_synthetic_seed_vii(folder / "raw", n_subjects=n_subjects, trial_seconds=20.0, seed=0, config=harder_config())
+    raw = write_synthetic_seed_vii(folder / "raw", n_subjects=n_subjects, trial_seconds=20.0, seed=0,
+                                   config=harder_config())
     prepare_dataset("seed-vii", raw, output_dir=folder / "prepared", overwrite=True, progress=False)
     return folder / "prepared"
 

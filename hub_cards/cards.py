@@ -449,7 +449,9 @@ def label_source_context(config: Mapping) -> dict:
     """Where the model's label probabilities come from (`config.label_probabilities`) and the validation figures that
     chose it (`config.label_calibration`, None for a model that was not calibrated; ``comparison``: the language
     model's minus the head's log-likelihood per validation window with its interval, None without a head), and how much the emotion head
-    guides the written label (`config.label_guidance_weight`, with the weights tried on validation windows)."""
+    guides the written label (`config.label_guidance_weight`, with the weights tried on validation windows) or
+    decides it (`head_decides`: the head's validation figures when `config.label_decision` is ``"emotion_head"``, else
+    None)."""
     source = config.get("label_probabilities") or "language_model"
     calibration = config.get("label_calibration") or None
     temperatures = {"language_model": config.get("label_temperature", 1.0),
@@ -464,7 +466,9 @@ def label_source_context(config: Mapping) -> dict:
         comparison = {key: comparison[key] for key in ("difference", "ci_low", "ci_high")}
     return {"name": source.replace("_", " "), "temperature": temperatures.get(source, 1.0),
             "n_windows": (calibration or {}).get("n_windows"), "figures": figures, "comparison": comparison,
-            "guidance_weight": float(config.get("label_guidance_weight") or 0.0), "guidance_tried": tried}
+            "guidance_weight": float(config.get("label_guidance_weight") or 0.0), "guidance_tried": tried,
+            "head_decides": (guidance.get("head_decides") or {"balanced_accuracy": float("nan")})
+            if config.get("label_decision") == "emotion_head" else None}
 
 
 # What each conflict test swaps in from a window of another class (e2llm evaluate's `explanations.conflicts`).

@@ -242,6 +242,10 @@ class E2LLMConfig(PreTrainedConfig):
         label_guidance_weight (`float`): how much the emotion head's (temperature-scaled) log-probabilities add to
             the language model's where it writes a label (`e2llm.label_guidance_e2llm`); 0 (the default): the
             language model alone. Stage 3 chooses it on validation windows.
+        label_decision (`str`): who decides the written label: ``"language_model"`` (the default; guided by the head
+            at `label_guidance_weight`) or ``"emotion_head"`` (the head's most probable label is written wherever the
+            answer writes a label, the language model writes the rest; with `eeg_config.emotion_token`). Stage 3
+            lets the head decide only when its answers beat every guidance weight's on validation windows.
         label_calibration (`dict`, *optional*): the validation figures behind the fields above (windows, each
             source's temperature and calibration error, the comparison that chose the source, the guidance weights
             tried); None when the model was not
@@ -274,6 +278,7 @@ class E2LLMConfig(PreTrainedConfig):
     label_probabilities: str = "language_model"
     head_temperature: float | int = 1.0
     label_guidance_weight: float | int = 0.0
+    label_decision: str = "language_model"
     label_calibration: dict | None = None
 
     def __post_init__(self, **kwargs):

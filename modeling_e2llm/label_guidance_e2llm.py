@@ -7,11 +7,14 @@ gets the largest, the rest goes to the tokens where they part). Greedy decoding 
 ``log p_LM(label | text so far) + weight * log p_head(label)``, a product of the two experts (shallow fusion, as
 external language models are added to speech recognisers). ``weight`` 0 leaves the language model alone; a large
 ``weight`` lets the head decide. The head's label is never changed; other labels are pushed down by how much less
-likely the head finds them; every other token is left as it is.
+likely the head finds them; every other token is left as it is. With ``decides`` (the limit of an infinite weight)
+the head decides: only the tokens of its most probable label still open are allowed where a label is written, and the
+language model writes everything else (`config.label_decision` ``"emotion_head"``).
 
-A model's `config.label_guidance_weight` holds the weight, chosen by stage 3 on validation windows
-(`e2llm.training.evaluation.calibration.calibrate_label_sources`) and recorded with its figures in
-`config.label_calibration`; 0 (no guidance) for models trained without it. After generation, `changed[i]` says
+A model's `config.label_guidance_weight` holds the weight and `config.label_decision` whether the head decides,
+chosen by stage 3 on validation windows (`e2llm.training.evaluation.calibration.calibrate_label_sources`) and
+recorded with their figures in `config.label_calibration`; 0 and ``"language_model"`` (no guidance) for models
+trained without it. After generation, `changed[i]` says
 whether the guidance changed a label window ``i``'s language model would have written (at some label step its own
 most likely token was not the one kept).
 
@@ -57,14 +60,15 @@ class HeadGuidedLabelsLogitsProcessor(LogitsProcessor):
 
     `head_probs` `(n_windows, n_labels)` are the emotion head's (temperature-scaled) probabilities of each window,
     `label_names` their labels, `prompt_length` the (padded) prompt length of `input_ids`. With beam search every beam
-    of a window is guided."""
+    of a window is guided. `decides` True: the head's label is written (`weight` is then only recorded)."""
 
     def __init__(self, tokenizer, head_probs: torch.Tensor, label_names: Sequence[str], weight: float,
-                 prompt_length: int):
+                 prompt_length: int, decides: bool = False):
         self.tokenizer = tokenizer
         self.log_head = head_probs.detach().float().clamp_min(1e-12).log().cpu()  # (n_windows, n_labels)
         self.labels = [" " + name.lower() for name in label_names]
         self.weight = check_guidance_weight(weight)
+        self.decides = bool(decides)
         self.prompt_length = prompt_length
         # per (labels, written) the label tokens, kept on the tokenizer: a large vocabulary is scanned once per state
         if not hasattr(tokenizer, "_e2llm_label_tokens"):
@@ -90,7 +94,7 @@ class HeadGuidedLabelsLogitsProcessor(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         self.calls += 1
-        if self.weight == 0:
+        if self.weight == 0 and not self.decides:
             return scores
         per_window = max(1, input_ids.shape[0] // max(1, len(self.log_head)))
         guided = scores
@@ -109,12 +113,17 @@ class HeadGuidedLabelsLogitsProcessor(LogitsProcessor):
             log_head = self.log_head[window].to(scores.device)
             top = log_head[live].max()  # the best label still open: the labels parting later keep their share
             bonus = torch.full((scores.shape[-1],), float("-inf"), device=scores.device)
+            hit = torch.zeros(scores.shape[-1], dtype=torch.bool, device=scores.device)
             for k in live:
                 ids = tokens[k].to(scores.device)
-                bonus[ids] = torch.maximum(bonus[ids], self.weight * (log_head[k] - top))
+                if self.decides:  # an infinite weight: 0 for the head's label, -inf for the others
+                    value = log_head.new_tensor(0.0 if log_head[k] >= top else float("-inf"))
+                else:
+                    value = self.weight * (log_head[k] - top)
+                bonus[ids] = torch.maximum(bonus[ids], value)
+                hit[ids] = True
             if guided is scores:
                 guided = scores.clone()
-            hit = torch.isfinite(bonus)
             guided[row, hit] = scores[row, hit] + bonus[hit]
             if row % per_window == 0 and int(guided[row].argmax()) != int(scores[row].argmax()):
                 self.changed[window] = True

@@ -31,6 +31,12 @@ def check_label_source(config) -> None:
     if config.label_guidance_weight > 0 and not getattr(config.eeg_config, "emotion_token", False):
         raise ValueError("label_guidance_weight > 0 adds the encoder's emotion head to the written label, but this "
                          "encoder has none (eeg_config.emotion_token is false): set label_guidance_weight=0")
+    decision = getattr(config, "label_decision", "language_model")
+    if decision not in LABEL_SOURCES:
+        raise ValueError(f"label_decision must be one of {LABEL_SOURCES}, got {decision!r}")
+    if decision == "emotion_head" and not getattr(config.eeg_config, "emotion_token", False):
+        raise ValueError("label_decision='emotion_head' writes the encoder's emotion head's label, but this encoder "
+                         "has none (eeg_config.emotion_token is false): use label_decision='language_model'")
     if config.label_probabilities == "emotion_head" and not getattr(config.eeg_config, "emotion_token", False):
         raise ValueError("label_probabilities='emotion_head' reads the encoder's emotion head, but this encoder has "
                          "none (eeg_config.emotion_token is false): use label_probabilities='language_model'")

@@ -67,8 +67,9 @@ class EEGEmotionPipeline(ChunkPipeline):
     items to cite, and `claim_constraint` counts the window's constrained claims and those where the model's own next
     word was not allowed (`overridden`; None where the constraint did not apply). A model whose
     `config.label_guidance_weight` is above 0 writes its labels with the emotion head's probabilities added at the
-    label's tokens (`e2llm.label_guidance_e2llm`); `label_guidance` gives the weight and whether it changed a label
-    the language model would have written (None where it did not apply). `evidence`
+    label's tokens, and one whose `config.label_decision` is ``"emotion_head"`` writes the head's label
+    (`e2llm.label_guidance_e2llm`); `label_guidance` gives the weight, whether the head decided and whether it changed
+    a label the language model would have written (None where it did not apply). `evidence`
     holds the reference the window was measured against and every measured item (`e2llm.measured_evidence_e2llm`). `channels` says which
     channels were used, which dropped and why; `filter` what filter the input got. A recording of several windows
     gives `{"label", "scores", "votes", "n_unparseable", "n_refused", "n_abstained", "windows": [...], "channels",
@@ -204,7 +205,8 @@ class EEGEmotionPipeline(ChunkPipeline):
         head = [None] * len(prompts) if sources["emotion_head"] is None else sources["emotion_head"].cpu().numpy()
         constrained = _constraint_counts(constraint, items, answers.texts)
         guided = [None] * len(prompts) if guidance is None or guidance.calls == 0 else \
-            [{"weight": guidance.weight, "changed": changed} for changed in guidance.changed]
+            [{"weight": guidance.weight, "head_decides": guidance.decides, "changed": changed}
+             for changed in guidance.changed]
         windows = [WindowOutput(text, lm, c["start"], c["item"], c["band_power"], c["eeg_channel_mask"] == 1,
                                 c["context"], a, reused, c["unusable"], c["refused"], c.get("signal_statistics"), h,
                                 i, k, g)
@@ -215,13 +217,15 @@ class EEGEmotionPipeline(ChunkPipeline):
 
     def _label_guidance(self, head_logits: torch.Tensor | None,
                         prompt_length: int) -> HeadGuidedLabelsLogitsProcessor | None:
-        """The head's guidance of the written labels (`config.label_guidance_weight`), None at weight 0."""
+        """The head's guidance of the written labels (`config.label_guidance_weight`; the head's label itself with
+        `config.label_decision` ``"emotion_head"``), None at weight 0 when the language model decides."""
         weight = float(getattr(self.model.config, "label_guidance_weight", 0.0) or 0.0)
-        if weight == 0 or head_logits is None:
+        decides = getattr(self.model.config, "label_decision", "language_model") == "emotion_head"
+        if (weight == 0 and not decides) or head_logits is None:
             return None
         head = source_probabilities(self.model.config, None, head_logits)["emotion_head"]
         return HeadGuidedLabelsLogitsProcessor(self.processor.tokenizer, head, self.label_names, weight,
-                                               prompt_length)
+                                               prompt_length, decides=decides)
 
     def _answer_and_score(self, prompts: list[torch.Tensor], eeg_features: torch.Tensor, generate_kwargs,
                           return_rationale: bool) -> Answers:

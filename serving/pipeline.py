@@ -45,7 +45,11 @@ class VLLMEEGEmotionPipeline(EEGEmotionPipeline):
         tokens = sorted({int(t) for candidate in self.candidate_ids for t in candidate})
         self.candidate_embeds = {t: weight[t].detach().cpu() for t in tokens}
         guidance = float(getattr(self.model.config, "label_guidance_weight", 0.0) or 0.0)
-        if guidance > 0:
+        if getattr(self.model.config, "label_decision", "language_model") == "emotion_head":
+            warnings.warn("this model's emotion head decides its written labels (label_decision 'emotion_head') in "
+                          "the Transformers pipeline; the vLLM engine writes the language model's labels alone "
+                          "(results' label_guidance is None)", stacklevel=2)
+        elif guidance > 0:
             warnings.warn(f"this model writes its labels with its emotion head's guidance (label_guidance_weight "
                           f"{guidance:g}) in the Transformers pipeline; the vLLM engine writes the language model's "
                           f"labels alone (results' label_guidance is None)", stacklevel=2)

@@ -116,7 +116,8 @@ def test_the_report_says_who_writes_the_label_and_how_often_the_head_changed_it(
         label_guidance_weight = 4.0
 
     outputs = [{"label_guidance": {"weight": 4.0, "changed": changed}} for changed in (True, False, False, False)]
-    assert label_guidance_report(outputs, Config()) == {"weight": 4.0, "guided": 1.0, "changed": 0.25}
+    assert label_guidance_report(outputs, Config()) == {"weight": 4.0, "head_decides": 0.0, "guided": 1.0,
+                                                        "changed": 0.25}
     assert label_guidance_report([{"label_guidance": None}], Config())["guided"] == 0.0
     shipped = {"n_windows": 90, "sources": {"language_model": {"ece": 0.07}},
                "label_guidance": {"weight": 4.0, "weights": {"0": {"balanced_accuracy": 0.72},
@@ -137,6 +138,44 @@ def test_the_report_says_who_writes_the_label_and_how_often_the_head_changed_it(
     checks["label_guidance"]["weight"] = {"mean": 0.0, "std": 0.0, "n": 2}
     assert "language model's alone" in "\n".join(calibration_lines(checks))
     assert "guidance" not in "\n".join(_calibration_lines(checks))
+
+
+def test_the_reports_say_when_the_emotion_head_decides_the_label():
+    from e2llm.training.evaluation.explanations import label_guidance_report
+    from e2llm.training.evaluation.report_explanations import calibration_lines
+    from e2llm.training.evaluation.summary import _explanations
+    from e2llm.training.quickstart_report import _calibration_lines
+
+    class Guided:
+        label_guidance_weight, label_decision = 4.0, "language_model"
+
+    class Decides:
+        label_guidance_weight, label_decision = 4.0, "emotion_head"
+
+    outputs = [{"label_guidance": {"weight": 4.0, "head_decides": True, "changed": c}} for c in (True, False)]
+    assert label_guidance_report(outputs, Decides())["head_decides"] == 1.0
+    shipped = {"n_windows": 90, "sources": {"language_model": {"ece": 0.07}},
+               "label_guidance": {"weight": 4.0, "weights": {"0": {"balanced_accuracy": 0.30},
+                                                             "4": {"balanced_accuracy": 0.33}},
+                                  "head_decides": {"balanced_accuracy": 0.36}, "decided_by": "emotion_head"}}
+
+    def runs(configs):
+        return [{"seed": seed, "explanations": {
+            "calibration": {"answer": {"ece": 0.05}}, "label_guidance": label_guidance_report(outputs, config),
+            "label_probabilities": {"source": "emotion_head", "shipped_calibration": shipped}}}
+            for seed, config in enumerate(configs)]
+
+    checks = _explanations(runs([Decides(), Decides()]))
+    text = " ".join("\n".join(calibration_lines(checks)).split())
+    assert "The emotion head decides the answered labels (`config.label_decision` \"emotion_head\"" in text
+    assert "the head deciding 0.360" in text and "with the emotion head's log-probabilities added" not in text
+    assert "the emotion head decides the written labels (its validation balanced accuracy 0.360" in \
+        "\n".join(_calibration_lines(checks))
+    checks = _explanations(runs([Decides(), Guided()]))
+    text = " ".join("\n".join(calibration_lines(checks)).split())
+    assert "decides the answered labels in 0.50 of the runs" in text and "added at the label's tokens" in text
+    quick = "\n".join(_calibration_lines(checks))
+    assert "decides the written labels in 0.50 of the runs" in quick and "guidance, weight 4" in quick
 
 
 def test_the_reports_give_the_comparison_that_chose_the_source_of_the_probabilities():

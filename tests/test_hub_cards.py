@@ -142,6 +142,16 @@ def test_model_card_states_where_the_label_probabilities_come_from(model_dir, tm
     assert ("written by the language model with the emotion head's log-probabilities, times 4, added at the label's "
             "tokens (`config.label_guidance_weight`, chosen by balanced accuracy on the validation windows: 0 0.721, 4 "
             "0.771; 0 is the language model alone): both the language model and the stage-1 head decide it") in text
+    config.update(label_decision="emotion_head")
+    config["label_calibration"]["label_guidance"].update(head_decides={"balanced_accuracy": 0.802},
+                                                         decided_by="emotion_head")
+    (folder / "config.json").write_text(json.dumps(config))
+    text = " ".join(_parse(build_model_card(folder)).text.split())
+    assert ("**The answer's label is the stage-1 emotion head's**, not the language model's (`config.label_decision` "
+            "\"emotion_head\"): on the validation windows the head's labels had a higher balanced accuracy (0.802) "
+            "than the language model's at every guidance weight tried (0 0.721, 4 0.771; 0 is the language model "
+            "alone)") in text
+    assert "both the language model and the stage-1 head decide it" not in text
 
 
 def test_model_card_without_report_claims_no_score(model_dir):

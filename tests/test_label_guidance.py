@@ -68,6 +68,30 @@ def test_tokens_outside_labels_and_steps_outside_label_slots_are_left_alone():
     assert torch.equal(_step(tokenizer, off, prompt_ids, "Emotion:"), torch.zeros(len(tokenizer)))
 
 
+def test_when_the_head_decides_only_its_label_can_be_written_at_a_label_slot():
+    tokenizer = build_offline_tokenizer()
+    head = [0.35, 0.33, 0.32]  # nearly flat (a high temperature): a finite weight would barely push
+    prompt_ids = tokenizer("", add_special_tokens=False)["input_ids"]
+    decides = HeadGuidedLabelsLogitsProcessor(tokenizer, torch.tensor([head]), NAMES, 0.0, len(prompt_ids),
+                                              decides=True)
+    for written in ("Reasoning: The evidence favours", "x.\nEmotion:"):
+        bonus = _step(tokenizer, decides, prompt_ids, written)
+        firsts = {name: tokenizer(" " + name, add_special_tokens=False)["input_ids"][0] for name in NAMES}
+        assert bonus[firsts[NAMES[0]]] == 0
+        assert all(bonus[firsts[name]] == float("-inf") for name in NAMES[1:] if firsts[name] != firsts[NAMES[0]])
+        newline = tokenizer("\n", add_special_tokens=False)["input_ids"][0]
+        assert bonus[newline] == 0  # tokens outside labels are left to the language model
+    assert torch.equal(_step(tokenizer, decides, prompt_ids, "Reasoning: Relative to baseline:"),
+                       torch.zeros(len(tokenizer)))
+
+
+def test_a_head_decision_without_a_head_or_of_an_unknown_source_is_refused():
+    with pytest.raises(StrictDataclassClassValidationError, match="emotion_token is false.: use label_decision="):
+        E2LLMConfig(label_decision="emotion_head")
+    with pytest.raises(StrictDataclassClassValidationError, match="label_decision must be one of"):
+        E2LLMConfig(label_decision="head")
+
+
 def test_a_bad_weight_is_refused_with_the_fix():
     with pytest.raises(StrictDataclassClassValidationError, match="label_guidance_weight must be a finite number >= 0"):
         E2LLMConfig(label_guidance_weight=-1.0)
@@ -117,6 +141,11 @@ def test_the_pipeline_writes_the_heads_label_at_a_large_weight_and_says_so():
     own_written = own["generated_text"].split("Emotion:", 1)[1].lower()
     assert own_written != written and guided["label_guidance"]["changed"]  # the model's own first choice differs
     assert answer(guide_labels=False)["generated_text"] == own["generated_text"]
+    model.config.label_guidance_weight, model.config.label_decision = 0.0, "emotion_head"
+    decided = answer()
+    assert decided["generated_text"] == guided["generated_text"]  # the head's label, however flat its probabilities
+    assert decided["label_guidance"] == {"weight": 0.0, "head_decides": True, "changed": True}
+    model.config.label_decision = "language_model"
     with pytest.raises(TypeError, match="guide_labels must be True or False"):
         answer(guide_labels="no")
 
@@ -134,6 +163,15 @@ def test_stage3_chooses_the_guidance_weight_on_validation_windows(tmp_path):
     chosen = guidance["weights"][f"{guidance['weight']:g}"]
     assert chosen["balanced_accuracy"] == best and model.config.label_guidance_weight == guidance["weight"]
     assert guidance["weights"]["0"]["guided_changed"] == 0
+    head = guidance["head_decides"]  # the head deciding competes, and wins only when strictly better
+    assert head is not None and set(head) == {"balanced_accuracy", "accuracy", "unparseable", "guided_changed"}
+    assert guidance["decided_by"] == model.config.label_decision
+    assert (model.config.label_decision == "emotion_head") == (round(head["balanced_accuracy"], 4) > round(best, 4))
     model.save_pretrained(tmp_path / "model")
     loaded = E2LLMForConditionalGeneration.from_pretrained(tmp_path / "model").config
     assert loaded.label_guidance_weight == guidance["weight"] and loaded.label_calibration == record
+    assert loaded.label_decision == guidance["decided_by"]
+    calibrate_label_sources(model, processor, dataset.select(split.validation), dataset.select(split.train),
+                            batch_size=8, max_new_tokens=2, guidance_weights=[1.0], head_may_decide=False)
+    assert model.config.label_calibration["label_guidance"]["head_decides"] is None
+    assert model.config.label_decision == "language_model"

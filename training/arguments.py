@@ -145,6 +145,12 @@ class InstructionScriptArguments(E2LLMScriptArguments):
                           "saved (config.label_guidance_weight; 0, the language model alone, always competes). "
                           "Empty: no guidance."},
     )
+    label_head_may_decide: bool = field(
+        default=True,
+        metadata={"help": "with --label_guidance_weights: also try the emotion head deciding the written label (the "
+                          "language model writes the rest) on the validation windows; kept only when its answers' "
+                          "balanced accuracy is higher than every weight's (config.label_decision)."},
+    )
 
     def __post_init__(self):
         if not 0.0 <= self.label_only_share <= 1.0:

@@ -55,7 +55,15 @@ def _calibration_lines(explanations: dict) -> list[str]:
              ("answer_head", "emotion head")) if "ece" in (calibration.get(key) or {})]
     lines = [f"  label probabilities from the {source.replace('_', ' ')} ({chosen}); test ECE: " + ", ".join(test)]
     guidance = explanations.get("label_guidance") or {}
-    if _mean(guidance.get("weight", 0.0)) > 0:
+    decides = _mean(guidance.get("head_decides", 0.0))
+    if decides > 0:
+        head = (shipped.get("label_guidance") or {}).get("head_decides") or {}
+        runs = "" if decides == 1 else f" in {decides:.2f} of the runs"
+        figure = f" {_mean(head['balanced_accuracy']):.3f}" if head.get("balanced_accuracy") is not None else ""
+        lines.append(f"  the emotion head decides the written labels{runs} (its validation balanced accuracy{figure} "
+                     "beat every guidance weight's): those answers are the head's, the language model writes the "
+                     "rationale")
+    if decides < 1 and _mean(guidance.get("weight", 0.0)) > 0:
         tried = (shipped.get("label_guidance") or {}).get("weights") or {}
         weight = guidance["weight"]
         spread = weight.get("std") if isinstance(weight, dict) else None

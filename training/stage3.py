@@ -80,7 +80,8 @@ def calibrate_saved_model(script_args, training_args, written: dict, processor, 
         return None
     record = calibrate_label_sources(written["model"], processor, data.validation, data.train,
                                      batch_size=training_args.per_device_eval_batch_size, seed=training_args.seed,
-                                     guidance_weights=script_args.label_guidance_weights)
+                                     guidance_weights=script_args.label_guidance_weights,
+                                     head_may_decide=script_args.label_head_may_decide)
     written["model"].config.save_pretrained(written["merged"])
     sources = ", ".join(f"{name} ECE {figures['ece']:.3f} at T={figures['temperature']:.2f}"
                         for name, figures in record["sources"].items())
@@ -89,8 +90,11 @@ def calibrate_saved_model(script_args, training_args, written: dict, processor, 
     guidance = record.get("label_guidance")
     if guidance is not None:
         tried = ", ".join(f"{w}: {f['balanced_accuracy']:.3f}" for w, f in guidance["weights"].items())
-        logger.info(f"stage3: labels written with the emotion head's guidance at weight {guidance['weight']:g} "
-                    f"(validation balanced accuracy by weight: {tried})")
+        head = guidance.get("head_decides")
+        tried += f", the head deciding: {head['balanced_accuracy']:.3f}" if head else ""
+        who = ("the emotion head decides the written labels" if guidance["decided_by"] == "emotion_head" else
+               f"labels written with the emotion head's guidance at weight {guidance['weight']:g}")
+        logger.info(f"stage3: {who} (validation balanced accuracy by weight: {tried})")
     return record
 
 

@@ -8,7 +8,8 @@ calibration error, negative log-likelihood and Brier score. `calibrate_label_sou
 validation windows) fits both label sources' temperatures, the language model's and the stage-1 emotion head's, and
 keeps the head's as the model's `config.label_probabilities` unless the language model's are better beyond the
 noise of the validation trials (`choose_label_source`); given weights to try, it also chooses how much the head guides
-the written labels (`config.label_guidance_weight`, `e2llm.label_guidance_e2llm`).
+the written labels (`config.label_guidance_weight`, `e2llm.label_guidance_e2llm`) and whether the head decides them
+(`config.label_decision`).
 
     >>> import numpy as np
     >>> logits = np.log(np.array([[0.99, 0.01], [0.99, 0.01], [0.01, 0.99], [0.99, 0.01]]))
@@ -157,8 +158,15 @@ def answered_label_figures(outputs, labels: np.ndarray, label_names) -> dict:
             "unparseable": sum(p is None for p in predicted), "guided_changed": changed}
 
 
+GUIDANCE_RULE = ("the emotion head's log-probabilities (at its fitted temperature) times the weight are added to the "
+                 "language model's at the label's tokens; the weight whose answered labels have the highest balanced "
+                 "accuracy on the validation windows is kept (the smallest on a tie; 0 is the language model alone); "
+                 "the emotion head decides the written label instead only when its answers' balanced accuracy is "
+                 "higher still (a tie keeps the language model)")
+
+
 def calibrate_label_sources(model, processor, validation, train, batch_size: int = 32, max_new_tokens: int = 160,
-                            seed: int = 0, guidance_weights: Sequence[float] = ()) -> dict:
+                            seed: int = 0, guidance_weights: Sequence[float] = (), head_may_decide: bool = True) -> dict:
     """Fit each label source's temperature on `validation` windows and choose the source of the label
     probabilities (`choose_label_source`: the emotion head unless the language model is better beyond noise), then set ``model.config``'s `label_temperature`,
     `head_temperature`, `label_probabilities` and `label_calibration` (see `e2llm.label_sources_e2llm`).
@@ -166,15 +174,18 @@ def calibrate_label_sources(model, processor, validation, train, batch_size: int
     With `guidance_weights`, the validation answers are also generated with the head's guidance at each weight
     (`e2llm.label_guidance_e2llm`, the head at its fitted temperature) and the weight whose answered labels have the
     highest balanced accuracy is kept in `config.label_guidance_weight` (0, the language model alone, on a tie: the
-    smallest weight wins); the language model's temperature is fitted on the answers at that weight.
+    smallest weight wins); with `head_may_decide`, the answers with the head deciding the label (`config.label_decision`
+    ``"emotion_head"``, the limit of an infinite weight) compete too and win only with a higher balanced accuracy.
+    The language model's temperature is fitted on the answers so chosen.
 
     Returns the `label_calibration` record: ``{"chosen", "n_windows", "sources": {source: {"temperature",
     "ece_before", "ece", "nll", "accuracy"}}, "comparison", "rule", "label_guidance"}``, the figures on the validation windows
-    themselves (``label_guidance``: ``{"weight", "weights": {weight: answered-label figures}, "rule"}``, None
-    without `guidance_weights`)."""
+    themselves (``label_guidance``: ``{"weight", "weights": {weight: answered-label figures}, "head_decides":
+    answered-label figures or None, "decided_by", "rule"}``, None without `guidance_weights`)."""
     config = model.config
     config.label_temperature, config.head_temperature = 1.0, 1.0  # fitted from the raw scores
     config.label_probabilities, config.label_guidance_weight = "language_model", 0.0
+    config.label_decision = "language_model"
     outputs, labels = validation_answers(model, processor, validation, train, batch_size, max_new_tokens, seed)
     names = list(config.label_names)
     sources = {}
@@ -190,11 +201,17 @@ def calibrate_label_sources(model, processor, validation, train, batch_size: int
             tried[weight] = (answers, answered_label_figures(answers, labels, names))
         best = max(tried, key=lambda w: (round(tried[w][1]["balanced_accuracy"], 4), -w))
         config.label_guidance_weight, outputs = best, tried[best][0]
+        head_decides = None
+        if head_may_decide:
+            config.label_decision = "emotion_head"
+            answers, _ = validation_answers(model, processor, validation, train, batch_size, max_new_tokens, seed)
+            head_decides = answered_label_figures(answers, labels, names)
+            if round(head_decides["balanced_accuracy"], 4) > round(tried[best][1]["balanced_accuracy"], 4):
+                outputs = answers
+            else:
+                config.label_decision = "language_model"
         guidance = {"weight": best, "weights": {f"{w:g}": figures for w, (_, figures) in tried.items()},
-                    "rule": "the emotion head's log-probabilities (at its fitted temperature) times the weight are "
-                            "added to the language model's at the label's tokens; the weight whose answered labels "
-                            "have the highest balanced accuracy on the validation windows is kept (the smallest on a "
-                            "tie; 0 is the language model alone)"}
+                    "head_decides": head_decides, "decided_by": config.label_decision, "rule": GUIDANCE_RULE}
     lm_logits = answer_logits(outputs, names, SOURCE_KEYS["language_model"])
     sources = {"language_model": _source_figures(lm_logits, labels), **sources}
     log_likelihoods = {"language_model": _log_likelihoods(lm_logits, labels, sources["language_model"]["temperature"])}
@@ -208,6 +225,6 @@ def calibrate_label_sources(model, processor, validation, train, batch_size: int
                                 "comparison": comparison, "rule": SOURCE_RULE, "label_guidance": guidance}
     return config.label_calibration
 
-__all__ = ["SOURCE_KEYS", "SOURCE_RULE", "TEMPERATURE_BOUNDS", "answer_logits", "answered_label_figures",
+__all__ = ["GUIDANCE_RULE", "SOURCE_KEYS", "SOURCE_RULE", "TEMPERATURE_BOUNDS", "answer_logits", "answered_label_figures",
            "calibrate_label_sources", "calibration_summary", "choose_label_source", "fit_temperature",
            "logits_from_probs", "validation_answers", "validation_temperature"]

@@ -122,21 +122,37 @@ def _comparison_cell(comparison: Mapping | None) -> str:
 
 
 def guidance_lines(checks: Mapping) -> list[str]:
-    """Who writes the label: the language model alone, or with the emotion head's guidance (and how often it
-    changed the label)."""
+    """Who writes the label: the language model alone, with the emotion head's guidance (and how often it changed the
+    label), or the emotion head (`config.label_decision`; over runs, the share of runs where it decided)."""
     guidance = checks.get("label_guidance") or {}
     weight = guidance.get("weight")
     if weight is None:
         return []
-    if not (weight["mean"] if isinstance(weight, Mapping) else weight):
-        return ["The answered labels are the language model's alone (`config.label_guidance_weight` 0).", ""]
     shipped = ((checks.get("label_probabilities") or {}).get("shipped_calibration") or {}).get("label_guidance")
     tried = ("; validation balanced accuracy by weight: " + ", ".join(
-        f"{w} {_number(f.get('balanced_accuracy'))}" for w, f in sorted(shipped["weights"].items(), key=lambda wf: float(wf[0])))) if shipped else ""
-    return [f"The answered labels are written with the emotion head's log-probabilities added at the label's tokens "
-            f"(weight {_count(weight)}, chosen on validation windows{tried}); this changed the language model's own "
-            f"label in {_number(guidance.get('changed'))} of the answers. The conflict tests above score the language "
-            f"model alone.", ""]
+        f"{w} {_number(f.get('balanced_accuracy'))}" for w, f in sorted(shipped["weights"].items(), key=lambda wf: float(wf[0])))
+        + (f", the head deciding {_number(shipped['head_decides'].get('balanced_accuracy'))}"
+           if shipped.get("head_decides") else "")) if shipped else ""
+    decides = guidance.get("head_decides") or 0.0
+    decides = decides["mean"] if isinstance(decides, Mapping) else decides
+    lines = []
+    if decides:
+        runs = "" if decides == 1 else f" in {decides:.2f} of the runs"
+        lines += [f"The emotion head decides the answered labels{runs} (`config.label_decision` \"emotion_head\": its "
+                  f"answers beat every guidance weight's on the validation windows{tried}); the language model writes "
+                  f"the rationale around the head's label, so these answers are the head's, not the language "
+                  f"model's. The conflict tests above score the language model alone.", ""]
+        if decides == 1:
+            return lines
+        tried = ""
+    if not (weight["mean"] if isinstance(weight, Mapping) else weight):
+        return lines + ["The answered labels are the language model's alone (`config.label_guidance_weight` 0"
+                        + (" where the head does not decide" if decides else "") + ").", ""]
+    return lines + [
+        f"The answered labels are written with the emotion head's log-probabilities added at the label's tokens "
+        f"(weight {_count(weight)}, chosen on validation windows{tried}); this changed the language model's own "
+        f"label in {_number(guidance.get('changed'))} of the answers. The conflict tests above score the language "
+        f"model alone.", ""]
 
 
 def abstention_lines(checks: Mapping) -> list[str]:

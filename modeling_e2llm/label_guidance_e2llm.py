@@ -7,9 +7,10 @@ gets the largest, the rest goes to the tokens where they part). Greedy decoding 
 ``log p_LM(label | text so far) + weight * log p_head(label)``, a product of the two experts (shallow fusion, as
 external language models are added to speech recognisers). ``weight`` 0 leaves the language model alone; a large
 ``weight`` lets the head decide. The head's label is never changed; other labels are pushed down by how much less
-likely the head finds them; every other token is left as it is. With ``decides`` (the limit of an infinite weight)
-the head decides: only the tokens of its most probable label still open are allowed where a label is written, and the
-language model writes everything else (`config.label_decision` ``"emotion_head"``).
+likely the head finds them; every other token is left as it is. With ``decides`` the head decides: where a label is
+written only the tokens that spell the head's most probable label are allowed (any other label, or a word that is no
+label, would make the answer the language model's or unparseable), and the language model writes everything else
+(`config.label_decision` ``"emotion_head"``).
 
 A model's `config.label_guidance_weight` holds the weight and `config.label_decision` whether the head decides,
 chosen by stage 3 on validation windows (`e2llm.training.evaluation.calibration.calibrate_label_sources`) and
@@ -107,6 +108,17 @@ class HeadGuidedLabelsLogitsProcessor(LogitsProcessor):
             if written is None:
                 continue
             tokens = self.label_tokens(written.lower())
+            if self.decides:
+                ids = tokens[int(self.log_head[window].argmax())]
+                if len(ids):  # empty: the head's label is written out (or the slot began before this processor)
+                    if guided is scores:
+                        guided = scores.clone()
+                    allowed = torch.full_like(scores[row], float("-inf"))
+                    allowed[ids.to(scores.device)] = 0.0
+                    guided[row] = scores[row] + allowed
+                    if row % per_window == 0 and int(guided[row].argmax()) != int(scores[row].argmax()):
+                        self.changed[window] = True
+                continue
             live = [k for k, ids in enumerate(tokens) if len(ids)]
             if not live:  # a finished label, or text that is not one
                 continue
@@ -116,11 +128,7 @@ class HeadGuidedLabelsLogitsProcessor(LogitsProcessor):
             hit = torch.zeros(scores.shape[-1], dtype=torch.bool, device=scores.device)
             for k in live:
                 ids = tokens[k].to(scores.device)
-                if self.decides:  # an infinite weight: 0 for the head's label, -inf for the others
-                    value = log_head.new_tensor(0.0 if log_head[k] >= top else float("-inf"))
-                else:
-                    value = self.weight * (log_head[k] - top)
-                bonus[ids] = torch.maximum(bonus[ids], value)
+                bonus[ids] = torch.maximum(bonus[ids], self.weight * (log_head[k] - top))
                 hit[ids] = True
             if guided is scores:
                 guided = scores.clone()

@@ -80,7 +80,9 @@ def test_when_the_head_decides_only_its_label_can_be_written_at_a_label_slot():
         assert bonus[firsts[NAMES[0]]] == 0
         assert all(bonus[firsts[name]] == float("-inf") for name in NAMES[1:] if firsts[name] != firsts[NAMES[0]])
         newline = tokenizer("\n", add_special_tokens=False)["input_ids"][0]
-        assert bonus[newline] == 0  # tokens outside labels are left to the language model
+        assert bonus[newline] == float("-inf")  # a word that is no label would leave the answer unparseable
+    written = "Reasoning: The evidence favours " + NAMES[0]  # the head's label written out: the slot is left alone
+    assert torch.equal(_step(tokenizer, decides, prompt_ids, written), torch.zeros(len(tokenizer)))
     assert torch.equal(_step(tokenizer, decides, prompt_ids, "Reasoning: Relative to baseline:"),
                        torch.zeros(len(tokenizer)))
 

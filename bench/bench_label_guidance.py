@@ -42,6 +42,7 @@ def main() -> None:
             seconds[guide].append(time.perf_counter() - start)
     ratios = [g / u for g, u in zip(seconds[True], seconds[False])]
     print(json.dumps({"model": args.model, "weight": float(model.config.label_guidance_weight),
+                      "label_decision": getattr(model.config, "label_decision", "language_model"),
                       "windows": len(eeg), "device": str(model.device), "guided_s": seconds[True],
                       "unguided_s": seconds[False], "ratios": ratios, "median_ratio": float(np.median(ratios))}))
 

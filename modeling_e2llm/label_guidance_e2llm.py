@@ -125,13 +125,12 @@ class HeadGuidedLabelsLogitsProcessor(LogitsProcessor):
             log_head = self.log_head[window].to(scores.device)
             top = log_head[live].max()  # the best label still open: the labels parting later keep their share
             bonus = torch.full((scores.shape[-1],), float("-inf"), device=scores.device)
-            hit = torch.zeros(scores.shape[-1], dtype=torch.bool, device=scores.device)
             for k in live:
                 ids = tokens[k].to(scores.device)
                 bonus[ids] = torch.maximum(bonus[ids], self.weight * (log_head[k] - top))
-                hit[ids] = True
             if guided is scores:
                 guided = scores.clone()
+            hit = torch.isfinite(bonus)
             guided[row, hit] = scores[row, hit] + bonus[hit]
             if row % per_window == 0 and int(guided[row].argmax()) != int(scores[row].argmax()):
                 self.changed[window] = True

@@ -451,7 +451,8 @@ def label_source_context(config: Mapping) -> dict:
     model's minus the head's log-likelihood per validation window with its interval, None without a head), and how much the emotion head
     guides the written label (`config.label_guidance_weight`, with the weights tried on validation windows) or
     decides it (`head_decides`: the head's validation figures when `config.label_decision` is ``"emotion_head"``, else
-    None)."""
+    None; `decision`: the guided language model's minus the head's balanced accuracy with its interval, None when the
+    head did not compete)."""
     source = config.get("label_probabilities") or "language_model"
     calibration = config.get("label_calibration") or None
     temperatures = {"language_model": config.get("label_temperature", 1.0),
@@ -461,14 +462,13 @@ def label_source_context(config: Mapping) -> dict:
     guidance = (calibration or {}).get("label_guidance") or {}
     tried = [{"weight": weight, "balanced_accuracy": stats["balanced_accuracy"]}
              for weight, stats in sorted((guidance.get("weights") or {}).items(), key=lambda ws: float(ws[0]))]
-    comparison = (calibration or {}).get("comparison") or None
-    if comparison:
-        comparison = {key: comparison[key] for key in ("difference", "ci_low", "ci_high")}
+    comparison, decision = ({key: figures[key] for key in ("difference", "ci_low", "ci_high")} if figures else None
+                            for figures in ((calibration or {}).get("comparison"), guidance.get("decision")))
     return {"name": source.replace("_", " "), "temperature": temperatures.get(source, 1.0),
             "n_windows": (calibration or {}).get("n_windows"), "figures": figures, "comparison": comparison,
             "guidance_weight": float(config.get("label_guidance_weight") or 0.0), "guidance_tried": tried,
             "head_decides": (guidance.get("head_decides") or {"balanced_accuracy": float("nan")})
-            if config.get("label_decision") == "emotion_head" else None}
+            if config.get("label_decision") == "emotion_head" else None, "decision": decision}
 
 
 # What each conflict test swaps in from a window of another class (e2llm evaluate's `explanations.conflicts`).

@@ -157,7 +157,8 @@ def test_the_reports_say_when_the_emotion_head_decides_the_label():
     shipped = {"n_windows": 90, "sources": {"language_model": {"ece": 0.07}},
                "label_guidance": {"weight": 4.0, "weights": {"0": {"balanced_accuracy": 0.30},
                                                              "4": {"balanced_accuracy": 0.33}},
-                                  "head_decides": {"balanced_accuracy": 0.36}, "decided_by": "emotion_head"}}
+                                  "head_decides": {"balanced_accuracy": 0.36}, "decided_by": "emotion_head",
+                                  "decision": {"difference": -0.03, "ci_low": -0.08, "ci_high": 0.01}}}
 
     def runs(configs):
         return [{"seed": seed, "explanations": {
@@ -168,8 +169,10 @@ def test_the_reports_say_when_the_emotion_head_decides_the_label():
     checks = _explanations(runs([Decides(), Decides()]))
     text = " ".join("\n".join(calibration_lines(checks)).split())
     assert "The emotion head decides the answered labels (`config.label_decision` \"emotion_head\"" in text
-    assert "the head deciding 0.360" in text and "with the emotion head's log-probabilities added" not in text
-    assert "the emotion head decides the written labels (its validation balanced accuracy 0.360" in \
+    assert "the head deciding 0.360 ± 0.000; best weight - head deciding: -0.030 ± 0.000 over runs" in text
+    assert "with the emotion head's log-probabilities added" not in text
+    assert "the emotion head decides the written labels (validation balanced accuracy 0.360; the guided language " \
+        "model's was not better beyond the noise of the validation trials)" in \
         "\n".join(_calibration_lines(checks))
     checks = _explanations(runs([Decides(), Guided()]))
     text = " ".join("\n".join(calibration_lines(checks)).split())

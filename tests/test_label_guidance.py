@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from huggingface_hub.errors import StrictDataclassClassValidationError
@@ -15,7 +16,11 @@ from e2llm import E2LLMConfig, E2LLMForConditionalGeneration, build_offline_toke
 from e2llm.label_guidance_e2llm import HeadGuidedLabelsLogitsProcessor, label_slot
 from e2llm.processing.splits import SplitSpec, resolve_split
 from e2llm.training.data import synthetic_window_dataset
-from e2llm.training.evaluation.calibration import calibrate_label_sources
+from e2llm.training.evaluation.calibration import (
+    balanced_correct,
+    calibrate_label_sources,
+    compare_label_deciders,
+)
 from tests.fixtures.pipeline_helpers import eeg_like
 from tests.test_label_sources import CHANNELS, LABELS, _model
 
@@ -165,10 +170,13 @@ def test_stage3_chooses_the_guidance_weight_on_validation_windows(tmp_path):
     chosen = guidance["weights"][f"{guidance['weight']:g}"]
     assert chosen["balanced_accuracy"] == best and model.config.label_guidance_weight == guidance["weight"]
     assert guidance["weights"]["0"]["guided_changed"] == 0
-    head = guidance["head_decides"]  # the head deciding competes, and wins only when strictly better
+    head = guidance["head_decides"]  # the head decides unless the language model is better beyond noise
     assert head is not None and set(head) == {"balanced_accuracy", "accuracy", "unparseable", "guided_changed"}
     assert guidance["decided_by"] == model.config.label_decision
-    assert (model.config.label_decision == "emotion_head") == (round(head["balanced_accuracy"], 4) > round(best, 4))
+    decision = guidance["decision"]
+    assert decision["difference"] == pytest.approx(best - head["balanced_accuracy"])
+    assert decision["ci_low"] <= decision["difference"] <= decision["ci_high"]
+    assert (model.config.label_decision == "language_model") == (decision["ci_low"] > 0)
     model.save_pretrained(tmp_path / "model")
     loaded = E2LLMForConditionalGeneration.from_pretrained(tmp_path / "model").config
     assert loaded.label_guidance_weight == guidance["weight"] and loaded.label_calibration == record
@@ -176,4 +184,20 @@ def test_stage3_chooses_the_guidance_weight_on_validation_windows(tmp_path):
     calibrate_label_sources(model, processor, dataset.select(split.validation), dataset.select(split.train),
                             batch_size=8, max_new_tokens=2, guidance_weights=[1.0], head_may_decide=False)
     assert model.config.label_calibration["label_guidance"]["head_decides"] is None
+    assert model.config.label_calibration["label_guidance"]["decision"] is None
     assert model.config.label_decision == "language_model"
+
+
+def test_balanced_correct_averages_to_balanced_accuracy_and_compares_deciders_over_trials():
+    labels = np.array([0, 0, 0, 0, 1, 1, 2, 2])
+    predicted = ["a", "a", "b", None, "b", "a", "c", "c"]
+    weighted = balanced_correct(predicted, labels, ["a", "b", "c"])
+    assert weighted.mean() == pytest.approx((2 / 4 + 1 / 2 + 2 / 2) / 3)  # the recalls' mean; None counts as wrong
+    trials = np.array([[0, t] for t in (0, 0, 1, 1, 2, 2, 3, 3)])
+    lm = [{"label": p} for p in predicted]
+    head = [{"label": "abc"[t]} for t in labels]  # always right
+    comparison = compare_label_deciders(lm, head, labels, ["a", "b", "c"], trials)
+    assert comparison["difference"] == pytest.approx(weighted.mean() - 1.0)
+    assert comparison["ci_low"] < 0 and comparison["ci_high"] <= 0 and comparison["n_trials"] == 4
+    same = compare_label_deciders(head, head, labels, ["a", "b", "c"], trials)
+    assert same["difference"] == same["ci_low"] == same["ci_high"] == 0.0  # a tie is not "better beyond noise"

@@ -147,9 +147,10 @@ class InstructionScriptArguments(E2LLMScriptArguments):
     )
     label_head_may_decide: bool = field(
         default=True,
-        metadata={"help": "with --label_guidance_weights: also try the emotion head deciding the written label (the "
-                          "language model writes the rest) on the validation windows; kept only when its answers' "
-                          "balanced accuracy is higher than every weight's (config.label_decision)."},
+        metadata={"help": "with --label_guidance_weights: the emotion head decides the written label (the language "
+                          "model writes the rest; config.label_decision) unless the answers at the best weight have a "
+                          "higher balanced accuracy on the validation windows, its 95% interval over validation "
+                          "trials (paired bootstrap) above 0. false: the language model always writes it."},
     )
 
     def __post_init__(self):

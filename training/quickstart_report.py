@@ -60,9 +60,9 @@ def _calibration_lines(explanations: dict) -> list[str]:
         head = (shipped.get("label_guidance") or {}).get("head_decides") or {}
         runs = "" if decides == 1 else f" in {decides:.2f} of the runs"
         figure = f" {_mean(head['balanced_accuracy']):.3f}" if head.get("balanced_accuracy") is not None else ""
-        lines.append(f"  the emotion head decides the written labels{runs} (its validation balanced accuracy{figure} "
-                     "beat every guidance weight's): those answers are the head's, the language model writes the "
-                     "rationale")
+        lines.append(f"  the emotion head decides the written labels{runs} (validation balanced accuracy{figure}; "
+                     "the guided language model's was not better beyond the noise of the validation trials): those "
+                     "answers are the head's, the language model writes the rationale")
     if decides < 1 and _mean(guidance.get("weight", 0.0)) > 0:
         tried = (shipped.get("label_guidance") or {}).get("weights") or {}
         weight = guidance["weight"]

@@ -121,6 +121,15 @@ def _comparison_cell(comparison: Mapping | None) -> str:
             f"[{_number(comparison.get('ci_low'))}, {_number(comparison.get('ci_high'))}])")
 
 
+def _decision_text(decision: Mapping | None) -> str:
+    if not decision:
+        return ""
+    if isinstance(decision.get("difference"), Mapping):  # summarised over runs: each run's interval is its own
+        return f"; best weight - head deciding: {_number(decision['difference'])} over runs"
+    return (f"; best weight - head deciding: {_number(decision.get('difference'))}, 95% interval over validation "
+            f"trials [{_number(decision.get('ci_low'))}, {_number(decision.get('ci_high'))}]")
+
+
 def guidance_lines(checks: Mapping) -> list[str]:
     """Who writes the label: the language model alone, with the emotion head's guidance (and how often it changed the
     label), or the emotion head (`config.label_decision`; over runs, the share of runs where it decided)."""
@@ -132,14 +141,15 @@ def guidance_lines(checks: Mapping) -> list[str]:
     tried = ("; validation balanced accuracy by weight: " + ", ".join(
         f"{w} {_number(f.get('balanced_accuracy'))}" for w, f in sorted(shipped["weights"].items(), key=lambda wf: float(wf[0])))
         + (f", the head deciding {_number(shipped['head_decides'].get('balanced_accuracy'))}"
-           if shipped.get("head_decides") else "")) if shipped else ""
+           if shipped.get("head_decides") else "") + _decision_text(shipped.get("decision"))) if shipped else ""
     decides = guidance.get("head_decides") or 0.0
     decides = decides["mean"] if isinstance(decides, Mapping) else decides
     lines = []
     if decides:
         runs = "" if decides == 1 else f" in {decides:.2f} of the runs"
-        lines += [f"The emotion head decides the answered labels{runs} (`config.label_decision` \"emotion_head\": its "
-                  f"answers beat every guidance weight's on the validation windows{tried}); the language model writes "
+        lines += [f"The emotion head decides the answered labels{runs} (`config.label_decision` \"emotion_head\": the "
+                  f"head decides unless the language model's answers are better beyond the noise of the validation "
+                  f"trials{tried}); the language model writes "
                   f"the rationale around the head's label, so these answers are the head's, not the language "
                   f"model's. The conflict tests above score the language model alone.", ""]
         if decides == 1:

@@ -42,6 +42,10 @@ from .claim_constraints_e2llm import token_texts
 _SLOT = re.compile(r"(?:\bfavours|\bEmotion\**[ \t]*[:=])(?P<written>[ \t]*[A-Za-z-]*)$", re.IGNORECASE)
 
 
+# A letter or hyphen after a label's last letter: the token makes another word ("sadness" + "s").
+_WORD_GOES_ON = re.compile(r"[a-z-]")
+
+
 def label_slot(text: str) -> str | None:
     """What is written of the label `text` (the answer so far) is in the middle of, or None outside a label."""
     match = _SLOT.search(text)
@@ -80,15 +84,20 @@ class HeadGuidedLabelsLogitsProcessor(LogitsProcessor):
 
     def label_tokens(self, written: str) -> list[torch.Tensor]:
         """Per label, the ids of the tokens that continue `written` (what is written of the label) as that label
-        (a token may finish it and go on: `` sad.``); empty for a label `written` does not begin (cached)."""
+        (a token may finish it and go on, but not with the same word: `` sad.``, not `` sadder``; lower case but for a
+        capital first letter); empty for a label `written` does not begin (cached)."""
         key = (tuple(self.labels), written, len(self.tokenizer))
         if key not in self._tokens:
-            texts = [t.lower() for t in token_texts(self.tokenizer)]
+            raw = token_texts(self.tokenizer)
+            texts = [t.lower() for t in raw]
+            # letters as a label is written: lower case, the first may be a capital ("Sadness", not "SadNEss")
+            cased = [t == t.lower() or (len(written) + len(t) - len(t.lstrip()) == 1  # at the label's first letter
+                                        and t.lstrip()[1:] == t.lstrip()[1:].lower()) for t in raw]
             per_label = []
             for label in self.labels:
                 rest = label[len(written):] if label.startswith(written) and label != written else None
-                ids = [] if rest is None else [i for i, t in enumerate(texts)
-                                               if t and (rest.startswith(t) or t.startswith(rest))]
+                ids = [] if rest is None else [i for i, t in enumerate(texts) if t and cased[i] and (
+                    rest.startswith(t) or (t.startswith(rest) and not _WORD_GOES_ON.match(t, len(rest))))]
                 per_label.append(torch.tensor(ids, dtype=torch.long))
             self._tokens[key] = per_label
         return self._tokens[key]

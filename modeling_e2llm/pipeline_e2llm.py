@@ -19,7 +19,7 @@ from .claim_constraints_e2llm import MeasuredClaimsLogitsProcessor
 from .evidence_e2llm import integrated_gradients
 from .generation_e2llm import Answers, generate_and_score, generation_defaults, score_without_rationale
 from .label_guidance_e2llm import HeadGuidedLabelsLogitsProcessor
-from .label_sources_e2llm import source_probabilities
+from .label_sources_e2llm import check_label_source, source_probabilities
 from .pipeline_chunks_e2llm import window_chunks
 from .pipeline_results_e2llm import WindowOutput, build_results, measured_items
 from .prompts_e2llm import DEFAULT_QUESTION, PromptBuilder
@@ -178,6 +178,7 @@ class EEGEmotionPipeline(ChunkPipeline):
         """One batch of windows: encode once, generate (claims completed from measurement unless
         `constrain_claims` is False, labels guided by the head as the model's config says unless `guide_labels` is
         False) and score (or score only), attributions if asked."""
+        check_label_source(self.model.config)  # a config changed after loading gets the loader's error, not a silent path
         eeg = self._stack(model_inputs)
         prompts = [torch.as_tensor(c["prompt_ids"], dtype=torch.long, device=self.device) for c in model_inputs]
         items = measured_items(self.processor.evidence_statistics, model_inputs)

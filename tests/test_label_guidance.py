@@ -12,7 +12,8 @@ import torch
 from huggingface_hub.errors import StrictDataclassClassValidationError
 from transformers import LogitsProcessor, LogitsProcessorList, pipeline
 
-from e2llm import E2LLMConfig, E2LLMForConditionalGeneration, build_offline_tokenizer
+from e2llm import E2LLMConfig, E2LLMForConditionalGeneration, build_offline_tokenizer, build_tiny_e2llm
+from e2llm.claim_constraints_e2llm import token_texts
 from e2llm.label_guidance_e2llm import HeadGuidedLabelsLogitsProcessor, label_slot
 from e2llm.processing.splits import SplitSpec, resolve_split
 from e2llm.training.data import synthetic_window_dataset
@@ -92,11 +93,34 @@ def test_when_the_head_decides_only_its_label_can_be_written_at_a_label_slot():
                        torch.zeros(len(tokenizer)))
 
 
+def test_a_labels_tokens_never_run_on_into_another_word_nor_change_case_inside_it():
+    tokenizer = build_offline_tokenizer()
+    guidance, _ = _processor(tokenizer, [0.4, 0.3, 0.3])
+    texts = token_texts(tokenizer)
+    for name in NAMES:
+        label = " " + name
+        for cut in range(len(label)):
+            written = label[:cut]
+            for i in guidance.label_tokens(written)[NAMES.index(name)].tolist():
+                after = written + texts[i]
+                assert label.startswith(after.lower()) or (
+                    after.lower().startswith(label) and not after[len(label)].isalpha()), (written, texts[i])
+                letters = after.lstrip()
+                assert letters[1:] == letters[1:].lower(), (written, texts[i])  # "Sadness", never "sadNEss"
+        overshoot = [i for i, t in enumerate(texts) if t.startswith(label[-2:] + "s")]  # e.g. "ss" after "sadne"
+        assert not set(overshoot) & set(guidance.label_tokens(label[:-2])[NAMES.index(name)].tolist())
+
+
 def test_a_head_decision_without_a_head_or_of_an_unknown_source_is_refused():
     with pytest.raises(StrictDataclassClassValidationError, match="emotion_token is false.: use label_decision="):
         E2LLMConfig(label_decision="emotion_head")
     with pytest.raises(StrictDataclassClassValidationError, match="label_decision must be one of"):
         E2LLMConfig(label_decision="head")
+    model, processor = build_tiny_e2llm()  # no emotion head: a config changed after loading is refused at the call
+    model.config.label_decision = "emotion_head"
+    pipe = pipeline("eeg-emotion", model=model, processor=processor)
+    with pytest.raises(ValueError, match="emotion_token is false.: use label_decision='language_model'"):
+        pipe(eeg_like(len(CHANNELS), 800), sampling_rate=200, channel_names=list(CHANNELS), units="uV")
 
 
 def test_a_bad_weight_is_refused_with_the_fix():

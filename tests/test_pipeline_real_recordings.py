@@ -130,3 +130,27 @@ def test_the_processor_accepts_what_the_pipeline_accepts_nihon_kohden_export(pip
     assert inputs["eeg_channels"][0]["used"] == result["channels"]["used"]
     assert inputs["eeg_values"].shape[0] == 1 and np.isfinite(inputs["eeg_values"].numpy()).all()
     assert {"POL DC01", "POL DC02", "POL DC03", "POL DC04"} <= set(result["channels"]["dropped"])
+
+
+def test_when_the_head_decides_a_real_recordings_answers_carry_its_label():
+    """`config.label_decision` "emotion_head" on real recordings: every answered window's label is the head's most
+    probable one (whatever label the model would write), its numbers measured, and each result says so."""
+    from tests.test_label_sources import _model
+
+    model, processor = _model()
+    processor.set_evidence_statistics(helpers.statistics(ELECTRODE_NAMES[:-6], reference_db=5.0))
+    model.config.label_decision = "emotion_head"
+    pipe = pipeline("eeg-emotion", model=model, processor=processor)
+    name = "bdf/multiple_annotation_chans_20s.bdf"  # 5 windows: the head's label differs on some, not on others
+    answer = ANSWER.replace("sadness", "happiness")  # what the model is pushed to write; the head picks its own
+    result = pipe(str(REAL / name), **helpers.forced(pipe, answer, bonus=30.0, extra_tokens=12))
+    assert numbers_not_measured(result) == []
+    answered = [w for w in result.get("windows", [result]) if w["abstention_reason"] is None]
+    assert answered
+    for window in answered:
+        top = max(window["head_scores"], key=window["head_scores"].get)
+        assert window["label"] == top and window["label_guidance"]["head_decides"]
+        assert window["label_guidance"]["changed"] == (top != "happiness")
+    assert len({w["label"] for w in answered}) > 1
+    own = pipe(str(REAL / name), guide_labels=False, **helpers.forced(pipe, answer, bonus=30.0, extra_tokens=12))
+    assert {w["label"] for w in own.get("windows", [own]) if w["abstention_reason"] is None} == {"happiness"}

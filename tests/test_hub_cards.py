@@ -145,15 +145,15 @@ def test_model_card_states_where_the_label_probabilities_come_from(model_dir, tm
     config.update(label_decision="emotion_head")
     config["label_calibration"]["label_guidance"].update(
         head_decides={"balanced_accuracy": 0.760}, decided_by="emotion_head",
-        decision={"difference": 0.011, "ci_low": -0.02, "ci_high": 0.04, "p_value": 0.5})
+        decision={"difference": 0.011, "ci_low": -0.02, "ci_high": 0.04, "level": 1 - 0.05 / 6, "p_value": 0.5})
     (folder / "config.json").write_text(json.dumps(config))
     text = " ".join(_parse(build_model_card(folder)).text.split())
     assert ("**The answer's label is the stage-1 emotion head's**, not the language model's (`config.label_decision` "
             "\"emotion_head\"): the head decides unless the language model's answers are better beyond the noise of "
             "the validation trials, and on the validation windows they were not (balanced accuracy with the head "
             "deciding 0.760; the language model's at each guidance weight tried: 0 0.721, 4 0.771; 0 is the language "
-            "model alone; the best weight's minus the head's +0.011, 95% interval over validation trials [-0.020, "
-            "+0.040])") in text
+            "model alone; the best weight's minus the head's +0.011, 99.2% interval over validation trials (95% corrected "
+            "for the weights tried) [-0.020, +0.040])") in text
     assert "both the language model and the stage-1 head decide it" not in text
 
 

@@ -200,6 +200,7 @@ def test_stage3_chooses_the_guidance_weight_on_validation_windows(tmp_path):
     decision = guidance["decision"]
     assert decision["difference"] == pytest.approx(best - head["balanced_accuracy"])
     assert decision["ci_low"] <= decision["difference"] <= decision["ci_high"]
+    assert decision["level"] == pytest.approx(1 - 0.05 / 3)  # the best of 3 weights (0, 1, 1000)
     assert (model.config.label_decision == "language_model") == (decision["ci_low"] > 0)
     model.save_pretrained(tmp_path / "model")
     loaded = E2LLMForConditionalGeneration.from_pretrained(tmp_path / "model").config
@@ -225,3 +226,7 @@ def test_balanced_correct_averages_to_balanced_accuracy_and_compares_deciders_ov
     assert comparison["ci_low"] < 0 and comparison["ci_high"] <= 0 and comparison["n_trials"] == 4
     same = compare_label_deciders(head, head, labels, ["a", "b", "c"], trials)
     assert same["difference"] == same["ci_low"] == same["ci_high"] == 0.0  # a tie is not "better beyond noise"
+    assert comparison["level"] == 0.95
+    corrected = compare_label_deciders(lm, head, labels, ["a", "b", "c"], trials, n_tried=6)  # the best of 6 weights
+    assert corrected["level"] == pytest.approx(1 - 0.05 / 6) and corrected["difference"] == comparison["difference"]
+    assert corrected["ci_low"] <= comparison["ci_low"] and corrected["ci_high"] >= comparison["ci_high"]

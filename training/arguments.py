@@ -149,8 +149,9 @@ class InstructionScriptArguments(E2LLMScriptArguments):
         default=True,
         metadata={"help": "with --label_guidance_weights: the emotion head decides the written label (the language "
                           "model writes the rest; config.label_decision) unless the answers at the best weight have a "
-                          "higher balanced accuracy on the validation windows, its 95% interval over validation "
-                          "trials (paired bootstrap) above 0. false: the language model always writes it."},
+                          "higher balanced accuracy on the validation windows, its interval over validation "
+                          "trials (paired bootstrap, 95% corrected for the weights tried) above 0. false: the "
+                          "language model always writes it."},
     )
 
     def __post_init__(self):

@@ -93,7 +93,8 @@ def calibrate_saved_model(script_args, training_args, written: dict, processor, 
         head = guidance.get("head_decides")
         tried += f", the head deciding: {head['balanced_accuracy']:.3f}" if head else ""
         decision = guidance.get("decision")
-        tried += (f"; best weight - head {decision['difference']:+.3f}, 95% interval over validation trials "
+        tried += (f"; best weight - head {decision['difference']:+.3f}, {100 * decision['level']:.1f}% interval "
+                  f"over validation trials "
                   f"[{decision['ci_low']:+.3f}, {decision['ci_high']:+.3f}]" if decision else "")
         who = ("the emotion head decides the written labels" if guidance["decided_by"] == "emotion_head" else
                f"labels written with the emotion head's guidance at weight {guidance['weight']:g}")

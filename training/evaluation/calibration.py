@@ -31,7 +31,7 @@ from e2llm.processing.splits import trial_keys
 from e2llm.training.evaluation.metrics import classification_metrics, expected_calibration_error
 from e2llm.training.evaluation.probes import softmax
 from e2llm.training.evaluation.runner import Evaluator, _subject_baselines
-from e2llm.training.evaluation.statistics import paired_bootstrap
+from e2llm.training.evaluation.statistics import LEVEL, paired_bootstrap
 
 TEMPERATURE_BOUNDS = (0.05, 100.0)
 
@@ -162,7 +162,8 @@ GUIDANCE_RULE = ("the emotion head's log-probabilities (at its fitted temperatur
                  "language model's at the label's tokens; the weight whose answered labels have the highest balanced "
                  "accuracy on the validation windows is kept (the smallest on a tie; 0 is the language model alone); "
                  "the emotion head decides the written label unless those answers' balanced accuracy is higher than "
-                 "the head's answers', its 95% interval over validation trials (paired bootstrap) above 0")
+                 "the head's answers', its interval over validation trials (paired bootstrap; 95% corrected for the "
+                 "number of weights tried, Bonferroni) above 0")
 
 
 def balanced_correct(predicted, labels: np.ndarray, label_names) -> np.ndarray:
@@ -178,17 +179,24 @@ def balanced_correct(predicted, labels: np.ndarray, label_names) -> np.ndarray:
 
 
 def compare_label_deciders(language_model_outputs, head_outputs, labels: np.ndarray, label_names, trials,
-                           seed: int = 0) -> dict:
+                           seed: int = 0, n_tried: int = 1) -> dict:
     """The paired bootstrap over validation trials of the balanced accuracy of the answers whose labels the
     language model writes (guided) minus those whose labels the emotion head decides: ``{"difference", "ci_low",
-    "ci_high", "p_value", "n_trials", "n_boot", "test"}``."""
+    "ci_high", "level", "p_value", "n_trials", "n_boot", "test"}``.
+
+    `n_tried`: how many guidance weights the language model's answers are the best of, on these same windows. The
+    best of several is flattered by its own selection (the winner's curse), so the interval's level is corrected
+    for them (Bonferroni: ``1 - 0.05 / n_tried``)."""
+    level = 1 - (1 - LEVEL) / max(1, int(n_tried))
     comparison = paired_bootstrap(balanced_correct([o.get("label") for o in language_model_outputs], labels,
                                                    label_names),
                                   balanced_correct([o.get("label") for o in head_outputs], labels, label_names),
-                                  trials, seed=seed)
+                                  trials, seed=seed, level=level)
     low, high = comparison.pop("ci")
-    comparison.update(ci_low=low, ci_high=high, test="paired bootstrap over validation trials of the balanced "
-                                                     "accuracy, language model (guided) - emotion head deciding")
+    comparison.update(ci_low=low, ci_high=high, level=level,
+                      test=f"paired bootstrap over validation trials of the balanced accuracy, language model (best "
+                           f"of {n_tried} guidance weights) - emotion head deciding; interval at {level:.4f} "
+                           f"(0.95 corrected for the {n_tried} weights)")
     return comparison
 
 
@@ -203,8 +211,9 @@ def calibrate_label_sources(model, processor, validation, train, batch_size: int
     highest balanced accuracy is kept in `config.label_guidance_weight` (0, the language model alone, on a tie: the
     smallest weight wins); with `head_may_decide`, the head decides the label (`config.label_decision` ``"emotion_head"``,
     the limit of an infinite weight) unless the answers at that weight have a higher balanced accuracy beyond the noise
-    of the validation trials (`compare_label_deciders`): a choice by the point estimate on one validation subject
-    kept the language model in 5 of 9 leave-one-subject-out runs, and it lost to the head on every one's test subject.
+    of the validation trials and of choosing the best of the weights (`compare_label_deciders`): a choice by the point
+    estimate on one validation subject kept the language model in 5 of 9 leave-one-subject-out runs, and it lost to
+    the head on every one's test subject.
     The language model's temperature is fitted on the answers so chosen.
 
     Returns the `label_calibration` record: ``{"chosen", "n_windows", "sources": {source: {"temperature",
@@ -235,7 +244,8 @@ def calibrate_label_sources(model, processor, validation, train, batch_size: int
             config.label_decision = "emotion_head"
             answers, _ = validation_answers(model, processor, validation, train, batch_size, max_new_tokens, seed)
             head_decides = answered_label_figures(answers, labels, names)
-            decision = compare_label_deciders(outputs, answers, labels, names, trial_keys(validation), seed)
+            decision = compare_label_deciders(outputs, answers, labels, names, trial_keys(validation), seed,
+                                              n_tried=len(tried))
             if decision["ci_low"] > 0:
                 config.label_decision = "language_model"
             else:

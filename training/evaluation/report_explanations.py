@@ -126,8 +126,9 @@ def _decision_text(decision: Mapping | None) -> str:
         return ""
     if isinstance(decision.get("difference"), Mapping):  # summarised over runs: each run's interval is its own
         return f"; best weight - head deciding: {_number(decision['difference'])} over runs"
-    return (f"; best weight - head deciding: {_number(decision.get('difference'))}, 95% interval over validation "
-            f"trials [{_number(decision.get('ci_low'))}, {_number(decision.get('ci_high'))}]")
+    level = 100 * float(decision.get("level", 0.95))
+    return (f"; best weight - head deciding: {_number(decision.get('difference'))}, {level:.1f}% interval over "
+            f"validation trials [{_number(decision.get('ci_low'))}, {_number(decision.get('ci_high'))}]")
 
 
 def guidance_lines(checks: Mapping) -> list[str]:

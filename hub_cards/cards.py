@@ -462,8 +462,8 @@ def label_source_context(config: Mapping) -> dict:
     guidance = (calibration or {}).get("label_guidance") or {}
     tried = [{"weight": weight, "balanced_accuracy": stats["balanced_accuracy"]}
              for weight, stats in sorted((guidance.get("weights") or {}).items(), key=lambda ws: float(ws[0]))]
-    comparison, decision = ({key: figures.get(key, 0.95) for key in ("difference", "ci_low", "ci_high", "level")}
-                            if figures else None
+    comparison, decision = ({"level": figures.get("level", 0.95),
+                             **{key: figures[key] for key in ("difference", "ci_low", "ci_high")}} if figures else None
                             for figures in ((calibration or {}).get("comparison"), guidance.get("decision")))
     return {"name": source.replace("_", " "), "temperature": temperatures.get(source, 1.0),
             "n_windows": (calibration or {}).get("n_windows"), "figures": figures, "comparison": comparison,

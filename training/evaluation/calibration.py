@@ -171,11 +171,9 @@ def balanced_correct(predicted, labels: np.ndarray, label_names) -> np.ndarray:
     ``c`` counts ``n / (n_classes * n_c)`` (classes present in `labels`), a wrong, unparseable or abstained one 0.
     Paired over windows, `statistics.paired_bootstrap` of two such arrays compares balanced accuracies over trials."""
     labels = np.asarray(labels).astype(int)
-    classes, counts = np.unique(labels, return_counts=True)
-    per_class = dict(zip(classes.tolist(), counts.tolist()))
+    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
     right = np.array([p is not None and p == label_names[t] for p, t in zip(predicted, labels)], dtype=np.float64)
-    weights = np.array([len(labels) / (len(classes) * per_class[t]) for t in labels])
-    return right * weights
+    return right * len(labels) / (len(classes) * counts[inverse])
 
 
 def compare_label_deciders(language_model_outputs, head_outputs, labels: np.ndarray, label_names, trials,

@@ -9,8 +9,9 @@ external language models are added to speech recognisers). ``weight`` 0 leaves t
 ``weight`` lets the head decide. The head's label is never changed; other labels are pushed down by how much less
 likely the head finds them; every other token is left as it is. With ``decides`` the head decides: where a label is
 written only the tokens that spell the head's most probable label are allowed (any other label, or a word that is no
-label, would make the answer the language model's or unparseable), and the language model writes everything else
-(`config.label_decision` ``"emotion_head"``).
+label, would make the answer the language model's or unparseable); once the label is written out, the ``Emotion:`` line
+ends there and the opening sentence's word does not go on (``Emotion: fear: disgust``, ``favours feart``); the
+language model writes everything else (`config.label_decision` ``"emotion_head"``).
 
 A model's `config.label_guidance_weight` holds the weight and `config.label_decision` whether the head decides,
 chosen by stage 3 on validation windows (`e2llm.training.evaluation.calibration.calibrate_label_sources`) and
@@ -39,11 +40,15 @@ from transformers import LogitsProcessor
 from .claim_constraints_e2llm import token_texts
 
 # Where a label is written: after the opening sentence's ``favours`` (not its ``over``) and after the ``Emotion:`` key.
-_SLOT = re.compile(r"(?:\bfavours|\bEmotion\**[ \t]*[:=])(?P<written>[ \t]*[A-Za-z-]*)$", re.IGNORECASE)
+_SLOT = re.compile(r"(?:\bfavours|(?P<key>\bEmotion\**[ \t]*[:=]))(?P<written>[ \t]*[A-Za-z-]*)$", re.IGNORECASE)
 
 
 # A letter or hyphen after a label's last letter: the token makes another word ("sadness" + "s").
 _WORD_GOES_ON = re.compile(r"[a-z-]")
+
+
+# What may follow a label written out at the ``Emotion:`` key: the end of the line (or of the answer).
+_LINE_ENDS = re.compile(r"[ \t]*\n")
 
 
 def label_slot(text: str) -> str | None:
@@ -78,7 +83,7 @@ class HeadGuidedLabelsLogitsProcessor(LogitsProcessor):
         # per (labels, written) the label tokens, kept on the tokenizer: a large vocabulary is scanned once per state
         if not hasattr(tokenizer, "_e2llm_label_tokens"):
             tokenizer._e2llm_label_tokens = {}
-        self._tokens: dict[tuple, list[torch.Tensor]] = tokenizer._e2llm_label_tokens
+        self._tokens: dict[tuple, list[torch.Tensor] | torch.Tensor] = tokenizer._e2llm_label_tokens
         self.changed = [False] * len(self.log_head)
         self.calls = 0
 
@@ -102,6 +107,21 @@ class HeadGuidedLabelsLogitsProcessor(LogitsProcessor):
             self._tokens[key] = per_label
         return self._tokens[key]
 
+    def label_ends(self, at_key: bool) -> torch.Tensor:
+        """Ids of the tokens that may follow a label written out: at the ``Emotion:`` key the end of its line or of
+        the answer (special tokens), so that the value stays the label (``Emotion: fear: disgust``, ``Emotion:
+        feart`` would be unparseable); after ``favours`` any token that does not go on with the word (cached)."""
+        key = ("ends", at_key, len(self.tokenizer))
+        if key not in self._tokens:
+            texts = token_texts(self.tokenizer)
+            special = set(self.tokenizer.all_special_ids)
+            if at_key:
+                ids = [i for i, t in enumerate(texts) if i in special or _LINE_ENDS.match(t)]
+            else:
+                ids = [i for i, t in enumerate(texts) if t and not _WORD_GOES_ON.match(t.lower())]
+            self._tokens[key] = torch.tensor(ids, dtype=torch.long)
+        return self._tokens[key]
+
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         self.calls += 1
         if self.weight == 0 and not self.decides:
@@ -113,13 +133,17 @@ class HeadGuidedLabelsLogitsProcessor(LogitsProcessor):
             if window >= len(self.log_head):
                 continue
             text = self.tokenizer.decode(input_ids[row, self.prompt_length :], skip_special_tokens=True)
-            written = label_slot(text)
-            if written is None:
+            slot = _SLOT.search(text)
+            if slot is None:
                 continue
-            tokens = self.label_tokens(written.lower())
+            written = slot["written"].lower()
+            tokens = self.label_tokens(written)
             if self.decides:
-                ids = tokens[int(self.log_head[window].argmax())]
-                if len(ids):  # empty: the head's label is written out (or the slot began before this processor)
+                head_label = int(self.log_head[window].argmax())
+                ids = tokens[head_label]
+                if not len(ids) and written == self.labels[head_label]:  # written out: it ends here
+                    ids = self.label_ends(slot["key"] is not None)
+                if len(ids):  # empty: the slot began before this processor, or holds no label
                     if guided is scores:
                         guided = scores.clone()
                     allowed = torch.full_like(scores[row], float("-inf"))

@@ -87,8 +87,16 @@ def test_when_the_head_decides_only_its_label_can_be_written_at_a_label_slot():
         assert all(bonus[firsts[name]] == float("-inf") for name in NAMES[1:] if firsts[name] != firsts[NAMES[0]])
         newline = tokenizer("\n", add_special_tokens=False)["input_ids"][0]
         assert bonus[newline] == float("-inf")  # a word that is no label would leave the answer unparseable
-    written = "Reasoning: The evidence favours " + NAMES[0]  # the head's label written out: the slot is left alone
-    assert torch.equal(_step(tokenizer, decides, prompt_ids, written), torch.zeros(len(tokenizer)))
+    texts = token_texts(tokenizer)
+    # the head's label written out: after "favours" the word ends; at the Emotion key the line (or the answer) does
+    bonus = _step(tokenizer, decides, prompt_ids, "Reasoning: The evidence favours " + NAMES[0])
+    over = tokenizer(" over", add_special_tokens=False)["input_ids"][0]
+    assert bonus[over] == 0 and bonus[newline] == 0
+    assert all(bonus[i] == float("-inf") for i, t in enumerate(texts) if t[:1].isalpha())  # "feart"
+    bonus = _step(tokenizer, decides, prompt_ids, "x.\nEmotion: " + NAMES[0].capitalize())
+    allowed = torch.isfinite(bonus).nonzero().flatten().tolist()
+    assert newline in allowed and tokenizer.eos_token_id in allowed and over not in allowed
+    assert all(i in tokenizer.all_special_ids or texts[i].lstrip(" \t").startswith("\n") for i in allowed)
     assert torch.equal(_step(tokenizer, decides, prompt_ids, "Reasoning: Relative to baseline:"),
                        torch.zeros(len(tokenizer)))
 

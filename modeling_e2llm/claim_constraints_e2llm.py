@@ -7,10 +7,15 @@ many. `MeasuredClaimsLogitsProcessor` keeps each choice within the window's meas
 time, by masking every other token:
 
 * **which item** (where a claim starts, after the list's ``Relative to ...:`` or a finished claim's ``);``): only the
-  opening of an item not cited yet; after the label, only of an item that alone favours that label over every other
-  under the class signatures the model ships (`e2llm.label_evidence_e2llm.items_for_label`), while one is left;
+  opening of an item not cited yet; after the label, only of the label's evidence (`Favouring`): the items that each
+  alone favour that label over every other under the class signatures the model ships
+  (`e2llm.label_evidence_e2llm.items_for_label`), or, where no item does, the few that together do
+  (`e2llm.label_evidence_e2llm.select_label_evidence`);
 * **what it says** (once a claim is opened): only the measured direction and strength words, over a region whose
-  item has that direction, again favouring the label where such an item can end the claim.
+  item has that direction, again favouring the label where such an item can end the claim;
+* **when the list ends** (after the label): once the label's evidence is all cited the list ends (``).``), since an
+  item more could point elsewhere; evidence that favours the label only together goes on (``);``) until it is all
+  cited. Otherwise the model chooses.
 
 The text stays the model's own wording of true statements: ``alpha power is lower over frontal channels
 (strongly)``; its numbers are rendered from measurement afterwards (`e2llm.rationale_e2llm`). Elsewhere (the label,
@@ -39,13 +44,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 import torch
 from transformers import LogitsProcessor
 
 from .eeg_evidence_features import BAND_NAMES, BUCKETS, parse_claims
 from .evidence_statistics_e2llm import feature_id
-from .label_evidence_e2llm import items_for_label, parse_label_support
+from .label_evidence_e2llm import items_for_label, parse_label_support, select_label_evidence
 
 _BANDS = "|".join(BAND_NAMES)
 # The opening the model chooses freely; from its end on, the claim is completed from measurement.
@@ -81,6 +87,8 @@ def claim_endings(kind: str, band: str, items: Sequence[dict], cited: set[str]) 
 
 # Where a claim starts: after the list's opening or a finished claim, with what is written of the next one so far.
 CLAIM_START = re.compile(r"(?:Relative to [^:;.\n]{1,60}:|\);)(?P<written>[ a-z]*)$")
+# A claim just finished, before how the list goes on is written (``)``, ``).``).
+_JUST_FINISHED = re.compile(r"\)\.?$")
 # An earlier model's closing label-support sentence may follow a claim (``; so the evidence favours X over Y``).
 _CLOSING = " so the evidence"
 
@@ -98,39 +106,68 @@ def claim_openings(items: Sequence[dict], cited: set[str]) -> list[str]:
     return list(openings)
 
 
-def _favoured(items: Sequence[dict], text: str, for_label, label_names) -> list[dict] | None:
-    """The items favouring the label a support sentence in `text` names, or None without one."""
+class Favouring(NamedTuple):
+    """A label's evidence in one window: `ids` of the items that point to it, each alone (`together` False: any of
+    them cited point to the label) or only all together (`together` True)."""
+
+    ids: frozenset[str]
+    together: bool = False
+
+
+def _favoured(items: Sequence[dict], text: str, for_label, label_names) -> tuple[list[dict], Favouring] | None:
+    """The items of the label a support sentence in `text` names and its `Favouring`, or None without one."""
     support = parse_label_support(text, label_names) if for_label is not None and label_names else None
     if support is None:
         return None
     favouring = for_label(support["label"])
-    return [i for i in items if i["id"] in favouring]
+    return [i for i in items if i["id"] in favouring.ids], favouring
 
 
-def completions(text: str, items: Sequence[dict], for_label: Callable[[str], set[str]] | None = None,
+def _list_goes_on(favouring: Favouring, cited: set[str]) -> str | None:
+    """How a claim list citing `cited` (after the label) goes on: ``.`` and the line's end (it ends: the label's
+    evidence is all cited; the answer's next line follows), ``;`` (evidence that points to the label only together
+    is not), or None (the model chooses)."""
+    if not favouring.ids:
+        return None
+    if favouring.ids <= cited:
+        return ".\n"
+    return ";" if favouring.together else None
+
+
+def completions(text: str, items: Sequence[dict], for_label: Callable[[str], Favouring] | None = None,
                 label_names: Sequence[str] = ()) -> list[str] | None:
     """What may follow `text` (the answer written so far) so that its current claim is one of the measured `items`
     (see the module docstring): the rest of an allowed opening where a claim starts, the rest of an allowed ending
     where one is open. None outside claims (the model writes freely); an empty list where nothing measured fits
-    (free as well). With `for_label` (label -> ids of the items that favour it) and a label-support sentence of
-    `label_names` before the claim, items favouring that label where they fit."""
+    (free as well). With `for_label` (label -> its `Favouring`) and a label-support sentence of `label_names`
+    before the claim, items favouring that label where they fit, and the list's end where they are all cited."""
     opening = _last_opening(text)
-    if opening is not None and ")" not in text[opening.end():]:
+    if opening is not None and ")" in text[opening.end():]:  # a finished claim: after the label, how the list goes on
+        before, written = text[: opening.start()], text[opening.end():]
+        favoured = _favoured(items, before, for_label, label_names)
+        goes_on = None if favoured is None else _list_goes_on(favoured[1], _cited(text))
+        tail = written[written.index(")") + 1 :]
+        if goes_on is not None and goes_on.startswith(tail) and goes_on != tail:
+            return [goes_on[len(tail):]]
+    elif opening is not None:
         before, written = text[: opening.start()], text[opening.end():]
         kind = next(k for k in ("power", "de", "faa") if opening[k] is not None)
         band = opening[kind] if kind != "faa" else "alpha"
         cited = _cited(before)
-        endings = [e for e in claim_endings(kind, band, items, cited) if e.startswith(written)]
         favoured = _favoured(items, before, for_label, label_names)
+        endings = [e for e in claim_endings(kind, band, items, cited) if e.startswith(written)]
         if favoured is not None:
-            endings = [e for e in claim_endings(kind, band, favoured, cited) if e.startswith(written)] or endings
+            chosen = [e for e in claim_endings(kind, band, favoured[0], cited) if e.startswith(written)]
+            if chosen:  # each ending with how the list goes on after it
+                ids = {e: i["id"] for i in favoured[0] for e in claim_endings(kind, band, [i], cited)}
+                endings = [e + (_list_goes_on(favoured[1], cited | {ids[e]}) or "") for e in chosen]
         return [e[len(written):] for e in endings]
     start = CLAIM_START.search(text)
     if start is None:
         return None
     written, cited = start["written"], _cited(text)
     favoured = _favoured(items, text, for_label, label_names)
-    openings = (claim_openings(favoured, cited) if favoured else []) or claim_openings(items, cited)
+    openings = (claim_openings(favoured[0], cited) if favoured else []) or claim_openings(items, cited)
     if not openings:
         return []
     openings += [_CLOSING] if start.group(0).startswith(")") else []
@@ -159,7 +196,7 @@ class MeasuredClaimsLogitsProcessor(LogitsProcessor):
         self.prompt_length = prompt_length
         self.signatures = signatures
         self.label_names = [n for n in label_names if signatures and n in signatures.get("labels", ())]
-        self._favouring: dict[tuple[int, str], set[str]] = {}
+        self._favouring: dict[tuple[int, str], Favouring] = {}
         self.token_texts = token_texts(tokenizer)
         self._allowed: dict[tuple[str, ...], torch.Tensor] = {}
         self._claims: list[dict[int, bool]] = [{} for _ in self.items]
@@ -180,11 +217,16 @@ class MeasuredClaimsLogitsProcessor(LogitsProcessor):
         kept = [changed for index, changed in self._claims[window].items() if index < done]
         return len(kept), sum(kept)
 
-    def favouring(self, window: int, label: str) -> set[str]:
-        """Ids of window `window`'s items that alone favour `label` (cached per window and label)."""
+    def favouring(self, window: int, label: str) -> Favouring:
+        """Window `window`'s evidence for `label`: its items that alone favour it, or else those that together do
+        (cached per window and label; no ids where nothing measured points to it)."""
         if (window, label) not in self._favouring:
             z = {i["id"]: i["z"] for i in self.items[window] or () if i.get("z") is not None}
-            self._favouring[window, label] = set(items_for_label(z, self.signatures, label)) if z else set()
+            alone = items_for_label(z, self.signatures, label) if z else []
+            together = select_label_evidence(z, self.signatures, label) if z and not alone else None
+            self._favouring[window, label] = (
+                Favouring(frozenset(alone)) if alone or together is None or together["margin"] <= 0
+                else Favouring(frozenset(together["items"]), together=True))
         return self._favouring[window, label]
 
     def allowed_ids(self, endings: Sequence[str]) -> torch.Tensor:
@@ -220,8 +262,9 @@ class MeasuredClaimsLogitsProcessor(LogitsProcessor):
             own = int(scores[row].argmax())
             masked[row] = float("-inf")
             masked[row, allowed] = keep
-            if row % per_window == 0:  # the claim being written: the one after the finished ones
-                claims, index = self._claims[window], len(parse_claims(text))
+            if row % per_window == 0:
+                # the claim being written: the one after the finished ones, or the one just finished (its ``;``/``.``)
+                claims, index = self._claims[window], len(parse_claims(text)) - bool(_JUST_FINISHED.search(text))
                 claims[index] = claims.get(index, False) or not bool((allowed == own).any())
         return masked
 
@@ -240,5 +283,5 @@ def token_texts(tokenizer) -> list[str]:
     return cached
 
 
-__all__ = ["CLAIM_OPENING", "CLAIM_START", "MeasuredClaimsLogitsProcessor", "claim_endings", "claim_openings",
-           "completions", "token_texts"]
+__all__ = ["CLAIM_OPENING", "CLAIM_START", "Favouring", "MeasuredClaimsLogitsProcessor", "claim_endings",
+           "claim_openings", "completions", "token_texts"]

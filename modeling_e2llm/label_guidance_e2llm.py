@@ -10,7 +10,7 @@ external language models are added to speech recognisers). ``weight`` 0 leaves t
 likely the head finds them; every other token is left as it is. With ``decides`` the head decides: where a label is
 written only the tokens that spell the head's most probable label are allowed (any other label, or a word that is no
 label, would make the answer the language model's or unparseable); once the label is written out, the ``Emotion:`` line
-ends there and the opening sentence's word does not go on (``Emotion: fear: disgust``, ``favours feart``); the
+ends there and the opening sentence goes on with `` over`` (not ``Emotion: fear: disgust``, ``favours feart``); the
 language model writes everything else (`config.label_decision` ``"emotion_head"``).
 
 A model's `config.label_guidance_weight` holds the weight and `config.label_decision` whether the head decides,
@@ -47,6 +47,8 @@ _SLOT = re.compile(r"(?:\bfavours|(?P<key>\bEmotion\**[ \t]*[:=]))(?P<written>[ 
 _WORD_GOES_ON = re.compile(r"[a-z-]")
 
 
+# What follows the label in the opening sentence (``The evidence favours X over Y``).
+_OVER = " over"  # whole: after a part of it (" o") no label slot is left to hold the sentence to its grammar
 # What may follow a label written out at the ``Emotion:`` key: the end of the line (or of the answer).
 _LINE_ENDS = re.compile(r"[ \t]*\n")
 
@@ -110,15 +112,16 @@ class HeadGuidedLabelsLogitsProcessor(LogitsProcessor):
     def label_ends(self, at_key: bool) -> torch.Tensor:
         """Ids of the tokens that may follow a label written out: at the ``Emotion:`` key the end of its line or of
         the answer (special tokens), so that the value stays the label (``Emotion: fear: disgust``, ``Emotion:
-        feart`` would be unparseable); after ``favours`` any token that does not go on with the word (cached)."""
+        feart`` would be unparseable); after ``favours`` the sentence's `` over `` (not ``feart``, nor a line break
+        that leaves the sentence without its grammar) (cached)."""
         key = ("ends", at_key, len(self.tokenizer))
         if key not in self._tokens:
             texts = token_texts(self.tokenizer)
             special = set(self.tokenizer.all_special_ids)
             if at_key:
                 ids = [i for i, t in enumerate(texts) if i in special or _LINE_ENDS.match(t)]
-            else:
-                ids = [i for i, t in enumerate(texts) if t and not _WORD_GOES_ON.match(t.lower())]
+            else:  # the opening sentence goes on as its grammar does: "favours X over Y"
+                ids = [i for i, t in enumerate(texts) if t.startswith(_OVER) and not _WORD_GOES_ON.match(t, len(_OVER))]
             self._tokens[key] = torch.tensor(ids, dtype=torch.long)
         return self._tokens[key]
 

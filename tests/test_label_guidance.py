@@ -88,11 +88,14 @@ def test_when_the_head_decides_only_its_label_can_be_written_at_a_label_slot():
         newline = tokenizer("\n", add_special_tokens=False)["input_ids"][0]
         assert bonus[newline] == float("-inf")  # a word that is no label would leave the answer unparseable
     texts = token_texts(tokenizer)
-    # the head's label written out: after "favours" the word ends; at the Emotion key the line (or the answer) does
+    # the head's label written out: after "favours" the sentence goes on with " over"; at the Emotion key the line
+    # (or the answer) ends
     bonus = _step(tokenizer, decides, prompt_ids, "Reasoning: The evidence favours " + NAMES[0])
     over = tokenizer(" over", add_special_tokens=False)["input_ids"][0]
-    assert bonus[over] == 0 and bonus[newline] == 0
+    assert bonus[over] == 0 and bonus[newline] == float("-inf")  # "favours Disgust\n Relative to ..."
     assert all(bonus[i] == float("-inf") for i, t in enumerate(texts) if t[:1].isalpha())  # "feart"
+    assert all(texts[i].startswith(" over") and not texts[i][5:6].isalpha()  # " over", never " o" then "nly"
+               for i in torch.isfinite(bonus).nonzero().flatten().tolist())
     bonus = _step(tokenizer, decides, prompt_ids, "x.\nEmotion: " + NAMES[0].capitalize())
     allowed = torch.isfinite(bonus).nonzero().flatten().tolist()
     assert newline in allowed and tokenizer.eos_token_id in allowed and over not in allowed

@@ -9,7 +9,7 @@ import torch
 from transformers import pipeline
 
 from e2llm import SEED_CHANNELS, build_offline_tokenizer, build_tiny_e2llm
-from e2llm.claim_constraints_e2llm import MeasuredClaimsLogitsProcessor, claim_endings, completions
+from e2llm.claim_constraints_e2llm import Favouring, MeasuredClaimsLogitsProcessor, claim_endings, completions
 from e2llm.eeg_evidence_features import BAND_NAMES, band_power_db
 from e2llm.label_evidence_e2llm import feature_ids
 
@@ -178,20 +178,52 @@ def test_after_the_label_only_evidence_for_it_ends_a_claim():
                                                                            "moderately"), "z": -0.6}]
     tokenizer = build_offline_tokenizer()
     processor = MeasuredClaimsLogitsProcessor(tokenizer, [items], 0, _signatures(), ["sadness", "fear"])
-    assert processor.favouring(0, "sadness") == {"power:alpha:frontal"}
-    assert processor.favouring(0, "fear") == {"power:alpha:occipital"}
+    assert processor.favouring(0, "sadness") == Favouring(frozenset({"power:alpha:frontal"}))
+    assert processor.favouring(0, "fear") == Favouring(frozenset({"power:alpha:occipital"}))
     for_label = lambda label: processor.favouring(0, label)  # noqa: E731
     names = ["sadness", "fear"]
     opened = OPEN + "alpha power is"
     assert completions(opened, items, for_label, names) == [" lower over frontal channels (strongly)",
                                                            " lower over occipital channels (moderately)"]
+    # the label's only evidence cited: the list ends there (an item more could point elsewhere)
     assert completions("The evidence favours sadness over fear. " + opened, items, for_label, names) == [
-        " lower over frontal channels (strongly)"]
+        " lower over frontal channels (strongly).\n"]
     assert completions("The evidence favours fear over sadness. " + opened, items, for_label, names) == [
-        " lower over occipital channels (moderately)"]
+        " lower over occipital channels (moderately).\n"]  # the answer's next line follows
+    finished = "The evidence favours fear over sadness. " + opened + " lower over occipital channels (moderately)"
+    assert completions(finished, items, for_label, names) == [".\n"]
+    assert completions(finished + ".", items, for_label, names) == ["\n"]
+    assert completions(finished + ".\n", items, for_label, names) is None
+    assert completions(opened + " lower over occipital channels (moderately)", items, for_label, names) is None
     assert completions("The evidence favours fear over sadness. " + OPEN.rstrip(), items, for_label, names) == [
         " alpha power is"]
     # no item of this band favours the label: the measured endings stay (true, if not evidence for it)
     assert completions("The evidence favours fear over sadness. " + opened + " lower over occipital channels "
                        "(moderately); alpha power is", items, for_label, names) == [
         " lower over frontal channels (strongly)"]
+
+
+def test_evidence_that_favours_the_label_only_together_is_cited_whole():
+    """Sadness against three labels: alpha frontal is no evidence against D, alpha occipital none against B; only
+    together do they favour sadness over every label (C, the most confusable, by little)."""
+    ids = feature_ids()
+    frontal, occipital = ids.index("power:alpha:frontal"), ids.index("power:alpha:occipital")
+    mean = np.zeros((4, len(ids)))
+    mean[:, frontal] = [-2.0, 2.0, -1.5, -2.0]
+    mean[:, occipital] = [-2.0, -2.0, -1.5, 2.0]
+    signatures = {"labels": ["sadness", "B", "C", "D"], "feature_ids": ids, "mean_z": mean.tolist(),
+                  "within_sd": [1.0] * len(ids)}
+    items = [{**_item("power:alpha:frontal", -5.5), "z": -2.0}, {**_item("power:alpha:occipital", -4.0), "z": -2.0}]
+    processor = MeasuredClaimsLogitsProcessor(build_offline_tokenizer(), [items], 0, signatures, signatures["labels"])
+    favouring = processor.favouring(0, "sadness")
+    assert favouring == Favouring(frozenset({"power:alpha:frontal", "power:alpha:occipital"}), together=True)
+    for_label = lambda label: processor.favouring(0, label)  # noqa: E731
+    said = "The evidence favours sadness over C. " + OPEN + "alpha power is"
+    # the first of the two cannot end the list; the second ends it
+    assert sorted(completions(said, items, for_label, signatures["labels"])) == [
+        " lower over frontal channels (strongly);", " lower over occipital channels (strongly);"]
+    assert completions(said + " lower over frontal channels (strongly)", items, for_label,
+                       signatures["labels"]) == [";"]
+    assert completions(said + " lower over frontal channels (strongly); alpha power is", items, for_label,
+                       signatures["labels"]) == [" lower over occipital channels (strongly).\n"]
+    assert processor.favouring(0, "D") == Favouring(frozenset())  # nothing measured points to D: the model chooses

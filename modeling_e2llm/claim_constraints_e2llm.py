@@ -13,9 +13,10 @@ time, by masking every other token:
   (`e2llm.label_evidence_e2llm.select_label_evidence`);
 * **what it says** (once a claim is opened): only the measured direction and strength words, over a region whose
   item has that direction, again favouring the label where such an item can end the claim;
-* **when the list ends** (after the label): once the label's evidence is all cited the list ends (``).``), since an
-  item more could point elsewhere; evidence that favours the label only together goes on (``);``) until it is all
-  cited. Otherwise the model chooses.
+* **when the list ends**: after a claim, another (``;``) or the list's end (``.``), the model's choice, except after
+  the label: once the label's evidence is all cited the list ends (``).`` and the next line), since an item more
+  could point elsewhere; evidence that favours the label only together goes on (``);``) until it is all cited.
+  Claims are constrained on the rationale's line only, not in the answer lines after it.
 
 The text stays the model's own wording of true statements: ``alpha power is lower over frontal channels
 (strongly)``; its numbers are rendered from measurement afterwards (`e2llm.rationale_e2llm`). Elsewhere (the label,
@@ -147,6 +148,8 @@ def completions(text: str, items: Sequence[dict], for_label: Callable[[str], Fav
         favoured = _favoured(items, before, for_label, label_names)
         goes_on = None if favoured is None else _list_goes_on(favoured[1], _cited(text))
         tail = written[written.index(")") + 1 :]
+        if goes_on is None and not tail:  # the model chooses: another claim or the list's end, as the grammar has it
+            return [";", "."]
         if goes_on is not None and goes_on.startswith(tail) and goes_on != tail:
             return [goes_on[len(tail):]]
     elif opening is not None:
@@ -163,7 +166,7 @@ def completions(text: str, items: Sequence[dict], for_label: Callable[[str], Fav
                 endings = [e + (_list_goes_on(favoured[1], cited | {ids[e]}) or "") for e in chosen]
         return [e[len(written):] for e in endings]
     start = CLAIM_START.search(text)
-    if start is None:
+    if start is None or not _in_rationale(text, start.start()):
         return None
     written, cited = start["written"], _cited(text)
     favoured = _favoured(items, text, for_label, label_names)
@@ -230,12 +233,14 @@ class MeasuredClaimsLogitsProcessor(LogitsProcessor):
         return self._favouring[window, label]
 
     def allowed_ids(self, endings: Sequence[str]) -> torch.Tensor:
-        """Ids of the tokens that start one of `endings` or finish one and go on (`(n_allowed,)`, cached)."""
+        """Ids of the tokens that start one of `endings` or finish one and go on, but not with the same word
+        (``shifted``, not ``shiftedent``) (`(n_allowed,)`, cached)."""
         key = tuple(sorted(endings))
         if key not in self._allowed:
             self._allowed[key] = torch.tensor(
                 [i for i, t in enumerate(self.token_texts)
-                 if t and any(e.startswith(t) or t.startswith(e) for e in key)], dtype=torch.long)
+                 if t and any(e.startswith(t) or (t.startswith(e) and not t[len(e):len(e) + 1].isalpha())
+                              for e in key)], dtype=torch.long)
         return self._allowed[key]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
@@ -263,14 +268,23 @@ class MeasuredClaimsLogitsProcessor(LogitsProcessor):
             masked[row] = float("-inf")
             masked[row, allowed] = keep
             if row % per_window == 0:
-                # the claim being written: the one after the finished ones, or the one just finished (its ``;``/``.``)
-                claims, index = self._claims[window], len(parse_claims(text)) - bool(_JUST_FINISHED.search(text))
-                claims[index] = claims.get(index, False) or not bool((allowed == own).any())
+                # the claim being written: the one after the finished ones, or the one just finished (its ``;``/``.``,
+                # counted only where the claim itself was constrained)
+                finished = bool(_JUST_FINISHED.search(text))
+                claims, index = self._claims[window], len(parse_claims(text)) - finished
+                if not finished or index in claims:
+                    claims[index] = claims.get(index, False) or not bool((allowed == own).any())
         return masked
 
 
+def _in_rationale(text: str, position: int) -> bool:
+    """Whether `position` of the answer `text` is on its rationale's line (its first): claims are listed there, not
+    in the answer lines after it."""
+    return "\n" not in text[:position].lstrip()
+
+
 def _last_opening(text: str) -> re.Match | None:
-    matches = list(CLAIM_OPENING.finditer(text))
+    matches = [m for m in CLAIM_OPENING.finditer(text) if _in_rationale(text, m.start())]
     return matches[-1] if matches else None
 
 

@@ -194,7 +194,8 @@ def test_after_the_label_only_evidence_for_it_ends_a_claim():
     assert completions(finished, items, for_label, names) == [".\n"]
     assert completions(finished + ".", items, for_label, names) == ["\n"]
     assert completions(finished + ".\n", items, for_label, names) is None
-    assert completions(opened + " lower over occipital channels (moderately)", items, for_label, names) is None
+    # without a label, the model chooses: another claim or the list's end
+    assert completions(opened + " lower over occipital channels (moderately)", items, for_label, names) == [";", "."]
     assert completions("The evidence favours fear over sadness. " + OPEN.rstrip(), items, for_label, names) == [
         " alpha power is"]
     # no item of this band favours the label: the measured endings stay (true, if not evidence for it)
@@ -227,3 +228,10 @@ def test_evidence_that_favours_the_label_only_together_is_cited_whole():
     assert completions(said + " lower over frontal channels (strongly); alpha power is", items, for_label,
                        signatures["labels"]) == [" lower over occipital channels (strongly).\n"]
     assert processor.favouring(0, "D") == Favouring(frozenset())  # nothing measured points to D: the model chooses
+
+
+def test_claims_are_constrained_on_the_rationales_line_only():
+    done = OPEN + "alpha power is lower over frontal channels (strongly).\n"
+    assert completions(done + "Note: gamma differential entropy is", ITEMS) is None
+    assert completions(done + "x (slightly);", ITEMS) is None  # no claim list starts again in the answer lines
+    assert completions("\n" + OPEN + "gamma differential entropy is", ITEMS) == [" higher across the scalp (moderately)"]

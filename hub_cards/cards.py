@@ -462,7 +462,7 @@ def label_source_context(config: Mapping) -> dict:
     guidance = (calibration or {}).get("label_guidance") or {}
     tried = [{"weight": weight, "balanced_accuracy": stats["balanced_accuracy"]}
              for weight, stats in sorted((guidance.get("weights") or {}).items(), key=lambda ws: float(ws[0]))]
-    comparison, decision = ({"level": figures.get("level", 0.95),
+    comparison, decision = ({"level": figures.get("level", 0.95), "resampled": _resampled_words(figures),
                              **{key: figures[key] for key in ("difference", "ci_low", "ci_high")}} if figures else None
                             for figures in ((calibration or {}).get("comparison"), guidance.get("decision")))
     return {"name": source.replace("_", " "), "temperature": temperatures.get(source, 1.0),
@@ -470,6 +470,11 @@ def label_source_context(config: Mapping) -> dict:
             "guidance_weight": float(config.get("label_guidance_weight") or 0.0), "guidance_tried": tried,
             "head_decides": (guidance.get("head_decides") or {"balanced_accuracy": float("nan")})
             if config.get("label_decision") == "emotion_head" else None, "decision": decision}
+
+
+def _resampled_words(comparison: dict) -> str:
+    """What a validation comparison's interval is over: ``trials`` or ``subjects and their trials``."""
+    return "subjects and their trials" if comparison.get("resampled", "trials") != "trials" else "trials"
 
 
 # What each conflict test swaps in from a window of another class (e2llm evaluate's `explanations.conflicts`).

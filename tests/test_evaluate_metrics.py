@@ -202,3 +202,13 @@ def test_the_reports_give_the_comparison_that_chose_the_source_of_the_probabilit
             "head unless the interval is above 0)") in quick
     del shipped["comparison"]  # a model without an emotion head: one source, no comparison
     assert "language model - head" not in "\n".join(_calibration_lines(_explanations(runs)))
+
+
+def test_one_runs_decision_says_what_its_interval_is_over():
+    from e2llm.training.evaluation.report_explanations import _decision_text
+
+    decision = {"difference": 0.048, "ci_low": 0.007, "ci_high": 0.090, "level": 1 - 0.05 / 6}
+    assert _decision_text(decision) == ("; best weight - head deciding: 0.048, 99.2% interval over validation trials "
+                                        "[0.007, 0.090]")
+    held_out = {**decision, "resampled": "subjects, then their trials"}
+    assert "99.2% interval over validation subjects and their trials [0.007, 0.090]" in _decision_text(held_out)

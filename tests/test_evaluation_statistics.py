@@ -53,3 +53,34 @@ def test_selective_accuracy():
     confidence = np.array([0.9, 0.8, 0.1, 0.7, 0.2, 0.3, 0.6, 0.4, 0.05, 0.15])
     result = selective_accuracy(correct, confidence)
     assert result == {"50%": 0.8, "80%": 0.5, "100%": 0.4}
+
+
+def test_by_subject_the_noise_between_subjects_widens_the_interval():
+    """Four subjects of 20 trials: a is better than b by +0.5 on two subjects and -0.3 on the other two. Over trials
+    (these subjects again) the mean +0.1 looks sure; resampling the subjects too (other subjects) it does not."""
+    subjects = np.repeat(np.arange(4), 20)
+    keys = np.stack([subjects, np.zeros(80, int), np.arange(80)], axis=1)
+    b = np.zeros(80)
+    a = np.where(subjects < 2, 0.5, -0.3) + np.random.default_rng(0).normal(0, 0.05, 80)
+    trials = paired_bootstrap(a, b, keys, seed=0)
+    subject_wise = paired_bootstrap(a, b, keys, seed=0, by_subject=True)
+    assert trials["resampled"] == "trials" and subject_wise["resampled"] == "subjects, then their trials"
+    assert trials["difference"] == subject_wise["difference"] and subject_wise["n_subjects"] == 4
+    assert trials["ci"][0] > 0 > subject_wise["ci"][0]
+    assert subject_wise["ci"][1] - subject_wise["ci"][0] > 3 * (trials["ci"][1] - trials["ci"][0])
+    one = paired_bootstrap(a[:20], b[:20], keys[:20], seed=0, by_subject=True)  # one subject: its trials only
+    assert one["resampled"] == "trials" and one["n_subjects"] == 1
+    assert one["ci"] == paired_bootstrap(a[:20], b[:20], keys[:20], seed=0)["ci"]
+
+
+def test_two_stage_weights_draw_whole_subjects_then_their_trials():
+    from e2llm.training.evaluation.statistics import _two_stage_weights
+
+    trial_subject = np.repeat([7, 9, 11], [3, 5, 2])
+    weights = _two_stage_weights(trial_subject, 500, 0)
+    assert weights.shape == (500, 10) and (weights.sum(axis=1) > 0).all()
+    # each subject's trials are drawn a multiple of its trial count times: whole copies of the subject
+    for subject, n in ((7, 3), (9, 5), (11, 2)):
+        assert (weights[:, trial_subject == subject].sum(axis=1) % n == 0).all()
+    drawn = np.stack([weights[:, trial_subject == s].sum(axis=1) / n for s, n in ((7, 3), (9, 5), (11, 2))], 1)
+    assert (drawn.sum(axis=1) == 3).all() and (drawn == 0).any()  # three subjects drawn, some not at all

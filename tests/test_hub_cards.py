@@ -155,6 +155,10 @@ def test_model_card_states_where_the_label_probabilities_come_from(model_dir, tm
             "model alone; the best weight's minus the head's +0.011, 99.2% interval over validation trials (95% corrected "
             "for the weights tried) [-0.020, +0.040])") in text
     assert "both the language model and the stage-1 head decide it" not in text
+    config["label_calibration"]["label_guidance"]["decision"]["resampled"] = "subjects, then their trials"
+    (folder / "config.json").write_text(json.dumps(config))  # validation subjects held out: resampled too
+    text = " ".join(_parse(build_model_card(folder)).text.split())
+    assert "99.2% interval over validation subjects and their trials (95% corrected for the weights tried)" in text
 
 
 def test_model_card_without_report_claims_no_score(model_dir):

@@ -241,3 +241,31 @@ def test_balanced_correct_averages_to_balanced_accuracy_and_compares_deciders_ov
     corrected = compare_label_deciders(lm, head, labels, ["a", "b", "c"], trials, n_tried=6)  # the best of 6 weights
     assert corrected["level"] == pytest.approx(1 - 0.05 / 6) and corrected["difference"] == comparison["difference"]
     assert corrected["ci_low"] <= comparison["ci_low"] and corrected["ci_high"] >= comparison["ci_high"]
+    assert "trials of one subject (the noise between subjects unknown)" in comparison["test"]
+    two = np.array([[t % 2, t] for t in (0, 0, 1, 1, 2, 2, 3, 3)])  # validation subjects held out: resampled too
+    by_subject = compare_label_deciders(lm, head, labels, ["a", "b", "c"], two, by_subject=True)
+    assert by_subject["resampled"] == "subjects, then their trials" and by_subject["n_subjects"] == 2
+    assert "subjects (2) and their trials" in by_subject["test"]
+
+
+@pytest.mark.parametrize("validation_kind, by_subject", [("subject", True), ("trial", False)])
+def test_stage3_resamples_validation_subjects_where_they_are_held_out(monkeypatch, tmp_path, validation_kind,
+                                                                       by_subject):
+    from types import SimpleNamespace
+
+    from e2llm.training import stage3
+
+    seen = {}
+
+    def calibrate(*args, **kwargs):
+        seen.update(kwargs)
+        return {"chosen": "emotion_head", "n_windows": 4, "sources": {}, "label_guidance": None}
+
+    monkeypatch.setattr(stage3, "calibrate_label_sources", calibrate)
+    model, _ = build_tiny_e2llm()
+    script_args = SimpleNamespace(calibrate_labels=True, label_guidance_weights=[0.0, 1.0],
+                                  label_head_may_decide=True)
+    training_args = SimpleNamespace(per_device_eval_batch_size=2, seed=0)
+    data = SimpleNamespace(validation=object(), train=object(), split=SimpleNamespace(validation_kind=validation_kind))
+    stage3.calibrate_saved_model(script_args, training_args, {"model": model, "merged": tmp_path}, None, data)
+    assert seen["by_subject"] is by_subject

@@ -81,7 +81,8 @@ def calibrate_saved_model(script_args, training_args, written: dict, processor, 
     record = calibrate_label_sources(written["model"], processor, data.validation, data.train,
                                      batch_size=training_args.per_device_eval_batch_size, seed=training_args.seed,
                                      guidance_weights=script_args.label_guidance_weights,
-                                     head_may_decide=script_args.label_head_may_decide)
+                                     head_may_decide=script_args.label_head_may_decide,
+                                     by_subject=data.split is not None and data.split.validation_kind == "subject")
     written["model"].config.save_pretrained(written["merged"])
     sources = ", ".join(f"{name} ECE {figures['ece']:.3f} at T={figures['temperature']:.2f}"
                         for name, figures in record["sources"].items())
@@ -94,7 +95,7 @@ def calibrate_saved_model(script_args, training_args, written: dict, processor, 
         tried += f", the head deciding: {head['balanced_accuracy']:.3f}" if head else ""
         decision = guidance.get("decision")
         tried += (f"; best weight - head {decision['difference']:+.3f}, {100 * decision['level']:.1f}% interval "
-                  f"over validation trials "
+                  f"over validation {decision.get('resampled', 'trials')} "
                   f"[{decision['ci_low']:+.3f}, {decision['ci_high']:+.3f}]" if decision else "")
         who = ("the emotion head decides the written labels" if guidance["decided_by"] == "emotion_head" else
                f"labels written with the emotion head's guidance at weight {guidance['weight']:g}")

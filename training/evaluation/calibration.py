@@ -125,10 +125,12 @@ def _source_figures(logits: np.ndarray, labels: np.ndarray) -> dict:
 
 SOURCE_RULE = ("each source's temperature minimises its NLL on the validation windows; the emotion head's "
                "probabilities are kept unless the language model's log-likelihood of the true labels (at their "
-               "temperatures) is higher, its 95% interval over validation trials (paired bootstrap) above 0")
+               "temperatures) is higher, its 95% interval over validation trials (paired bootstrap; over validation "
+               "subjects and their trials where two or more subjects held out of training validate) above 0")
 
 
-def choose_label_source(log_likelihoods: dict[str, np.ndarray], trials, seed: int = 0) -> tuple[str, dict | None]:
+def choose_label_source(log_likelihoods: dict[str, np.ndarray], trials, seed: int = 0,
+                        by_subject: bool = False) -> tuple[str, dict | None]:
     """The source of the label probabilities and the comparison that chose it.
 
     `log_likelihoods` maps ``"language_model"`` (and ``"emotion_head"`` when the model has one) to `(n,)` per-window
@@ -136,15 +138,16 @@ def choose_label_source(log_likelihoods: dict[str, np.ndarray], trials, seed: in
     their trial keys. The head is the default and the language model must beat it beyond the noise of the validation
     trials: a choice by the lower ECE on 90 windows followed differences of 0.003 that reversed on the test trials.
     Returns ``(chosen, comparison)``, comparison ``{"difference", "ci_low", "ci_high", "p_value", "n_trials", ...}``
-    (`statistics.paired_bootstrap` of language model minus head, mean log-likelihood per window) or None without a
-    head."""
+    (`statistics.paired_bootstrap` of language model minus head, mean log-likelihood per window; over validation
+    subjects and their trials with `by_subject`, see `compare_label_deciders`) or None without a head."""
     if "emotion_head" not in log_likelihoods:
         return "language_model", None
     comparison = paired_bootstrap(log_likelihoods["language_model"], log_likelihoods["emotion_head"], trials,
-                                  seed=seed)
+                                  seed=seed, by_subject=by_subject)
     low, high = comparison.pop("ci")  # two numbers, not a list, so that summaries over runs keep them
     comparison.update(ci_low=low, ci_high=high,
-                      test="paired bootstrap over validation trials of the mean log-likelihood, language model - head")
+                      test=f"paired bootstrap over validation {_resampled(comparison)} of the mean log-likelihood, "
+                           f"language model - head")
     return ("language_model" if low > 0 else "emotion_head"), comparison
 
 
@@ -162,8 +165,9 @@ GUIDANCE_RULE = ("the emotion head's log-probabilities (at its fitted temperatur
                  "language model's at the label's tokens; the weight whose answered labels have the highest balanced "
                  "accuracy on the validation windows is kept (the smallest on a tie; 0 is the language model alone); "
                  "the emotion head decides the written label unless those answers' balanced accuracy is higher than "
-                 "the head's answers', its interval over validation trials (paired bootstrap; 95% corrected for the "
-                 "number of weights tried, Bonferroni) above 0")
+                 "the head's answers', its interval over validation trials (paired bootstrap; over validation "
+                 "subjects and their trials where two or more subjects held out of training validate; 95% corrected "
+                 "for the number of weights tried, Bonferroni) above 0")
 
 
 def balanced_correct(predicted, labels: np.ndarray, label_names) -> np.ndarray:
@@ -176,30 +180,42 @@ def balanced_correct(predicted, labels: np.ndarray, label_names) -> np.ndarray:
     return right * len(labels) / (len(classes) * counts[inverse])
 
 
+def _resampled(comparison: dict) -> str:
+    """What a validation comparison resampled, said as a test's text."""
+    if comparison["resampled"] != "trials":
+        return f"subjects ({comparison['n_subjects']}) and their trials"
+    return "trials" if comparison["n_subjects"] > 1 else "trials of one subject (the noise between subjects unknown)"
+
+
 def compare_label_deciders(language_model_outputs, head_outputs, labels: np.ndarray, label_names, trials,
-                           seed: int = 0, n_tried: int = 1) -> dict:
+                           seed: int = 0, n_tried: int = 1, by_subject: bool = False) -> dict:
     """The paired bootstrap over validation trials of the balanced accuracy of the answers whose labels the
     language model writes (guided) minus those whose labels the emotion head decides: ``{"difference", "ci_low",
     "ci_high", "level", "p_value", "n_trials", "n_boot", "test"}``.
 
     `n_tried`: how many guidance weights the language model's answers are the best of, on these same windows. The
     best of several is flattered by its own selection (the winner's curse), so the interval's level is corrected
-    for them (Bonferroni: ``1 - 0.05 / n_tried``)."""
+    for them (Bonferroni: ``1 - 0.05 / n_tried``). `by_subject` (validation subjects held out of training, as the
+    test subjects are): with two validation subjects or more, the subjects are resampled, then their trials, so that
+    the interval holds the noise between subjects a new subject brings (with one, only its trials; the record's
+    ``n_subjects`` and ``resampled`` say which)."""
     level = 1 - (1 - LEVEL) / max(1, int(n_tried))
     comparison = paired_bootstrap(balanced_correct([o.get("label") for o in language_model_outputs], labels,
                                                    label_names),
                                   balanced_correct([o.get("label") for o in head_outputs], labels, label_names),
-                                  trials, seed=seed, level=level)
+                                  trials, seed=seed, level=level, by_subject=by_subject)
     low, high = comparison.pop("ci")
     comparison.update(ci_low=low, ci_high=high, level=level,
-                      test=f"paired bootstrap over validation trials of the balanced accuracy, language model (best "
+                      test=f"paired bootstrap over validation {_resampled(comparison)} of the balanced accuracy, "
+                           f"language model (best "
                            f"of {n_tried} guidance weights) - emotion head deciding; interval at {level:.4f} "
                            f"(0.95 corrected for the {n_tried} weights)")
     return comparison
 
 
 def calibrate_label_sources(model, processor, validation, train, batch_size: int = 32, max_new_tokens: int = 160,
-                            seed: int = 0, guidance_weights: Sequence[float] = (), head_may_decide: bool = True) -> dict:
+                            seed: int = 0, guidance_weights: Sequence[float] = (), head_may_decide: bool = True,
+                            by_subject: bool = False) -> dict:
     """Fit each label source's temperature on `validation` windows and choose the source of the label
     probabilities (`choose_label_source`: the emotion head unless the language model is better beyond noise), then set ``model.config``'s `label_temperature`,
     `head_temperature`, `label_probabilities` and `label_calibration` (see `e2llm.label_sources_e2llm`).
@@ -212,7 +228,9 @@ def calibrate_label_sources(model, processor, validation, train, batch_size: int
     of the validation trials and of choosing the best of the weights (`compare_label_deciders`): a choice by the point
     estimate on one validation subject kept the language model in 5 of 9 leave-one-subject-out runs, and it lost to
     the head on every one's test subject.
-    The language model's temperature is fitted on the answers so chosen.
+    The language model's temperature is fitted on the answers so chosen. `by_subject`: the validation windows are
+    subjects held out of training (a leave-one-subject-out split); both comparisons then resample the validation
+    subjects where there are two or more.
 
     Returns the `label_calibration` record: ``{"chosen", "n_windows", "sources": {source: {"temperature",
     "ece_before", "ece", "nll", "accuracy"}}, "comparison", "rule", "label_guidance"}``, the figures on the validation windows
@@ -243,7 +261,7 @@ def calibrate_label_sources(model, processor, validation, train, batch_size: int
             answers, _ = validation_answers(model, processor, validation, train, batch_size, max_new_tokens, seed)
             head_decides = answered_label_figures(answers, labels, names)
             decision = compare_label_deciders(outputs, answers, labels, names, trial_keys(validation), seed,
-                                              n_tried=len(tried))
+                                              n_tried=len(tried), by_subject=by_subject)
             if decision["ci_low"] > 0:
                 config.label_decision = "language_model"
             else:
@@ -257,7 +275,7 @@ def calibrate_label_sources(model, processor, validation, train, batch_size: int
     if "emotion_head" in sources:
         log_likelihoods["emotion_head"] = _log_likelihoods(answer_logits(outputs, names, SOURCE_KEYS["emotion_head"]),
                                                            labels, sources["emotion_head"]["temperature"])
-    chosen, comparison = choose_label_source(log_likelihoods, trial_keys(validation), seed)
+    chosen, comparison = choose_label_source(log_likelihoods, trial_keys(validation), seed, by_subject)
     config.label_temperature = sources["language_model"]["temperature"]
     config.label_probabilities = chosen
     config.label_calibration = {"chosen": chosen, "n_windows": len(outputs), "sources": sources,

@@ -127,8 +127,9 @@ def _decision_text(decision: Mapping | None) -> str:
     if isinstance(decision.get("difference"), Mapping):  # summarised over runs: each run's interval is its own
         return f"; best weight - head deciding: {_number(decision['difference'])} over runs"
     level = 100 * float(decision.get("level", 0.95))
+    over = "subjects and their trials" if decision.get("resampled", "trials") != "trials" else "trials"
     return (f"; best weight - head deciding: {_number(decision.get('difference'))}, {level:.1f}% interval over "
-            f"validation trials [{_number(decision.get('ci_low'))}, {_number(decision.get('ci_high'))}]")
+            f"validation {over} [{_number(decision.get('ci_low'))}, {_number(decision.get('ci_high'))}]")
 
 
 def guidance_lines(checks: Mapping) -> list[str]:

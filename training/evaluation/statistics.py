@@ -36,6 +36,22 @@ def _resample_weights(n_trials: int, n_boot: int, seed: int) -> np.ndarray:
     return np.bincount((draws + offsets).ravel(), minlength=n_boot * n_trials).reshape(n_boot, n_trials)
 
 
+def _two_stage_weights(trial_subject: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """`(n_boot, n_trials)` multiplicity of each trial when the subjects are resampled with replacement and then each
+    drawn subject's trials (a two-stage bootstrap: the noise between subjects and within them). A subject drawn
+    ``c`` times contributes ``c`` independent draws of its ``n`` trials: one multinomial of ``c * n`` draws."""
+    rng = np.random.default_rng(seed)
+    subjects, of_trial = np.unique(np.asarray(trial_subject), return_inverse=True)
+    draws = rng.integers(len(subjects), size=(n_boot, len(subjects)))
+    offsets = np.arange(n_boot)[:, None] * len(subjects)
+    picks = np.bincount((draws + offsets).ravel(), minlength=n_boot * len(subjects)).reshape(n_boot, len(subjects))
+    weights = np.zeros((n_boot, len(of_trial)))
+    for s in range(len(subjects)):
+        members = np.flatnonzero(of_trial.reshape(-1) == s)
+        weights[:, members] = rng.multinomial(picks[:, s] * len(members), np.full(len(members), 1 / len(members)))
+    return weights
+
+
 def _balanced(weights, sums, counts, trial_label, n_labels):
     onehot = np.eye(n_labels)[trial_label]  # (T, L)
     hit = weights @ (sums[:, None] * onehot)
@@ -76,10 +92,13 @@ def trial_bootstrap_ci(correct, labels, trials, n_boot: int = N_BOOT, seed: int 
     }
 
 
-def paired_bootstrap(correct_a, correct_b, trials, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> dict:
+def paired_bootstrap(correct_a, correct_b, trials, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL,
+                     by_subject: bool = False) -> dict:
     """Accuracy difference a - b on the same windows: value, 95% interval and two-sided p-value over trials.
 
     The p-value is twice the smaller share of resampled differences on either side of 0 (at least 1 / n_boot).
+    `by_subject` (with `trials` keys whose first column is the subject, and two subjects or more): the subjects are
+    resampled, then their trials (`_two_stage_weights`), for a difference meant for other subjects than these.
     """
     a, b = np.asarray(correct_a, np.float64), np.asarray(correct_b, np.float64)
     if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
@@ -87,11 +106,17 @@ def paired_bootstrap(correct_a, correct_b, trials, n_boot: int = N_BOOT, seed: i
     labels = np.zeros(len(a), dtype=np.int64)
     sums_a, counts, _ = _trial_table(a, labels, trials)
     sums_b, _, _ = _trial_table(b, labels, trials)
-    weights = _resample_weights(len(counts), n_boot, seed)
-    diff = (weights @ (sums_a - sums_b)) / (weights @ counts)
+    keys = np.unique(np.asarray(trials).reshape(len(a), -1), axis=0)  # in `_trial_table`'s order
+    n_subjects = len(np.unique(keys[:, 0]))
+    two_stage = by_subject and keys.shape[1] > 1 and n_subjects > 1
+    weights = (_two_stage_weights(keys[:, 0], n_boot, seed) if two_stage
+               else _resample_weights(len(counts), n_boot, seed))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        diff = (weights @ (sums_a - sums_b)) / (weights @ counts)
     p = 2 * min(np.mean(diff <= 0), np.mean(diff >= 0))
     return {"difference": float((sums_a - sums_b).sum() / counts.sum()), "ci": _interval(diff, level),
             "p_value": float(min(1.0, max(p, 1.0 / n_boot))), "n_trials": int(len(counts)), "n_boot": int(n_boot),
+            "n_subjects": int(n_subjects), "resampled": "subjects, then their trials" if two_stage else "trials",
             "test": "paired bootstrap over held-out trials"}
 
 

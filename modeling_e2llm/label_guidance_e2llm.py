@@ -10,15 +10,20 @@ external language models are added to speech recognisers). ``weight`` 0 leaves t
 likely the head finds them; every other token is left as it is. With ``decides`` the head decides: where a label is
 written only the tokens that spell the head's most probable label are allowed (any other label, or a word that is no
 label, would make the answer the language model's or unparseable); once the label is written out, the ``Emotion:`` line
-ends there and the opening sentence goes on with `` over`` (not ``Emotion: fear: disgust``, ``favours feart``); the
-language model writes everything else (`config.label_decision` ``"emotion_head"``).
+ends there and the opening sentence goes on with `` over`` (not ``Emotion: fear: disgust``, ``favours feart``); and
+the answer holds to its format until the ``Emotion:`` line is written: where it would end, a line break takes the
+ending's probability, and a line after the rationale starts with one of the answer's keys not written yet (``Emotion``,
+or a field the caller asks for: ``extra_fields``), so that the head's label is not lost to a skipped line
+(``Valence: negative`` and no ``Emotion:``, unparseable). The language
+model writes everything else (`config.label_decision` ``"emotion_head"``).
 
 A model's `config.label_guidance_weight` holds the weight and `config.label_decision` whether the head decides,
 chosen by stage 3 on validation windows (`e2llm.training.evaluation.calibration.calibrate_label_sources`) and
 recorded with their figures in `config.label_calibration`; 0 and ``"language_model"`` (no guidance) for models
 trained without it. After generation, `changed[i]` says
 whether the guidance changed a label window ``i``'s language model would have written (at some label step its own
-most likely token was not the one kept).
+most likely token was not the one kept), and `line_held[i]` whether holding the format changed its answer (the model
+would have ended it, or begun another line, before its ``Emotion:`` line).
 
 >>> label_slot("Reasoning: The evidence favours sa")
 ' sa'
@@ -51,6 +56,9 @@ _WORD_GOES_ON = re.compile(r"[a-z-]")
 _OVER = " over"  # whole: after a part of it (" o") no label slot is left to hold the sentence to its grammar
 # What may follow a label written out at the ``Emotion:`` key: the end of the line (or of the answer).
 _LINE_ENDS = re.compile(r"[ \t]*\n")
+# The answer's label line, and any answer line's key (``Valence: negative``).
+_LABEL_LINE = re.compile(r"^[ \t]*\**Emotion\**[ \t]*[:=]", re.IGNORECASE | re.MULTILINE)
+_KEY_LINE = re.compile(r"^[ \t]*\**(?P<key>[A-Za-z][A-Za-z ]*?)\**[ \t]*[:=]")
 
 
 def label_slot(text: str) -> str | None:
@@ -72,10 +80,12 @@ class HeadGuidedLabelsLogitsProcessor(LogitsProcessor):
 
     `head_probs` `(n_windows, n_labels)` are the emotion head's (temperature-scaled) probabilities of each window,
     `label_names` their labels, `prompt_length` the (padded) prompt length of `input_ids`. With beam search every beam
-    of a window is guided. `decides` True: the head's label is written (`weight` is then only recorded)."""
+    of a window is guided. `decides` True: the head's label is written (`weight` is then only recorded) and the answer
+    holds to its format until its ``Emotion:`` line, whose lines after the rationale may start with ``Emotion`` or one
+    of `field_keys` (the other fields asked for)."""
 
     def __init__(self, tokenizer, head_probs: torch.Tensor, label_names: Sequence[str], weight: float,
-                 prompt_length: int, decides: bool = False):
+                 prompt_length: int, decides: bool = False, field_keys: Sequence[str] = ()):
         self.tokenizer = tokenizer
         self.log_head = head_probs.detach().float().clamp_min(1e-12).log().cpu()  # (n_windows, n_labels)
         self.labels = [" " + name.lower() for name in label_names]
@@ -86,7 +96,9 @@ class HeadGuidedLabelsLogitsProcessor(LogitsProcessor):
         if not hasattr(tokenizer, "_e2llm_label_tokens"):
             tokenizer._e2llm_label_tokens = {}
         self._tokens: dict[tuple, list[torch.Tensor] | torch.Tensor] = tokenizer._e2llm_label_tokens
+        self.keys = ("Emotion", *(str(k) for k in field_keys if str(k).lower() != "emotion"))
         self.changed = [False] * len(self.log_head)
+        self.line_held = [False] * len(self.log_head)
         self.calls = 0
 
     def label_tokens(self, written: str) -> list[torch.Tensor]:
@@ -125,6 +137,72 @@ class HeadGuidedLabelsLogitsProcessor(LogitsProcessor):
             self._tokens[key] = torch.tensor(ids, dtype=torch.long)
         return self._tokens[key]
 
+    def key_tokens(self, keys: tuple[str, ...], line: str) -> torch.Tensor:
+        """Ids of the tokens that go on spelling one of `keys` from `line` (an answer line so far, after the
+        rationale): ``Emo``, ``tion``, ``:``, ``: `` from ``""`` towards ``Emotion:`` (cached)."""
+        key = ("keys", keys, line, len(self.tokenizer))
+        if key not in self._tokens:
+            heads = [k + ":" for k in keys]
+            self._tokens[key] = torch.tensor(
+                [i for i, t in enumerate(token_texts(self.tokenizer)) if t and any(
+                    h.startswith(line + t) or ((line + t).startswith(h) and not (line + t)[len(h):].strip(" \t"))
+                    for h in heads)], dtype=torch.long)
+        return self._tokens[key]
+
+    def answer_ends(self) -> tuple[torch.Tensor, int | None]:
+        """Ids of the tokens that end an answer (the tokenizer's special tokens) and of the line break (None where it
+        is no single token) (cached)."""
+        key = ("answer ends", len(self.tokenizer))
+        if key not in self._tokens:
+            newline = self.tokenizer("\n", add_special_tokens=False)["input_ids"]
+            self._tokens[key] = (torch.tensor(sorted(set(self.tokenizer.all_special_ids)), dtype=torch.long),
+                                 newline[0] if len(newline) == 1 else None)
+        return self._tokens[key]
+
+    def format_held(self, text: str) -> torch.Tensor | None:
+        """How the answer `text` (so far) is held to its format until its ``Emotion:`` line: the only tokens allowed
+        on a line after the rationale (those spelling a key not written yet), an empty tensor where the answer may go
+        on as it likes but not end (the rationale's line, a key's line), None where nothing is held (the label line
+        is written, or a line began with a key not asked for)."""
+        if _LABEL_LINE.search(text):
+            return None
+        lines = text.lstrip("\n").split("\n")
+        if len(lines) == 1:  # the rationale's line
+            return torch.empty(0, dtype=torch.long)
+        written = {m["key"].strip() for m in map(_KEY_LINE.match, lines[1:-1]) if m is not None}
+        keyed = _KEY_LINE.match(lines[-1])
+        if keyed is None:
+            return self.key_tokens(tuple(k for k in self.keys if k not in written), lines[-1])
+        return torch.empty(0, dtype=torch.long) if keyed["key"].strip() in self.keys else None
+
+    def _hold(self, row: int, window: int, per_window: int, scores, guided, text: str):
+        """`guided` with row `row` held to the answer's format (`format_held`): where it may only spell a key, every
+        other token is masked; where it may not end, the ending tokens' probability goes to a line break (the next
+        line then spells the label's key). Unchanged where nothing is held, or where an earlier processor forbids
+        every allowed token (it decides)."""
+        held = self.format_held(text)
+        if held is None:
+            return guided
+        row_scores = guided[row]
+        if len(held):
+            kept = torch.full_like(row_scores, float("-inf"))
+            kept[held.to(scores.device)] = row_scores[held.to(scores.device)]
+        else:
+            ends, newline = self.answer_ends()
+            ends = ends.to(scores.device)
+            kept = row_scores.clone()
+            if newline is not None and torch.isfinite(row_scores[newline]):
+                kept[newline] = torch.logaddexp(row_scores[newline], torch.logsumexp(row_scores[ends], 0))
+            kept[ends] = float("-inf")
+        if not torch.isfinite(kept).any():
+            return guided
+        if guided is scores:
+            guided = scores.clone()
+        guided[row] = kept
+        if row % per_window == 0 and int(kept.argmax()) != int(scores[row].argmax()):
+            self.line_held[window] = True
+        return guided
+
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         self.calls += 1
         if self.weight == 0 and not self.decides:
@@ -138,6 +216,8 @@ class HeadGuidedLabelsLogitsProcessor(LogitsProcessor):
             text = self.tokenizer.decode(input_ids[row, self.prompt_length :], skip_special_tokens=True)
             slot = _SLOT.search(text)
             if slot is None:
+                if self.decides:
+                    guided = self._hold(row, window, per_window, scores, guided, text)
                 continue
             written = slot["written"].lower()
             tokens = self.label_tokens(written)
@@ -154,6 +234,8 @@ class HeadGuidedLabelsLogitsProcessor(LogitsProcessor):
                     guided[row] = scores[row] + allowed
                     if row % per_window == 0 and int(guided[row].argmax()) != int(scores[row].argmax()):
                         self.changed[window] = True
+                else:  # past the opening sentence's label: its format until the Emotion line
+                    guided = self._hold(row, window, per_window, scores, guided, text)
                 continue
             live = [k for k, ids in enumerate(tokens) if len(ids)]
             if not live:  # a finished label, or text that is not one

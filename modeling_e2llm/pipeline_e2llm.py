@@ -8,6 +8,8 @@ can travel with a model as remote code.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
@@ -28,7 +30,8 @@ from .validation_e2llm import check_finite_scores, check_pipeline_arguments, che
 
 _PREPROCESS = ("sampling_rate", "channel_names", "units", "channel_map", "montage", "line_freq", "question",
                "prompt", "apply_filters", "baseline", "baseline_power")
-_FORWARD = ("return_rationale", "return_evidence", "attribution_steps", "constrain_claims", "guide_labels")
+_FORWARD = ("return_rationale", "return_evidence", "attribution_steps", "constrain_claims", "guide_labels",
+            "extra_fields")
 _POSTPROCESS = ("extra_fields", "return_evidence", "evidence_dir")
 
 
@@ -174,10 +177,10 @@ class EEGEmotionPipeline(ChunkPipeline):
     # ---------------------------------------------------------------- forward
     def _forward(self, model_inputs: list[dict], generate_kwargs=None, return_rationale: bool = True,
                  return_evidence: bool = False, attribution_steps: int = 16, constrain_claims: bool = True,
-                 guide_labels: bool = True):
+                 guide_labels: bool = True, extra_fields=None):
         """One batch of windows: encode once, generate (claims completed from measurement unless
         `constrain_claims` is False, labels guided by the head as the model's config says unless `guide_labels` is
-        False) and score (or score only), attributions if asked."""
+        False; `extra_fields`' keys are the answer's other lines) and score (or score only), attributions if asked."""
         check_label_source(self.model.config)  # a config changed after loading gets the loader's error, not a silent path
         eeg = self._stack(model_inputs)
         prompts = [torch.as_tensor(c["prompt_ids"], dtype=torch.long, device=self.device) for c in model_inputs]
@@ -190,7 +193,8 @@ class EEGEmotionPipeline(ChunkPipeline):
             generate_kwargs = _with_processor(generate_kwargs, constraint)
         # the one encoder pass of these windows: the projected EEG tokens and the emotion head's logits
         features, head_logits = self.model.get_eeg_features(**eeg, return_emotion_logits=True)
-        guidance = self._label_guidance(head_logits, max(len(p) for p in prompts)) \
+        field_keys = list(extra_fields) if isinstance(extra_fields, Mapping) else []  # else postprocess's error
+        guidance = self._label_guidance(head_logits, max(len(p) for p in prompts), field_keys) \
             if return_rationale and guide_labels else None
         if guidance is not None:
             generate_kwargs = _with_processor(generate_kwargs, guidance)
@@ -206,8 +210,8 @@ class EEGEmotionPipeline(ChunkPipeline):
         head = [None] * len(prompts) if sources["emotion_head"] is None else sources["emotion_head"].cpu().numpy()
         constrained = _constraint_counts(constraint, items, answers.texts)
         guided = [None] * len(prompts) if guidance is None or guidance.calls == 0 else \
-            [{"weight": guidance.weight, "head_decides": guidance.decides, "changed": changed}
-             for changed in guidance.changed]
+            [{"weight": guidance.weight, "head_decides": guidance.decides, "changed": changed, "line_held": held}
+             for changed, held in zip(guidance.changed, guidance.line_held)]
         windows = [WindowOutput(text, lm, c["start"], c["item"], c["band_power"], c["eeg_channel_mask"] == 1,
                                 c["context"], a, reused, c["unusable"], c["refused"], c.get("signal_statistics"), h,
                                 i, k, g)
@@ -216,17 +220,18 @@ class EEGEmotionPipeline(ChunkPipeline):
                                                                  answers.from_generation, items, constrained, guided)]
         return {"window": windows, "is_last": [c["is_last"] for c in model_inputs]}
 
-    def _label_guidance(self, head_logits: torch.Tensor | None,
-                        prompt_length: int) -> HeadGuidedLabelsLogitsProcessor | None:
+    def _label_guidance(self, head_logits: torch.Tensor | None, prompt_length: int,
+                        field_keys=()) -> HeadGuidedLabelsLogitsProcessor | None:
         """The head's guidance of the written labels (`config.label_guidance_weight`; the head's label itself with
-        `config.label_decision` ``"emotion_head"``), None at weight 0 when the language model decides."""
+        `config.label_decision` ``"emotion_head"``, the answer held to its format with `field_keys` the keys of its
+        other lines), None at weight 0 when the language model decides."""
         weight = float(getattr(self.model.config, "label_guidance_weight", 0.0) or 0.0)
         decides = getattr(self.model.config, "label_decision", "language_model") == "emotion_head"
         if (weight == 0 and not decides) or head_logits is None:
             return None
         head = source_probabilities(self.model.config, None, head_logits)["emotion_head"]
         return HeadGuidedLabelsLogitsProcessor(self.processor.tokenizer, head, self.label_names, weight,
-                                               prompt_length, decides=decides)
+                                               prompt_length, decides=decides, field_keys=field_keys)
 
     def _answer_and_score(self, prompts: list[torch.Tensor], eeg_features: torch.Tensor, generate_kwargs,
                           return_rationale: bool) -> Answers:

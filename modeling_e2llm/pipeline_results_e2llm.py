@@ -53,7 +53,7 @@ class WindowOutput:
     head_scores: np.ndarray | None = None  # (n_labels,) the emotion head's probabilities (None without one)
     items: list[dict] | None = None  # its measured items when `_forward` measured them (reference known up front)
     claim_constraint: dict | None = None  # {"claims", "overridden"} of the claim constraint (None: not applied)
-    label_guidance: dict | None = None  # {"weight", "head_decides", "changed"} of the head's label guidance (None: not applied)
+    label_guidance: dict | None = None  # {"weight", "head_decides", "changed", "line_held"} of the head's guidance (None: not applied)
 
 
 def _reference(windows: list[WindowOutput], statistics):

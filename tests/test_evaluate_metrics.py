@@ -152,8 +152,11 @@ def test_the_reports_say_when_the_emotion_head_decides_the_label():
     class Decides:
         label_guidance_weight, label_decision = 4.0, "emotion_head"
 
-    outputs = [{"label_guidance": {"weight": 4.0, "head_decides": True, "changed": c}} for c in (True, False)]
+    outputs = [{"label_guidance": {"weight": 4.0, "head_decides": True, "changed": c, "line_held": c}}
+               for c in (True, False)]
     assert label_guidance_report(outputs, Decides())["head_decides"] == 1.0
+    assert label_guidance_report(outputs, Decides())["line_held"] == 0.5  # held to the format before its Emotion line
+    assert "line_held" not in label_guidance_report(outputs, Guided())
     shipped = {"n_windows": 90, "sources": {"language_model": {"ece": 0.07}},
                "label_guidance": {"weight": 4.0, "weights": {"0": {"balanced_accuracy": 0.30},
                                                              "4": {"balanced_accuracy": 0.33}},
@@ -171,9 +174,12 @@ def test_the_reports_say_when_the_emotion_head_decides_the_label():
     assert "The emotion head decides the answered labels (`config.label_decision` \"emotion_head\"" in text
     assert "the head deciding 0.360 ± 0.000; best weight - head deciding: -0.030 ± 0.000 over runs" in text
     assert "with the emotion head's log-probabilities added" not in text
+    assert "in 0.500 ± 0.000 of the answers the language model would have ended the answer, or begun another line, " \
+        "before its Emotion line, and was held to the format" in text
+    quick = "\n".join(_calibration_lines(checks))
     assert "the emotion head decides the written labels (validation balanced accuracy 0.360; the guided language " \
-        "model's was not better beyond the noise of the validation trials)" in \
-        "\n".join(_calibration_lines(checks))
+        "model's was not better beyond the noise of the validation trials)" in quick
+    assert "held to the answer's format before its Emotion line in 0.500 of them" in quick
     checks = _explanations(runs([Decides(), Guided()]))
     text = " ".join("\n".join(calibration_lines(checks)).split())
     assert "decides the answered labels in 0.50 of the runs" in text and "added at the label's tokens" in text

@@ -100,8 +100,86 @@ def test_when_the_head_decides_only_its_label_can_be_written_at_a_label_slot():
     allowed = torch.isfinite(bonus).nonzero().flatten().tolist()
     assert newline in allowed and tokenizer.eos_token_id in allowed and over not in allowed
     assert all(i in tokenizer.all_special_ids or texts[i].lstrip(" \t").startswith("\n") for i in allowed)
-    assert torch.equal(_step(tokenizer, decides, prompt_ids, "Reasoning: Relative to baseline:"),
-                       torch.zeros(len(tokenizer)))
+    bonus = _step(tokenizer, decides, prompt_ids, "Reasoning: Relative to baseline:")  # only: it may not end here,
+    assert set((bonus == float("-inf")).nonzero().flatten().tolist()) == set(tokenizer.all_special_ids)
+    ending = math.log(len(set(tokenizer.all_special_ids)))  # the ending's probability goes to a line break
+    assert bonus[newline] == pytest.approx(math.log1p(math.exp(ending)))
+    assert (bonus[torch.isfinite(bonus)] == 0).sum() == len(tokenizer) - len(set(tokenizer.all_special_ids)) - 1
+
+
+def test_when_the_head_decides_the_answer_holds_to_its_format_until_the_emotion_line():
+    tokenizer = build_offline_tokenizer()
+    texts = token_texts(tokenizer)
+    special = set(tokenizer.all_special_ids)
+
+    def allowed(guidance, written):
+        bonus = _step(tokenizer, guidance, [], written)
+        return set(torch.isfinite(bonus).nonzero().flatten().tolist())
+
+    decides = HeadGuidedLabelsLogitsProcessor(tokenizer, torch.tensor([[0.5, 0.3, 0.2]]), NAMES, 0.0, 0, decides=True)
+    everything = set(range(len(tokenizer)))
+    assert allowed(decides, "Reasoning: The evidence favours fear over sadness.") == everything - special
+    for line in ("", "Emo", "Emotion"):  # a line after the rationale spells the Emotion key
+        kept = allowed(decides, "Reasoning: a.\n" + line)
+        assert kept and not kept & special
+        assert all("Emotion:".startswith(line + texts[i]) or (line + texts[i]).startswith("Emotion:") for i in kept)
+    valence = tokenizer("Valence", add_special_tokens=False)["input_ids"][0]
+    newline = tokenizer("\n", add_special_tokens=False)["input_ids"][0]
+    assert valence not in allowed(decides, "Reasoning: a.\n") and newline not in allowed(decides, "Reasoning: a.\n")
+    assert allowed(decides, "Reasoning: a.\nEmotion: fear\n") == everything  # written: nothing held
+    asked = HeadGuidedLabelsLogitsProcessor(tokenizer, torch.tensor([[0.5, 0.3, 0.2]]), NAMES, 0.0, 0, decides=True,
+                                            field_keys=["Valence"])
+    assert valence in allowed(asked, "Reasoning: a.\n")  # a field the caller asks for may come first
+    assert allowed(asked, "Reasoning: a.\nValence: low") == everything - special  # but the answer goes on
+    guided, _ = _processor(tokenizer, [0.5, 0.3, 0.2], weight=2.0)  # the language model decides: its format is its own
+    assert allowed(guided, "Reasoning: a.\n") == everything
+    fresh = HeadGuidedLabelsLogitsProcessor(tokenizer, torch.tensor([[0.5, 0.3, 0.2]]), NAMES, 0.0, 0, decides=True)
+    rationale = torch.tensor([tokenizer("Reasoning: a.", add_special_tokens=False)["input_ids"]])
+    goes_on = torch.zeros(1, len(tokenizer))
+    goes_on[0, newline] = 10.0
+    fresh(rationale, goes_on)
+    assert not fresh.line_held[0]  # its own choice was allowed
+    goes_on[0, tokenizer.eos_token_id] = 20.0
+    fresh(rationale, goes_on)
+    assert fresh.line_held[0]  # the model would have ended before its Emotion line
+
+
+class _Prefer(LogitsProcessor):
+    """Adds a large score to the next token of `ids` at each step (later processors may still forbid it)."""
+
+    def __init__(self, ids):
+        self.ids, self.start = list(ids), None
+
+    def __call__(self, input_ids, scores):
+        self.start = input_ids.shape[1] if self.start is None else self.start
+        step = input_ids.shape[1] - self.start
+        scores = scores.clone()
+        if step < len(self.ids):
+            scores[:, self.ids[step]] += 1000.0
+        return scores
+
+
+def test_a_head_decided_answer_that_would_skip_its_emotion_line_gets_one_with_the_heads_label():
+    model, processor = _model()
+    model.config.label_decision = "emotion_head"
+    pipe = pipeline("eeg-emotion", model=model, processor=processor)
+    eeg = eeg_like(len(CHANNELS), 4 * 200, seed=1)
+    skipping = processor.tokenizer("Reasoning: a.\nValence: low", add_special_tokens=False)["input_ids"]
+    skipping.append(processor.tokenizer.eos_token_id)
+
+    def answer(**kwargs):
+        generate = {"logits_processor": LogitsProcessorList([_Prefer(skipping)]), "max_new_tokens": len(skipping) + 12}
+        return pipe(eeg, sampling_rate=200, channel_names=list(CHANNELS), units="uV", generate_kwargs=generate,
+                    **kwargs)
+
+    own = answer(guide_labels=False)
+    assert own["label"] is None and "Valence: low" in own["generated_text"]  # the model's own answer: unparseable
+    held = answer()
+    top = max(held["head_scores"], key=held["head_scores"].get)
+    assert held["label"] == top and "\nEmotion: " in held["generated_text"]
+    assert held["label_guidance"]["line_held"] and held["generated_text"].startswith("Reasoning: a.\n")
+    asked = answer(extra_fields={"Valence": ["low", "high"]})  # a field asked for may come first; the label follows
+    assert asked["fields"]["Valence"] == "low" and asked["label"] == top
 
 
 def test_a_labels_tokens_never_run_on_into_another_word_nor_change_case_inside_it():
@@ -186,7 +264,7 @@ def test_the_pipeline_writes_the_heads_label_at_a_large_weight_and_says_so():
     model.config.label_guidance_weight, model.config.label_decision = 0.0, "emotion_head"
     decided = answer()
     assert decided["generated_text"] == guided["generated_text"]  # the head's label, however flat its probabilities
-    assert decided["label_guidance"] == {"weight": 0.0, "head_decides": True, "changed": True}
+    assert decided["label_guidance"] == {"weight": 0.0, "head_decides": True, "changed": True, "line_held": False}
     model.config.label_decision = "language_model"
     with pytest.raises(TypeError, match="guide_labels must be True or False"):
         answer(guide_labels="no")

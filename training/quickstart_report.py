@@ -62,7 +62,9 @@ def _calibration_lines(explanations: dict) -> list[str]:
         figure = f" {_mean(head['balanced_accuracy']):.3f}" if head.get("balanced_accuracy") is not None else ""
         lines.append(f"  the emotion head decides the written labels{runs} (validation balanced accuracy{figure}; "
                      "the guided language model's was not better beyond the noise of the validation trials): those "
-                     "answers are the head's, the language model writes the rationale")
+                     "answers are the head's, the language model writes the rationale"
+                     + (f"; held to the answer's format before its Emotion line in {_mean(guidance['line_held']):.3f}"
+                        " of them" if guidance.get("line_held") is not None else ""))
     if decides < 1 and _mean(guidance.get("weight", 0.0)) > 0:
         tried = (shipped.get("label_guidance") or {}).get("weights") or {}
         weight = guidance["weight"]

@@ -144,12 +144,17 @@ def label_guidance_report(outputs, config) -> dict:
     """How much the emotion head guided the written labels (`e2llm.label_guidance_e2llm`): ``{"weight",
     "head_decides", "guided", "changed"}``, the model's weight, 1.0 when its head decides the labels
     (`config.label_decision`, so a mean over runs is the share of runs), the share of answers written under guidance
-    and the share whose label the guidance changed from the language model's own most likely one."""
+    and the share whose label the guidance changed from the language model's own most likely one; where the head
+    decides, ``"line_held"``: the share whose answer was held to its format (the language model would have ended it, or
+    begun another line, before its ``Emotion:`` line: unparseable without the hold)."""
     guided = [o["label_guidance"] for o in outputs if o.get("label_guidance")]
     n = max(1, len(outputs))
     decides = getattr(config, "label_decision", "language_model") == "emotion_head"
-    return {"weight": float(getattr(config, "label_guidance_weight", 0.0) or 0.0), "head_decides": float(decides),
-            "guided": len(guided) / n, "changed": sum(bool(g["changed"]) for g in guided) / n}
+    report = {"weight": float(getattr(config, "label_guidance_weight", 0.0) or 0.0), "head_decides": float(decides),
+              "guided": len(guided) / n, "changed": sum(bool(g["changed"]) for g in guided) / n}
+    if decides:
+        report["line_held"] = sum(bool(g.get("line_held")) for g in guided) / n
+    return report
 
 
 def _calibration(outputs, label_only, head, labels, names, temperatures: dict | None) -> dict:

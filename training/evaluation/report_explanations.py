@@ -153,7 +153,7 @@ def guidance_lines(checks: Mapping) -> list[str]:
                   f"head decides unless the language model's answers are better beyond the noise of the validation "
                   f"trials{tried}); the language model writes "
                   f"the rationale around the head's label, so these answers are the head's, not the language "
-                  f"model's. The conflict tests above score the language model alone.", ""]
+                  f"model's{_held_text(guidance)}. The conflict tests above score the language model alone.", ""]
         if decides == 1:
             return lines
         tried = ""
@@ -165,6 +165,15 @@ def guidance_lines(checks: Mapping) -> list[str]:
         f"(weight {_count(weight)}, chosen on validation windows{tried}); this changed the language model's own "
         f"label in {_number(guidance.get('changed'))} of the answers. The conflict tests above score the language "
         f"model alone.", ""]
+
+
+def _held_text(guidance: Mapping) -> str:
+    """How often the head-decided answers were held to their format (`label_guidance_report`'s ``line_held``)."""
+    held = guidance.get("line_held")
+    if held is None:
+        return ""
+    return (f"; in {_number(held)} of the answers the language model would have ended the answer, or begun another "
+            f"line, before its Emotion line, and was held to the format (unparseable otherwise)")
 
 
 def abstention_lines(checks: Mapping) -> list[str]:

@@ -61,6 +61,21 @@ _LABEL_LINE = re.compile(r"^[ \t]*\**Emotion\**[ \t]*[:=]", re.IGNORECASE | re.M
 _KEY_LINE = re.compile(r"^[ \t]*\**(?P<key>[A-Za-z][A-Za-z ]*?)\**[ \t]*[:=]")
 
 
+def _spells_key(text: str, key: str) -> bool:
+    """Whether `text` (an answer line) begins the line ``key:`` as the answer's parser reads it (spaces and asterisks
+    around the key, any case) and holds nothing after the colon but spaces.
+
+    >>> [_spells_key(t, "Emotion") for t in ("", " **emo", "Emotion", "EMOTION** :", "Emotion: ", "Emotion: x", "Val")]
+    [True, True, True, True, True, False, False]
+    """
+    rest = text.lstrip(" \t").lstrip("*")
+    written = rest[: len(key)]
+    if written.lower() != key[: len(written)].lower():
+        return False
+    rest = rest[len(key):].lstrip("*").lstrip(" \t")
+    return not rest or (rest[0] in ":=" and not rest[1:].strip(" \t"))
+
+
 def label_slot(text: str) -> str | None:
     """What is written of the label `text` (the answer so far) is in the middle of, or None outside a label."""
     match = _SLOT.search(text)
@@ -137,16 +152,17 @@ class HeadGuidedLabelsLogitsProcessor(LogitsProcessor):
             self._tokens[key] = torch.tensor(ids, dtype=torch.long)
         return self._tokens[key]
 
-    def key_tokens(self, keys: tuple[str, ...], line: str) -> torch.Tensor:
-        """Ids of the tokens that go on spelling one of `keys` from `line` (an answer line so far, after the
-        rationale): ``Emo``, ``tion``, ``:``, ``: `` from ``""`` towards ``Emotion:`` (cached)."""
-        key = ("keys", keys, line, len(self.tokenizer))
+    def key_tokens(self, keys: tuple[str, ...], line: str, blank_ok: bool = True) -> torch.Tensor:
+        """Ids of the tokens that go on spelling one of `keys` as the answer's parser reads a key from `line` (an
+        answer line so far, after the rationale): ``Emo``, ``tion``, ``:`` from ``""`` towards ``Emotion:``, in any
+        case, with the spaces and asterisks the parser allows, and a blank line where `blank_ok` (one, not a run of
+        them) (cached)."""
+        key = ("keys", keys, line, blank_ok, len(self.tokenizer))
         if key not in self._tokens:
-            heads = [k + ":" for k in keys]
+            blank = blank_ok and not line.strip(" \t")
             self._tokens[key] = torch.tensor(
-                [i for i, t in enumerate(token_texts(self.tokenizer)) if t and any(
-                    h.startswith(line + t) or ((line + t).startswith(h) and not (line + t)[len(h):].strip(" \t"))
-                    for h in heads)], dtype=torch.long)
+                [i for i, t in enumerate(token_texts(self.tokenizer)) if t and (
+                    (blank and not t.strip(" \t\r\n")) or any(_spells_key(line + t, k) for k in keys))], dtype=torch.long)
         return self._tokens[key]
 
     def answer_ends(self) -> tuple[torch.Tensor, int | None]:
@@ -169,11 +185,13 @@ class HeadGuidedLabelsLogitsProcessor(LogitsProcessor):
         lines = text.lstrip("\n").split("\n")
         if len(lines) == 1:  # the rationale's line
             return torch.empty(0, dtype=torch.long)
-        written = {m["key"].strip() for m in map(_KEY_LINE.match, lines[1:-1]) if m is not None}
+        written = {m["key"].strip().lower() for m in map(_KEY_LINE.match, lines[1:-1]) if m is not None}
         keyed = _KEY_LINE.match(lines[-1])
         if keyed is None:
-            return self.key_tokens(tuple(k for k in self.keys if k not in written), lines[-1])
-        return torch.empty(0, dtype=torch.long) if keyed["key"].strip() in self.keys else None
+            return self.key_tokens(tuple(k for k in self.keys if k.lower() not in written), lines[-1],
+                                   blank_ok=bool(lines[-2].strip()))
+        asked = keyed["key"].strip().lower() in {k.lower() for k in self.keys}
+        return torch.empty(0, dtype=torch.long) if asked else None
 
     def _hold(self, row: int, window: int, per_window: int, scores, guided, text: str):
         """`guided` with row `row` held to the answer's format (`format_held`): where it may only spell a key, every

@@ -156,3 +156,12 @@ def test_when_the_head_decides_a_real_recordings_answers_carry_its_label():
     assert len({w["label"] for w in answered}) > 1
     own = pipe(str(REAL / name), guide_labels=False, **helpers.forced(pipe, answer, bonus=30.0, extra_tokens=12))
     assert {w["label"] for w in own.get("windows", [own]) if w["abstention_reason"] is None} == {"happiness"}
+    # an answer that would skip its Emotion line (a field line instead, then the end) is held to its format: each
+    # window still answers the head's label, and says it was held
+    skipping = answer.replace("\nEmotion: happiness", "\nValence: positive")
+    own = pipe(str(REAL / name), guide_labels=False, **helpers.forced(pipe, skipping, bonus=30.0, extra_tokens=12))
+    assert all(w["label"] is None for w in own.get("windows", [own]) if w["abstention_reason"] is None)
+    held = pipe(str(REAL / name), **helpers.forced(pipe, skipping, bonus=30.0, extra_tokens=12))
+    for window in [w for w in held.get("windows", [held]) if w["abstention_reason"] is None]:
+        assert window["label"] == max(window["head_scores"], key=window["head_scores"].get)
+        assert window["label_guidance"]["line_held"] and "Valence" not in window["generated_text"]

@@ -146,7 +146,7 @@ def label_guidance_report(outputs, config) -> dict:
     (`config.label_decision`, so a mean over runs is the share of runs), the share of answers written under guidance
     and the share whose label the guidance changed from the language model's own most likely one; where the head
     decides, ``"line_held"``: the share whose answer was held to its format (the language model would have ended it, or
-    begun another line, before its ``Emotion:`` line: unparseable without the hold)."""
+    begun another line, before its ``Emotion:`` line; an answer that ends there has no readable label)."""
     guided = [o["label_guidance"] for o in outputs if o.get("label_guidance")]
     n = max(1, len(outputs))
     decides = getattr(config, "label_decision", "language_model") == "emotion_head"

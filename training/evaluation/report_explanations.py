@@ -173,7 +173,7 @@ def _held_text(guidance: Mapping) -> str:
     if held is None:
         return ""
     return (f"; in {_number(held)} of the answers the language model would have ended the answer, or begun another "
-            f"line, before its Emotion line, and was held to the format (unparseable otherwise)")
+            f"line, before its Emotion line, and was held to the format (an answer that ends there has no readable label)")
 
 
 def abstention_lines(checks: Mapping) -> list[str]:

@@ -93,12 +93,18 @@ def main(argv=None) -> int:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--harder-subjects", type=int, default=2,
                         help="subjects of the harder set (3 or more: leave-one-subject-out validates on a subject)")
+    parser.add_argument("--configs", type=Path, default=None, metavar="DIR",
+                        help="the recipe folder (as `e2llm quickstart --configs`; default: the shipped one), e.g. a "
+                             "copy whose stage{1,2,3}.yaml set validation_size 0.5 so that a 5-subject set validates "
+                             "on 2 subjects per fold")
     args = parser.parse_args(argv)
     lines = ["# Issue #26 figures (synthetic data)", "",
-             f"Seeds {args.seeds}, protocol {args.protocol}, harder set: {args.harder_subjects} subjects.", ""]
+             f"Seeds {args.seeds}, protocol {args.protocol}, harder set: {args.harder_subjects} subjects, "
+             f"recipe {args.configs or 'shipped'}.", ""]
     for name in args.datasets:
         data = None if name == "quickstart" else harder_data(args.output_dir / "harder-data", args.harder_subjects)
-        report = run_quickstart(QuickstartRun(args.output_dir / name, data, tuple(args.seeds), args.protocol))
+        recipe = {} if args.configs is None else {"configs": args.configs}
+        report = run_quickstart(QuickstartRun(args.output_dir / name, data, tuple(args.seeds), args.protocol, **recipe))
         runs = report["quickstart"]["runs"]
         for kind, protocol in report.get("protocols", {"trial": report}).items():
             gaps = [r["alignment"]["description_gap_shuffled_minus_real"] for r in runs

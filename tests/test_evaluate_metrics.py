@@ -197,15 +197,27 @@ def test_the_reports_give_the_comparison_that_chose_the_source_of_the_probabilit
     runs = [{"seed": seed, "explanations": {
         "calibration": {"answer": {"ece": 0.07}},
         "label_probabilities": {"source": "emotion_head", "shipped_calibration": shipped}}} for seed in (0, 1)]
-    checks = _explanations(runs)
-    text = " ".join("\n".join(calibration_lines(checks)).split())
+    one = _explanations(runs[:1])  # one run: its own test, interval and all
+    text = " ".join("\n".join(calibration_lines(one)).split())
     assert ("the emotion head unless the language model's log-likelihood of the true labels is higher beyond noise "
-            "(95% interval over validation trials above 0) (language model - head: -0.200 ± 0.000 per window, 95% "
-            "interval [-0.310 ± 0.000, -0.090 ± 0.000])") in text
-    quick = "\n".join(_calibration_lines(checks))
+            "(its 95% interval above 0) (language model - head: -0.200 per window, 95% interval over validation "
+            "trials [-0.310, -0.090])") in text
+    quick = "\n".join(_calibration_lines(one))
     assert ("label probabilities from the emotion head (chosen on validation windows: language model ECE 0.050, "
             "emotion head ECE 0.150; log-likelihood per window, language model - head -0.200 [-0.310, -0.090]: the "
             "head unless the interval is above 0)") in quick
+    shipped["comparison"]["resampled"] = "subjects, then their trials"
+    assert "95% interval over validation subjects and their trials" in "\n".join(calibration_lines(_explanations(runs[:1])))
+    # two runs: each chose its source by its own interval; their bounds are not averaged into an interval
+    checks = _explanations(runs)
+    assert checks["label_probabilities"]["shipped_calibration"]["comparison"].keys() >= {"difference", "n_runs"}
+    assert "ci_low" not in checks["label_probabilities"]["shipped_calibration"]["comparison"]
+    text = " ".join("\n".join(calibration_lines(checks)).split())
+    assert ("(language model - head: -0.200 ± 0.000 per window over 2 runs; each run's source was chosen by its own "
+            "interval)") in text and "-0.310" not in text
+    quick = "\n".join(_calibration_lines(checks))
+    assert ("log-likelihood per window, language model - head -0.200 over 2 runs: in each, the head unless its "
+            "interval is above 0") in quick and "-0.310" not in quick
     del shipped["comparison"]  # a model without an emotion head: one source, no comparison
     assert "language model - head" not in "\n".join(_calibration_lines(_explanations(runs)))
 

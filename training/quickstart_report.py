@@ -34,9 +34,11 @@ def _comparison_text(comparison) -> str:
     """The validation comparison that chose the source (`calibration.choose_label_source`), or ""."""
     if not comparison:
         return ""
-    return (f"; log-likelihood per window, language model - head {_mean(comparison.get('difference')):+.3f} "
-            f"[{_mean(comparison.get('ci_low')):+.3f}, {_mean(comparison.get('ci_high')):+.3f}]: the head unless the "
-            "interval is above 0")
+    difference = f"; log-likelihood per window, language model - head {_mean(comparison.get('difference')):+.3f}"
+    if "ci_low" not in comparison:  # summarised over runs: each run chose by its own interval
+        return f"{difference} over {_mean(comparison.get('n_runs')):.0f} runs: in each, the head unless its interval is above 0"
+    return (f"{difference} [{_mean(comparison.get('ci_low')):+.3f}, {_mean(comparison.get('ci_high')):+.3f}]: the "
+            "head unless the interval is above 0")
 
 
 def _calibration_lines(explanations: dict) -> list[str]:

@@ -102,8 +102,8 @@ def calibration_lines(checks: Mapping) -> list[str]:
     if source is not None:
         lines += [f"The answers' `scores` come from the {source.replace('_', ' ')} (`config.label_probabilities`), "
                   + (f"chosen on {_count(shipped.get('n_windows'))} validation windows: the emotion head unless the "
-                     "language model's log-likelihood of the true labels is higher beyond noise (95% interval over "
-                     "validation trials above 0)" + _comparison_cell(shipped.get("comparison"))
+                     "language model's log-likelihood of the true labels is higher beyond noise (its 95% interval "
+                     "above 0)" + _comparison_cell(shipped.get("comparison"))
                      + "; ECE after temperature scaling: "
                      + ", ".join(f"{name.replace('_', ' ')} {_cell(figures.get('ece'))}"
                                  for name, figures in shipped["sources"].items()) + "."
@@ -117,14 +117,18 @@ def calibration_lines(checks: Mapping) -> list[str]:
 def _comparison_cell(comparison: Mapping | None) -> str:
     if not comparison:
         return ""
-    return (f" (language model - head: {_number(comparison.get('difference'))} per window, 95% interval "
-            f"[{_number(comparison.get('ci_low'))}, {_number(comparison.get('ci_high'))}])")
+    if "ci_low" not in comparison:  # summarised over runs (`summary._keep_mean_differences`)
+        return (f" (language model - head: {_number(comparison.get('difference'))} per window over "
+                f"{_count(comparison.get('n_runs'))} runs; each run's source was chosen by its own interval)")
+    over = "subjects and their trials" if comparison.get("resampled", "trials") != "trials" else "trials"
+    return (f" (language model - head: {_number(comparison.get('difference'))} per window, 95% interval over "
+            f"validation {over} [{_number(comparison.get('ci_low'))}, {_number(comparison.get('ci_high'))}])")
 
 
 def _decision_text(decision: Mapping | None) -> str:
     if not decision:
         return ""
-    if isinstance(decision.get("difference"), Mapping):  # summarised over runs: each run's interval is its own
+    if isinstance(decision.get("difference"), Mapping) or "ci_low" not in decision:  # summarised over runs
         return f"; best weight - head deciding: {_number(decision['difference'])} over runs"
     level = 100 * float(decision.get("level", 0.95))
     over = "subjects and their trials" if decision.get("resampled", "trials") != "trials" else "trials"

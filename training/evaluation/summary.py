@@ -118,7 +118,26 @@ def _explanations(runs: Sequence[Mapping]) -> dict | None:
             replicates[_replicate(run)].append(run["explanations"])
     if not replicates:
         return None
-    return _nested_mean_std([_nested_mean(found) for found in replicates.values()])
+    checks = _nested_mean_std([_nested_mean(found) for found in replicates.values()])
+    n_runs = sum(len(found) for found in replicates.values())
+    if n_runs > 1:
+        _keep_mean_differences(checks, n_runs)
+    return checks
+
+
+# One run's validation comparison (`e2llm.training.evaluation.calibration`) carries its own interval and p-value, the
+# test that chose that run's source or decider; averaged over runs they would read as an interval of nothing.
+_RUN_TEST_FIELDS = ("ci_low", "ci_high", "p_value")
+
+
+def _keep_mean_differences(checks: dict, n_runs: int) -> None:
+    """Over several runs keep only the mean difference of each shipped validation comparison, with `n_runs`."""
+    shipped = (checks.get("label_probabilities") or {}).get("shipped_calibration") or {}
+    for comparison in (shipped.get("comparison"), (shipped.get("label_guidance") or {}).get("decision")):
+        if isinstance(comparison, dict):
+            for key in _RUN_TEST_FIELDS:
+                comparison.pop(key, None)
+            comparison["n_runs"] = n_runs
 
 
 def _by_fold(runs: Sequence[Mapping], method: str, key: str = "accuracy") -> dict | None:

@@ -230,3 +230,17 @@ def test_one_runs_decision_says_what_its_interval_is_over():
                                         "[0.007, 0.090]")
     held_out = {**decision, "resampled": "subjects, then their trials"}
     assert "99.2% interval over validation subjects and their trials [0.007, 0.090]" in _decision_text(held_out)
+
+
+def test_explanations_summarise_runs_read_back_from_json():
+    """A NaN in a run's checks is written to JSON as null; the runs read back summarise as the originals do."""
+    import json
+
+    from e2llm.training.evaluation.summary import _explanations
+
+    runs = [{"seed": 0, "fold": fold, "explanations": {"calibration": {"answer": {"ece": ece, "nll": nll}}}}
+            for fold, (ece, nll) in enumerate([(0.1, float("nan")), (0.3, 2.0)])]
+    read_back = json.loads(json.dumps(runs).replace("NaN", "null"))
+    assert read_back[0]["explanations"]["calibration"]["answer"]["nll"] is None
+    assert _explanations(read_back) == _explanations(runs)
+    assert _explanations(read_back)["calibration"]["answer"]["nll"]["mean"] == 2.0

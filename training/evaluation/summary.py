@@ -86,7 +86,9 @@ def _nested_mean(values: Sequence[Mapping]) -> dict:
     `_nested_mean_std` counts each one once; lists are left out)."""
     out = {}
     for key in values[0]:
-        found = [float("nan") if v[key] is None else v[key] for v in values if key in v]  # NaN read back from JSON
+        found = [v[key] for v in values if v.get(key) is not None]  # a NaN read back from JSON is null: missing
+        if not found:
+            continue
         if isinstance(found[0], Mapping):
             out[key] = _nested_mean(found)
         elif isinstance(found[0], str):

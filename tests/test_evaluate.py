@@ -156,6 +156,63 @@ def test_training_seeds_pool_into_mean_std(report):
     assert accuracy["n"] == 2 and accuracy["std"] > 0 and len(accuracy["ci"]) == 2
 
 
+def _without_empty(tree):
+    """`tree` without the {"mean": None, "n": 0} leaves a field that is NaN in every run leaves (read back from JSON
+    as null, such a field is absent instead)."""
+    if isinstance(tree, dict):
+        return {k: _without_empty(v) for k, v in tree.items() if not (isinstance(v, dict) and v.get("n") == 0)}
+    return [_without_empty(v) for v in tree] if isinstance(tree, list) else tree
+
+
+def test_quickstart_outputs_of_other_seeds_merge_as_one_command(report, tmp_path):
+    """bench/merge_runs.py: the output of seed 0 and that of seed 1 pool as one command with both seeds pools them;
+    outputs that are not seeds of one command (same seed twice, other data, other recipe) are refused."""
+    import importlib.util
+    from pathlib import Path
+
+    from e2llm.training.quickstart import QuickstartRun, QuickstartSettings, _write_reports
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "merge_runs.py"
+    spec = importlib.util.spec_from_file_location("merge_runs", script)
+    merge_runs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(merge_runs)
+    settings = QuickstartSettings.from_file()
+
+    def single(seed, fingerprint):
+        run = json.loads(json.dumps(report["runs"][0]))
+        run["seed"] = seed
+        predictions = run["methods"]["de_logreg"]["predictions"]
+        run["methods"]["de_logreg"]["predictions"] = [(p + seed) % len(report["label_names"]) for p in predictions]
+        stages = [{"stage": "stage3", "seed": seed, "fingerprint": fingerprint}]
+        return {**report, "runs": [run], "provenance": {"status": "recorded", "stages": stages}}
+
+    def write(name, seeds, fingerprint="f9d7", config="stage3.yaml"):
+        runs = [{"protocol": "trial", "fold": 0, "seed": s, "folder": f"{name}/runs/trial-fold0-seed{s}",
+                 "alignment": {"description_gap_shuffled_minus_real": 0.5 + s},
+                 "commands": {"stage3": f"e2llm train stage3 --config {config} --output_dir {name}/runs/s{s} "
+                                        f"--dataset_path {name}/prepared --seed {s}"}} for s in seeds]
+        plan = QuickstartRun(tmp_path / name, seeds=tuple(seeds), settings=settings)
+        _write_reports(plan, {"trial": [single(s, fingerprint) for s in seeds]}, runs, 0.0, 1.0)
+        return str(tmp_path / name)
+
+    both, first, second = write("both", [0, 1]), write("a", [0]), write("b", [1])
+    assert merge_runs.main([first, second, "--output-dir", str(tmp_path / "merged")]) == 0
+    merged = json.loads((tmp_path / "merged" / "report.json").read_text())
+    expected = json.loads((tmp_path / "both" / "report.json").read_text())
+    assert merged["n_replicates"] == 2 and merged["quickstart"]["seeds"] == [0, 1]
+    for key in ("summary", "intervals", "paired", "folds", "explanations", "split"):
+        assert _without_empty(merged[key]) == _without_empty(expected[key]), key
+    assert [m["seeds"] for m in merged["quickstart"]["merged_from"]] == [[0], [1]]
+    assert len(merged["provenance"]["per_model"]) == 2 and (tmp_path / "merged" / "report.md").is_file()
+    assert "stage-2 gap, nats per description (mean ± std over runs) | +1.00 ± 0.71" in \
+        (tmp_path / "merged" / "issue26.md").read_text()
+    for sources, message in [([first, both], "different seeds"), ([first, write("c", [1], fingerprint="0000")],
+                                                                   "same prepared data"),
+                             ([first, write("d", [1], config="other.yaml")], "one recipe")]:
+        with pytest.raises(SystemExit, match=message):
+            merge_runs.main([*sources, "--output-dir", str(tmp_path / "refused")])
+
+
 @pytest.fixture(scope="module")
 def saved(tiny, dataset, tmp_path_factory):
     root = tmp_path_factory.mktemp("saved")

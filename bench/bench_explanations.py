@@ -83,6 +83,16 @@ def protocol_lines(name: str, kind: str, protocol: dict, gaps: list[float]) -> l
     return lines + [""]
 
 
+def report_lines(name: str, report: dict) -> list[str]:
+    """`protocol_lines` of each protocol of a quickstart `report`, with its runs' stage-2 gaps."""
+    lines = []
+    for kind, protocol in report.get("protocols", {"trial": report}).items():
+        gaps = [r["alignment"]["description_gap_shuffled_minus_real"] for r in report["quickstart"]["runs"]
+                if r["protocol"] == kind and r.get("alignment")]
+        lines += protocol_lines(name, kind, protocol, gaps)
+    return lines
+
+
 def main(argv=None) -> int:
     from e2llm.training.quickstart import QuickstartRun, run_quickstart
 
@@ -105,11 +115,7 @@ def main(argv=None) -> int:
         data = None if name == "quickstart" else harder_data(args.output_dir / "harder-data", args.harder_subjects)
         recipe = {} if args.configs is None else {"configs": args.configs}
         report = run_quickstart(QuickstartRun(args.output_dir / name, data, tuple(args.seeds), args.protocol, **recipe))
-        runs = report["quickstart"]["runs"]
-        for kind, protocol in report.get("protocols", {"trial": report}).items():
-            gaps = [r["alignment"]["description_gap_shuffled_minus_real"] for r in runs
-                    if r["protocol"] == kind and r.get("alignment")]
-            lines += protocol_lines(name, kind, protocol, gaps)
+        lines += report_lines(name, report)
     text = "\n".join(lines)
     (args.output_dir / "issue26.md").write_text(text + "\n")
     print(text)

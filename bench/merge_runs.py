@@ -10,7 +10,7 @@ recipe (each step's command line but for its run folder, data folder and ``--see
 same protocols with the same test windows in every fold, and other training seeds. The runs are pooled again by
 `summarize_runs` (mean ± std over training seeds, intervals over held-out trials, paired comparisons, explanation
 checks). Writes OUTPUT/report.json and report.md (report-<protocol>/ for each of several protocols) and prints the
-issue-26 table (`bench_explanations.protocol_lines`), also written to OUTPUT/issue26.md. The run folders stay where
+issue-26 table (`bench_explanations.report_lines`), also written to OUTPUT/issue26.md. The run folders stay where
 they are; the merged report names them.
 """
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shlex
 import sys
 from pathlib import Path
@@ -134,7 +133,7 @@ def write_merged(report: dict, output_dir: Path) -> dict:
 
 def main(argv=None) -> int:
     sys.path.insert(0, str(Path(__file__).parent))
-    from bench_explanations import protocol_lines
+    from bench_explanations import report_lines
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sources", type=Path, nargs="+", metavar="OUTPUT",
@@ -151,11 +150,9 @@ def main(argv=None) -> int:
     reports = [json.loads((s / "report.json").read_text()) for s in args.sources]
     command = shlex.join(["python", "bench/merge_runs.py", *(argv if argv is not None else sys.argv[1:])])
     report = write_merged(merge(reports, args.sources, command), args.output_dir)
-    lines = [f"# Merged: {', '.join(map(str, args.sources))} (seeds {report['quickstart']['seeds']})", ""]
-    for kind, protocol in report["protocols"].items():
-        gaps = [run["alignment"]["description_gap_shuffled_minus_real"] for run in report["quickstart"]["runs"]
-                if run["protocol"] == kind and run.get("alignment")]
-        lines += protocol_lines(re.sub(r"\W+", "-", args.output_dir.name), kind, protocol, gaps)
+    data = "synthetic data" if report.get("synthetic") else f"data: {report.get('dataset')}"
+    lines = [f"# Merged: {', '.join(map(str, args.sources))} (seeds {report['quickstart']['seeds']}, {data})", "",
+             *report_lines(args.output_dir.name, report)]
     text = "\n".join(lines)
     (args.output_dir / "issue26.md").write_text(text + "\n")
     print(text)

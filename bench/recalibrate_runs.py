@@ -11,7 +11,7 @@ calibrated again by the current code (`e2llm.training.stage3.calibrate_saved_mod
 command line) and saved with it, then evaluated as the quickstart evaluates (`evaluate_run`). The result equals a
 fresh run only where training is deterministic (on one machine it is, to the bit: `--check-against` compares the
 re-calibrated config of a run trained afresh by the current code). Writes OUTPUT/report.json and report.md, and
-prints the issue-26 table (`bench_explanations.protocol_lines`).
+prints the issue-26 table (`bench_explanations.report_lines`).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     from e2llm.training.quickstart_evaluation import evaluate_run
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from bench_explanations import protocol_lines
+    from bench_explanations import report_lines
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--from", dest="source", type=Path, required=True, help="an earlier quickstart output folder")
@@ -108,11 +108,7 @@ def main(argv=None) -> int:
                 print(json.dumps({"check_against": str(args.check_against), "config_equal": all(same.values()),
                                   "differing": sorted(k for k, v in same.items() if not v)}), flush=True)
     report = _write_reports(plan, reports, runs, 0.0, time.perf_counter() - started)
-    lines = [f"# Re-calibrated from {args.source} (synthetic data)", ""]
-    for kind, protocol in report.get("protocols", {args.protocol: report}).items():
-        gaps = [r["alignment"]["description_gap_shuffled_minus_real"] for r in runs
-                if r["protocol"] == kind and r.get("alignment")]
-        lines += protocol_lines(args.output_dir.name, kind, protocol, gaps)
+    lines = [f"# Re-calibrated from {args.source} (synthetic data)", "", *report_lines(args.output_dir.name, report)]
     text = "\n".join(lines)
     (args.output_dir / "issue26.md").write_text(text + "\n")
     print(text)

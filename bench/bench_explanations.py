@@ -93,6 +93,13 @@ def report_lines(name: str, report: dict) -> list[str]:
     return lines
 
 
+def write_table(lines: list[str], output_dir: Path) -> None:
+    """Write the table's `lines` to OUTPUT/issue26.md and print them."""
+    text = "\n".join(lines)
+    (output_dir / "issue26.md").write_text(text + "\n")
+    print(text)
+
+
 def main(argv=None) -> int:
     from e2llm.training.quickstart import QuickstartRun, run_quickstart
 
@@ -116,9 +123,7 @@ def main(argv=None) -> int:
         recipe = {} if args.configs is None else {"configs": args.configs}
         report = run_quickstart(QuickstartRun(args.output_dir / name, data, tuple(args.seeds), args.protocol, **recipe))
         lines += report_lines(name, report)
-    text = "\n".join(lines)
-    (args.output_dir / "issue26.md").write_text(text + "\n")
-    print(text)
+    write_table(lines, args.output_dir)
     print(json.dumps({"written": str(args.output_dir / "issue26.md")}))
     return 0
 

@@ -133,7 +133,7 @@ def write_merged(report: dict, output_dir: Path) -> dict:
 
 def main(argv=None) -> int:
     sys.path.insert(0, str(Path(__file__).parent))
-    from bench_explanations import report_lines
+    from bench_explanations import report_lines, write_table
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sources", type=Path, nargs="+", metavar="OUTPUT",
@@ -153,9 +153,7 @@ def main(argv=None) -> int:
     data = "synthetic data" if report.get("synthetic") else f"data: {report.get('dataset')}"
     lines = [f"# Merged: {', '.join(map(str, args.sources))} (seeds {report['quickstart']['seeds']}, {data})", "",
              *report_lines(args.output_dir.name, report)]
-    text = "\n".join(lines)
-    (args.output_dir / "issue26.md").write_text(text + "\n")
-    print(text)
+    write_table(lines, args.output_dir)
     return 0
 
 

@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     from e2llm.training.quickstart_evaluation import evaluate_run
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from bench_explanations import report_lines
+    from bench_explanations import report_lines, write_table
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--from", dest="source", type=Path, required=True, help="an earlier quickstart output folder")
@@ -109,9 +109,7 @@ def main(argv=None) -> int:
                                   "differing": sorted(k for k, v in same.items() if not v)}), flush=True)
     report = _write_reports(plan, reports, runs, 0.0, time.perf_counter() - started)
     lines = [f"# Re-calibrated from {args.source} (synthetic data)", "", *report_lines(args.output_dir.name, report)]
-    text = "\n".join(lines)
-    (args.output_dir / "issue26.md").write_text(text + "\n")
-    print(text)
+    write_table(lines, args.output_dir)
     return 0
 
 

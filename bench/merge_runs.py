@@ -119,21 +119,11 @@ def merge(reports: list[dict], sources: list[Path], command: str) -> dict:
     return {**next(iter(protocols.values())), "protocols": protocols, "command": command, "quickstart": quickstart}
 
 
-def write_merged(report: dict, output_dir: Path) -> dict:
-    """Write `report` as `run_quickstart` writes its own into `output_dir`."""
-    from e2llm.training.evaluation.report import _clean, write_report
-
-    report = {**report, "files": write_report(report, output_dir)}
-    if len(report["protocols"]) > 1:
-        for kind, summary in report["protocols"].items():
-            summary["files"] = write_report(summary, output_dir / f"report-{kind}")
-    (output_dir / "report.json").write_text(json.dumps(_clean(report), indent=2, default=str) + "\n")
-    return report
-
-
 def main(argv=None) -> int:
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_explanations import report_lines, write_table
+
+    from e2llm.training.quickstart import write_quickstart_report
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sources", type=Path, nargs="+", metavar="OUTPUT",
@@ -149,7 +139,7 @@ def main(argv=None) -> int:
         raise SystemExit("--output-dir must differ from every merged folder: their reports are kept as they are")
     reports = [json.loads((s / "report.json").read_text()) for s in args.sources]
     command = shlex.join(["python", "bench/merge_runs.py", *(argv if argv is not None else sys.argv[1:])])
-    report = write_merged(merge(reports, args.sources, command), args.output_dir)
+    report = write_quickstart_report(merge(reports, args.sources, command), args.output_dir)
     data = "synthetic data" if report.get("synthetic") else f"data: {report.get('dataset')}"
     lines = [f"# Merged: {', '.join(map(str, args.sources))} (seeds {report['quickstart']['seeds']}, {data})", "",
              *report_lines(args.output_dir.name, report)]

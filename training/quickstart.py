@@ -271,11 +271,17 @@ def _write_reports(plan: QuickstartRun, reports: dict, runs: list, data_seconds:
                              "load_average_1min": round(os.getloadavg()[0], 2),
                              "threads": {"torch": torch.get_num_threads(),
                                          **{name: os.environ.get(name) for name in THREAD_SETTINGS}}}}
-    report["files"] = write_report(report, plan.output_dir)
-    for kind, summary in protocols.items():
-        if len(protocols) > 1:
-            summary["files"] = write_report(summary, plan.output_dir / f"report-{kind}")
-    (plan.output_dir / "report.json").write_text(json.dumps(_clean(report), indent=2, default=str) + "\n")
+    return write_quickstart_report(report, plan.output_dir)
+
+
+def write_quickstart_report(report: dict, output_dir: Path) -> dict:
+    """Write a quickstart `report` into `output_dir`: report.md (report-<protocol>/ for each of several protocols)
+    and report.json; returns it with the files written (``files``)."""
+    report["files"] = write_report(report, output_dir)
+    if len(report["protocols"]) > 1:
+        for kind, summary in report["protocols"].items():
+            summary["files"] = write_report(summary, output_dir / f"report-{kind}")
+    (output_dir / "report.json").write_text(json.dumps(_clean(report), indent=2, default=str) + "\n")
     return report
 
 
@@ -325,4 +331,4 @@ def run(args: argparse.Namespace) -> int:
 
 __all__ = ["CONFIGS", "PROTOCOLS", "QUICKSTART_EEG_CONFIG", "QuickstartRun", "QuickstartSettings", "add_arguments",
            "encoder_overrides", "make_synthetic_data", "run", "run_commands", "run_quickstart", "supported_tasks",
-           "validation_data"]
+           "validation_data", "write_quickstart_report"]
